@@ -1,0 +1,1 @@
+"""Training: the shared epoch loop and the trainers built on it."""

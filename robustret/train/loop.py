@@ -1,0 +1,181 @@
+"""The shared epoch loop: steps, progress bar, a checkpoint each epoch, resume.
+
+Randomness contract: everything random in an epoch (shuffling, augmentation, on-the-fly
+degradation) comes from ``make_batches(epoch)``, which derives its generator from
+``(seed, epoch)``. Model, optimizer and scheduler state are saved after every epoch, so
+"2 epochs" equals "1 epoch, interrupt, resume, 1 epoch" exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustret import __version__
+from robustret.io import atomic_save, load_checkpoint
+from robustret.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[Any], tuple[Tensor, dict[str, float]]]
+"""Maps one batch to ``(loss, extra_metrics)``; the loop does backward and the optimizer step."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_loop` did.
+
+    Attributes:
+        history: one dict per epoch (``epoch``, ``loss``, ``lr``, ``seconds`` and the
+            metrics returned by ``step``/``evaluate``), resumed epochs included.
+        resumed_from: the last epoch found in the checkpoint, 0 when training started fresh.
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's record (empty when no epoch ran)."""
+        return self.history[-1] if self.history else {}
+
+
+def train_loop(
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    make_batches: Callable[[int], Iterable[Any]],
+    step: StepFn,
+    epochs: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    checkpoint: str | Path | None = None,
+    fingerprint: str = "",
+    evaluate: Callable[[int], dict[str, float]] | None = None,
+    logger: RunLogger | None = None,
+    tag: str = "train",
+    progress: bool | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``epochs`` epochs (numbered 1..epochs), resuming when possible.
+
+    Args:
+        model: the network, already on its device; put in ``train()`` mode each epoch.
+        optimizer: its optimizer.
+        make_batches: ``epoch -> iterable of batches``; all randomness of the epoch lives here.
+        step: ``batch -> (loss, metrics)``; the loop calls ``backward`` and ``optimizer.step``.
+        epochs: total number of epochs to reach (a resumed run only does the missing ones).
+        scheduler: stepped once per epoch.
+        checkpoint: path of ``last.pt``, written atomically after every epoch; when it exists
+            and its ``fingerprint`` matches, training resumes after its epoch.
+        fingerprint: identifies the configuration; a checkpoint with another fingerprint is
+            never resumed from (a ``ValueError`` says so).
+        evaluate: ``epoch -> metrics`` run after each epoch (in ``eval()`` mode).
+        logger: receives ``{tag}/loss``, ``{tag}/lr`` and every metric per epoch.
+        tag: scalar prefix, e.g. ``train/retriever``.
+        progress: show a tqdm bar (None: only on a terminal).
+        extra_state: stored in the checkpoint beside the training state (config, class names).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: ``epochs`` < 0, or a checkpoint written by another configuration.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    result = TrainResult()
+    start_epoch = 1
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        if state.get("fingerprint", "") != fingerprint:
+            raise ValueError(
+                f"checkpoint {checkpoint} was written by another configuration "
+                f"({state.get('fingerprint', '?')!r} != {fingerprint!r}); delete it or use another output folder"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        result.history = list(state.get("history", []))
+        result.resumed_from = int(state["epoch"])
+        start_epoch = result.resumed_from + 1
+        if start_epoch <= epochs:
+            log.info("resuming %s from %s after epoch %d", tag, checkpoint, result.resumed_from)
+
+    from tqdm.auto import tqdm
+
+    for epoch in range(start_epoch, epochs + 1):
+        model.train()
+        began = time.perf_counter()
+        total, count = 0.0, 0
+        sums: dict[str, float] = {}
+        batches = make_batches(epoch)
+        bar = tqdm(batches, desc=f"{tag} {epoch}/{epochs}", leave=False, disable=None if progress is None else not progress)
+        for batch in bar:
+            loss, metrics = step(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            count += 1
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        bar.close()
+        if count == 0:
+            raise ValueError(f"{tag}: epoch {epoch} produced no batches; is the training set empty?")
+        record: dict[str, float] = {
+            "epoch": epoch,
+            "loss": total / count,
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            **{name: value / count for name, value in sums.items()},
+        }
+        if scheduler is not None:
+            scheduler.step()
+        if evaluate is not None:
+            model.eval()
+            record.update(evaluate(epoch))
+        record["seconds"] = time.perf_counter() - began
+        result.history.append(record)
+        log.info("%s epoch %d/%d: %s", tag, epoch, epochs, _format(record))
+        if logger is not None:
+            logger.scalars({k: v for k, v in record.items() if k not in ("epoch", "seconds")}, step=epoch, prefix=tag)
+        if checkpoint is not None:
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "epoch": epoch,
+                    "history": result.history,
+                    "fingerprint": fingerprint,
+                    "version": __version__,
+                    **(extra_state or {}),
+                },
+                checkpoint,
+            )
+    model.eval()
+    return result
+
+
+def _format(record: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch")
+
+
+def step_decay(optimizer: torch.optim.Optimizer, *, epochs: int, paper_epochs: int = 200, paper_step: int = 40,
+               gamma: float = 0.5) -> torch.optim.lr_scheduler.StepLR:
+    """The study's schedule (lr halved every 40 of 200 epochs), scaled to ``epochs``.
+
+    ``step_size = max(1, round(epochs * paper_step / paper_epochs))``, so a 10-epoch run
+    halves the rate every 2 epochs and a 200-epoch run every 40.
+    """
+    step_size = max(1, round(epochs * paper_step / paper_epochs))
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)

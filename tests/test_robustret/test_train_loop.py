@@ -1,0 +1,85 @@
+"""The shared training loop: learning, checkpoints, resume equivalence, fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robustret.rng import make_generator, sample_seed
+from robustret.tracking import RunLogger, read_metrics
+from robustret.train.loop import step_decay, train_loop
+
+SEED = 3
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = make_generator(0)
+    x = torch.randn(64, 4, generator=generator)
+    y = (x @ torch.tensor([1.0, -2.0, 0.5, 0.0]) > 0).long()
+    return x, y
+
+
+def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    scheduler = step_decay(optimizer, epochs=4)
+    x, y = _data()
+
+    def make_batches(epoch: int):
+        order = torch.randperm(len(x), generator=make_generator(sample_seed(SEED, epoch)))
+        return [(x[idx], y[idx]) for idx in order.split(16)]
+
+    def step(batch):
+        inputs, targets = batch
+        logits = model(inputs)
+        return nn.functional.cross_entropy(logits, targets), {"acc": (logits.argmax(1) == targets).float().mean()}
+
+    result = train_loop(
+        model=model, optimizer=optimizer, scheduler=scheduler, make_batches=make_batches, step=step,
+        epochs=epochs, checkpoint=checkpoint, fingerprint=fingerprint, logger=logger, tag="train/toy", progress=False,
+    )
+    return model, result
+
+
+def test_loss_decreases_and_metrics_logged(tmp_path) -> None:
+    with RunLogger(tmp_path, tensorboard=False) as logger:
+        _, result = _run(4, logger=logger)
+    losses = [record["loss"] for record in result.history]
+    assert losses[-1] < losses[0]
+    tags = {row["tag"] for row in read_metrics(tmp_path)}
+    assert {"train/toy/loss", "train/toy/lr", "train/toy/acc"} <= tags
+
+
+def test_two_epochs_equal_one_then_resume(tmp_path) -> None:
+    straight, _ = _run(2)
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint)
+    resumed, result = _run(2, checkpoint=checkpoint)
+    assert result.resumed_from == 1
+    assert len(result.history) == 2
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_finished_run_does_no_more_work(tmp_path) -> None:
+    checkpoint = tmp_path / "last.pt"
+    first, _ = _run(2, checkpoint=checkpoint)
+    again, result = _run(2, checkpoint=checkpoint)
+    assert result.resumed_from == 2
+    assert torch.equal(first.weight, again.weight)
+
+
+def test_checkpoint_from_other_config_is_refused(tmp_path) -> None:
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint, fingerprint="a")
+    with pytest.raises(ValueError, match="another configuration"):
+        _run(2, checkpoint=checkpoint, fingerprint="b")
+
+
+def test_step_decay_scales_the_study_schedule() -> None:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert step_decay(optimizer, epochs=200).step_size == 40
+    assert step_decay(optimizer, epochs=10).step_size == 2
+    assert step_decay(optimizer, epochs=3).step_size == 1
