@@ -1,0 +1,36 @@
+"""Batched, seeded image degradations: noise, Haar resolution reduction, motion blur.
+
+Public contract::
+
+    degradations.apply(images, name, severity=3, *, generator=None, **overrides) -> Tensor
+    degradations.apply_indexed(images, name, severity=3, *, seed, indices) -> Tensor
+    degradations.available() -> list[str]
+    degradations.DEGRADATIONS          # Registry; DEGRADATIONS.build(name, **params) -> nn.Module
+    degradations.severity_params(name, severity) -> dict
+"""
+
+from __future__ import annotations
+
+from .api import SEVERITIES, apply, apply_indexed, available, build_module, severity_params
+from .bridge import Degrade, apply_numpy, from_uint8, to_tensor
+from .modules import (
+    DEGRADATIONS,
+    Degradation,
+    GaussianNoise,
+    HaarLowres,
+    MotionBlur,
+    NoiseMixture,
+    SaltPepperNoise,
+    SpeckleNoise,
+)
+from .motion_blur import blur_from_length, motion_blur, motion_blur_transfer
+from .noise import gaussian_noise, salt_pepper_noise, speckle_noise
+from .resolution import block_mean, haar_lowres
+
+__all__ = [
+    "DEGRADATIONS", "SEVERITIES", "Degradation", "Degrade", "GaussianNoise", "HaarLowres",
+    "MotionBlur", "NoiseMixture", "SaltPepperNoise", "SpeckleNoise", "apply", "apply_indexed",
+    "apply_numpy", "available", "blur_from_length", "block_mean", "build_module", "from_uint8",
+    "gaussian_noise", "haar_lowres", "motion_blur", "motion_blur_transfer", "salt_pepper_noise",
+    "severity_params", "speckle_noise", "to_tensor",
+]
