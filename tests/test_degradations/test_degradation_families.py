@@ -178,3 +178,11 @@ def test_fft_method_matches_reference_formula_without_dc_zeroing() -> None:
     ours = degradations.motion_blur(torch.from_numpy(x)[None, None].float(), a, b, method="fft",
                                     range_mode="clip")[0, 0].double().numpy()
     np.testing.assert_allclose(ours, np.clip(ref, 0, 1), atol=1e-5)
+
+
+def test_demo_writes_png(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from degradations import demo
+
+    out = tmp_path / "grid.png"
+    assert demo.main(["--out", str(out), "--size", "32"]) == 0
+    assert out.stat().st_size > 1000
