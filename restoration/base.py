@@ -8,8 +8,10 @@ gradient never vanishes at the range limits) and :meth:`Restorer.forward` clamps
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from robustret.checks import check_images
@@ -68,3 +70,26 @@ class Identity(Restorer):
 
     def restore_raw(self, images: Tensor) -> Tensor:
         return images
+
+
+def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-initialise every conv / transposed conv / batch norm from ``generator`` (in place).
+
+    Same distributions as PyTorch's defaults (Kaiming-uniform with a = sqrt(5), bias
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), batch norm 1 / 0) but drawn from ``generator``, so a
+    training run is reproducible without touching torch's global random state.
+
+    Returns:
+        ``model``.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                if module.bias is not None:
+                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+    return model

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import restoration
+from restoration.base import init_weights
 from robustret.checks import check_images
 from robustret.device import resolve_device
 from robustret.io import atomic_write_json
@@ -43,6 +44,8 @@ DegradeFn = Callable[[Tensor, torch.Generator], Tensor]
 
 VALIDATION_STREAM = 1_000_003
 """Index under which the validation subset's seed is derived (never an epoch number)."""
+INIT_STREAM = 1_000_033
+"""Index under which the weight initialisation seed is derived."""
 
 # Settings that do not change what is learned; left out of the resume fingerprint.
 _NOT_FINGERPRINTED = ("epochs", "device", "val_every_grid")
@@ -273,7 +276,8 @@ def train_restorer(
     log.info("validation: %d images, degraded PSNR %.2f dB, SSIM %.4f", len(pick), base_psnr, base_ssim)
 
     options = {"channels": int(train_images.shape[1]), **config.model_options}
-    model = restoration.build(config.model, **options).to(device)
+    model = restoration.build(config.model, **options)
+    init_weights(model, make_generator(sample_seed(config.seed, INIT_STREAM))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     # step_decay with a one-epoch "paper" unit: the rate halves every lr_step epochs whatever epochs is
     scheduler = step_decay(optimizer, epochs=config.lr_step, paper_epochs=1, paper_step=1)

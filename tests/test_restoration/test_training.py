@@ -1,0 +1,90 @@
+"""Restorer training: the loss goes down, resume equals a straight run, CLI flags."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import restoration
+from restoration.train import build_parser
+from restoration.training import RestorerTrainConfig, random_crops, train_restorer
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 1, 4, 4, generator=g)
+    return torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _noise(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return (images + 0.1 * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+
+
+def _config(model: str, **overrides) -> RestorerTrainConfig:
+    options = {"widths": [4, 4, 4, 4, 4]} if model == "dae" else {"widths": [4, 4, 4, 4], "residual": True}
+    base = dict(model=model, model_options=options, degrade="gaussian_noise", epochs=1, batch_size=8,
+                lr=1e-2, lr_step=1, samples_per_epoch=16, val_images=8, device="cpu")
+    return RestorerTrainConfig(**{**base, **overrides})
+
+
+def _train(tmp_path, config, name="run"):
+    return train_restorer(config, tmp_path / name, train_images=_images(24), val_images=_images(8, 1),
+                          degrade=_noise, progress=False, tensorboard=False)
+
+
+@pytest.mark.parametrize("model", ["dae", "srcnn"])
+def test_training_lowers_the_loss(tmp_path, model: str) -> None:
+    crop = 16 if model == "srcnn" else None
+    result = _train(tmp_path, _config(model, epochs=4, crop_size=crop, lr_step=10))
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0], losses
+    assert {"val_psnr", "val_ssim", "val_psnr_degraded"} <= set(result.history[-1])
+    loaded = restoration.load(tmp_path / "run")
+    x = _images(2)
+    assert torch.equal(loaded(x), result.model(x))
+    assert loaded.checkpoint_info["degradation"] == "gaussian_noise"
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 4
+
+
+def test_resume_equals_straight_run(tmp_path) -> None:
+    straight = _train(tmp_path, _config("dae", epochs=2), "straight")
+    first = _train(tmp_path, _config("dae", epochs=1), "resumed")
+    assert first.resumed_from == 0 and len(first.history) == 1
+    second = _train(tmp_path, _config("dae", epochs=2), "resumed")
+    assert second.resumed_from == 1 and [h["epoch"] for h in second.history] == [1, 2]
+    a, b = straight.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.history[-1]["loss"] == second.history[-1]["loss"]
+
+
+def test_other_configuration_is_not_resumed(tmp_path) -> None:
+    _train(tmp_path, _config("dae", epochs=1))
+    with pytest.raises(ValueError, match="another configuration"):
+        _train(tmp_path, _config("dae", epochs=1, lr=1e-3))
+
+
+def test_random_crops_take_the_same_window() -> None:
+    clean = torch.arange(2 * 16 * 16, dtype=torch.float32).view(2, 1, 16, 16)
+    cc, dd = random_crops(clean, clean + 1, 5, torch.Generator().manual_seed(0))
+    assert cc.shape == (2, 1, 5, 5) and torch.equal(dd, cc + 1)
+
+
+def test_presets_and_validation() -> None:
+    paper = RestorerTrainConfig.paper("srcnn", "lowres")
+    assert (paper.epochs, paper.batch_size, paper.lr, paper.lr_step) == (200, 64, 1e-3, 40)
+    quick = RestorerTrainConfig.quick("srcnn", "lowres")
+    assert quick.crop_size == 33 and quick.epochs < 20
+    assert quick.fingerprint() == RestorerTrainConfig.quick("srcnn", "lowres", epochs=99).fingerprint()
+    with pytest.raises(ValueError, match="unknown restorer"):
+        RestorerTrainConfig(model="unet")
+    with pytest.raises(ValueError, match="batch_size"):
+        RestorerTrainConfig(batch_size=0)
+
+
+def test_cli_parser() -> None:
+    args = build_parser().parse_args(["--model", "dae", "--degrade", "noise", "--out", "x", "--epochs", "2"])
+    assert (args.profile, args.epochs, args.dataset) == ("quick", 2, "synthetic")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model", "unet", "--degrade", "noise", "--out", "x"])
