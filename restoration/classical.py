@@ -18,7 +18,6 @@ degradation               baseline             what it does
 from __future__ import annotations
 
 import logging
-import math
 
 import cv2
 import numpy as np
@@ -163,10 +162,8 @@ def motion_blur_transfer(h: int, w: int, a: Tensor | float, b: Tensor | float, t
                          *, device: torch.device | str = "cpu") -> Tensor:
     """The study's motion-blur transfer ``H = T sinc(u a + v b) exp(-j pi (u a + v b))``, full spectrum.
 
-    ``u`` is the integer DFT frequency index along the width and ``v`` along the height, in
-    ``torch.fft`` order, so ``a`` / ``b`` are the displacement in image widths / heights (the
-    convention of ``degradations.motion_blur``). Uses ``degradations.motion_blur_transfer`` when
-    available, so the Wiener filter inverts exactly the blur that was applied.
+    Delegates to ``degradations.motion_blur_transfer``, so the Wiener filter inverts exactly the
+    blur that was applied (``a`` / ``b`` are displacements in image widths / heights).
 
     Args:
         h, w: image size.
@@ -174,17 +171,11 @@ def motion_blur_transfer(h: int, w: int, a: Tensor | float, b: Tensor | float, t
     Returns:
         (B or 1, 1, H, W) complex64 in ``torch.fft.fft2`` layout.
     """
+    from degradations.motion_blur import motion_blur_transfer as degradation_transfer
+
     a_, b_, t_ = (torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in (a, b, t))
-    try:  # the degradation's own definition is the one to invert
-        from degradations.motion_blur import motion_blur_transfer as external
-    except ImportError:
-        external = None
-    if external is not None:
-        return external(h, w, a_, b_, t_ if t_.numel() > 1 else float(t_), half=False, device=torch.device(device))
-    v = (torch.fft.fftfreq(h) * h).view(1, 1, h, 1)
-    u = (torch.fft.fftfreq(w) * w).view(1, 1, 1, w)
-    p = u * a_.view(-1, 1, 1, 1) + v * b_.view(-1, 1, 1, 1)  # (B, 1, H, W)
-    return (t_.view(-1, 1, 1, 1) * torch.sinc(p) * torch.exp(-1j * math.pi * p)).to(torch.complex64).to(device)
+    return degradation_transfer(h, w, a_, b_, t_ if t_.numel() > 1 else float(t_), half=False,
+                                device=torch.device(device))
 
 
 def wiener_deconvolve(images: Tensor, transfer: Tensor, k: float = 0.01) -> Tensor:
