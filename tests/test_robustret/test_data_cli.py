@@ -1,0 +1,39 @@
+"""``python -m robustret.data info``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+
+from robustret.data.__main__ import main
+
+
+def test_info_synthetic_with_preview(tmp_path, capsys, monkeypatch) -> None:
+    png = tmp_path / "preview.png"
+    # a tiny synthetic set through the same code path as `--dataset synthetic`
+    from robustret.data import __main__ as cli
+
+    original = cli.load
+    monkeypatch.setattr(cli, "load", lambda spec, **kw: original(
+        spec, n_instances=2, elevations=1, azimuths=4, lightings=1, render_size=24, **kw))
+    assert main(["info", "--dataset", "synthetic", "--per-class", "3", "--preview", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "classes: 5" in out and "(1, 24, 24)" in out and "preview:" in out
+    assert matplotlib.image.imread(png).ndim in (2, 3)
+
+
+@pytest.mark.parametrize("spec", ["nonsense", "folder:/definitely/not/here"])
+def test_bad_spec_one_line_exit_2(spec, capsys) -> None:
+    assert main(["info", "--dataset", spec]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+
+
+def test_module_runs(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "robustret.data", "info", "--dataset", "bogus:x"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown dataset spec" in proc.stderr
