@@ -347,6 +347,18 @@ def generate(config: SyntheticConfig) -> dict[str, np.ndarray]:
         uint8, ``labels``, ``instance``, ``elevation``, ``azimuth``, ``lighting`` (N,) int64
         (indices), ``elevation_deg``, ``azimuth_deg`` (N,) float32.
     """
+    # The renderer works on many small tensors: intra-op threading costs far more than it
+    # saves (measured 6.7 s with 1 thread vs 72 s with 2 on a busy 2-core machine), so render
+    # single-threaded and restore the caller's setting afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _generate(config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _generate(config: SyntheticConfig) -> dict[str, np.ndarray]:
     start = time.perf_counter()
     cfg = config
     elev_deg = np.linspace(30, 70, cfg.elevations) if cfg.elevations > 1 else np.array([50.0])
