@@ -1,0 +1,193 @@
+"""The retrieval network of the study: learned 1x1 grayscale stem + CNN trunk + class head.
+
+``forward(x)`` -> class logits (trained with cross-entropy); ``embed(x)`` -> the trunk's
+pooled features used for retrieval (ResNet34: the last conv block after global average
+pooling, 512-d, not normalised).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustret.models.backbones import BACKBONES, load_torchvision_weights
+
+log = logging.getLogger(__name__)
+
+
+class Retriever(nn.Module):
+    """Stem + trunk + head.
+
+    Args:
+        backbone: a name in :data:`robustret.models.backbones.BACKBONES`.
+        num_classes: units of the classification head.
+        in_channels: 1 (grayscale, through a learned 1x1 conv 1 -> 3) or 3 (no stem).
+        channels_last: convert the parameters to ``torch.channels_last`` memory format and
+            feed inputs in that format (faster convolutions on CPU; same results up to rounding).
+
+    Inputs are (B, in_channels, H, W) float in [0, 1]; they are mapped to [-1, 1] inside
+    (the study's normalisation), after the 1x1 stem's input.
+    """
+
+    def __init__(self, backbone: str = "resnet34", *, num_classes: int, in_channels: int = 1,
+                 channels_last: bool = False) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        spec = BACKBONES.build(backbone)
+        self.backbone_name = backbone
+        self.num_classes = int(num_classes)
+        self.in_channels = int(in_channels)
+        self.embedding_dim = spec.embedding_dim
+        self.head_name = spec.head_name
+        self.stem: nn.Module = nn.Conv2d(1, 3, kernel_size=1) if in_channels == 1 else nn.Identity()
+        self.trunk = spec.trunk
+        self.head = nn.Linear(spec.embedding_dim, num_classes)
+        self.channels_last = bool(channels_last)
+        self.pretrained_loaded = False
+        self.weights_file: str | None = None  # set by build_retriever when trunk weights were loaded
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def arch(self) -> dict[str, Any]:
+        """Constructor arguments, stored in checkpoints so :func:`load_retriever` can rebuild."""
+        return {"backbone": self.backbone_name, "num_classes": self.num_classes, "in_channels": self.in_channels}
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected (B, {self.in_channels}, H, W) images in [0, 1]; got shape {tuple(x.shape)}"
+            )
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.stem(x * 2.0 - 1.0)  # [0, 1] -> [-1, 1], then 1 -> 3 channels
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Retrieval embedding.
+
+        Args:
+            x: (B, in_channels, H, W) float in [0, 1].
+        Returns:
+            (B, embedding_dim) float, not normalised.
+        """
+        return self.trunk(self._prepare(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits (B, num_classes) of (B, in_channels, H, W) images in [0, 1]."""
+        return self.head(self.embed(x))
+
+
+def init_retriever(model: Retriever, generator: torch.Generator, *, trunk: bool = True) -> Retriever:
+    """Re-initialise the weights from ``generator`` (in place), leaving torch's global RNG alone.
+
+    torchvision's initialisation drawn from ``generator``: convolutions Kaiming-normal
+    (fan_out, ReLU) with zero bias, batch norms 1 / 0, linear layers
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default), the 1x1 stem like a convolution.
+
+    Args:
+        model: the retriever.
+        generator: a CPU ``torch.Generator`` (e.g. ``make_generator(sample_seed(seed, ...))``).
+        trunk: also re-draw the trunk; False keeps loaded pretrained trunk weights and only
+            re-draws the stem and the head.
+    Returns:
+        ``model``.
+    """
+    modules = [model.stem, model.head] + ([model.trunk] if trunk else [])
+    with torch.no_grad():
+        for part in modules:
+            for module in part.modules():
+                if isinstance(module, nn.Conv2d):
+                    weight = torch.empty(module.weight.shape)
+                    nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu", generator=generator)
+                    module.weight.copy_(weight)
+                    if module.bias is not None:
+                        module.bias.zero_()
+                elif isinstance(module, nn.Linear):
+                    bound = 1.0 / math.sqrt(module.in_features)
+                    module.weight.copy_(torch.empty(module.weight.shape).uniform_(-bound, bound, generator=generator))
+                    if module.bias is not None:
+                        module.bias.copy_(torch.empty(module.bias.shape).uniform_(-bound, bound, generator=generator))
+                elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                    module.reset_parameters()
+    return model
+
+
+def build_retriever(
+    backbone: str = "resnet34",
+    *,
+    num_classes: int,
+    in_channels: int = 1,
+    weights: str | Path | None = None,
+    pretrained: str | None = None,
+    channels_last: bool = False,
+) -> Retriever:
+    """Build a :class:`Retriever` with random weights, or trunk weights from a local file.
+
+    Args:
+        backbone: ``resnet18`` (512-d), ``resnet34`` (512-d, the study), ``resnet50`` (2048-d)
+            or ``vgg19`` (4096-d fc7).
+        num_classes: classes of the head.
+        in_channels: 1 (learned 1x1 stem to 3 channels) or 3.
+        weights: a local torchvision checkpoint (plain state_dict, e.g.
+            ``resnet34-b627a593.pth``) loaded into the trunk; its head is ignored.
+        pretrained: ``"imagenet"`` requires ``weights``: nothing is downloaded here.
+        channels_last: see :class:`Retriever`.
+    Raises:
+        KeyError: unknown backbone (lists the available ones).
+        ValueError: ``pretrained`` without ``weights``, or a weights file that does not fit.
+        FileNotFoundError: ``weights`` does not exist.
+    """
+    if pretrained is not None:
+        if pretrained != "imagenet":
+            raise ValueError(f"pretrained must be None or 'imagenet', got {pretrained!r}")
+        if weights is None:
+            raise ValueError(
+                f"pretrained='imagenet' needs a local weights file: downloads are impossible here "
+                f"(no internet). Put the torchvision checkpoint for {backbone} (e.g. resnet34-b627a593.pth) "
+                "on disk and pass weights=PATH (CLI: --weights PATH)."
+            )
+    model = Retriever(backbone, num_classes=num_classes, in_channels=in_channels)
+    if weights is not None:
+        load_torchvision_weights(model.trunk, weights, model.head_name)
+        model.pretrained_loaded = True
+        model.weights_file = str(weights)
+    if channels_last:
+        model.channels_last = True
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def load_retriever(path: str | Path, device: torch.device | str = "cpu", *, channels_last: bool = False) -> Retriever:
+    """Rebuild a :class:`Retriever` from a checkpoint holding ``arch`` and ``model``.
+
+    Written by :func:`robustret.train.classifier.train_retriever` (``out_dir/last.pt``): the
+    architecture (backbone, class count, input channels) is stored beside the weights.
+
+    Args:
+        path: the checkpoint file.
+        device: where the model goes.
+        channels_last: convert to channels_last memory format after loading.
+    Returns:
+        The model in ``eval()`` mode on ``device``.
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a retriever checkpoint.
+    """
+    from robustret.io import load_checkpoint
+
+    state = load_checkpoint(path)
+    if "arch" not in state or "model" not in state:
+        raise ValueError(f"{path} is not a retriever checkpoint (needs 'arch' and 'model'; has {sorted(state)})")
+    model = Retriever(**state["arch"])
+    model.load_state_dict(state["model"])
+    if channels_last:
+        model.channels_last = True
+        model.to(memory_format=torch.channels_last)
+    return model.to(device).eval()

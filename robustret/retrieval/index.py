@@ -1,0 +1,341 @@
+"""Exact k-nearest-neighbour search over a gallery of embeddings, in bounded memory.
+
+Ranking algebra (``metric="l2"``): ``||q - g||^2 = ||q||^2 + ||g||^2 - 2 q.g``. Within one
+query row ``||q||^2`` is a constant, so the ranking only needs ``s = ||g||^2 - 2 q.g``, one
+fused ``addmm(||g||^2, q, g^T, alpha=-2)`` written into a reused ``(chunk, G)`` buffer; the
+constant, the clamp at 0 and the square root are applied to the ``k`` results only.
+``metric="cosine"``: both sides L2-normalised, ``s = q.g``, larger is closer.
+
+Memory: one ``(chunk_size, G)`` float buffer (24,300 gallery items x 1024 queries = 100 MB)
+whatever the number of queries, plus the ``(Q, k)`` outputs.
+
+Ties (bit-equal ranking scores) go to the lower gallery index, deterministically:
+``topk`` is asked for ``k + 1`` candidates; the ``k`` kept are re-ordered by (score, index)
+(sort by index, then a stable sort by score, which cannot reorder distinct scores); a row whose
+``k``-th and ``(k+1)``-th scores are equal (a tie across the cut, where ``topk`` may pick any
+of the tied items) is redone with a full stable sort of that row. Ties are decided on the
+ranking score, which is computed by BLAS: two duplicated gallery rows only tie when the BLAS
+kernel returns bit-equal dot products for them (it does for exactly representable data; for
+general floats it may differ in the last bit, which then decides).
+
+Backend ``"faiss"`` (optional extra ``faiss``): ``IndexFlatL2`` / ``IndexFlatIP`` on
+normalised vectors, same interface and results (up to float rounding; its results are
+re-ordered by (score, index) within the ``k`` found, but a tie across the cut is faiss's choice).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustret import __version__
+from robustret.checks import check_embeddings, check_labels
+from robustret.io import atomic_save, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "robustret.GalleryIndex/1"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A ranking metric: its name and whether a larger score means closer."""
+
+    name: str
+    larger_is_closer: bool
+
+
+METRICS: dict[str, Metric] = {
+    "l2": Metric("l2", larger_is_closer=False),
+    "cosine": Metric("cosine", larger_is_closer=True),
+}
+BACKENDS = ("torch", "faiss")
+
+
+def get_metric(name: str) -> Metric:
+    """The :class:`Metric` called ``name`` (``"l2"`` or ``"cosine"``).
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    try:
+        return METRICS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}") from None
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if backend == "faiss":
+        try:
+            import faiss  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                "backend='faiss' needs the faiss-cpu package: pip install 'robustret[faiss]'"
+            ) from exc
+
+
+def _check_k(k: int, gallery_size: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if k > gallery_size:
+        raise ValueError(f"k={k} exceeds the gallery size {gallery_size}; use k <= {gallery_size}")
+
+
+class _Prepared:
+    """Gallery-side terms computed once.
+
+    On CUDA (or any non-CPU device): the (G, D) float32 matrix and ``||g||^2`` for ``addmm``.
+    On the CPU the product runs through numpy's OpenBLAS ``matmul`` (measured faster than
+    torch's MKL ``mm`` on the AMD CPU here, see docs/benchmarks.md) on zero-copy views, with the
+    ``||g||^2`` term folded into the product by one extra column: ``[q, 1] . [-2 g, ||g||^2]``
+    (one GEMM, no second pass over the (chunk, G) block).
+    """
+
+    def __init__(self, gallery: Tensor, metric: Metric) -> None:
+        gallery = gallery.detach().float().contiguous()
+        if metric.name == "cosine":
+            gallery = torch.nn.functional.normalize(gallery, dim=1)
+        self.metric = metric
+        self.gallery = gallery
+        self.bias: Tensor | None = None
+        self.cpu_matrix: Any = None  # (D or D + 1, G) numpy view for the CPU path
+        if metric.name == "l2":
+            self.bias = gallery.pow(2).sum(dim=1).unsqueeze(0)  # (1, G)
+        if gallery.device.type == "cpu":
+            if metric.name == "l2":
+                augmented = torch.cat([gallery * -2.0, self.bias.T], dim=1)  # (G, D + 1)
+                self.cpu_matrix = augmented.numpy().T
+            else:
+                self.cpu_matrix = gallery.numpy().T  # (D, G) view of a row-major (G, D)
+
+
+def _order_ties(values: Tensor, indices: Tensor, descending: bool) -> tuple[Tensor, Tensor]:
+    """Re-order each row of (n, k) results by (score, index); distinct scores keep their order."""
+    indices, perm = indices.sort(dim=1)
+    values = values.gather(1, perm)
+    values, perm = values.sort(dim=1, descending=descending, stable=True)
+    return values, indices.gather(1, perm)
+
+
+def _topk_rows(scores: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor]:
+    """Deterministic top-k of each row of ``scores`` (n, G): ties to the lower column index."""
+    n, size = scores.shape
+    if k >= size:
+        values, indices = scores.sort(dim=1, descending=descending, stable=True)
+        return values, indices
+    values, indices = torch.topk(scores, k + 1, dim=1, largest=descending, sorted=True)
+    cut_tie = values[:, k - 1] == values[:, k]  # (n,)
+    values, indices = _order_ties(values[:, :k], indices[:, :k], descending)
+    if bool(cut_tie.any()):
+        rows = cut_tie.nonzero().squeeze(1)
+        full_values, full_indices = scores[rows].sort(dim=1, descending=descending, stable=True)
+        values[rows], indices[rows] = full_values[:, :k], full_indices[:, :k]
+    return values, indices
+
+
+def _search_torch(queries: Tensor, prepared: _Prepared, k: int, chunk_size: int) -> tuple[Tensor, Tensor]:
+    gallery, metric = prepared.gallery, prepared.metric
+    num_queries, size = queries.shape[0], gallery.shape[0]
+    device = queries.device
+    scores_out = torch.empty(num_queries, k, dtype=torch.float32, device=device)
+    indices_out = torch.empty(num_queries, k, dtype=torch.int64, device=device)
+    rows = min(chunk_size, num_queries)
+    buffer = torch.empty(rows, size, dtype=torch.float32, device=device)  # reused: no page faults per chunk
+    on_cpu = prepared.cpu_matrix is not None and device.type == "cpu"
+    if on_cpu:
+        import numpy as np
+
+        width = prepared.cpu_matrix.shape[0]
+        query_buffer = torch.ones(rows, width, dtype=torch.float32)  # last column stays 1 for l2
+    descending = metric.larger_is_closer
+    for start in range(0, num_queries, chunk_size):
+        q = queries[start:start + chunk_size].float()
+        n = q.shape[0]
+        block = buffer[:n]  # (n, G), contiguous
+        if metric.name == "cosine":
+            q = torch.nn.functional.normalize(q, dim=1)
+        if on_cpu:
+            query_buffer[:n, : q.shape[1]] = q
+            np.matmul(query_buffer[:n].numpy(), prepared.cpu_matrix, out=block.numpy())
+        elif metric.name == "cosine":
+            torch.mm(q, gallery.T, out=block)
+        else:
+            torch.addmm(prepared.bias, q, gallery.T, alpha=-2.0, out=block)
+        # cosine: block = q.g; l2: block = ||g||^2 - 2 q.g, the squared distance minus ||q||^2.
+        values, indices = _topk_rows(block, k, descending)
+        if metric.name == "l2":
+            values = values.add_(q.pow(2).sum(dim=1, keepdim=True)).clamp_(min=0.0).sqrt_()
+        scores_out[start:start + n] = values
+        indices_out[start:start + n] = indices
+    return scores_out, indices_out
+
+
+def _search_faiss(queries: Tensor, gallery: Tensor, metric: Metric, k: int) -> tuple[Tensor, Tensor]:
+    import faiss
+    import numpy as np
+
+    g = np.ascontiguousarray(gallery.detach().float().cpu().numpy())
+    q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+    if metric.name == "cosine":
+        faiss.normalize_L2(g)
+        faiss.normalize_L2(q)
+        index = faiss.IndexFlatIP(g.shape[1])
+    else:
+        index = faiss.IndexFlatL2(g.shape[1])
+    index.add(g)
+    values, indices = index.search(q, k)
+    values_t = torch.from_numpy(values)
+    if metric.name == "l2":
+        values_t = values_t.clamp_(min=0.0).sqrt_()
+    values_t, indices_t = _order_ties(values_t, torch.from_numpy(indices).long(), metric.larger_is_closer)
+    return values_t.to(queries.device), indices_t.to(queries.device)
+
+
+def search(
+    queries: Tensor,
+    gallery: Tensor,
+    k: int,
+    metric: str = "l2",
+    *,
+    chunk_size: int = 1024,
+    backend: str = "torch",
+) -> tuple[Tensor, Tensor]:
+    """Exact k nearest gallery items of every query, best first.
+
+    Args:
+        queries: (Q, D) float embeddings.
+        gallery: (G, D) float embeddings on the same device.
+        k: results per query, 1 <= k <= G.
+        metric: ``"l2"`` (Euclidean distance, smaller is closer) or ``"cosine"`` (cosine
+            similarity, larger is closer). No hidden normalisation for ``"l2"``.
+        chunk_size: queries per matrix product; bounds the memory to one (chunk_size, G) buffer.
+        backend: ``"torch"`` or ``"faiss"`` (CPU, needs faiss-cpu).
+    Returns:
+        ``(scores, indices)``: (Q, k) float32 distances (l2) or similarities (cosine) and
+        (Q, k) int64 gallery indices, on the queries' device; ties go to the lower index.
+    Raises:
+        ValueError: bad shapes, unknown metric/backend, k out of range, chunk_size < 1.
+    """
+    return _search(queries, gallery, k, get_metric(metric), chunk_size, backend, None)
+
+
+def _search(
+    queries: Tensor, gallery: Tensor, k: int, metric: Metric, chunk_size: int, backend: str,
+    prepared: _Prepared | None,
+) -> tuple[Tensor, Tensor]:
+    check_embeddings(queries, "queries")
+    check_embeddings(gallery, "gallery")
+    if queries.shape[1] != gallery.shape[1]:
+        raise ValueError(
+            f"queries have dimension {queries.shape[1]} but the gallery has {gallery.shape[1]}"
+        )
+    if queries.device != gallery.device:
+        raise ValueError(f"queries are on {queries.device} but the gallery is on {gallery.device}")
+    _check_k(k, gallery.shape[0])
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    _check_backend(backend)
+    if queries.shape[0] == 0:
+        return (torch.empty(0, k, device=queries.device), torch.empty(0, k, dtype=torch.int64, device=queries.device))
+    with torch.inference_mode():
+        if backend == "faiss":
+            return _search_faiss(queries, gallery, metric, k)
+        prepared = prepared if prepared is not None else _Prepared(gallery, metric)
+        return _search_torch(queries, prepared, k, chunk_size)
+
+
+class GalleryIndex:
+    """A searchable gallery: embeddings, their labels, a metric and free-form metadata.
+
+    Args:
+        embeddings: (G, D) float gallery embeddings (rows are items).
+        labels: (G,) int64 class of each item.
+        metric: ``"l2"`` or ``"cosine"``.
+        metadata: JSON-like information kept with the index (source checkpoint hash, ...).
+        backend: ``"torch"`` or ``"faiss"``.
+        chunk_size: queries per matrix product (see :func:`search`).
+    """
+
+    def __init__(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        metric: str = "l2",
+        metadata: dict[str, Any] | None = None,
+        *,
+        backend: str = "torch",
+        chunk_size: int = 1024,
+    ) -> None:
+        check_embeddings(embeddings, "embeddings")
+        check_labels(labels, embeddings.shape[0], "labels")
+        self.metric = get_metric(metric)
+        _check_backend(backend)
+        self.embeddings = embeddings.detach().float().contiguous()
+        self.labels = labels.detach().long()
+        self.metadata = dict(metadata or {})
+        self.backend = backend
+        self.chunk_size = chunk_size
+        self._prepared: _Prepared | None = None
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension D."""
+        return int(self.embeddings.shape[1])
+
+    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """``(scores, indices)``, each (Q, k), best first; see :func:`search`."""
+        if self.backend == "torch" and self._prepared is None:
+            self._prepared = _Prepared(self.embeddings, self.metric)
+        return _search(queries.to(self.embeddings.device), self.embeddings, k, self.metric, self.chunk_size,
+                       self.backend, self._prepared)
+
+    def retrieve_labels(self, queries: Tensor, k: int) -> Tensor:
+        """(Q, k) int64 labels of the k nearest gallery items of each query."""
+        _, indices = self.search(queries, k)
+        return self.labels.to(indices.device)[indices]
+
+    def class_counts(self) -> Tensor:
+        """(C,) int64 number of gallery items per class (C = max label + 1)."""
+        return torch.bincount(self.labels.cpu(), minlength=int(self.labels.max()) + 1 if len(self) else 0)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the index to ``path`` atomically (a torch file) and return the path."""
+        return atomic_save(
+            {
+                "format": _FORMAT,
+                "embeddings": self.embeddings.cpu(),
+                "labels": self.labels.cpu(),
+                "metric": self.metric.name,
+                "metadata": self.metadata,
+                "version": __version__,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu", *, backend: str = "torch") -> GalleryIndex:
+        """Read an index written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not a saved GalleryIndex.
+        """
+        state = load_checkpoint(path, map_location=device)
+        if state.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a saved GalleryIndex (format {state.get('format')!r}, expected {_FORMAT!r})")
+        return cls(state["embeddings"], state["labels"], state["metric"], state.get("metadata"), backend=backend)
+
+    def __repr__(self) -> str:
+        return f"GalleryIndex(size={len(self)}, dim={self.dim}, metric={self.metric.name!r}, backend={self.backend!r})"
+
+
