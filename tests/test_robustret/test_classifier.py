@@ -10,11 +10,11 @@ from robustret.models import build_retriever, load_retriever
 from robustret.train.classifier import RetrieverTrainConfig, train_retriever
 
 
-def _gallery(n: int = 32) -> SimpleNamespace:
+def _gallery(n: int = 16) -> SimpleNamespace:
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(n) % 2
-    images = 0.1 * torch.rand(n, 1, 32, 32, generator=generator)
-    images[labels == 1, :, 8:24, 8:24] += 0.8  # class 1: bright square
+    images = 0.1 * torch.rand(n, 1, 16, 16, generator=generator)
+    images[labels == 1, :, 4:12, 4:12] += 0.8  # class 1: bright square
     return SimpleNamespace(images=images.clamp(0, 1), labels=labels)
 
 

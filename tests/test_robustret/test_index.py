@@ -1,0 +1,88 @@
+"""Exact search: equals brute force, deterministic ties, save/load, faiss parity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustret.retrieval import GalleryIndex, cosine_similarities, l2_distances, search
+
+
+def _brute(q, g, k, metric):
+    q64, g64 = q.double(), g.double()
+    if metric == "l2":
+        scores = torch.cdist(q64, g64)
+        order = scores.sort(dim=1, stable=True).indices
+    else:
+        scores = cosine_similarities(q64, g64)
+        order = scores.sort(dim=1, descending=True, stable=True).indices
+    idx = order[:, :k]
+    return scores.gather(1, idx), idx
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_search_equals_brute_force(metric, k, device) -> None:
+    generator = torch.Generator().manual_seed(k)
+    g = torch.randn(200, 16, generator=generator).to(device)
+    q = torch.randn(37, 16, generator=generator).to(device)  # not a multiple of chunk_size
+    scores, idx = search(q, g, k, metric, chunk_size=8)
+    ref_scores, ref_idx = _brute(q.cpu(), g.cpu(), k, metric)
+    assert idx.dtype == torch.int64 and idx.shape == (37, k)
+    assert torch.equal(idx.cpu(), ref_idx)
+    assert torch.allclose(scores.cpu().double(), ref_scores, atol=1e-4)
+
+
+def test_duplicated_rows_tie_to_lower_index() -> None:
+    # integer data: every dot product is exact, so duplicates give bit-equal scores
+    base = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    g = torch.cat([base[2:], base, base, base[:1]])  # rows: far, 0, 1, far, 0, 1, far, 0
+    q = torch.zeros(3, 2)
+    for metric in ("l2",):
+        _, idx = search(q, g, 2, metric)
+        assert idx.tolist() == [[1, 4]] * 3  # three copies of the origin at 1, 4, 7: lowest two
+        _, idx = search(q, g, 4, metric)
+        assert idx.tolist() == [[1, 4, 7, 2]] * 3
+    _, idx = search(torch.tensor([[1.0, 1.0]]), g, 3, "cosine")
+    assert idx.tolist() == [[0, 3, 6]]  # (5, 5) rows all have cosine 1: lower index first
+
+
+def test_l2_and_cosine_disagree() -> None:
+    g = torch.tensor([[10.0, 0.0], [0.9, 0.5]])
+    q = torch.tensor([[1.0, 0.0]])
+    assert search(q, g, 1, "l2")[1].item() == 1  # near in space
+    assert search(q, g, 1, "cosine")[1].item() == 0  # same direction
+    assert torch.allclose(l2_distances(q, g), torch.tensor([[9.0, (0.01 + 0.25) ** 0.5]]))
+
+
+def test_index_save_load_and_labels(tmp_path) -> None:
+    g = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(20) % 3
+    index = GalleryIndex(g, labels, "cosine", {"source": "x"})
+    path = index.save(tmp_path / "index.pt")
+    loaded = GalleryIndex.load(path)
+    q = torch.randn(5, 4)
+    assert torch.equal(loaded.search(q, 4)[1], index.search(q, 4)[1])
+    assert loaded.metadata == {"source": "x"} and loaded.metric.name == "cosine"
+    assert torch.equal(index.retrieve_labels(q, 4), labels[index.search(q, 4)[1]])
+
+
+def test_bad_arguments() -> None:
+    g = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="metric"):
+        search(g, g, 1, "manhattan")
+    with pytest.raises(ValueError, match="exceeds"):
+        search(g, g, 6)
+    with pytest.raises(ValueError, match="dimension"):
+        search(torch.randn(2, 4), g, 1)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_faiss_backend_matches(metric) -> None:
+    pytest.importorskip("faiss", reason="faiss-cpu not installed (extra 'faiss')")
+    generator = torch.Generator().manual_seed(1)
+    g, q = torch.randn(300, 32, generator=generator), torch.randn(50, 32, generator=generator)
+    s1, i1 = search(q, g, 5, metric)
+    s2, i2 = search(q, g, 5, metric, backend="faiss")
+    assert torch.equal(i1, i2)
+    assert torch.allclose(s1, s2, atol=1e-3)
