@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from robustret.data import load, write_smallnorb_matrix
@@ -134,3 +136,25 @@ def test_wrong_kind_of_matrix(tmp_path) -> None:
     write_smallnorb_matrix(tmp_path / f"{PREFIX['training']}-info.mat", np.zeros((N, 3), np.int32))
     with pytest.raises(SmallNorbFormatError, match=r"training-info.mat: expected int32 \(N, 4\) info"):
         load(f"smallnorb:{tmp_path}")
+
+
+def test_trailing_data(tmp_path) -> None:
+    path = tmp_path / "m.mat"
+    write_smallnorb_matrix(path, np.zeros((2, 3), np.int32))
+    path.write_bytes(path.read_bytes() + b"\x00" * 4)
+    with pytest.raises(SmallNorbFormatError, match="m.mat: trailing data: expected 44 bytes .* got 48"):
+        read_smallnorb_matrix(path)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=1, max_size=5),
+    dtype=st.sampled_from([np.uint8, np.int16, np.int32, np.float32, np.float64]),
+    gz=st.booleans(),
+)
+def test_roundtrip_property(tmp_path_factory, shape, dtype, gz) -> None:
+    path = tmp_path_factory.mktemp("m") / ("m.mat.gz" if gz else "m.mat")
+    array = (np.arange(int(np.prod(shape))) % 100).astype(dtype).reshape(shape)
+    write_smallnorb_matrix(path, array)
+    back = read_smallnorb_matrix(path)
+    assert back.shape == array.shape and back.dtype == array.dtype and np.array_equal(back, array)

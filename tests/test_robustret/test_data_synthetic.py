@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from robustret.data import load
@@ -46,3 +47,16 @@ def test_cache_roundtrip_equals_fresh() -> None:
     fresh = load("synthetic", seed=9, use_cache=False, **TINY)
     assert torch.equal(first.gallery.images, cached.gallery.images)
     assert torch.equal(first.queries.images, fresh.queries.images)
+
+
+def test_default_configuration_counts() -> None:
+    config = SyntheticConfig()
+    assert config.views == 4 * 12 * 2
+    assert 5 * len(gallery_instances(config.n_instances)) * config.views == 2400
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ValueError, match="n_instances must be >= 2"):
+        load("synthetic", n_instances=1)
+    with pytest.raises(ValueError, match="takes no path"):
+        load("synthetic:/tmp")
