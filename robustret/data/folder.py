@@ -37,7 +37,7 @@ IMAGE_EXTENSIONS = frozenset(
     ".bmp .dib .jpg .jpeg .jpe .jp2 .png .webp .avif .pbm .pgm .ppm .pxm .pnm .pfm .sr .ras "
     ".tif .tiff .exr .hdr .pic".split()
 )
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: classes without a readable image are dropped
 
 
 def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -151,6 +151,12 @@ def decode_folder(root: Path, image_size: int | None = None, *, use_cache: bool 
     present = sorted(set(labels))
     if len(present) < 2:
         raise ValueError(f"{root}: readable images in a single class ({class_names[present[0]]!r}); need at least 2")
+    if len(present) < len(class_names):  # drop classes left without a readable image
+        dropped = [name for i, name in enumerate(class_names) if i not in set(present)]
+        logger.warning("dropped class(es) with no readable image in %s: %s", root, ", ".join(dropped))
+        remap = {old: new for new, old in enumerate(present)}
+        labels = [remap[label] for label in labels]
+        class_names = [class_names[i] for i in present]
     sizes = {im.shape[1:] for im in decoded}
     if len(sizes) > 1:
         raise ValueError(

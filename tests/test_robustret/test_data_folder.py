@@ -132,3 +132,16 @@ def test_coil20_real(shared_data) -> None:
     assert data.gallery.images.shape[1:] == (1, 32, 32)
     with pytest.raises(ValueError, match="single instance"):
         load(f"folder:{root}", image_size=32, instance_pattern=r"obj(\d+)__")
+
+
+def test_class_without_readable_image_dropped(tmp_path, caplog) -> None:
+    root = _make_tree(tmp_path / "data")
+    (root / "class9").mkdir()
+    (root / "class9" / "x.png").write_bytes(b"junk")
+    (root / "aaa").mkdir()
+    (root / "aaa" / "y.png").write_bytes(b"junk")
+    with caplog.at_level(logging.WARNING, logger="robustret.data.folder"):
+        data = load(f"folder:{root}")
+    assert data.class_names == ["class0", "class1", "class2"]
+    assert "dropped class(es) with no readable image" in caplog.text and "aaa, class9" in caplog.text
+    assert sorted(set(data.gallery.labels.tolist())) == [0, 1, 2]
