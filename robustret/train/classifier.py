@@ -20,7 +20,7 @@ from torch import Tensor
 
 from robustret.augment import augment_batch
 from robustret.checks import check_images, check_labels
-from robustret.models.retriever import Retriever, load_retriever
+from robustret.models.retriever import Retriever, init_retriever, load_retriever
 from robustret.rng import make_generator, sample_seed
 from robustret.tracking import RunLogger
 from robustret.train.loop import TrainResult, step_decay, train_loop
@@ -107,9 +107,9 @@ def train_retriever(
     """Train ``model`` with cross-entropy and Adam on the gallery images.
 
     Args:
-        model: from :func:`robustret.models.build_retriever`; re-initialised from ``config.seed``
-            (``reset_parameters`` under a seeded RNG) unless it holds loaded backbone weights
-            (``model.pretrained_loaded``), then moved to ``device``.
+        model: from :func:`robustret.models.build_retriever`; re-initialised from a generator seeded by
+            ``config.seed`` (trunk kept when it holds weights loaded from a file,
+            ``model.weights_file``), then moved to ``device``.
         gallery: an ``ImageSet`` (``images`` (N, C, H, W) float in [0, 1], ``labels`` (N,) int64).
         config: see :class:`RetrieverTrainConfig`.
         device: where training runs (CUDA when given a CUDA device).
@@ -170,17 +170,16 @@ def train_retriever(
     )
 
 
-def _seeded_init(model: Retriever, seed: int) -> None:
-    """Give ``model`` the weights of a fresh ``Retriever(**model.arch())`` built under ``seed``.
+INIT_STREAM = 0xC1A55
+"""Index under which the weight-initialisation seed is derived from ``config.seed``."""
 
-    torchvision's own initialisation (Kaiming normal convs, unit BN) is kept; the global RNG
-    is forked so the caller's state is untouched. A trunk holding loaded (pretrained) weights
-    keeps them; only the stem and head are re-drawn then.
+
+def _seeded_init(model: Retriever, seed: int) -> None:
+    """Re-draw ``model``'s weights from a generator seeded by ``(seed, INIT_STREAM)``.
+
+    Uses :func:`robustret.models.init_retriever` (torchvision's initialisation drawn from a
+    ``torch.Generator``; torch's global RNG is never touched). A trunk holding weights loaded
+    from a file (``model.weights_file``) keeps them; only the stem and head are re-drawn then.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(sample_seed(seed, 0xC1A55))
-        fresh = Retriever(**model.arch())
-    state = fresh.state_dict()
-    if getattr(model, "pretrained_loaded", False):
-        state = {k: v for k, v in state.items() if not k.startswith("trunk.")}
-    model.load_state_dict(state, strict=False)
+    init_retriever(model, make_generator(sample_seed(seed, INIT_STREAM)),
+                   trunk=getattr(model, "weights_file", None) is None)

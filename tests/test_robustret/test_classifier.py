@@ -62,3 +62,16 @@ def test_degrade_hook_called() -> None:
 def test_presets() -> None:
     assert RetrieverTrainConfig.paper().epochs == 200
     assert RetrieverTrainConfig.quick().epochs < 20
+
+
+def test_loaded_trunk_weights_survive_seeded_init(tmp_path) -> None:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    torch.save(net.state_dict(), tmp_path / "r18.pth")
+    model = build_retriever("resnet18", num_classes=2, weights=tmp_path / "r18.pth")
+    state = torch.get_rng_state()
+    train_retriever(model, _gallery(8), RetrieverTrainConfig(epochs=0, channels_last=False), device="cpu",
+                    progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # seeded init never touches the global RNG
+    assert torch.equal(model.trunk.resnet.conv1.weight, net.conv1.weight)
