@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class ExperimentConfig:
 
     Attributes:
         dataset: ``synthetic``, ``smallnorb:PATH`` or ``folder:PATH``.
+        dataset_options: extra options of that reader (e.g. ``{"camera": 1}`` for smallNORB,
+            ``{"instance_pattern": "obj(\\d+)__"}`` for a folder, view counts for ``synthetic``).
         degradations: names from ``degradations.available()``.
         severities: levels 1..5 (3 = the study's parameters).
         restore: ``none``, ``dae``, ``srcnn``, ``classical``, ``auto`` (the study's pairing:
@@ -47,6 +49,7 @@ class ExperimentConfig:
     """
 
     dataset: str = "synthetic"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     degradations: tuple[str, ...] = ("noise",)
     severities: tuple[int, ...] = (3,)
     restore: str = "auto"

@@ -1,0 +1,144 @@
+"""``python -m robustret.experiment``: the study end to end in one command.
+
+Examples::
+
+    python -m robustret.experiment --degrade noise
+    python -m robustret.experiment --degrade all --restore all --severity all
+    python -m robustret.experiment --dataset folder:../shared/data/coil-20 --degrade lowres motion_blur
+    python -m robustret.experiment --config experiments/configs/smoke.toml --out /tmp/smoke
+
+The pipeline: load data -> train (or reuse) the retriever -> index the gallery -> degrade the
+queries (seeded) -> restore -> embed -> search -> top-k accuracy -> report. Trained models are
+cached, so a second run with another degradation or metric reuses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from robustret.config import METRICS, PROFILES, RESTORE_CHOICES, ExperimentConfig, load_toml
+
+PROG = "python -m robustret.experiment"
+
+
+def _degradation_names() -> list[str]:
+    import degradations
+
+    return degradations.available()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface; every default is None so a config file can fill it."""
+    names = _degradation_names()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Measure how CNN image retrieval degrades when queries are noisy, blurred or "
+            "low-resolution, and how much restoration networks win back. Prints the study's "
+            "table (top-k matching accuracy, clean / degraded / restored) and writes "
+            "results.{json,csv,md}, TensorBoard logs and, for severity sweeps, a plot to --out."
+        ),
+        epilog="Precedence: built-in defaults < --config FILE.toml < flags. "
+        "Open the logs with: tensorboard --logdir OUT",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--config", type=Path, metavar="FILE.toml", help="TOML file with any of the settings below")
+    add("--dataset", metavar="SPEC", help="synthetic (built in, default) | smallnorb:PATH | folder:PATH")
+    add("--degrade", nargs="+", metavar="NAME", choices=names + ["all"],
+        help=f"degradations to apply to the queries: {', '.join(names)} or all (default: noise)")
+    add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
+        help="severity levels 1..5 or all (default 3 = the study's parameters)")
+    add("--restore", choices=RESTORE_CHOICES,
+        help="restoration of degraded queries: auto (default; the study's pairing: autoencoder for "
+        "noise, SRCNN for low resolution and motion blur), dae, srcnn, classical, all or none")
+    add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
+    add("--topk", nargs="+", type=int, metavar="K", help="k values of top-k accuracy (default 1 5 10)")
+    add("--profile", choices=PROFILES,
+        help="quick (default: minutes on a CPU) or paper (the study's 200-epoch schedule: a GPU job)")
+    add("--seed", type=int, help="the one seed all randomness derives from (default 0)")
+    add("--device", help="auto (default), cpu, cuda or cuda:N")
+    add("--out", "--out-dir", dest="out_dir", type=Path, metavar="DIR",
+        help="output folder (default experiments/results/default)")
+    add("--weights", type=Path, metavar="PATH", help="local torchvision checkpoint to initialise the backbone")
+    add("--backbone", help="retriever backbone: resnet34 (default), resnet18, resnet50, vgg19")
+    add("--image-size", type=int, metavar="N", help="resize images to N x N (default: the profile's)")
+    add("--per-class", type=int, metavar="N", help="cap images per class in each split (default: the profile's)")
+    add("--train-degrade", nargs="+", metavar="NAME", choices=names,
+        help="train the retriever with these degradations as augmentation (robust training)")
+    add("--retriever-epochs", type=int, metavar="N", help="override the profile's retriever epochs")
+    add("--restorer-epochs", type=int, metavar="N", help="override the profile's restorer epochs")
+    add("--cache-dir", type=Path, metavar="DIR", help="cache of trained models (default ~/.cache/robustret)")
+    add("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
+        help="do not write TensorBoard event files")
+    add("-q", "--quiet", action="store_true", help="only print the result table")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """Merge defaults < ``--config`` < flags into a validated :class:`ExperimentConfig`."""
+    values = dict(load_toml(args.config)) if args.config else {}
+    flags = {
+        "dataset": args.dataset,
+        "degradations": (_degradation_names() if args.degrade and "all" in args.degrade else args.degrade),
+        "severities": (list(range(1, 6)) if args.severity and "all" in args.severity
+                       else [int(s) for s in args.severity] if args.severity else None),
+        "restore": args.restore,
+        "metrics": (list(METRICS) if args.metric == "both" else [args.metric] if args.metric else None),
+        "ks": args.topk,
+        "profile": args.profile,
+        "seed": args.seed,
+        "device": args.device,
+        "out_dir": args.out_dir,
+        "weights": args.weights,
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "per_class": args.per_class,
+        "train_degrade": args.train_degrade,
+        "retriever_epochs": args.retriever_epochs,
+        "restorer_epochs": args.restorer_epochs,
+        "cache_dir": args.cache_dir,
+        "tensorboard": args.tensorboard,
+    }
+    values.update({key: value for key, value in flags.items() if value is not None})
+    if values.get("degradations") == ["all"] or values.get("degradations") == "all":
+        values["degradations"] = _degradation_names()
+    if values.get("severities") in ("all", ["all"]):
+        values["severities"] = list(range(1, 6))
+    return ExperimentConfig.from_dict(values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the experiment; returns the process exit status (0 ok, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        config = config_from_args(args)
+        from robustret.runner import run
+
+        command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+        result = run(config, command=command)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished work is cached, re-run the same command to continue",
+              file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, KeyError, NotADirectoryError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    print(result.table)
+    print(f"\nresults: {result.paths['md']}  {result.paths['json']}  {result.paths['csv']}")
+    if result.tensorboard_dir is not None:
+        print(f"tensorboard --logdir {result.tensorboard_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

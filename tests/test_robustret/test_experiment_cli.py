@@ -1,0 +1,98 @@
+"""The experiment CLI end to end on tiny data: exit codes, result files, caching."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from robustret.experiment import main
+
+ROW_KEYS = {"query", "degradation", "severity", "restorer", "metric", "k", "accuracy"}
+
+
+def _write_class_folders(root: Path, classes: int = 3, per_class: int = 10, size: int = 32) -> Path:
+    """Class c: stripes of frequency c+1 at a per-class angle, with per-image jitter."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            angle = c * np.pi / classes + rng.normal(0, 0.1)
+            phase = rng.uniform(0, 2 * np.pi)
+            wave = np.sin(2 * np.pi * (c + 2) * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+            image = (127 + 100 * wave + rng.normal(0, 8, wave.shape)).clip(0, 255).astype(np.uint8)
+            cv2.imwrite(str(folder / f"img{i:02d}.png"), image)
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    return _write_class_folders(tmp_path / "data")
+
+
+def _args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--dataset", f"folder:{data}", "--out", str(out), "--image-size", "32", "--retriever-epochs", "1",
+            "--restorer-epochs", "1", "--backbone", "resnet18", "--seed", "0", "-q", *extra]
+
+
+def test_end_to_end_writes_results_and_reuses_cache(tiny_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = _args(tiny_folder, out, "--degrade", "gaussian_noise", "--restore", "auto", "--topk", "1", "3")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "query" in printed and "degraded" in printed and "restored" in printed
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert rows and all(set(row) == ROW_KEYS for row in rows)
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows)
+    assert {row["query"] for row in rows} == {"clean", "degraded", "restored"}
+    assert {row["metric"] for row in rows} == {"l2", "cosine"} and {row["k"] for row in rows} == {1, 3}
+    restored = [row for row in rows if row["query"] == "restored"]
+    assert {row["restorer"] for row in restored} == {"dae"} and {row["severity"] for row in restored} == {3}
+    assert results["seed"] == 0 and "config" in results and "versions" in results and "timings" in results
+    assert (out / "results.csv").read_text().startswith("query,degradation,severity,restorer,metric,k,accuracy")
+    assert "top-1" in (out / "results.md").read_text()
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+
+    # Same command again: everything is reused and the numbers are identical.
+    assert main(args) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["rows"] == rows
+    assert again["timings"]["retriever_s"] < results["timings"]["retriever_s"]
+
+
+def test_severity_sweep_writes_plot(tiny_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    assert main(_args(tiny_folder, out, "--degrade", "lowres", "--severity", "1", "5", "--restore", "classical",
+                      "--metric", "l2", "--no-tensorboard")) == 0
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "sweep_summary.json").read_text())
+    assert {item["restorer"] for item in summary} == {None, "bicubic"}
+    assert all(item["severities"] == [1, 5] for item in summary)
+
+
+def test_unknown_degradation_exits_2_and_lists_choices(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--degrade", "blurr"])
+    assert exit_info.value.code == 2
+    assert "motion_blur" in capsys.readouterr().err
+
+
+def test_bad_dataset_spec_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    assert main(["--dataset", f"folder:{tmp_path / 'missing'}", "--out", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m robustret.experiment: error:") and "\n" not in err
+
+
+def test_help_reads_like_documentation(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--dataset", "--degrade", "--severity", "--restore", "--metric", "--topk", "--profile", "--weights"):
+        assert flag in text
