@@ -49,3 +49,31 @@ def test_against_python_reference() -> None:
 def test_k_out_of_range() -> None:
     with pytest.raises(ValueError, match="k=5"):
         topk_hit_rate(RETRIEVED, QUERIES, ks=(5,))
+
+
+def test_precision_recall_map_at_r_against_python_reference() -> None:
+    generator = torch.Generator().manual_seed(1)
+    gallery_labels = torch.cat([torch.arange(3), torch.randint(0, 3, (17,), generator=generator)])
+    counts = torch.bincount(gallery_labels)
+    queries = torch.randint(0, 3, (25,), generator=generator)
+    ranked = torch.stack([gallery_labels[torch.randperm(20, generator=generator)] for _ in queries])
+    rows, labels = ranked.tolist(), queries.tolist()
+    for k in (1, 4, 20):
+        p = sum(r[:k].count(q) / k for r, q in zip(rows, labels)) / len(rows)
+        rc = sum(r[:k].count(q) / int(counts[q]) for r, q in zip(rows, labels)) / len(rows)
+        assert precision_at_k(ranked, queries, ks=(k,))[k] == pytest.approx(p)
+        assert recall_at_k(ranked, queries, counts, ks=(k,))[k] == pytest.approx(rc)
+    at_r = [_ap_reference(r[: int(counts[q])], q, int(counts[q])) for r, q in zip(rows, labels)]
+    assert map_at_r(ranked, queries, counts) == pytest.approx(sum(at_r) / len(at_r))
+
+
+def test_l2_and_cosine_disagree_on_hit_rate() -> None:
+    from robustret.retrieval import GalleryIndex
+
+    # g0 points like the query but is far; g1 is near but at 45 degrees
+    gallery, gallery_labels = torch.tensor([[10.0, 0.0], [1.0, 1.0]]), torch.tensor([0, 1])
+    queries, query_labels = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    l2 = GalleryIndex(gallery, gallery_labels, "l2").retrieve_labels(queries, 1)
+    cosine = GalleryIndex(gallery, gallery_labels, "cosine").retrieve_labels(queries, 1)
+    assert topk_hit_rate(l2, query_labels, ks=(1,)) == {1: 0.0}
+    assert topk_hit_rate(cosine, query_labels, ks=(1,)) == {1: 1.0}
