@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustret.quality import psnr
 from robustret.rng import make_generator
 
 from .api import apply, available
@@ -35,12 +36,6 @@ def test_patterns(size: int = 96) -> torch.Tensor:
     return torch.stack([zone, checker, shapes]).clamp(0, 1)[:, None]
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    mse = float((a - b).pow(2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
-
-
 def render(size: int = 96, seed: int = 0) -> np.ndarray:
     """The grid as an (H, W) uint8 image."""
     import cv2
@@ -57,7 +52,7 @@ def render(size: int = 96, seed: int = 0) -> np.ndarray:
             tiles = [(clean[p : p + 1], "clean")]
             for severity in range(1, 6):
                 out = apply(clean[p : p + 1], name, severity, generator=make_generator(seed))
-                tiles.append((out, f"{psnr(out, clean[p : p + 1]):.1f} dB"))
+                tiles.append((out, f"{float(psnr(out, clean[p : p + 1])):.1f} dB"))
             for j, (img, text) in enumerate(tiles):
                 x0 = 110 + j * tile_w
                 row[:size, x0 : x0 + size] = (img[0, 0].numpy() * 255).round().astype(np.uint8)
