@@ -56,19 +56,23 @@ class DenoisingAutoencoder(Restorer):
         channels: image channels C (1 grayscale, 3 colour).
         widths: output channels of the 5 encoder blocks; the decoder mirrors them.
         negative_slope: slope of the decoder's LeakyReLU.
+        skips: add each encoder block's output to the decoder output of the same resolution
+            (symmetric skip connections, as in RED-Net). Not in the study (default False): the
+            plain bottleneck down to 1/32 of the size blurs details away, which a short CPU
+            training cannot undo; the quick profile turns skips on (docs/restoration.md).
     """
 
     trainable = True
 
     def __init__(self, channels: int = 1, widths: Sequence[int] = (16, 32, 64, 128, 256),
-                 negative_slope: float = 0.01) -> None:
+                 negative_slope: float = 0.01, skips: bool = False) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
         if not widths or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
-        self.channels, self.widths = channels, tuple(widths)
+        self.channels, self.widths, self.skips = channels, tuple(widths), bool(skips)
         self.multiple = 2 ** len(widths)
         enc: list[nn.Module] = []
         c_in = channels
@@ -84,11 +88,26 @@ class DenoisingAutoencoder(Restorer):
         self.decoder = nn.Sequential(*dec)
         self.head = nn.Conv2d(c_in, channels, 3, padding=1)
 
+    def _features(self, x: Tensor) -> Tensor:
+        """Encoder then decoder; with ``skips`` each decoder block's output gets the encoder's twin added."""
+        if not self.skips:
+            return self.decoder(self.encoder(x))
+        saved = []
+        for i in range(0, len(self.encoder), 3):                 # (conv, ReLU, BN) blocks
+            x = self.encoder[i + 2](self.encoder[i + 1](self.encoder[i](x)))
+            saved.append(x)
+        saved.pop()                                              # the bottleneck itself
+        for i in range(0, len(self.decoder), 3):
+            x = self.decoder[i + 2](self.decoder[i + 1](self.decoder[i](x)))
+            if saved:
+                x = x + saved.pop()                              # same width and resolution
+        return x
+
     def restore_raw(self, images: Tensor) -> Tensor:
         """(B, C, H, W) in [0, 1] -> (B, C, H, W) in [0, 1] (tanh output mapped from [-1, 1])."""
         h, w = images.shape[-2:]
         padded, (left, _, top, _) = pad_to_multiple(images * 2.0 - 1.0, self.multiple)  # study's [-1, 1]
-        out = self.head(self.decoder(self.encoder(padded))).tanh()  # study's tanh output
+        out = self.head(self._features(padded)).tanh()  # study's tanh output
         out = out[..., top:top + h, left:left + w]  # crop back: the only place sizes change
         return (out + 1.0) * 0.5
 
