@@ -160,6 +160,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
                           "retriever": sample_seed(config.seed, SEED_RETRIEVER)},
         "resolved": {"image_size": image_size, "per_class": per_class, "device": str(device),
                      "retriever_key": retriever_key, "data_key": data_key,
+                     "retriever_checkpoint": str(models_dir / f"retriever-{retriever_key}" / "last.pt"),
                      "gallery_size": len(data.gallery), "query_size": len(data.queries),
                      "classes": list(data.class_names)},
         "versions": {"robustret": __version__, "torch": torch.__version__, "python": platform.python_version()},
@@ -306,8 +307,10 @@ def _evaluate_conditions(config: ExperimentConfig, data: RetrievalData, model: t
             for name in restorers_for(degradation, config.restore):
                 cache_key = (name, restorer_training_degradation(degradation) if name in ("dae", "srcnn") else name)
                 if cache_key not in restorer_cache:
+                    tick = time.perf_counter()
                     restorer_cache[cache_key] = _restorer(name, degradation, config, data, device, models_dir,
                                                           data_key)
+                    timings[f"restorer_{'-'.join(cache_key)}_s"] = time.perf_counter() - tick
                 restorer, restorer_key = restorer_cache[cache_key]
                 condition(f"{degradation}-s{severity}-{name}",
                           ("restored", degradation, severity, name, seed, restorer_key),

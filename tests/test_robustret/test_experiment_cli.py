@@ -55,6 +55,7 @@ def test_end_to_end_writes_results_and_reuses_cache(tiny_folder: Path, tmp_path:
     restored = [row for row in rows if row["query"] == "restored"]
     assert {row["restorer"] for row in restored} == {"dae"} and {row["severity"] for row in restored} == {3}
     assert results["seed"] == 0 and "config" in results and "versions" in results and "timings" in results
+    assert Path(results["resolved"]["retriever_checkpoint"]).is_file()
     assert (out / "results.csv").read_text().startswith("query,degradation,severity,restorer,metric,k,accuracy")
     assert "top-1" in (out / "results.md").read_text()
     assert list((out / "tb").glob("events.out.tfevents.*"))
