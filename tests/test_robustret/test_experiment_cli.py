@@ -97,3 +97,16 @@ def test_help_reads_like_documentation(capsys) -> None:
     text = capsys.readouterr().out
     for flag in ("--dataset", "--degrade", "--severity", "--restore", "--metric", "--topk", "--profile", "--weights"):
         assert flag in text
+
+
+def test_interrupt_exits_130_and_writes_no_result(tmp_path: Path, monkeypatch, capsys) -> None:
+    import robustret.runner
+
+    def interrupted(config, command=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(robustret.runner, "run", interrupted)
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "-q"]) == 130
+    assert "re-run the same command" in capsys.readouterr().err
+    assert not (out / "results.json").exists()
