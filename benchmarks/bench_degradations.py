@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_degradations.py [--quick] [--n 2048] [--size 96]
 
-Input: (N, 1, size, size) float32 in [0, 1]. Prints img/s (median over reps) and the ratios
-ours / reference, ours / kornia, ours / imagecorruptions. kornia and imagecorruptions are used
+Input: (N, 1, size, size) float32 in [0, 1]. Prints img/s (median over reps; the reps of all
+competitors of one degradation alternate, so drifts of the machine's speed hit them alike) and
+the ratios ours / reference, ours / kornia, ours / imagecorruptions. kornia and imagecorruptions are used
 only if installed (the script says when they are missing).
 """
 
@@ -15,6 +16,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -26,14 +28,21 @@ import degradations  # noqa: E402
 
 
 
-def timed(fn, reps: int, n: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def timed_interleaved(cases: dict[str, tuple[Callable[[], object], int]], reps: int) -> dict[str, float]:
+    """img/s per case, median over ``reps``; the cases' reps alternate (a, b, c, a, b, c, ...).
+
+    Alternating keeps slow drifts of this shared VM's speed out of the ratios. ``cases`` maps a
+    name to (function, images per call); each function runs once untimed first.
+    """
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for fn, _ in cases.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return n / statistics.median(times)
+    for _ in range(reps):
+        for name, (fn, _) in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: cases[name][1] / statistics.median(t) for name, t in times.items()}
 
 
 def reference(name: str, batch: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -106,25 +115,25 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for name in degradations.available():
-        ours = timed(lambda: degradations.apply(x, name, 3, generator=gen), reps, n)
-        ref = None
+        cases: dict[str, tuple[Callable[[], object], int]] = {
+            "ours": (lambda: degradations.apply(x, name, 3, generator=gen), n)}
         if name != "noise":
-            ref = timed(lambda: reference(name, x_np, rng), max(1, reps // 2), n)
-        kor = None
+            cases["ref"] = (lambda: reference(name, x_np, rng), n)
         if name in kornia_ops:
             op = kornia_ops[name]
 
-            def run_kornia() -> None:
-                for s in range(0, n, 128):
-                    op(x[s : s + 128])
+            def run_kornia() -> list[torch.Tensor]:
+                # keep every output, as ours, the reference loop and imagecorruptions do: a
+                # chunk output thrown away is freed and its memory reused without page faults
+                with torch.no_grad():
+                    return [op(x[s : s + 128]) for s in range(0, n, 128)]
 
-            with torch.no_grad():
-                kor = timed(run_kornia, reps, n)
-        ic = None
+            cases["kornia"] = (run_kornia, n)
         if have_ic and name in ic_names:
-            ic = timed(lambda: [corrupt(im, corruption_name=ic_names[name], severity=1) for im in ic_imgs],
-                       max(1, reps // 2), ic_n)
-        rows.append((name, ours, ref, kor, ic))
+            cases["ic"] = (lambda: [corrupt(im, corruption_name=ic_names[name], severity=1) for im in ic_imgs],
+                           ic_n)
+        speed = timed_interleaved(cases, reps)
+        rows.append((name, speed["ours"], speed.get("ref"), speed.get("kornia"), speed.get("ic")))
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:,.0f}"

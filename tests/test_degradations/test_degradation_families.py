@@ -26,6 +26,21 @@ def test_gaussian_residual_std_matches_sigma() -> None:
         assert abs(float(r.mean())) < 0.1 * sigma
 
 
+@pytest.mark.parametrize("shape", [(3, 1, 8, 6), (2, 3, 5, 5)])  # in-place path; odd pixel count
+def test_gaussian_core_equals_normals_from_words(shape: tuple[int, ...]) -> None:
+    from degradations.noise import gaussian_core, normal_words, normals_from_words
+
+    x = torch.rand(*shape, generator=make_generator(3))
+    pixels = x[0].numel()
+    words = np.random.SFC64(7).random_raw(shape[0] * normal_words(pixels)).reshape(shape[0], -1)
+    expected = x + 0.2 * normals_from_words(words.copy(), pixels).reshape(x.shape)
+    out = gaussian_core(x, words, torch.empty_like(x), 0.2)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    per_image = gaussian_core(x, np.random.SFC64(7).random_raw(words.size).reshape(words.shape),
+                              torch.empty_like(x), torch.full((shape[0],), 0.2))
+    torch.testing.assert_close(per_image, expected, rtol=0, atol=1e-6)
+
+
 def test_salt_pepper_fraction_split_evenly() -> None:
     x = const(batch=16)
     out = degradations.salt_pepper_noise(x, 0.1, generator=make_generator(0))
