@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from robustret.checks import check_choice
 from robustret.rng import draw_seed, make_generator, sample_seed
 
 #: pixels (B * C * H * W) handled per internal chunk: 64 images of 1x96x96.
@@ -28,9 +29,7 @@ RANGE_MODES = ("clip", "minmax")
 
 def check_range_mode(range_mode: str) -> str:
     """Return ``range_mode`` or raise ValueError naming the valid modes."""
-    if range_mode not in RANGE_MODES:
-        raise ValueError(f"range_mode must be one of {', '.join(RANGE_MODES)}; got {range_mode!r}")
-    return range_mode
+    return check_choice(range_mode, RANGE_MODES, "range_mode")
 
 
 def finish_range_(images: Tensor, range_mode: str) -> Tensor:

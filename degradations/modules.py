@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustret.checks import check_images
+from robustret.checks import check_choice, check_images
 from robustret.registry import Registry
 from robustret.rng import draw_seed
 
@@ -249,9 +249,8 @@ class MotionBlur(Degradation):
             raise ValueError(f"t must be finite; got {t}")
         if length is not None and not math.isfinite(float(length)):
             raise ValueError(f"length must be finite or None; got {length}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-        self.t, self.length, self.angle, self.method = float(t), length, float(angle), method
+        self.t, self.length, self.angle = float(t), length, float(angle)
+        self.method = check_choice(method, METHODS, "method")
         self.range_mode = check_range_mode(range_mode)
 
     def sample_params(self, batch_size, generator=None, *, size=None):  # type: ignore[no-untyped-def]

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import Tensor
 
-from robustret.checks import check_images
+from robustret.checks import check_choice, check_images
 
 from ._base import check_range_mode, run_chunked
 
@@ -137,8 +137,7 @@ def motion_blur(
     """
     check_images(images, "images")
     check_range_mode(range_mode)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_choice(method, METHODS, "method")
     batch = images.shape[0]
     params = {
         "a": torch.as_tensor(a, dtype=torch.float32).reshape(-1).expand(batch),

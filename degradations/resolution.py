@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from robustret.checks import check_images
+from robustret.checks import check_choice, check_images
 
 from ._base import check_range_mode, run_chunked
 
@@ -28,9 +28,7 @@ UPSAMPLE_MODES = ("nearest", "bilinear", "bicubic", "area")
 
 def check_upsample(upsample: str) -> str:
     """Return ``upsample`` or raise ValueError naming the valid modes."""
-    if upsample not in UPSAMPLE_MODES:
-        raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}; got {upsample!r}")
-    return upsample
+    return check_choice(upsample, UPSAMPLE_MODES, "upsample")
 
 
 def block_mean(images: Tensor, level: int) -> Tensor:

@@ -7,6 +7,8 @@ that say what was expected, what was received and what to do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -86,3 +88,10 @@ def check_labels(labels: object, length: int | None = None, name: str = "labels"
     if length is not None and labels.shape[0] != length:
         raise ValueError(f"{name} has {labels.shape[0]} entries but {length} were expected")
     return labels
+
+
+def check_choice(value: str, choices: Sequence[str], name: str) -> str:
+    """Return ``value`` or raise ValueError naming ``name`` and the valid ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from robustret.checks import check_choice
 from robustret.io import atomic_write_json, atomic_write_text
 
 ROW_KEYS = ("query", "degradation", "severity", "restorer", "metric", "k", "accuracy")
@@ -25,8 +26,7 @@ METRIC_TITLES = {"l2": "L2", "cosine": "cosine"}
 def make_row(query: str, degradation: str | None, severity: int | None, restorer: str | None,
              metric: str, k: int, accuracy: float) -> dict[str, Any]:
     """One validated result row."""
-    if query not in QUERY_KINDS:
-        raise ValueError(f"query must be one of {QUERY_KINDS}; got {query!r}")
+    check_choice(query, QUERY_KINDS, "query")
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"accuracy must be in [0, 1]; got {accuracy}")
     return {"query": query, "degradation": degradation, "severity": severity, "restorer": restorer,

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from robustret.checks import check_embeddings, check_images, check_labels
+from robustret.checks import check_choice, check_embeddings, check_images, check_labels
 from robustret.device import resolve_device
 from robustret.io import atomic_save, atomic_write_json, load_checkpoint
 from robustret.registry import Registry
@@ -47,6 +47,12 @@ def test_check_embeddings_and_labels() -> None:
         check_labels(torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="2 were expected"):
         check_labels(torch.tensor([0, 1, 2]), length=2)
+
+
+def test_check_choice_returns_valid_and_lists_choices() -> None:
+    assert check_choice("b", ("a", "b"), "mode") == "b"
+    with pytest.raises(ValueError, match=r"mode must be one of a, b; got 'c'"):
+        check_choice("c", ("a", "b"), "mode")
 
 
 def test_registry_lists_names_and_rejects_unknown_and_duplicates() -> None:
