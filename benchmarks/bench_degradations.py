@@ -4,8 +4,8 @@
 
 Input: (N, 1, size, size) float32 in [0, 1]. Prints img/s (median over reps; the reps of all
 competitors of one degradation alternate, so drifts of the machine's speed hit them alike) and
-the ratios ours / reference, ours / kornia, ours / imagecorruptions. kornia and imagecorruptions are used
-only if installed (the script says when they are missing).
+the ratios ours / reference, ours / kornia, ours / imagecorruptions. kornia and imagecorruptions
+are used only if installed (the script says when they are missing).
 """
 
 from __future__ import annotations
