@@ -70,8 +70,10 @@ def gaussian_core(x: Tensor, words: np.ndarray, out: Tensor, sigma: float | Tens
     temporary: fresh temporaries per chunk page-fault on this CPU and cost as much as the maths.
     """
     pixels = x[0].numel()
-    if pixels % 2 or not out.is_contiguous() or out.device.type != "cpu" or x.dtype != torch.float32:
-        z = normals_from_words(words, pixels).reshape(x.shape).to(x.device, x.dtype, non_blocking=True)
+    in_place = pixels % 2 == 0 and out.is_contiguous() and out.device.type == "cpu"
+    if not (in_place and x.dtype == torch.float32):
+        z = normals_from_words(words, pixels).reshape(x.shape)
+        z = z.to(x.device, x.dtype, non_blocking=True)
     else:
         n, m = x.shape[0], pixels // 2
         bits = torch.from_numpy(words[:, :m].view(np.int32).reshape(n, 2, m))  # (N, 2, m)
