@@ -67,10 +67,44 @@ def haar_lowres_fixed(images: Tensor, level: int, upsample: str = "nearest") -> 
     return big[..., :height, :width] if pad_h or pad_w else big
 
 
+def upsample_nearest_into(small: Tensor, out: Tensor) -> Tensor:
+    """Write ``small`` (B, C, h, w) into ``out`` (B, C, h * f, w * f), each value as an f x f block.
+
+    Two broadcast copies and no full-size temporary: each row widened f times (an f-times
+    smaller buffer), then copied to its f output rows, whose long contiguous runs vectorise
+    (~1.6x faster than one copy from a 6-d broadcast view). ``out`` must be contiguous.
+    """
+    b, c, h, w = small.shape
+    f = out.shape[-1] // w
+    rows = small[..., None].expand(b, c, h, w, f).reshape(b, c, h, 1, w * f)
+    out.view(b, c, h, f, w * f).copy_(rows.expand(b, c, h, f, w * f))
+    return out
+
+
+def lowres_nearest_core(x: Tensor, out: Tensor, levels: list[int]) -> Tensor:
+    """Per-image levels >= 1, nearest upsampling, sizes divisible by 2**max(levels).
+
+    All images are reduced one level; images of higher levels are reduced further and brought
+    back to the one-level grid inside the quarter-size buffer; one copy then writes ``out``. The
+    values equal :func:`haar_lowres_fixed`'s: an f-fold nearest upsampling is two nested ones.
+    """
+    grid = block_mean(x, 1)  # (B, C, H/2, W/2), a fresh buffer
+    for value in sorted(set(levels) - {1}):
+        index = torch.tensor([i for i, v in enumerate(levels) if v == value], device=x.device)
+        deeper = block_mean(grid.index_select(0, index), value - 1)
+        back = torch.empty_like(grid[: len(index)])
+        grid.index_copy_(0, index, upsample_nearest_into(deeper, back))
+    return upsample_nearest_into(grid, out)
+
+
 def lowres_core(x: Tensor, words: object, out: Tensor, level: Tensor, upsample: str = "nearest") -> Tensor:
-    """Per-image levels, ``level`` (B,) int64: the chunk is processed once per distinct level."""
+    """Per-image levels, ``level`` (B,) int64, written into ``out`` (B, C, H, W)."""
     levels = level.tolist()
     distinct = sorted(set(levels))
+    factor = 2 ** distinct[-1] if distinct else 1
+    divisible = x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0
+    if upsample in ("nearest", "area") and divisible and distinct and distinct[0] >= 1 and out.is_contiguous():
+        return lowres_nearest_core(x, out, levels)  # the fast path: one full-size write
     if len(distinct) == 1:
         return out.copy_(haar_lowres_fixed(x, int(distinct[0]), upsample))
     for value in distinct:
@@ -94,7 +128,7 @@ def haar_lowres(
         (B, C, H, W) in [0, 1], same device and dtype as ``images``.
     """
 
-    check_images(images, "images")
+    check_images(images, "images", check_values=False)
     check_upsample(upsample)
     check_range_mode(range_mode)
     levels = torch.as_tensor(level, dtype=torch.int64).reshape(-1).expand(images.shape[0])

@@ -104,6 +104,17 @@ def test_lowres_nearest_upsampling_repeats_blocks() -> None:
     torch.testing.assert_close(out, expected)
 
 
+def test_lowres_fast_path_equals_the_per_level_path_exactly() -> None:
+    # mixed per-image levels 1..3 and RGB: one-copy fast path vs reduce-and-upsample per level
+    from degradations.resolution import haar_lowres_fixed, lowres_core
+
+    x = torch.rand(6, 3, 16, 24, generator=make_generator(0))
+    level = torch.tensor([1, 3, 2, 1, 3, 2])
+    out = lowres_core(x, None, torch.empty_like(x), level)
+    for i, value in enumerate(level.tolist()):
+        assert torch.equal(out[i : i + 1], haar_lowres_fixed(x[i : i + 1], value))
+
+
 def test_lowres_levels_distribution_and_padding() -> None:
     x = torch.rand(400, 1, 8, 8, generator=make_generator(0))
     _, params = degradations.apply(x, "lowres", generator=make_generator(1), return_params=True)
