@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustret.checks import check_choice
+from robustret.checks import check_choice, check_images
 from robustret.hugepages import empty_like_huge
 from robustret.rng import draw_seed, make_generator, sample_seed
 
@@ -105,6 +105,10 @@ def run_chunked(
     ``core(x, words, out, **params)`` reads the chunk ``x`` (B', C, H, W), the chunk's
     ``words`` ((B', k) uint64 numpy array or None) and the chunk's slice of every ``(B,)``
     parameter, and writes the degraded chunk into ``out`` (same shape). It must not modify ``x``.
+
+    The values of ``images`` (finite, in [0, 1]) are checked chunk by chunk, while the chunk is
+    in cache, so callers check only shape and dtype (``check_images(..., check_values=False)``):
+    a separate pass over a large batch cost up to a fifth of a fast degradation's time.
     """
     work_dtype = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
     x_all = images.to(work_dtype)
@@ -114,7 +118,7 @@ def run_chunked(
         stop = min(images.shape[0], start + step)
         words = source.take(start, stop, words_per_image) if words_per_image else None
         chunk_params = {name: value[start:stop] for name, value in params.items()}
-        core(x_all[start:stop], words, out[start:stop], **chunk_params)
+        core(check_images(x_all[start:stop], "images"), words, out[start:stop], **chunk_params)
         finish_range_(out[start:stop], range_mode)
     return out if out.dtype == images.dtype else out.to(images.dtype)
 

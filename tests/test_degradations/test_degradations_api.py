@@ -184,3 +184,15 @@ def test_property_range_and_determinism(name: str, severity: int, seed: int, h: 
     b = degradations.apply(x, name, severity, generator=make_generator(seed))
     assert torch.equal(a, b) and a.shape == x.shape
     assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+@pytest.mark.parametrize("name", degradations.available())
+@pytest.mark.parametrize(("bad_value", "match"), [(1.5, r"\[0, 1\]"), (float("nan"), "NaN")])
+def test_bad_value_beyond_the_first_chunk_is_caught(name: str, bad_value: float, match: str) -> None:
+    # values are checked chunk by chunk (64 images of 96x96): the last chunk must be checked too
+    images = torch.rand(66, 1, 96, 96, generator=make_generator(0))
+    images[65, 0, 5, 7] = bad_value
+    with pytest.raises(ValueError, match=match):
+        degradations.apply(images, name, generator=make_generator(1))
+    with pytest.raises(ValueError, match=match):
+        degradations.apply_indexed(images, name, seed=0, indices=range(66))
