@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from robustret.checks import check_choice, check_images
-from robustret.hugepages import empty_like_huge
 from robustret.rng import draw_seed, make_generator, sample_seed
 
 #: pixels (B * C * H * W) handled per internal chunk: 64 images of 1x96x96.
@@ -112,7 +111,7 @@ def run_chunked(
     """
     work_dtype = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
     x_all = images.to(work_dtype)
-    out = empty_like_huge(x_all)  # first-touch page faults cost as much as the maths here
+    out = torch.empty_like(x_all, memory_format=torch.contiguous_format)
     step = chunk_length(images)
     for start in range(0, images.shape[0], step):
         stop = min(images.shape[0], start + step)
