@@ -60,7 +60,8 @@ class RestorerTrainConfig:
         model_options: constructor options of the model (widths, residual, ...).
         degrade: degradation name (``degradations.available()``).
         severity: degradation severity (3 = the study's parameters).
-        dataset: ``robustret.data.load`` spec of the clean images (``synthetic``, a path, ...).
+        dataset: ``robustret.data.load`` spec of the clean images: ``synthetic``,
+            ``smallnorb:PATH`` or ``folder:PATH``.
         image_size: resize the data set to this side (None: native).
         epochs: epochs to reach (a re-run with more extends the run).
         batch_size: images (or crops) per step.
