@@ -128,6 +128,20 @@ def _check_amount(name: str, value: float, upper: float | None = None) -> float:
     return value
 
 
+def _run_noise(
+    images: Tensor, core, words_per_image, generator: torch.Generator | None, range_mode: str,
+) -> Tensor:
+    """Shared body of the three noise wrappers: check, then run ``core`` chunk by chunk.
+
+    ``core(x, words, out)`` fills ``out`` from a (b, C, H, W) chunk and its random words;
+    ``words_per_image(n_values)`` says how many words one image needs.
+    """
+    check_images(images, "images", check_values=False)
+    check_range_mode(range_mode)
+    k = words_per_image(images[0].numel()) if images.shape[0] else 0
+    return run_chunked(images, core, {}, k, WordSource.from_generator(generator), range_mode)
+
+
 def gaussian_noise(
     images: Tensor, sigma: float = 0.1, *, generator: torch.Generator | None = None,
     range_mode: str = "clip",
@@ -143,12 +157,9 @@ def gaussian_noise(
     Returns:
         (B, C, H, W) in [0, 1], same device and dtype as ``images``.
     """
-    check_images(images, "images", check_values=False)
     sigma = _check_amount("sigma", sigma)
-    check_range_mode(range_mode)
-    k = normal_words(images[0].numel()) if images.shape[0] else 0
-    return run_chunked(images, lambda x, w, o: gaussian_core(x, w, o, sigma), {}, k,
-                       WordSource.from_generator(generator), range_mode)
+    return _run_noise(images, lambda x, w, o: gaussian_core(x, w, o, sigma), normal_words,
+                      generator, range_mode)
 
 
 def salt_pepper_noise(
@@ -168,12 +179,9 @@ def salt_pepper_noise(
     Returns:
         (B, C, H, W) in [0, 1], same device and dtype as ``images``.
     """
-    check_images(images, "images", check_values=False)
     p = _check_amount("p", p, 1.0)
-    check_range_mode(range_mode)
-    k = int16_words(images[0].numel()) if images.shape[0] else 0
-    return run_chunked(images, lambda x, w, o: salt_pepper_core(x, w, o, p), {}, k,
-                       WordSource.from_generator(generator), range_mode)
+    return _run_noise(images, lambda x, w, o: salt_pepper_core(x, w, o, p), int16_words,
+                      generator, range_mode)
 
 
 def speckle_noise(
@@ -191,9 +199,6 @@ def speckle_noise(
     Returns:
         (B, C, H, W) in [0, 1], same device and dtype as ``images``.
     """
-    check_images(images, "images", check_values=False)
     amplitude = _check_amount("amplitude", amplitude)
-    check_range_mode(range_mode)
-    k = int16_words(images[0].numel()) if images.shape[0] else 0
-    return run_chunked(images, lambda x, w, o: speckle_core(x, w, o, amplitude), {}, k,
-                       WordSource.from_generator(generator), range_mode)
+    return _run_noise(images, lambda x, w, o: speckle_core(x, w, o, amplitude), int16_words,
+                      generator, range_mode)
