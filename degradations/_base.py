@@ -98,8 +98,12 @@ def run_chunked(
     words_per_image: int,
     source: WordSource | None,
     range_mode: str,
+    in_range: bool = False,
 ) -> Tensor:
     """Apply ``core`` chunk by chunk into a fresh output, then fix the range.
+
+    ``in_range=True`` says the core only averages input values, so its output is already in
+    [0, 1] and ``"clip"`` has nothing to do (the pass is skipped; ``"minmax"`` still runs).
 
     ``core(x, words, out, **params)`` reads the chunk ``x`` (B', C, H, W), the chunk's
     ``words`` ((B', k) uint64 numpy array or None) and the chunk's slice of every ``(B,)``
@@ -118,7 +122,8 @@ def run_chunked(
         words = source.take(start, stop, words_per_image) if words_per_image else None
         chunk_params = {name: value[start:stop] for name, value in params.items()}
         core(check_images(x_all[start:stop], "images"), words, out[start:stop], **chunk_params)
-        finish_range_(out[start:stop], range_mode)
+        if not (in_range and range_mode == "clip"):
+            finish_range_(out[start:stop], range_mode)
     return out if out.dtype == images.dtype else out.to(images.dtype)
 
 

@@ -32,7 +32,7 @@ from .noise import (
     salt_pepper_core,
     speckle_core,
 )
-from .resolution import check_upsample, levels_from_uniform, lowres_core
+from .resolution import IN_RANGE_UPSAMPLE, check_upsample, levels_from_uniform, lowres_core
 
 DEGRADATIONS: Registry[Degradation] = Registry("degradation")
 
@@ -55,6 +55,11 @@ class Degradation(nn.Module):
         """64-bit random words each image of ``pixels`` values needs (0: no pixel noise)."""
         return 0
 
+    @property
+    def output_in_range(self) -> bool:
+        """True when :meth:`core` only averages input values (its output needs no clipping)."""
+        return False
+
     def core(self, x: Tensor, words: np.ndarray | None, out: Tensor, **params: Tensor) -> Tensor:
         """Write the degraded chunk ``x`` into ``out`` (see :func:`degradations._base.run_chunked`)."""
         raise NotImplementedError
@@ -66,7 +71,7 @@ class Degradation(nn.Module):
         check_images(images, "images", check_values=False)
         k = self.words_per_image(images[0].numel()) if images.shape[0] else 0
         source = WordSource.from_generator(generator) if k else None
-        return run_chunked(images, self.core, params, k, source, self.range_mode)
+        return run_chunked(images, self.core, params, k, source, self.range_mode, self.output_in_range)
 
     def forward(
         self, images: Tensor, generator: torch.Generator | None = None, *, return_params: bool = False,
@@ -107,7 +112,8 @@ class Degradation(nn.Module):
                 streams.append(np.random.SFC64(draw_seed(gen)))
         names = per_image[0].keys() if per_image else ()
         params = {name: torch.cat([p[name] for p in per_image]) for name in names}
-        out = run_chunked(images, self.core, params, k, WordSource(streams) if k else None, self.range_mode)
+        out = run_chunked(images, self.core, params, k, WordSource(streams) if k else None, self.range_mode,
+                          self.output_in_range)
         return (out, params) if return_params else out
 
     @classmethod
@@ -225,6 +231,10 @@ class HaarLowres(Degradation):
     def sample_params(self, batch_size, generator=None, *, size=None):  # type: ignore[no-untyped-def]
         u = torch.rand(batch_size, generator=generator)
         return {"level": levels_from_uniform(self.levels, u)}
+
+    @property
+    def output_in_range(self) -> bool:
+        return self.upsample in IN_RANGE_UPSAMPLE
 
     def core(self, x, words, out, level):  # type: ignore[no-untyped-def]
         return lowres_core(x, words, out, level, self.upsample)

@@ -115,6 +115,20 @@ def test_lowres_fast_path_equals_the_per_level_path_exactly() -> None:
         assert torch.equal(out[i : i + 1], haar_lowres_fixed(x[i : i + 1], value))
 
 
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_lowres_needs_no_clipping_even_at_the_range_ends(severity: int) -> None:
+    # "clip" skips its clamp for nearest/area lowres (block means stay in range): check the claim
+    # on values at and next to 0 and 1, where rounding of the sums would show first
+    g = make_generator(0)
+    ends = torch.tensor([0.0, 1.0, 1.0 - 2.0**-24, 2.0**-24, 1.0 - 2.0**-23])
+    x = ends[torch.randint(0, len(ends), (8, 3, 32, 32), generator=g)]
+    for upsample in ("nearest", "area"):
+        out = degradations.apply(x, "lowres", severity, generator=make_generator(1), upsample=upsample)
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    ones = degradations.apply(torch.ones(2, 1, 16, 16), "lowres", severity, generator=make_generator(1))
+    assert torch.equal(ones, torch.ones_like(ones))
+
+
 def test_lowres_levels_distribution_and_padding() -> None:
     x = torch.rand(400, 1, 8, 8, generator=make_generator(0))
     _, params = degradations.apply(x, "lowres", generator=make_generator(1), return_params=True)
