@@ -32,7 +32,7 @@ from .noise import (
     salt_pepper_core,
     speckle_core,
 )
-from .resolution import IN_RANGE_UPSAMPLE, check_upsample, levels_from_uniform, lowres_core
+from .resolution import BLOCK_COPY_UPSAMPLE, check_upsample, levels_from_uniform, lowres_core
 
 DEGRADATIONS: Registry[Degradation] = Registry("degradation")
 
@@ -234,7 +234,7 @@ class HaarLowres(Degradation):
 
     @property
     def output_in_range(self) -> bool:
-        return self.upsample in IN_RANGE_UPSAMPLE
+        return self.upsample in BLOCK_COPY_UPSAMPLE
 
     def core(self, x, words, out, level):  # type: ignore[no-untyped-def]
         return lowres_core(x, words, out, level, self.upsample)

@@ -24,8 +24,9 @@ from robustret.checks import check_choice, check_images
 from ._base import check_range_mode, run_chunked
 
 UPSAMPLE_MODES = ("nearest", "bilinear", "bicubic", "area")
-#: upsampling modes that only copy block means: the output needs no clipping
-IN_RANGE_UPSAMPLE = ("nearest", "area")
+#: upsampling modes that copy each block mean into its block (area equals nearest at integer
+#: factors): the one-copy fast path applies, and the output stays in the input's range
+BLOCK_COPY_UPSAMPLE = ("nearest", "area")
 
 
 def check_upsample(upsample: str) -> str:
@@ -63,7 +64,7 @@ def haar_lowres_fixed(images: Tensor, level: int, upsample: str = "nearest") -> 
     x = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else images
     small = block_mean(x, level)
     size = (height + pad_h, width + pad_w)
-    if upsample in IN_RANGE_UPSAMPLE:  # identical for integer factors
+    if upsample in BLOCK_COPY_UPSAMPLE:
         big = F.interpolate(small, size=size, mode="nearest")
     else:
         big = F.interpolate(small, size=size, mode=upsample, align_corners=False)
@@ -97,7 +98,8 @@ def lowres_nearest_core(x: Tensor, out: Tensor, levels: list[int]) -> Tensor:
     for value in sorted(set(levels) - {1}):
         index = torch.tensor([i for i, v in enumerate(levels) if v == value], device=x.device)
         deeper = block_mean(grid.index_select(0, index), value - 1)
-        grid.index_copy_(0, index, upsample_nearest_into(deeper, torch.empty_like(grid[: len(index)])))
+        back = torch.empty_like(grid[: len(index)])
+        grid.index_copy_(0, index, upsample_nearest_into(deeper, back))
     return upsample_nearest_into(grid, out)
 
 
@@ -107,7 +109,7 @@ def lowres_core(x: Tensor, words: object, out: Tensor, level: Tensor, upsample: 
     distinct = sorted(set(levels))
     factor = 2 ** distinct[-1] if distinct else 1
     divisible = x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0
-    if upsample in IN_RANGE_UPSAMPLE and divisible and distinct and distinct[0] >= 1 and out.is_contiguous():
+    if upsample in BLOCK_COPY_UPSAMPLE and divisible and distinct and distinct[0] >= 1 and out.is_contiguous():
         return lowres_nearest_core(x, out, levels)  # the fast path: one full-size write
     if len(distinct) == 1:
         return out.copy_(haar_lowres_fixed(x, int(distinct[0]), upsample))
@@ -139,7 +141,7 @@ def haar_lowres(
     if levels.numel() and int(levels.min()) < 0:
         raise ValueError(f"level must be >= 0; got {levels.tolist()}")
     return run_chunked(images, lambda x, w, o, level: lowres_core(x, w, o, level, upsample),
-                       {"level": levels}, 0, None, range_mode, upsample in IN_RANGE_UPSAMPLE)
+                       {"level": levels}, 0, None, range_mode, upsample in BLOCK_COPY_UPSAMPLE)
 
 
 def levels_from_uniform(levels: float, u: Tensor) -> Tensor:
