@@ -15,6 +15,14 @@ from torch import Tensor
 _RANGE_TOLERANCE = 1e-6
 
 
+class ConfigError(ValueError):
+    """A name, path or value given by the user is wrong; the message says what to do.
+
+    Raised before any work starts. The command-line tools catch this (and missing files) and
+    print one line; any other exception is a bug and shows its traceback.
+    """
+
+
 def check_images(images: object, name: str = "images", *, check_values: bool = True) -> Tensor:
     """Validate an image batch and return it unchanged.
 

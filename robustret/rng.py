@@ -6,6 +6,8 @@ the data's device, so the same seed gives the same bytes on CPU and CUDA.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -27,18 +29,28 @@ def sample_seed(seed: int, *index: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
+def stream_seed(seed: int, stream: str, *index: int) -> int:
+    """A 63-bit seed for the named random ``stream`` of a run, item ``index``.
+
+    Each consumer of randomness has its own stream name (``"degrade"``, ``"retriever/init"``,
+    ``"data/split"``, ...); the name is hashed (SHA-256) into the seed sequence, so two streams
+    never share seeds the way two bare integers can collide, and adding a stream changes none
+    of the others.
+
+    Args:
+        seed: the run's one seed.
+        stream: a short descriptive name, unique per consumer.
+        index: an index path within the stream (an epoch, an image, a severity).
+    """
+    if not isinstance(stream, str) or not stream:
+        raise ValueError(f"stream must be a non-empty string; got {stream!r}")
+    word = int.from_bytes(hashlib.sha256(stream.encode("utf-8")).digest()[:8], "little")
+    return sample_seed(seed, word >> 32, word & 0xFFFFFFFF, *index)
+
+
 def draw_seed(generator: torch.Generator | None) -> int:
     """One 63-bit integer drawn from ``generator`` (torch's global generator when None)."""
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=_device_of(generator)).item())
-
-
-def numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
-    """A numpy ``Generator`` seeded by one draw from ``generator``.
-
-    Used where numpy's bit generators are much faster than torch's CPU sampler; the stream is
-    still fully determined by the torch generator's state.
-    """
-    return np.random.Generator(np.random.SFC64(draw_seed(generator)))
 
 
 def _device_of(generator: torch.Generator | None) -> torch.device:
