@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (see README.md):
 #   make run    creates .venv if needed, then runs the main job on the built-in data
-#   make test   creates .venv if needed, then runs the test suite
+#   make test   creates .venv if needed, then lints (ruff) and runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(PY) -m robustret.experiment $(RUN_ARGS)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 clean-venv:
