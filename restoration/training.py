@@ -282,7 +282,7 @@ def train_restorer(
     init_weights(model, make_generator(sample_seed(config.seed, INIT_STREAM))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     # step_decay with a one-epoch "paper" unit: the rate halves every lr_step epochs whatever epochs is
-    scheduler = step_decay(optimizer, epochs=config.lr_step, paper_epochs=1, paper_step=1)
+    scheduler = step_decay(optimizer, step_epochs=config.lr_step)
 
     tag = f"train/{config.model}"
     logger = RunLogger(out_dir / "logs", tensorboard=tensorboard)

@@ -1,13 +1,12 @@
 """Train the retriever as a classifier on the gallery (the study's recipe), on the shared loop.
 
-Threads: torch's default intra-op thread count (one per core) is used; set
-``torch.set_num_threads`` in the caller to change it.
+Threads: torch's intra-op thread setting is left as the caller set it (call
+``torch.set_num_threads`` before training to change it); this module never changes it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,13 +20,21 @@ from torch import Tensor
 from robustret.augment import augment_batch
 from robustret.checks import check_images, check_labels
 from robustret.models.retriever import Retriever, init_retriever, load_retriever
-from robustret.rng import make_generator, sample_seed
+from robustret.keys import fingerprint, source_hash
+from robustret.rng import make_generator, stream_seed
 from robustret.tracking import RunLogger
 from robustret.train.loop import TrainResult, step_decay, train_loop
 
 log = logging.getLogger(__name__)
 
 DegradeFn = Callable[[Tensor, torch.Generator], Tensor]
+
+INIT_STREAM = "retriever/init"
+"""Seed stream of the weight initialisation (:func:`robustret.rng.stream_seed`)."""
+EPOCH_STREAM = "retriever/epoch"
+"""Seed stream of each epoch's shuffling, augmentation and degradation (index: the epoch)."""
+TRAINING_CODE = ("robustret.models", "robustret.train", "robustret.augment")
+"""Modules whose source is part of the resume key: editing them starts training afresh."""
 
 __all__ = ["RetrieverTrainConfig", "TrainResult", "load_retriever", "train_retriever"]
 
@@ -40,12 +47,13 @@ class RetrieverTrainConfig:
         epochs: passes over the gallery.
         batch_size: images per step.
         lr: Adam learning rate (default betas).
-        lr_step: the study's halving period (40 of 200 epochs); scaled to ``epochs`` by
-            :func:`robustret.train.loop.step_decay` (a 10-epoch run halves every 2 epochs).
+        lr_step: epochs between two halvings of the learning rate (real epochs of this run;
+            the study halves every 40 of its 200), see :func:`robustret.train.loop.step_decay`.
         label_smoothing: cross-entropy label smoothing in [0, 1).
         augment: flip + affine (5 deg, 5 px) + brightness/contrast jitter.
         seed: seeds the model initialisation and every epoch's shuffling/augmentation.
-        channels_last: channels_last memory format (faster on CPU: 76 vs 53 img/s at 96 px).
+        channels_last: train in the channels_last memory format (same results, another
+            memory layout; see docs/benchmarks.md for its speed).
         max_images: train on the first this many gallery images (None: all).
     """
 
@@ -69,19 +77,18 @@ class RetrieverTrainConfig:
 
     @classmethod
     def paper(cls, **overrides: Any) -> RetrieverTrainConfig:
-        """The study: 200 epochs, batch 64, Adam 1e-3 halved every 40 epochs (~18-25 h on 2 CPU cores)."""
-        return cls(**overrides)
+        """The study: 200 epochs, batch 64, Adam 1e-3 halved every 40 epochs."""
+        return cls(**{"epochs": 200, "lr_step": 40, **overrides})
 
     @classmethod
     def quick(cls, **overrides: Any) -> RetrieverTrainConfig:
-        """~4 minutes on a 2-core CPU: 10 epochs, batch 64, for a ~2,400-image gallery at 64x64.
+        """A short run: 10 epochs, batch 64, Adam 1e-3 halved every 4 epochs.
 
-        Assumes the caller resizes images to 64x64 (ResNet34 train step ~117 img/s there:
-        10 x 2,400 / 117 = ~3.4 min of steps). The rate halves every 4 epochs (``lr_step=80``
-        of the paper's 200): halving every epoch, the scaled paper rule, froze training at
-        92% train accuracy in 7 epochs.
+        Meant for the quick profile's data (a ~2,400-image gallery resized to 64x64); why the
+        rate halves every 4 epochs rather than at the study's ratio is in docs/benchmarks.md
+        ("Retriever training").
         """
-        return cls(**{"epochs": 10, "lr_step": 80, **overrides})
+        return cls(**{"epochs": 10, "lr_step": 4, **overrides})
 
 
 def data_identity(images: Tensor, labels: Tensor) -> str:
@@ -116,7 +123,8 @@ def train_retriever(
         config: see :class:`RetrieverTrainConfig`.
         device: where training runs (CUDA when given a CUDA device).
         out_dir: ``out_dir/last.pt`` is written atomically each epoch and resumed from when
-            its fingerprint (config + data identity + architecture) matches.
+            its key (config, data identity, architecture, whether ``train_degrade`` is set, and
+            the source of :data:`TRAINING_CODE`) matches.
         logger: receives ``{tag}/loss``, ``{tag}/accuracy``, ``{tag}/lr`` per epoch.
         progress: tqdm bar (None: only on a terminal).
         train_degrade: ``(images, generator) -> images`` applied to a random half of each
@@ -131,10 +139,10 @@ def train_retriever(
         images, labels = images[: config.max_images], labels[: config.max_images]
     if int(labels.max()) >= model.num_classes or int(labels.min()) < 0:
         raise ValueError(f"labels must be in [0, {model.num_classes}); got {int(labels.min())}..{int(labels.max())}")
-    fingerprint = hashlib.sha1(
-        json.dumps({"config": asdict(config), "data": data_identity(images, labels), "arch": model.arch(),
-                    "degrade": train_degrade is not None}, sort_keys=True).encode()
-    ).hexdigest()[:16]
+    resume_key = fingerprint(
+        "retriever", asdict(config), data_identity(images, labels), model.arch(),
+        train_degrade is not None, source_hash(*TRAINING_CODE),
+    )
 
     _seeded_init(model, config.seed)
     model.to(device)
@@ -142,10 +150,10 @@ def train_retriever(
         model.channels_last = True
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = step_decay(optimizer, epochs=config.epochs, paper_epochs=200, paper_step=config.lr_step)
+    scheduler = step_decay(optimizer, step_epochs=config.lr_step)
 
     def make_batches(epoch: int):
-        generator = make_generator(sample_seed(config.seed, epoch))
+        generator = make_generator(stream_seed(config.seed, EPOCH_STREAM, epoch))
         order = torch.randperm(images.shape[0], generator=generator)
         for idx in order.split(config.batch_size):
             x = images[idx].to(device, non_blocking=True)
@@ -167,21 +175,17 @@ def train_retriever(
     checkpoint = Path(out_dir) / "last.pt" if out_dir is not None else None
     return train_loop(
         model=model, optimizer=optimizer, scheduler=scheduler, make_batches=make_batches, step=step,
-        epochs=config.epochs, checkpoint=checkpoint, fingerprint=fingerprint, logger=logger, tag=tag,
+        epochs=config.epochs, checkpoint=checkpoint, fingerprint=resume_key, logger=logger, tag=tag,
         progress=progress, extra_state={"arch": model.arch(), "config": asdict(config)},
     )
 
 
-INIT_STREAM = 0xC1A55
-"""Index under which the weight-initialisation seed is derived from ``config.seed``."""
-
-
 def _seeded_init(model: Retriever, seed: int) -> None:
-    """Re-draw ``model``'s weights from a generator seeded by ``(seed, INIT_STREAM)``.
+    """Re-draw ``model``'s weights from a generator of the ``"retriever/init"`` seed stream.
 
     Uses :func:`robustret.models.init_retriever` (torchvision's initialisation drawn from a
     ``torch.Generator``; torch's global RNG is never touched). A trunk holding weights loaded
     from a file (``model.weights_file``) keeps them; only the stem and head are re-drawn then.
     """
-    init_retriever(model, make_generator(sample_seed(seed, INIT_STREAM)),
+    init_retriever(model, make_generator(stream_seed(seed, INIT_STREAM)),
                    trunk=getattr(model, "weights_file", None) is None)

@@ -170,12 +170,25 @@ def _format(record: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch")
 
 
-def step_decay(optimizer: torch.optim.Optimizer, *, epochs: int, paper_epochs: int = 200, paper_step: int = 40,
-               gamma: float = 0.5) -> torch.optim.lr_scheduler.StepLR:
-    """The study's schedule (lr halved every 40 of 200 epochs), scaled to ``epochs``.
+def step_decay(
+    optimizer: torch.optim.Optimizer, *, step_epochs: int, gamma: float = 0.5
+) -> torch.optim.lr_scheduler.StepLR:
+    """Multiply the learning rate by ``gamma`` every ``step_epochs`` epochs (stepped per epoch).
 
-    ``step_size = max(1, round(epochs * paper_step / paper_epochs))``, so a 10-epoch run
-    halves the rate every 2 epochs and a 200-epoch run every 40.
+    ``step_epochs`` counts real epochs of this run: the study halves the rate every 40 of its
+    200 epochs (``step_epochs=40``); a 10-epoch quick run that halves every 4 passes 4.
+
+    Args:
+        optimizer: the optimizer whose rate is decayed.
+        step_epochs: epochs between two decays, >= 1.
+        gamma: the factor applied at each decay, in (0, 1].
+    Returns:
+        A :class:`torch.optim.lr_scheduler.StepLR`; call ``step()`` once after each epoch.
+    Raises:
+        ValueError: ``step_epochs`` < 1 or ``gamma`` outside (0, 1].
     """
-    step_size = max(1, round(epochs * paper_step / paper_epochs))
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    if isinstance(step_epochs, bool) or not isinstance(step_epochs, int) or step_epochs < 1:
+        raise ValueError(f"step_epochs must be a positive integer (epochs between decays); got {step_epochs!r}")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1]; got {gamma!r}")
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_epochs, gamma=gamma)

@@ -24,7 +24,7 @@ def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None):
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    scheduler = step_decay(optimizer, epochs=4)
+    scheduler = step_decay(optimizer, step_epochs=1)
     x, y = _data()
 
     def make_batches(epoch: int):
@@ -78,8 +78,20 @@ def test_checkpoint_from_other_config_is_refused(tmp_path) -> None:
         _run(2, checkpoint=checkpoint, fingerprint="b")
 
 
-def test_step_decay_scales_the_study_schedule() -> None:
+def test_step_decay_counts_real_epochs() -> None:
+    parameter = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=1.0)
+    scheduler = step_decay(optimizer, step_epochs=4)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == [1.0] * 4 + [0.5] * 4 + [0.25] * 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_step_decay_rejects_a_bad_period(bad: object) -> None:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    assert step_decay(optimizer, epochs=200).step_size == 40
-    assert step_decay(optimizer, epochs=10).step_size == 2
-    assert step_decay(optimizer, epochs=3).step_size == 1
+    with pytest.raises(ValueError, match="step_epochs"):
+        step_decay(optimizer, step_epochs=bad)
