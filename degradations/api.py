@@ -1,32 +1,22 @@
-"""The public entry points: severity levels 1..5, ``apply``, ``apply_indexed``, ``available``.
+"""The public entry points: ``apply``, ``apply_indexed``, ``available``, severities, families.
 
-Level 3 is the study's exact setting for every family; see docs/degradations.md for the table
-and how it sits against the ImageNet-C / Tiny-ImageNet-C anchors.
+Everything here reads the registered classes: a degradation's severity table and family are
+class attributes (see :class:`degradations.Degradation`), so registering one class is enough.
+Level 3 is the study's exact setting for every built-in family; see docs/degradations.md for
+the table and how it sits against the ImageNet-C / Tiny-ImageNet-C anchors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .modules import DEGRADATIONS, build
+from robustret.checks import ConfigError
 
-SEVERITIES: dict[str, tuple[dict[str, float], ...]] = {
-    "gaussian_noise": tuple({"sigma": s} for s in (0.05, 0.075, 0.10, 0.15, 0.22)),
-    "salt_pepper": tuple({"p": p} for p in (0.02, 0.05, 0.10, 0.17, 0.27)),
-    "speckle": tuple({"amplitude": a} for a in (0.05, 0.075, 0.10, 0.25, 0.45)),
-    "lowres": tuple({"levels": v} for v in (1.0, 1.25, 1.5, 2.0, 3.0)),
-    "motion_blur": tuple({"sigma": s, "t": 1.0} for s in (0.02, 0.035, 0.05, 0.075, 0.10)),
-    "noise": tuple(
-        {"sigma": s, "p": p, "amplitude": a}
-        for s, p, a in zip((0.05, 0.075, 0.10, 0.15, 0.22), (0.02, 0.05, 0.10, 0.17, 0.27),
-                           (0.05, 0.075, 0.10, 0.25, 0.45))
-    ),
-}
-SEVERITY_LEVELS = (1, 2, 3, 4, 5)
+from .degradation import DEGRADATIONS, SEVERITY_LEVELS, Degradation, build, degradation_class
 
 
 def available() -> list[str]:
@@ -34,26 +24,74 @@ def available() -> list[str]:
     return DEGRADATIONS.names()
 
 
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or name not in DEGRADATIONS:
-        raise ValueError(f"unknown degradation {name!r}; available: {', '.join(available())}")
-    return name
+def _check_severity(severity: object) -> int:
+    if isinstance(severity, bool) or not isinstance(severity, int) or (
+            severity not in SEVERITY_LEVELS):
+        raise ConfigError(f"severity must be an integer in 1..5; got {severity!r}")
+    return severity
 
 
 def severity_params(name: str, severity: int = 3) -> dict[str, Any]:
     """The parameters severity ``severity`` (1..5) of ``name`` stands for (a fresh dict).
 
+    Read from the class's ``severities`` table.
+
     Raises:
-        ValueError: unknown name (the message lists them) or severity outside 1..5.
+        ConfigError: unknown name (the message lists them) or severity outside 1..5.
     """
-    _check_name(name)
-    if isinstance(severity, bool) or not isinstance(severity, int) or severity not in SEVERITY_LEVELS:
-        raise ValueError(f"severity must be an integer in 1..5; got {severity!r}")
-    return dict(SEVERITIES[name][severity - 1])
+    cls = degradation_class(name)
+    return dict(cls.severities[_check_severity(severity) - 1])
 
 
-def build_module(name: str, severity: int = 3, **overrides: Any) -> torch.nn.Module:
-    """The module for ``name`` at ``severity``, with ``overrides`` replacing any parameter."""
+def family(name: str) -> str:
+    """The family of degradation ``name`` (``"noise"``, ``"blur"``, ``"resolution"``, ...).
+
+    The class's ``family`` attribute; a class that sets none is its own family (its registry
+    name). Restorer policies pair restorers with families, not with single names.
+
+    Raises:
+        ConfigError: unknown name (the message lists them).
+    """
+    cls = degradation_class(name)
+    return cls.family if cls.family is not None else name
+
+
+class SeverityTable(Mapping[str, tuple[dict[str, Any], ...]]):
+    """Read-only view ``name -> five parameter dicts`` over the registered classes.
+
+    Kept so ``degradations.SEVERITIES[name]`` still works; the levels live on each class
+    (``severities``), so there is nothing to assign here.
+    """
+
+    def __getitem__(self, name: str) -> tuple[dict[str, Any], ...]:
+        if name not in DEGRADATIONS:
+            raise KeyError(name)
+        return tuple(dict(level) for level in degradation_class(name).severities)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(available())
+
+    def __len__(self) -> int:
+        return len(DEGRADATIONS)
+
+    def __setitem__(self, name: str, value: object) -> None:
+        raise TypeError(
+            "SEVERITIES is derived from the registered classes; set the class attribute "
+            f"severities on the degradation class instead of SEVERITIES[{name!r}]"
+        )
+
+
+#: ``name -> severities`` of every registered class (read-only, always current)
+SEVERITIES = SeverityTable()
+
+
+def build_module(name: str, severity: int = 3, **overrides: Any) -> Degradation:
+    """The module for ``name`` at ``severity``, with ``overrides`` replacing any parameter.
+
+    Raises:
+        ConfigError: unknown name, severity or parameter (the message lists valid values).
+        ValueError: a bad parameter value.
+    """
     return build(name, **{**severity_params(name, severity), **overrides})
 
 
@@ -67,9 +105,10 @@ def apply(
         images: (B, C, H, W) float in [0, 1], C in {1, 3}, any device.
         name: one of :func:`available`.
         severity: 1..5; 3 is the study's setting.
-        generator: CPU ``torch.Generator``; same state, same output bytes. None: torch's global one.
-        return_params: also return the drawn (B,) parameters (blur ``a``/``b``, lowres ``level``,
-            mixture ``kind``; {} for the plain noises).
+        generator: CPU ``torch.Generator``; same state, same output bytes. None: torch's
+            global one.
+        return_params: also return the drawn (B,) parameters (blur ``a``/``b``, lowres
+            ``level``, mixture ``kind``; {} for the plain noises).
         **overrides: replace parameters of the level (``levels=2``, ``length=7, angle=30``,
             ``range_mode="minmax"``, ...).
 
@@ -77,7 +116,8 @@ def apply(
         (B, C, H, W) in [0, 1], same dtype and device (and the params with ``return_params``).
 
     Raises:
-        ValueError: bad images, unknown name, severity or override (messages list valid values).
+        ValueError: bad images, unknown name, severity or override (messages list valid
+            values).
     """
     module = build_module(name, severity, **overrides)
     return module(images, generator, return_params=return_params)
@@ -92,6 +132,15 @@ def apply_indexed(
     Image i equals ``apply(images[i:i+1], name, severity,
     generator=make_generator(sample_seed(seed, indices[i])))``, so a batch of 4 gives the same
     images as four batches of 1 (for the query set of an experiment).
+
+    Args:
+        images: (B, C, H, W) float in [0, 1], any device.
+        name, severity, return_params, overrides: as :func:`apply`.
+        seed: the query set's seed.
+        indices: B item indices.
+
+    Returns:
+        As :func:`apply`.
     """
     module = build_module(name, severity, **overrides)
     return module.forward_indexed(images, seed, indices, return_params=return_params)

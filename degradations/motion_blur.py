@@ -14,12 +14,16 @@ image width and ``b`` the vertical one in units of the height. A blur of ``lengt
 blur causal: the image is smeared from its position over ``length`` pixels, and its centroid
 moves by ``length / 2``.
 
-H is built directly in FFT order (``fftfreq``), which equals building it on the centred grid and
-``ifftshift``-ing it, and costs less than shifting every spectrum. H(0, 0) = T, so with T = 1 the
-mean of the image is kept. The default ``method="rfft"`` uses the half spectrum (rfft2/irfft2),
-~1.6x faster than fft2 on this CPU. ``real(ifft2(F H))`` equals ``irfft2`` of the Hermitian part
-of H; that part differs from H only on the Nyquist row/column of even sizes (where the centred
-grid has -N/2 but not +N/2), and there it is used, so both methods give the same image.
+:func:`motion_blur_transfer` is the one implementation of H: the degradation multiplies by it
+and the Wiener restorer (``restoration.classical``) inverts it. H is built directly in FFT
+order (``fftfreq``), which equals building it on the centred grid and ``ifftshift``-ing it,
+with no spectrum shift. H(0, 0) = T, so with T = 1 the mean of the image is kept.
+
+The default ``method="rfft"`` uses the half spectrum (rfft2/irfft2; for its speed against
+``"fft"`` see docs/benchmarks.md). ``real(ifft2(F H))`` equals ``irfft2`` of the Hermitian part
+of H, ``(H(k) + conj(H(-k))) / 2``; that part differs from H only on the Nyquist row/column of
+even sizes (where the centred grid has -N/2 but not +N/2), and the half spectrum uses it there,
+so both methods give the same image.
 """
 
 from __future__ import annotations
@@ -37,67 +41,87 @@ METHODS = ("rfft", "fft")
 
 
 def blur_from_length(length: float, angle: float, size: tuple[int, int]) -> tuple[float, float]:
-    """``(a, b)`` of a blur of ``length`` pixels at ``angle`` degrees on an image of ``size=(H, W)``."""
+    """``(a, b)`` of a blur of ``length`` pixels at ``angle`` degrees on an image of ``size``.
+
+    Args:
+        length: blur length in pixels.
+        angle: direction in degrees (0 = right, 90 = down).
+        size: ``(H, W)`` of the image.
+
+    Returns:
+        ``(a, b)``: displacement in image widths and heights.
+    """
     height, width = size
     rad = math.radians(angle)
     return length * math.cos(rad) / width, length * math.sin(rad) / height
 
 
+def _per_image(value: float | Tensor, device: torch.device | None) -> Tensor:
+    """A float or (B,) tensor as a (B or 1, 1, 1, 1) float32 tensor on ``device``."""
+    return torch.as_tensor(value, dtype=torch.float32).to(device).reshape(-1, 1, 1, 1)
+
+
+def _transfer(u: Tensor, v: Tensor, a: Tensor, b: Tensor, t: Tensor | None) -> Tensor:
+    """H = T sinc(p) exp(-j pi p), p = u a + v b, on the grid of columns ``u`` x rows ``v``.
+
+    Args:
+        u: (W',) float32 column frequencies; v: (H',) float32 row frequencies.
+        a, b: (B or 1, 1, 1, 1) float32 displacements; t: same shape, or None for T = 1.
+
+    Returns:
+        (B or 1, 1, H', W') complex64.
+    """
+    p = u.view(1, 1, 1, -1) * a + v.view(1, 1, -1, 1) * b  # (B, 1, H', W')
+    magnitude = torch.sinc(p)
+    if t is not None:
+        magnitude.mul_(t)
+    return torch.polar(magnitude, p.mul_(-math.pi))
+
+
 def motion_blur_transfer(
-    height: int, width: int, a: Tensor, b: Tensor, t: float | Tensor = 1.0, *, half: bool = True,
-    device: torch.device | None = None,
+    height: int, width: int, a: float | Tensor, b: float | Tensor, t: float | Tensor = 1.0, *,
+    half: bool = True, device: torch.device | str | None = None,
 ) -> Tensor:
-    """Transfer functions in FFT order, one per image.
+    """The study's transfer function H(u, v; a, b, T) in FFT order, one per image.
 
     Args:
         height, width: image size.
-        a, b: (B,) float, displacement in image widths / heights.
-        t: exposure T (scales H; 1 keeps the mean), float or (B,).
-        half: the rfft2 half spectrum (width // 2 + 1 columns) instead of the full one.
-        device: where to build H.
+        a, b: displacement in image widths / heights, a float or (B,) float tensor.
+        t: exposure T (scales H; 1 keeps the mean), a float or (B,) tensor.
+        half: the Hermitian part on the rfft2 half spectrum (``width // 2 + 1`` columns), for
+            ``irfft2``; False: H on the full spectrum, for ``fft2`` / ``ifft2``.
+        device: where to build H (None: the CPU).
 
     Returns:
-        (B, 1, height, width // 2 + 1 or width) complex64.
+        (B or 1, 1, height, width // 2 + 1 or width) complex64; B > 1 when ``a``, ``b`` or ``t``
+        has B entries.
     """
+    device = torch.device(device) if device is not None else None
+    a_, b_ = _per_image(a, device), _per_image(b, device)
+    t_ = None if not isinstance(t, Tensor) and float(t) == 1.0 else _per_image(t, device)
     v = torch.fft.fftfreq(height, 1.0 / height, device=device)  # 0, 1, .., -H/2, .., -1
-    if half:
-        u = torch.arange(width // 2 + 1, dtype=torch.float32, device=device)
+    if not half:
+        return _transfer(torch.fft.fftfreq(width, 1.0 / width, device=device), v, a_, b_, t_)
+    u = torch.arange(width // 2 + 1, dtype=torch.float32, device=device)
+    if width % 2 == 0:
+        u[-1] = -(width // 2)  # the centred grid's Nyquist frequency
+    result = _transfer(u, v, a_, b_, t_)
+    # Hermitian part (H(k) + conj(H(-k))) / 2 = (H(u, v) + H(u*, v*)) / 2, where u* = u except
+    # that the Nyquist frequency -N/2 becomes +N/2 (sinc is even): only the Nyquist row and
+    # column of even sizes change.
+    if height % 2 == 0:
+        u_star = u.clone()
         if width % 2 == 0:
-            u[-1] = -(width // 2)  # the centred grid's Nyquist frequency
-    else:
-        u = torch.fft.fftfreq(width, 1.0 / width, device=device)
-    a = a.to(device, torch.float32).view(-1, 1, 1, 1)
-    b = b.to(device, torch.float32).view(-1, 1, 1, 1)
-    def transfer(uu: Tensor, vv: Tensor) -> Tensor:
-        p = uu.view(1, 1, 1, -1) * a + vv.view(1, 1, -1, 1) * b  # (B, 1, H', W')
-        magnitude = torch.sinc(p)
-        if isinstance(t, Tensor):
-            magnitude.mul_(t.to(device, torch.float32).view(-1, 1, 1, 1))
-        elif t != 1.0:
-            magnitude.mul_(float(t))
-        return torch.polar(magnitude, p.mul_(-math.pi))
-
-    result = transfer(u, v)
-    if half:
-        # irfft2 needs the Hermitian part (H(k) + conj(H(-k))) / 2, which is what real(ifft2(F H))
-        # keeps; it differs from H only on the Nyquist row and column, where it is the mean of H at
-        # -N/2 and +N/2.
+            u_star[-1] = width // 2
+        row = _transfer(u_star, torch.tensor([height / 2], device=device), a_, b_, t_)
+        result[..., height // 2 : height // 2 + 1, :].add_(row).mul_(0.5)
+    if width % 2 == 0:
+        rows = torch.ones(height, dtype=torch.bool, device=device)
         if height % 2 == 0:
-            u_flip = u.clone()
-            if width % 2 == 0:
-                u_flip[-1] = width // 2
-            row = transfer(u_flip, torch.tensor([height / 2], device=device))
-            result[..., height // 2 : height // 2 + 1, :].add_(row).mul_(0.5)
-        if width % 2 == 0:
-            v_flip = v.clone()
-            if height % 2 == 0:
-                v_flip[height // 2] = -v_flip[height // 2]
-            col = transfer(torch.tensor([width / 2], device=device), v_flip)
-            keep = torch.ones(height, dtype=torch.bool, device=device)
-            if height % 2 == 0:
-                keep[height // 2] = False
-            last = result[..., -1:]
-            last[..., keep, :] = (last[..., keep, :] + col[..., keep, :]) * 0.5
+            rows[height // 2] = False  # the corner was done with the row
+        col = _transfer(torch.tensor([width / 2], device=device), v[rows], a_, b_, t_)
+        last = result[..., -1:]
+        last[..., rows, :] = (last[..., rows, :] + col) * 0.5
     return result
 
 
@@ -105,10 +129,22 @@ def motion_blur_core(
     x: Tensor, words: object, out: Tensor, a: Tensor, b: Tensor, t: float | Tensor = 1.0,
     method: str = "rfft",
 ) -> Tensor:
-    """out = real(ifft2(fft2(x) * H)) for the chunk ``x`` (B, C, H, W)."""
+    """Write ``real(ifft2(fft2(x) * H))`` of the chunk ``x`` (B, C, H, W) into ``out``.
+
+    Args:
+        x: (B, C, H, W) float chunk; not modified.
+        words: unused (the blur draws no pixel noise).
+        out: (B, C, H, W) output buffer.
+        a, b: (B,) float displacements; t: exposure, float or (B,).
+        method: ``"rfft"`` or ``"fft"``.
+
+    Returns:
+        ``out``, unclipped.
+    """
     height, width = x.shape[-2:]
     xf = x.float()
-    transfer = motion_blur_transfer(height, width, a, b, t, half=method == "rfft", device=x.device)
+    transfer = motion_blur_transfer(height, width, a, b, t, half=method == "rfft",
+                                    device=x.device)
     if method == "rfft":
         spectrum = torch.fft.rfft2(xf)
         spectrum.mul_(transfer)
@@ -134,6 +170,9 @@ def motion_blur(
 
     Returns:
         (B, C, H, W) in [0, 1], same device and dtype as ``images``.
+
+    Raises:
+        ValueError: bad images, ``method`` or ``range_mode``.
     """
     check_images(images, "images", check_values=False)
     check_range_mode(range_mode)
@@ -143,5 +182,8 @@ def motion_blur(
         "a": torch.as_tensor(a, dtype=torch.float32).reshape(-1).expand(batch),
         "b": torch.as_tensor(b, dtype=torch.float32).reshape(-1).expand(batch),
     }
-    return run_chunked(images, lambda x, w, o, a, b: motion_blur_core(x, w, o, a, b, t, method),
-                       params, 0, None, range_mode)
+
+    def core(x: Tensor, words: object, out: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        return motion_blur_core(x, words, out, a, b, t, method)
+
+    return run_chunked(images, core, params, 0, None, range_mode)

@@ -10,11 +10,14 @@ of words per image:
   k = round(p * 32768); the replaced set only grows with ``p`` for a fixed draw.
 - speckle: one 16-bit word per pixel gives e = (s + 1/2) * a / 32768, uniform on (-a, a) in
   65,536 steps.
+- the mixture (:func:`noise_mixture`, the study's ``noise``): each image one of the three, by
+  its ``kind``, from a run of words long enough for either.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -66,8 +69,8 @@ def gaussian_core(x: Tensor, words: np.ndarray, out: Tensor, sigma: float | Tens
     """out = x + sigma * z, z ~ N(0, 1) from ``words``; ``sigma`` a float or (B,) tensor.
 
     ``words`` is consumed (overwritten). When each image has an even number of values and
-    ``out`` is a contiguous CPU tensor, the normals are built in ``out`` itself with one
-    temporary: fresh temporaries per chunk page-fault on this CPU and cost as much as the maths.
+    ``out`` is a contiguous float32 CPU tensor, the normals are built in ``out`` itself with
+    one temporary instead of a fresh buffer per chunk (see docs/benchmarks.md).
     """
     pixels = x[0].numel()
     in_place = pixels % 2 == 0 and out.is_contiguous() and out.device.type == "cpu"
@@ -120,6 +123,48 @@ def speckle_core(x: Tensor, words: np.ndarray, out: Tensor, amplitude: float | T
     return out.mul_(x)
 
 
+#: the mixture's kinds, in the order of the drawn ``kind`` values 0, 1, 2
+MIXTURE_KINDS = ("gaussian_noise", "salt_pepper", "speckle")
+
+
+def mixture_words(pixels: int) -> int:
+    """64-bit words one image of ``pixels`` values needs for any kind of the mixture."""
+    return max(normal_words(pixels), int16_words(pixels))
+
+
+def mixture_core(
+    x: Tensor, words: np.ndarray, out: Tensor, kind: Tensor, sigma: float, p: float,
+    amplitude: float,
+) -> Tensor:
+    """Image i gets the noise of ``MIXTURE_KINDS[kind[i]]`` from its own row of ``words``.
+
+    Args:
+        x: (B, C, H, W) float chunk; not modified.
+        words: (B, k) uint64, k >= :func:`mixture_words`; consumed.
+        out: (B, C, H, W) output buffer.
+        kind: (B,) int64 in {0, 1, 2}.
+        sigma, p, amplitude: the three kinds' parameters.
+
+    Returns:
+        ``out``, unclipped.
+    """
+    kinds = kind.tolist()
+    for value in sorted(set(kinds)):
+        rows = [i for i, v in enumerate(kinds) if v == value]
+        sub_words = words[rows]
+        index = torch.tensor(rows, device=x.device)
+        sub_x = x.index_select(0, index)
+        sub_out = torch.empty_like(sub_x)
+        if value == 0:
+            gaussian_core(sub_x, sub_words, sub_out, sigma)
+        elif value == 1:
+            salt_pepper_core(sub_x, sub_words, sub_out, p)
+        else:
+            speckle_core(sub_x, sub_words, sub_out, amplitude)
+        out.index_copy_(0, index, sub_out)
+    return out
+
+
 def _check_amount(name: str, value: float, upper: float | None = None) -> float:
     value = float(value)
     if not math.isfinite(value) or value < 0 or (upper is not None and value > upper):
@@ -129,7 +174,8 @@ def _check_amount(name: str, value: float, upper: float | None = None) -> float:
 
 
 def _run_noise(
-    images: Tensor, core, words_per_image, generator: torch.Generator | None, range_mode: str,
+    images: Tensor, core: Callable[..., Tensor], words_per_image: Callable[[int], int],
+    generator: torch.Generator | None, range_mode: str, params: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """Shared body of the three noise wrappers: check, then run ``core`` chunk by chunk.
 
@@ -139,7 +185,8 @@ def _run_noise(
     check_images(images, "images", check_values=False)
     check_range_mode(range_mode)
     k = words_per_image(images[0].numel()) if images.shape[0] else 0
-    return run_chunked(images, core, {}, k, WordSource.from_generator(generator), range_mode)
+    source = WordSource.from_generator(generator)
+    return run_chunked(images, core, params or {}, k, source, range_mode)
 
 
 def gaussian_noise(
@@ -202,3 +249,43 @@ def speckle_noise(
     amplitude = _check_amount("amplitude", amplitude)
     return _run_noise(images, lambda x, w, o: speckle_core(x, w, o, amplitude), int16_words,
                       generator, range_mode)
+
+
+def noise_mixture(
+    images: Tensor, kind: int | Tensor, sigma: float = 0.1, p: float = 0.1,
+    amplitude: float = 0.1, *, generator: torch.Generator | None = None,
+    range_mode: str = "clip",
+) -> Tensor:
+    """The study's mixed noise with given kinds: image i gets noise ``MIXTURE_KINDS[kind[i]]``.
+
+    ``degradations.apply(images, "noise")`` draws ``kind`` uniformly from {0, 1, 2} per image;
+    this function applies given kinds (e.g. recorded ones).
+
+    Args:
+        images: (B, C, H, W) float in [0, 1], any device.
+        kind: 0 (Gaussian), 1 (salt-and-pepper) or 2 (speckle) for all images, or a (B,)
+            integer tensor.
+        sigma: the Gaussian kind's standard deviation, >= 0.
+        p: the salt-and-pepper kind's fraction of replaced values, in [0, 1].
+        amplitude: the speckle kind's half-width, >= 0.
+        generator: source of the pixel noise; None uses torch's global generator.
+        range_mode: ``"clip"`` (default) or ``"minmax"``.
+
+    Returns:
+        (B, C, H, W) in [0, 1], same device and dtype as ``images``.
+
+    Raises:
+        ValueError: bad images, amounts, kinds or ``range_mode``.
+    """
+    sigma, p = _check_amount("sigma", sigma), _check_amount("p", p, 1.0)
+    amplitude = _check_amount("amplitude", amplitude)
+    check_images(images, "images", check_values=False)
+    kinds = torch.as_tensor(kind, dtype=torch.int64).reshape(-1).expand(images.shape[0])
+    if kinds.numel() and (int(kinds.min()) < 0 or int(kinds.max()) > 2):
+        raise ValueError(f"kind must be 0, 1 or 2 ({', '.join(MIXTURE_KINDS)}); got "
+                         f"{kinds.tolist()}")
+
+    def core(x: Tensor, words: np.ndarray, out: Tensor, kind: Tensor) -> Tensor:
+        return mixture_core(x, words, out, kind, sigma, p, amplitude)
+
+    return _run_noise(images, core, mixture_words, generator, range_mode, {"kind": kinds})
