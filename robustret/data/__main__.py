@@ -3,7 +3,7 @@
 Examples::
 
     python -m robustret.data info --dataset synthetic --preview docs/img/datasets_synthetic.png
-    python -m robustret.data info --dataset folder:../shared/data/coil-20 --image-size 64
+    python -m robustret.data info --dataset folder:path/to/coil-20 --image-size 64
 
 A bad spec, a missing path or a corrupt file prints one line on stderr and exits with 2.
 """
@@ -51,16 +51,20 @@ def preview_grid(data: RetrievalData, per_class: int = 8, seed: int = 0) -> np.n
 
 
 def write_preview(data: RetrievalData, path: str | Path, per_class: int = 8, seed: int = 0) -> Path:
-    """Write :func:`preview_grid` as a PNG with class names on the left (atomic)."""
-    import matplotlib
+    """Write :func:`preview_grid` as a PNG with class names on the left (atomic).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Draws on a standalone :class:`matplotlib.figure.Figure` with an Agg canvas: no pyplot, no
+    change of the process's matplotlib backend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     grid = preview_grid(data, per_class, seed)
     rows = len(data.class_names)
     height = grid.shape[0] / grid.shape[1] * 8
-    fig, ax = plt.subplots(figsize=(8.8, max(2.0, height + 0.6)), dpi=110)
+    fig = Figure(figsize=(8.8, max(2.0, height + 0.6)), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     tile = grid.shape[0] / rows
     ax.set_yticks([(i + 0.5) * tile for i in range(rows)], data.class_names)
@@ -70,7 +74,6 @@ def write_preview(data: RetrievalData, path: str | Path, per_class: int = 8, see
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 from robustret.checks import check_images, check_labels
-from robustret.rng import sample_seed
+from robustret.rng import stream_seed
 
 CHANNEL_CHOICES = ("gray", "rgb")
+CAP_SIDES = ("gallery", "queries")
 
 
 @dataclass
@@ -121,18 +122,25 @@ class RetrievalData:
         return "\n".join(lines)
 
 
-def cap_per_class(labels: np.ndarray | Tensor, per_class: int | None, seed: int, stream: int) -> np.ndarray:
+def cap_per_class(
+    labels: np.ndarray | Tensor, per_class: int | None, seed: int, side: str
+) -> np.ndarray:
     """Positions of at most ``per_class`` items of each class, a seeded choice.
 
     Args:
         labels: (N,) integer class labels.
         per_class: the cap; None keeps everything.
         seed: the data seed.
-        stream: separates independent choices (0 gallery, 1 queries).
+        side: ``'gallery'`` or ``'queries'``: each side draws from its own seed stream.
     Returns:
         (M,) int64 positions in increasing order. Class ``c`` draws from
-        ``sample_seed(seed, stream, c)``, so the choice for one class does not depend on others.
+        ``stream_seed(seed, f"data/cap/{side}", c)``, so the choice for one class does not
+        depend on others.
+    Raises:
+        ValueError: ``per_class`` < 1, or an unknown ``side``.
     """
+    if side not in CAP_SIDES:
+        raise ValueError(f"side must be one of {CAP_SIDES}; got {side!r}")
     labels = np.asarray(labels).astype(np.int64, copy=False)
     if per_class is None:
         return np.arange(labels.shape[0], dtype=np.int64)
@@ -142,7 +150,7 @@ def cap_per_class(labels: np.ndarray | Tensor, per_class: int | None, seed: int,
     for c in np.unique(labels):
         positions = np.flatnonzero(labels == c)
         if positions.size > per_class:
-            rng = np.random.default_rng(sample_seed(seed, stream, int(c)))
+            rng = np.random.default_rng(stream_seed(seed, f"data/cap/{side}", int(c)))
             positions = np.sort(rng.choice(positions, size=int(per_class), replace=False))
         keep.append(positions)
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)

@@ -8,8 +8,8 @@ Layout::
 
 Files are found recursively inside each class folder; names with an image extension that
 OpenCV cannot decode are skipped and listed in one logging warning. Decoded images are
-cached under ``cache_dir('folders')`` keyed by the (path, size, mtime) of every file plus the
-decode options, so a second load skips decoding.
+cached under ``cache_dir('folders')`` keyed by the (path, size, mtime) of every file, the
+decode options and the source of the decoding code, so a second load skips decoding.
 """
 
 from __future__ import annotations
@@ -26,9 +26,18 @@ import cv2
 import numpy as np
 import torch
 
-from robustret.data.base import ImageSet, RetrievalData, cap_per_class, check_channels, check_image_size, resize_square, to_float_images
+from robustret.data.base import (
+    ImageSet,
+    RetrievalData,
+    cap_per_class,
+    check_channels,
+    check_image_size,
+    resize_square,
+    to_float_images,
+)
 from robustret.data.splits import instance_ids, instance_split, split_from_file, stratified_split
 from robustret.io import atomic_write_bytes
+from robustret.keys import source_hash
 from robustret.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -37,7 +46,8 @@ IMAGE_EXTENSIONS = frozenset(
     ".bmp .dib .jpg .jpeg .jpe .jp2 .png .webp .avif .pbm .pgm .ppm .pxm .pnm .pfm .sr .ras "
     ".tif .tiff .exr .hdr .pic".split()
 )
-_CACHE_VERSION = 2  # 2: classes without a readable image are dropped
+DECODE_CODE = ("robustret.data.folder", "robustret.data.base")
+"""Modules whose source is part of the decoded-image cache key."""
 
 
 def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -99,7 +109,8 @@ def decode_image(path: Path, image_size: int | None) -> np.ndarray | None:
 
 def _cache_key(root: Path, entries: list[tuple[str, str]], image_size: int | None) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps({"version": _CACHE_VERSION, "root": str(root.resolve()), "image_size": image_size}).encode())
+    header = {"code": source_hash(*DECODE_CODE), "root": str(root.resolve()), "image_size": image_size}
+    digest.update(json.dumps(header, sort_keys=True).encode())
     for _, rel in entries:
         stat = (root / rel).stat()
         digest.update(f"\n{rel}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
@@ -231,7 +242,7 @@ def load_folder(
     images = to_float_images(data["images"], None, channels)
     full = ImageSet(images, torch.from_numpy(labels), list(class_names), metadata)
     sides = []
-    for stream, positions in enumerate((gallery, query)):
-        positions = positions[cap_per_class(labels[positions], per_class, seed, stream)]
+    for side, positions in (("gallery", gallery), ("queries", query)):
+        positions = positions[cap_per_class(labels[positions], per_class, seed, side)]
         sides.append(full.subset(positions))
     return RetrievalData(f"folder:{root}", sides[0], sides[1], list(class_names))

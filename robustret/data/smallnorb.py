@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustret.data.base import ImageSet, RetrievalData, cap_per_class, check_channels, check_image_size, to_float_images
+from robustret.data.base import (
+    ImageSet,
+    RetrievalData,
+    cap_per_class,
+    check_channels,
+    check_image_size,
+    to_float_images,
+)
 from robustret.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -186,7 +193,7 @@ def read_split(
     channels: str | None = None,
     per_class: int | None = None,
     seed: int = 0,
-    stream: int = 0,
+    side: str = "gallery",
 ) -> ImageSet:
     """Read one split as an :class:`ImageSet` (only the selected images are decoded).
 
@@ -195,7 +202,7 @@ def read_split(
         split: ``'training'`` or ``'testing'``.
         camera: 0, 1 or ``'both'`` (both views become separate images, column ``'camera'``).
         image_size, channels, per_class, seed: as in :func:`robustret.data.load`.
-        stream: per-class capping stream (0 gallery, 1 queries).
+        side: ``'gallery'`` or ``'queries'``: the per-class capping stream.
     Returns:
         (N, C, H, W) float32 in [0, 1] with metadata ``instance``, ``elevation`` (index 0..8),
         ``azimuth`` (0, 2, .., 34; x10 degrees), ``lighting``, ``camera``.
@@ -229,7 +236,7 @@ def read_split(
     item = np.repeat(np.arange(n), len(cameras))  # (N * cams,) item-major order
     cam = np.tile(np.asarray(cameras), n)
     labels = cat[item].astype(np.int64)
-    keep = cap_per_class(labels, per_class, seed, stream)
+    keep = cap_per_class(labels, per_class, seed, side)
     item, cam, labels = item[keep], cam[keep], labels[keep]
     raw = np.asarray(dat[item, cam])[:, None]  # (M, 1, H, W) uint8, only these rows are read
     images = to_float_images(raw, image_size, channels)
@@ -268,10 +275,10 @@ def load_smallnorb(
     check_channels(channels)
     image_size = check_image_size(image_size)
     splits = {}
-    for stream, (split, side) in enumerate(SPLITS.items()):
+    for split, side in SPLITS.items():
         splits[side] = read_split(
             root, split, camera=camera, image_size=image_size, channels=channels,
-            per_class=per_class, seed=seed, stream=stream,
+            per_class=per_class, seed=seed, side=side,
         )
         logger.info("smallNORB %s: %d images from %s", split, len(splits[side]), root)
     return RetrievalData(f"smallnorb:{root}", splits["gallery"], splits["queries"], list(CLASS_NAMES))

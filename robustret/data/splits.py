@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from robustret.data.base import ImageSet
-from robustret.rng import make_generator, sample_seed
+from robustret.rng import make_generator, stream_seed
 
 SIDES = ("gallery", "query")
 
@@ -44,7 +43,7 @@ def stratified_split(labels: Sequence[int] | Tensor | np.ndarray, query_fraction
     """Seeded per-class split.
 
     Class ``c`` with ``n`` images sends ``round(n * query_fraction)`` of them (at least one, and
-    never all) to the queries, chosen by ``sample_seed(seed, c)``. A class with one image stays
+    never all) to the queries, chosen by ``stream_seed(seed, "data/split", c)``. A class with one image stays
     in the gallery.
 
     Args:
@@ -59,7 +58,7 @@ def stratified_split(labels: Sequence[int] | Tensor | np.ndarray, query_fraction
     query = []
     for c in np.unique(labels):
         positions = np.flatnonzero(labels == c)
-        rng = np.random.default_rng(sample_seed(seed, int(c)))
+        rng = np.random.default_rng(stream_seed(seed, "data/split", int(c)))
         query.append(rng.permutation(positions)[: _n_query(positions.size, query_fraction)])
     is_query = np.zeros(labels.shape[0], dtype=bool)
     if query:
@@ -122,7 +121,7 @@ def instance_split(
                 "at least 2 instances per class. Use the default stratified split for one-object-per-class "
                 "sets such as COIL-20."
             )
-        rng = np.random.default_rng(sample_seed(seed, int(c)))
+        rng = np.random.default_rng(stream_seed(seed, "data/split/instance", int(c)))
         chosen = set(rng.permutation(np.asarray(objects, dtype=object))[: _n_query(len(objects), query_fraction)])
         is_query |= in_class & np.isin(keys, list(chosen))
     return np.flatnonzero(~is_query), np.flatnonzero(is_query)

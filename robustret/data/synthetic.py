@@ -13,9 +13,7 @@ category and the queries 0, 1, 2, 3, 5, so no object is on both sides. Every ima
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import math
 import time
@@ -26,17 +24,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustret.data.base import ImageSet, RetrievalData, cap_per_class, check_channels, check_image_size, to_float_images
+from robustret.data.base import (
+    ImageSet,
+    RetrievalData,
+    cap_per_class,
+    check_channels,
+    check_image_size,
+    to_float_images,
+)
 from robustret.io import atomic_write_bytes
+from robustret.keys import fingerprint, source_hash
 from robustret.paths import cache_dir
-from robustret.rng import sample_seed
+from robustret.rng import stream_seed
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ["animal", "human", "airplane", "truck", "car"]
 SMALLNORB_GALLERY_INSTANCES = (4, 6, 7, 8, 9)
 ELLIPSOID, BOX = 0, 1
-_VERSION = 1  # bump when the renderer changes, invalidates caches
+SHAPE_STREAM = "data/synthetic/shape"
+"""Seed stream of an object's primitives (index: category, instance)."""
+VIEW_STREAM = "data/synthetic/views"
+"""Seed stream of an object's view jitter, scale, offset and backgrounds (same index)."""
+RENDER_CODE = ("robustret.data.synthetic", "robustret.rng")
+"""Modules whose source is part of the rendered-set cache key."""
 
 
 @dataclass(frozen=True)
@@ -347,18 +358,6 @@ def generate(config: SyntheticConfig) -> dict[str, np.ndarray]:
         uint8, ``labels``, ``instance``, ``elevation``, ``azimuth``, ``lighting`` (N,) int64
         (indices), ``elevation_deg``, ``azimuth_deg`` (N,) float32.
     """
-    # The renderer works on many small tensors: intra-op threading costs far more than it
-    # saves (measured 6.7 s with 1 thread vs 72 s with 2 on a busy 2-core machine), so render
-    # single-threaded and restore the caller's setting afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _generate(config)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _generate(config: SyntheticConfig) -> dict[str, np.ndarray]:
     start = time.perf_counter()
     cfg = config
     elev_deg = np.linspace(30, 70, cfg.elevations) if cfg.elevations > 1 else np.array([50.0])
@@ -372,8 +371,8 @@ def _generate(config: SyntheticConfig) -> dict[str, np.ndarray]:
     out = {k: [] for k in ("images", "labels", "instance", "elevation", "azimuth", "lighting")}
     for category in range(len(CLASS_NAMES)):
         for instance in range(cfg.n_instances):
-            parts = build_object(category, np.random.default_rng(sample_seed(cfg.seed, 1, category, instance)))
-            rng = np.random.default_rng(sample_seed(cfg.seed, 2, category, instance))
+            parts = build_object(category, np.random.default_rng(stream_seed(cfg.seed, SHAPE_STREAM, category, instance)))
+            rng = np.random.default_rng(stream_seed(cfg.seed, VIEW_STREAM, category, instance))
             jitter_az = rng.uniform(-8, 8, v)  # degrees
             rotations = _view_rotations(torch.from_numpy(np.radians(elev_deg[e_idx] + rng.uniform(-3, 3, v))).float(),
                                         torch.from_numpy(np.radians(azim_deg[a_idx] + jitter_az)).float())
@@ -398,8 +397,8 @@ def _generate(config: SyntheticConfig) -> dict[str, np.ndarray]:
 
 
 def generate_cached(config: SyntheticConfig, use_cache: bool = True) -> dict[str, np.ndarray]:
-    """:func:`generate` through the on-disk cache keyed by every parameter and the renderer version."""
-    key = hashlib.sha256(json.dumps({"version": _VERSION, **asdict(config)}, sort_keys=True).encode()).hexdigest()[:32]
+    """:func:`generate` through the on-disk cache keyed by every parameter and the renderer's source."""
+    key = fingerprint("synthetic", asdict(config), source_hash(*RENDER_CODE))
     path = cache_dir("synthetic") / f"{key}.npz"
     if use_cache and path.is_file():
         try:
@@ -449,8 +448,8 @@ def load_synthetic(
     data = generate_cached(config, use_cache)
     in_gallery = np.isin(data["instance"], gallery_instances(config.n_instances))
     sides = []
-    for stream, positions in enumerate((np.flatnonzero(in_gallery), np.flatnonzero(~in_gallery))):
-        positions = positions[cap_per_class(data["labels"][positions], per_class, seed, stream)]
+    for side, positions in (("gallery", np.flatnonzero(in_gallery)), ("queries", np.flatnonzero(~in_gallery))):
+        positions = positions[cap_per_class(data["labels"][positions], per_class, seed, side)]
         images = to_float_images(data["images"][positions], image_size, channels)
         metadata = {k: torch.from_numpy(data[k][positions]) for k in
                     ("instance", "elevation", "azimuth", "lighting", "elevation_deg", "azimuth_deg")}

@@ -120,6 +120,17 @@ def test_cache_hit_and_invalidation(tmp_path, caplog) -> None:
     assert not np.array_equal(first["images"], third["images"])
 
 
+def test_cache_key_knows_the_decoding_code(tmp_path, caplog, monkeypatch) -> None:
+    from robustret.data import folder
+
+    root = _make_tree(tmp_path / "data")
+    decode_folder(root)
+    monkeypatch.setattr(folder, "source_hash", lambda *modules: "edited decoder")
+    with caplog.at_level(logging.INFO, logger="robustret.data.folder"):
+        decode_folder(root)
+    assert "from cache" not in caplog.text
+
+
 def test_coil20_real(shared_data) -> None:
     root = shared_data / "coil-20"
     if not root.is_dir():

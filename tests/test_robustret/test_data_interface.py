@@ -71,11 +71,14 @@ def test_load_options_size_channels_per_class() -> None:
 
 def test_cap_per_class_is_seeded_and_capped() -> None:
     labels = np.repeat(np.arange(3), 10)
-    a = cap_per_class(labels, 4, seed=1, stream=0)
+    a = cap_per_class(labels, 4, seed=1, side="gallery")
     assert np.bincount(labels[a]).tolist() == [4, 4, 4]
-    assert np.array_equal(a, cap_per_class(labels, 4, seed=1, stream=0))
-    assert not np.array_equal(a, cap_per_class(labels, 4, seed=2, stream=0))
-    assert np.array_equal(cap_per_class(labels, None, 0, 0), np.arange(30))
+    assert np.array_equal(a, cap_per_class(labels, 4, seed=1, side="gallery"))
+    assert not np.array_equal(a, cap_per_class(labels, 4, seed=2, side="gallery"))
+    assert not np.array_equal(a, cap_per_class(labels, 4, seed=1, side="queries"))
+    assert np.array_equal(cap_per_class(labels, None, 0, "gallery"), np.arange(30))
+    with pytest.raises(ValueError, match="side must be one of"):
+        cap_per_class(labels, 4, seed=1, side="query")
 
 
 def test_to_float_images_resize_and_gray() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 
 from robustret.data import load, write_smallnorb_matrix
 from robustret.data.smallnorb import SmallNorbFormatError, read_smallnorb_matrix

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
 from robustret.data import load
-from robustret.data.synthetic import SyntheticConfig, generate, gallery_instances
+from robustret.data.synthetic import SyntheticConfig, gallery_instances, generate
 
 TINY = {"n_instances": 4, "elevations": 2, "azimuths": 2, "lightings": 1, "render_size": 32}
 
@@ -47,6 +49,20 @@ def test_cache_roundtrip_equals_fresh() -> None:
     fresh = load("synthetic", seed=9, use_cache=False, **TINY)
     assert torch.equal(first.gallery.images, cached.gallery.images)
     assert torch.equal(first.queries.images, fresh.queries.images)
+
+
+def test_cache_key_knows_the_renderer_code(caplog, monkeypatch) -> None:
+    from robustret.data import synthetic
+
+    load("synthetic", seed=11, **TINY)
+    with caplog.at_level(logging.INFO, logger="robustret.data.synthetic"):
+        load("synthetic", seed=11, **TINY)
+    assert "from cache" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(synthetic, "source_hash", lambda *modules: "edited renderer")
+    with caplog.at_level(logging.INFO, logger="robustret.data.synthetic"):
+        load("synthetic", seed=11, **TINY)
+    assert "from cache" not in caplog.text
 
 
 def test_default_configuration_counts() -> None:
