@@ -1,14 +1,13 @@
 """Shared machinery: range handling, raw random words, chunked batch execution.
 
 Every degradation is computed per chunk of images (a fixed number of pixels per chunk, see
-:data:`CHUNK_ELEMENTS`): on this CPU, chunks of 32-128 images of 96x96 run 2-4x faster than
-one call over thousands of images. Each image's noise comes from its own contiguous run of
-64-bit words, so chunking never changes the output.
+:data:`CHUNK_ELEMENTS`, chosen for speed: docs/benchmarks.md). Each image's noise comes from
+its own contiguous run of 64-bit words, so chunking never changes the output.
 
 Random words are drawn with numpy's SFC64 bit generator seeded from the caller's
-``torch.Generator`` (:func:`robustret.rng.draw_seed`): torch's CPU sampler costs ~4-5 ns per
-number, raw SFC64 words ~0.6 ns per 16 bits. Words are turned into noise on the CPU (or, for
-integer thresholds, on the data's device), so CPU and CUDA get the same noise for a seed.
+``torch.Generator`` (:func:`robustret.rng.draw_seed`), which is cheaper per value than torch's
+samplers. Words are turned into noise on the CPU (or, for integer thresholds, on the data's
+device), so CPU and CUDA get the same noise for a seed.
 """
 
 from __future__ import annotations
@@ -110,8 +109,23 @@ def run_chunked(
     parameter, and writes the degraded chunk into ``out`` (same shape). It must not modify ``x``.
 
     The values of ``images`` (finite, in [0, 1]) are checked chunk by chunk, while the chunk is
-    in cache, so callers check only shape and dtype (``check_images(..., check_values=False)``):
-    a separate pass over a large batch cost up to a fifth of a fast degradation's time.
+    in cache, so callers check only shape and dtype (``check_images(..., check_values=False)``)
+    and a large batch is not read twice.
+
+    Args:
+        images: (B, C, H, W) float in [0, 1], any device.
+        core: writes one degraded chunk, as above.
+        params: (B,) tensors, sliced per chunk.
+        words_per_image: 64-bit words each image needs (0: none, ``source`` unused).
+        source: the random words, or None.
+        range_mode: ``"clip"`` or ``"minmax"``.
+        in_range: the core's output is already in [0, 1].
+
+    Returns:
+        (B, C, H, W) in [0, 1], same dtype and device as ``images``.
+
+    Raises:
+        ValueError: NaN, inf or values outside [0, 1] in any chunk.
     """
     work_dtype = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
     x_all = images.to(work_dtype)

@@ -27,7 +27,9 @@ def to_tensor(image: np.ndarray) -> Tensor:
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3):
-        raise ValueError(f"expected (H, W) or (H, W, C) with C in {{1, 3}}; got shape {image.shape}")
+        raise ValueError(
+            f"expected (H, W) or (H, W, C) with C in {{1, 3}}; got shape {image.shape}"
+        )
     t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
     if image.dtype == np.uint8:
         return from_uint8(t)
@@ -68,7 +70,9 @@ class Degrade(nn.Module):
             global generator.
     """
 
-    def __init__(self, name: str, severity: int = 3, *, seed: int | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, name: str, severity: int = 3, *, seed: int | None = None, **overrides: Any,
+    ) -> None:
         super().__init__()
         self.name, self.severity, self.seed = name, severity, seed
         self.degradation = build_module(name, severity, **overrides)

@@ -23,8 +23,8 @@ from .api import apply, available
 
 def test_patterns(size: int = 96) -> torch.Tensor:
     """(3, 1, size, size) float32 in [0, 1]: zone plate, checkerboard + gradient, disks and bars."""
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                            indexing="ij")
+    axis = torch.arange(size, dtype=torch.float32)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
     c = (size - 1) / 2
     r2 = (xx - c) ** 2 + (yy - c) ** 2
     zone = 0.5 + 0.5 * torch.cos(math.pi * r2 / (2.5 * size))
@@ -65,7 +65,9 @@ def render(size: int = 96, seed: int = 0) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a PNG grid of all degradations x severities.")
+    parser = argparse.ArgumentParser(
+        description="Write a PNG grid of all degradations x severities."
+    )
     parser.add_argument("--out", type=Path, default=Path("degradations.png"))
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)

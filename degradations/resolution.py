@@ -14,7 +14,6 @@ replicated edge.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -46,7 +45,8 @@ def block_mean(images: Tensor, level: int) -> Tensor:
         inputs in [0, 1] give outputs in [0, 1] exactly (float rounding is monotone).
     """
     out = images
-    for _ in range(level):  # row pairs first (contiguous runs), then column pairs: (a + c) + (b + d)
+    # row pairs first (contiguous runs), then column pairs: (a + c) + (b + d)
+    for _ in range(level):
         b, c, h, w = out.shape
         rows = out.reshape(b, c, h // 2, 2, w)
         pairs = rows[:, :, :, 0] + rows[:, :, :, 1]  # (B, C, H/2, W)
@@ -76,9 +76,14 @@ def upsample_nearest_into(small: Tensor, out: Tensor) -> Tensor:
 
     Two broadcast copies and no full-size temporary: each row widened f times (an f-times
     smaller buffer), then copied to its f output rows, whose long contiguous runs vectorise
-    (~1.6x faster than one copy from a 6-d broadcast view). ATen's ``upsample_nearest2d.out``
-    was measured too: ~10% faster at 48 -> 96 px but 3-9x slower below 32 px (the deeper
-    levels). ``out`` must be contiguous.
+    (the alternatives measured are in docs/benchmarks.md). ``out`` must be contiguous.
+
+    Args:
+        small: (B, C, h, w) float.
+        out: (B, C, h * f, w * f) contiguous, same dtype.
+
+    Returns:
+        ``out``.
     """
     b, c, h, w = small.shape
     f = out.shape[-1] // w
@@ -103,13 +108,27 @@ def lowres_nearest_core(x: Tensor, out: Tensor, levels: list[int]) -> Tensor:
     return upsample_nearest_into(grid, out)
 
 
-def lowres_core(x: Tensor, words: object, out: Tensor, level: Tensor, upsample: str = "nearest") -> Tensor:
-    """Per-image levels, ``level`` (B,) int64, written into ``out`` (B, C, H, W)."""
+def lowres_core(
+    x: Tensor, words: object, out: Tensor, level: Tensor, upsample: str = "nearest",
+) -> Tensor:
+    """Per-image levels, ``level`` (B,) int64, written into ``out`` (B, C, H, W).
+
+    Args:
+        x: (B, C, H, W) float chunk; not modified.
+        words: unused (no pixel noise).
+        out: (B, C, H, W) output buffer.
+        level: (B,) int64 levels >= 0.
+        upsample: one of ``UPSAMPLE_MODES``.
+
+    Returns:
+        ``out``.
+    """
     levels = level.tolist()
     distinct = sorted(set(levels))
     factor = 2 ** distinct[-1] if distinct else 1
     divisible = x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0
-    if upsample in BLOCK_COPY_UPSAMPLE and divisible and distinct and distinct[0] >= 1 and out.is_contiguous():
+    fast = divisible and bool(distinct) and distinct[0] >= 1 and out.is_contiguous()
+    if upsample in BLOCK_COPY_UPSAMPLE and fast:
         return lowres_nearest_core(x, out, levels)  # the fast path: one full-size write
     if len(distinct) == 1:
         return out.copy_(haar_lowres_fixed(x, int(distinct[0]), upsample))
@@ -122,7 +141,9 @@ def lowres_core(x: Tensor, words: object, out: Tensor, level: Tensor, upsample: 
 def haar_lowres(
     images: Tensor, level: int | Tensor = 1, *, upsample: str = "nearest", range_mode: str = "clip",
 ) -> Tensor:
-    """Keep the Haar approximation band of ``level`` levels (2**level lower resolution), resized back.
+    """Keep the Haar approximation band of ``level`` levels (2**level lower resolution).
+
+    The band is resized back to the input size.
 
     Args:
         images: (B, C, H, W) float in [0, 1], any device.
