@@ -10,8 +10,6 @@ sum to one, as in the original.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -94,8 +92,3 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return ssim_map.reshape(b, -1).mean(dim=1)
-
-
-def mse_to_psnr(mse: float, data_range: float = 1.0) -> float:
-    """PSNR in dB of a mean squared error (``inf`` for 0)."""
-    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)

@@ -51,7 +51,6 @@ class Retriever(nn.Module):
         self.trunk = spec.trunk
         self.head = nn.Linear(spec.embedding_dim, num_classes)
         self.channels_last = bool(channels_last)
-        self.pretrained_loaded = False
         self.weights_file: str | None = None  # set by build_retriever when trunk weights were loaded
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -156,7 +155,6 @@ def build_retriever(
     model = Retriever(backbone, num_classes=num_classes, in_channels=in_channels)
     if weights is not None:
         load_torchvision_weights(model.trunk, weights, model.head_name)
-        model.pretrained_loaded = True
         model.weights_file = str(weights)
     if channels_last:
         model.channels_last = True

@@ -27,19 +27,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from robustret import __version__
 from robustret.checks import check_embeddings, check_labels
-from robustret.io import atomic_save, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-_FORMAT = "robustret.GalleryIndex/1"
 
 
 @dataclass(frozen=True)
@@ -311,33 +307,6 @@ class GalleryIndex:
     def class_counts(self) -> Tensor:
         """(C,) int64 number of gallery items per class (C = max label + 1)."""
         return torch.bincount(self.labels.cpu(), minlength=int(self.labels.max()) + 1 if len(self) else 0)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the index to ``path`` atomically (a torch file) and return the path."""
-        return atomic_save(
-            {
-                "format": _FORMAT,
-                "embeddings": self.embeddings.cpu(),
-                "labels": self.labels.cpu(),
-                "metric": self.metric.name,
-                "metadata": self.metadata,
-                "version": __version__,
-            },
-            path,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu", *, backend: str = "torch") -> GalleryIndex:
-        """Read an index written by :meth:`save`.
-
-        Raises:
-            FileNotFoundError: no file at ``path``.
-            ValueError: the file is not a saved GalleryIndex.
-        """
-        state = load_checkpoint(path, map_location=device)
-        if state.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a saved GalleryIndex (format {state.get('format')!r}, expected {_FORMAT!r})")
-        return cls(state["embeddings"], state["labels"], state["metric"], state.get("metadata"), backend=backend)
 
     def __repr__(self) -> str:
         return f"GalleryIndex(size={len(self)}, dim={self.dim}, metric={self.metric.name!r}, backend={self.backend!r})"

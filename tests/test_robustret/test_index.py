@@ -55,15 +55,12 @@ def test_l2_and_cosine_disagree() -> None:
     assert torch.allclose(l2_distances(q, g), torch.tensor([[9.0, (0.01 + 0.25) ** 0.5]]))
 
 
-def test_index_save_load_and_labels(tmp_path) -> None:
+def test_index_labels_and_metadata() -> None:
     g = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(20) % 3
     index = GalleryIndex(g, labels, "cosine", {"source": "x"})
-    path = index.save(tmp_path / "index.pt")
-    loaded = GalleryIndex.load(path)
-    q = torch.randn(5, 4)
-    assert torch.equal(loaded.search(q, 4)[1], index.search(q, 4)[1])
-    assert loaded.metadata == {"source": "x"} and loaded.metric.name == "cosine"
+    q = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    assert index.metadata == {"source": "x"} and index.metric.name == "cosine"
     assert torch.equal(index.retrieve_labels(q, 4), labels[index.search(q, 4)[1]])
 
 
