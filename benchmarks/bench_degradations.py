@@ -34,9 +34,9 @@ def timed_interleaved(
 ) -> dict[str, tuple[float, float]]:
     """(best, median) img/s per case over ``reps``; the cases' reps alternate (a, b, c, a, ...).
 
-    Alternating keeps slow drifts of this shared VM's speed out of the ratios. Best-of-reps is
-    the headline (as ``timeit`` advises): single reps here are slowed 2-3x at random by the host
-    and by the kernel compacting memory, for every competitor alike; the median is printed too.
+    Alternating keeps slow drifts of the machine's speed out of the ratios. Best-of-reps is
+    the headline (as ``timeit`` advises), the median is printed too (why: docs/benchmarks.md,
+    "Benchmark method").
     ``cases`` maps a name to (function, images per call); each function runs once untimed first.
     """
     times: dict[str, list[float]] = {name: [] for name in cases}
@@ -53,11 +53,8 @@ def timed_interleaved(
 def warm_up_memory(gib: float = 1.0) -> float:
     """Touch and free ``gib`` GiB once; returns the seconds it took.
 
-    On this project's VMs a process's first ~1 GiB of fresh memory costs ~4 us per 4 KiB page
-    (the host backs guest memory lazily); after that, fresh buffers cost ~1 us per page.
-    Measured: ``degradations.apply`` of Gaussian noise on 2048 x 96 x 96 ran at ~11k img/s
-    for its first 6 calls in a new process and ~35k img/s from then on, and at ~35k from the
-    first call after this warm-up. Without it the first case timed (Gaussian noise) pays for
+    Where a process's first fresh memory is slower than later allocations (the VMs behind
+    docs/benchmarks.md, "Benchmark method"), this keeps the first case timed from paying for
     the whole process.
     """
     start = time.perf_counter()

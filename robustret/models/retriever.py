@@ -28,7 +28,8 @@ class Retriever(nn.Module):
         num_classes: units of the classification head.
         in_channels: 1 (grayscale, through a learned 1x1 conv 1 -> 3) or 3 (no stem).
         channels_last: convert the parameters to ``torch.channels_last`` memory format and
-            feed inputs in that format (faster convolutions on CPU; same results up to rounding).
+            feed inputs in that format (same results up to rounding; its speed is in
+            docs/benchmarks.md, "Retriever training").
 
     Inputs are (B, in_channels, H, W) float in [0, 1]; they are mapped to [-1, 1] inside
     (the study's normalisation), after the 1x1 stem's input.

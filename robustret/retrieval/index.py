@@ -88,10 +88,10 @@ class _Prepared:
     """Gallery-side terms computed once.
 
     On CUDA (or any non-CPU device): the (G, D) float32 matrix and ``||g||^2`` for ``addmm``.
-    On the CPU the product runs through numpy's OpenBLAS ``matmul`` (measured faster than
-    torch's MKL ``mm`` on the AMD CPU here, see docs/benchmarks.md) on zero-copy views, with the
-    ``||g||^2`` term folded into the product by one extra column: ``[q, 1] . [-2 g, ||g||^2]``
-    (one GEMM, no second pass over the (chunk, G) block).
+    On the CPU the product runs through numpy's ``matmul`` (why not torch's ``mm``: see
+    docs/benchmarks.md, "Retrieval") on zero-copy views, with the ``||g||^2`` term folded into
+    the product by one extra column: ``[q, 1] . [-2 g, ||g||^2]`` (one GEMM, no second pass
+    over the (chunk, G) block).
     """
 
     def __init__(self, gallery: Tensor, metric: Metric) -> None:
@@ -220,8 +220,8 @@ def search(
         ValueError: bad shapes, unknown metric/backend, k out of range, chunk_size < 1.
 
     Speed: for large CPU searches, ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before numpy
-    is loaded stops OpenBLAS threads spinning into the top-k step (~20% faster on 2 cores, see
-    docs/benchmarks.md); it is process-wide, so robustret leaves it to you.
+    is loaded stops OpenBLAS threads spinning into the top-k step (measured in
+    docs/benchmarks.md, "Retrieval"); it is process-wide, so robustret leaves it to you.
     """
     return _search(queries, gallery, k, get_metric(metric), chunk_size, backend, None)
 
