@@ -1,23 +1,83 @@
-"""The experiment configuration: one frozen dataclass, loadable from TOML, saved as JSON.
+"""The experiment configuration: one frozen dataclass, read from TOML or JSON, saved resolved.
 
-Precedence: dataclass defaults < ``--config file.toml`` < explicit command-line flags.
-Unknown keys are an error that lists the valid ones; validation lives in ``__post_init__``.
+Precedence: dataclass defaults < the profile's training presets < ``--config FILE`` (TOML, or
+the JSON a run writes as ``OUT/config.json``) < explicit command-line flags. Unknown keys are a
+:class:`~robustret.checks.ConfigError` listing the valid ones.
+
+:meth:`ExperimentConfig.resolved` fills in everything the profile decides (image size, the
+retriever's and every network restorer's training settings) and the seeds derived from the one
+``seed``, once. The runner works on the resolved configuration only and saves it as
+``OUT/config.json``; ``--config OUT/config.json`` repeats the run exactly.
+:meth:`ExperimentConfig.validate` checks every name, path and value a user can get wrong
+before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from robustret.checks import ConfigError
+from robustret.keys import fingerprint
+from robustret.rng import stream_seed
+
+if TYPE_CHECKING:
+    from robustret.train.classifier import RetrieverTrainConfig
+    from robustret.train.restorer import RestorerTrainConfig
 
 PROFILES = ("quick", "paper")
-RESTORE_CHOICES = ("none", "dae", "srcnn", "classical", "auto", "all")
+#: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
+RESTORE_MODES = ("none", "auto", "classical", "all")
 METRICS = ("l2", "cosine")
-NOISE_FAMILY = ("noise", "gaussian_noise", "salt_pepper", "speckle")
+#: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).
+PROFILE_IMAGE_SIZE: dict[str, int | None] = {"quick": 64, "paper": None}
+
+__all__ = [
+    "METRICS", "PROFILES", "RESTORE_MODES", "ConfigError", "ExperimentConfig", "load_config_file",
+    "fingerprint",
+]
+
+
+def _int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}; got {value!r}")
+    return value
+
+
+def _strings(value: object, name: str) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{name} must be a list of names; got {value!r}")
+    return tuple(items)
+
+
+def _ints(value: object, name: str, low: int, high: int | None = None) -> tuple[int, ...]:
+    items = (value,) if isinstance(value, int) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigError(f"{name} must be a non-empty list of integers; got {value!r}")
+    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int) or v < low
+           or (high is not None and v > high)]
+    if bad:
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be integers {span}; got {list(items)}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{name} lists a value twice: {list(items)}")
+    return tuple(items)
+
+
+def _path(value: object, name: str) -> Path | None:
+    if value is None:
+        return None
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a path (a string); got {value!r}")
+    return Path(value)
 
 
 @dataclass(frozen=True)
@@ -30,22 +90,30 @@ class ExperimentConfig:
             ``{"instance_pattern": "obj(\\d+)__"}`` for a folder, view counts for ``synthetic``).
         degradations: names from ``degradations.available()``.
         severities: levels 1..5 (3 = the study's parameters).
-        restore: ``none``, ``dae``, ``srcnn``, ``classical``, ``auto`` (the study's pairing:
-            autoencoder for noise, SRCNN for low resolution and motion blur) or ``all``.
+        restore: ``none``, ``auto`` (the study's pairing, :mod:`robustret.policy`),
+            ``classical``, ``all``, or one registered restorer name.
         metrics: ``l2`` and/or ``cosine``.
         ks: the k of top-k matching accuracy.
-        profile: ``quick`` (minutes on a laptop CPU) or ``paper`` (the study's schedule).
-        seed: the one seed every other seed derives from.
+        profile: ``quick`` (minutes on a laptop CPU) or ``paper`` (the study's schedule); it
+            chooses the defaults of ``image_size``, ``retriever`` and ``restorers``.
+        seed: the one seed every other seed derives from (named streams, :mod:`robustret.rng`).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         out_dir: where results, logs and TensorBoard files go.
         weights: a local torchvision checkpoint to start the backbone from.
         backbone: retriever backbone (``resnet34`` as in the study).
         image_size: resize images to this square size (None: the profile's default).
-        per_class: cap on images per class in each split (None: the profile's default).
+        per_class: cap on images per class in each split (None: all).
         train_degrade: degradations used as training augmentation for the retriever.
-        retriever_epochs, restorer_epochs: override the profile's epoch counts.
+        retriever_epochs, restorer_epochs: shortcuts that override the epochs of ``retriever``
+            and of every entry of ``restorers``; a resolved configuration has them folded in.
         cache_dir: where trained models are cached (None: ``robustret.paths.cache_dir()``).
         tensorboard: write TensorBoard logs.
+        retriever: the retriever's training settings (None: the profile's preset). In a file,
+            a table of overrides of the preset (``[retriever]`` with ``epochs = 3``).
+        restorers: each network restorer's training settings by name (None: the profile's
+            presets); in a file, tables of overrides (``[restorers.dae]``). Their ``degrade``,
+            ``severity``, ``dataset`` and ``device`` are set per condition by the runner, and
+            every ``seed`` inside a section is derived from ``seed`` (recomputed on load).
     """
 
     dataset: str = "synthetic"
@@ -68,86 +136,278 @@ class ExperimentConfig:
     restorer_epochs: int | None = None
     cache_dir: Path | None = None
     tensorboard: bool = True
+    retriever: RetrieverTrainConfig | None = None
+    restorers: dict[str, RestorerTrainConfig] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("degradations", "severities", "metrics", "ks", "train_degrade"):
-            value = getattr(self, name)
-            if isinstance(value, (str, int)):
-                value = (value,)
-            object.__setattr__(self, name, tuple(value))
+        """Normalise types (lists to tuples, strings to paths) and check simple values."""
+        set_ = object.__setattr__
+        for name in ("dataset", "restore", "profile", "device", "backbone"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string; got {getattr(self, name)!r}")
+        if not isinstance(self.dataset_options, Mapping):
+            raise ConfigError(f"dataset_options must be a table; got {self.dataset_options!r}")
+        set_(self, "dataset_options", dict(self.dataset_options))
+        set_(self, "degradations", _strings(self.degradations, "degradations"))
+        set_(self, "train_degrade", _strings(self.train_degrade, "train_degrade"))
+        set_(self, "metrics", _strings(self.metrics, "metrics"))
+        set_(self, "severities", _ints(self.severities, "severities", 1, 5))
+        set_(self, "ks", _ints(self.ks, "ks (top-k)", 1))
+        _int(self.seed, "seed", 0)
         for name in ("out_dir", "weights", "cache_dir"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Path):
-                object.__setattr__(self, name, Path(value))
+            set_(self, name, _path(getattr(self, name), name))
+        if self.out_dir is None:
+            raise ConfigError("out_dir must be a path; got None")
+        for name in ("image_size", "per_class"):
+            if getattr(self, name) is not None:
+                _int(getattr(self, name), name, 1)
+        for name in ("retriever_epochs", "restorer_epochs"):
+            if getattr(self, name) is not None:
+                _int(getattr(self, name), name, 0)
+        if not isinstance(self.tensorboard, bool):
+            raise ConfigError(f"tensorboard must be true or false; got {self.tensorboard!r}")
         if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
-        if self.restore not in RESTORE_CHOICES:
-            raise ValueError(f"unknown restore mode {self.restore!r}; choose one of {', '.join(RESTORE_CHOICES)}")
+            raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if not self.degradations:
-            raise ValueError("at least one degradation is needed")
+            raise ConfigError("at least one degradation is needed")
         bad = [m for m in self.metrics if m not in METRICS]
         if bad or not self.metrics:
-            raise ValueError(f"unknown metric {bad}; choose from {', '.join(METRICS)}")
-        bad_sev = [s for s in self.severities if not isinstance(s, int) or not 1 <= s <= 5]
-        if bad_sev or not self.severities:
-            raise ValueError(f"severity must be an integer 1..5; got {list(self.severities)}")
-        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
-            raise ValueError(f"topk values must be positive integers; got {list(self.ks)}")
-        for name in ("image_size", "per_class", "retriever_epochs", "restorer_epochs"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < (0 if "epochs" in name else 1)):
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            raise ConfigError(f"unknown metric {bad}; choose from {', '.join(METRICS)}")
+        if self.restorers is not None:
+            set_(self, "restorers", dict(self.restorers))
 
+    # ------------------------------------------------------------------ reading and writing
     @classmethod
     def field_names(cls) -> list[str]:
         """The valid configuration keys."""
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
-        """Build from a plain dict; unknown keys raise a ``ValueError`` listing the valid ones."""
+    def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:
+        """Build from plain values (a parsed TOML or JSON file merged with flags).
+
+        ``retriever`` and ``restorers`` may be tables of overrides of the profile's presets.
+
+        Raises:
+            ConfigError: unknown keys (the message lists the valid ones) or bad values.
+        """
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
-            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(cls.field_names())}")
-        return cls(**values)
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; "
+                              f"valid keys: {', '.join(cls.field_names())}")
+        values = dict(values)
+        profile = values.get("profile", "quick")
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        if isinstance(values.get("retriever"), Mapping):
+            values["retriever"] = _retriever_preset(profile, dict(values["retriever"]))
+        if isinstance(values.get("restorers"), Mapping):
+            values["restorers"] = {
+                name: (_restorer_preset(profile, name, dict(section))
+                       if isinstance(section, Mapping) else section)
+                for name, section in values["restorers"].items()
+            }
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a value of the wrong kind deep inside a nested section
+            raise ConfigError(f"bad configuration value: {exc}") from exc
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (paths as strings, tuples as lists)."""
+        """JSON-ready dict (paths as strings, tuples as lists); ``from_dict`` reads it back."""
         out: dict[str, Any] = {}
-        for key, value in dataclasses.asdict(self).items():
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[key] = value
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "retriever" and value is not None:
+                value = _plain(dataclasses.asdict(value))
+            elif f.name == "restorers" and value is not None:
+                value = {name: _plain(dataclasses.asdict(c)) for name, c in sorted(value.items())}
+            else:
+                value = _plain(value)
+            out[f.name] = value
         return out
 
+    def key(self) -> str:
+        """A fingerprint of the whole configuration."""
+        return fingerprint(self.to_dict())
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a dict of :class:`ExperimentConfig` keys.
+    # ------------------------------------------------------------------ resolution
+    @property
+    def is_resolved(self) -> bool:
+        """True when the profile's choices and derived seeds are filled in."""
+        return (self.retriever is not None and self.restorers is not None
+                and self.retriever_epochs is None and self.restorer_epochs is None)
+
+    def resolved(self) -> ExperimentConfig:
+        """The configuration with every profile default and derived seed filled in, once.
+
+        ``image_size`` takes the profile's size when unset; ``retriever`` and every network of
+        ``restoration.networks()`` missing from ``restorers`` take the profile's presets;
+        ``retriever_epochs`` / ``restorer_epochs`` are folded into them; the sections' seeds are
+        the named streams ``"retriever"`` and ``"restorer"`` of ``seed``.
+        """
+        import restoration
+
+        retriever = self.retriever or _retriever_preset(self.profile, {})
+        changes: dict[str, Any] = {"seed": stream_seed(self.seed, "retriever")}
+        if self.retriever_epochs is not None:
+            changes["epochs"] = self.retriever_epochs
+        retriever = dataclasses.replace(retriever, **changes)
+        restorers = dict(self.restorers or {})
+        for name in restoration.networks():
+            restorers.setdefault(name, _restorer_preset(self.profile, name, {}))
+        unknown = sorted(set(restorers) - set(restoration.networks()))
+        if unknown:
+            raise ConfigError(f"restorers: {', '.join(unknown)} is not a trainable restorer; "
+                              f"trainable: {', '.join(restoration.networks())}")
+        for name, section in restorers.items():
+            if section.model != name:
+                raise ConfigError(f"restorers.{name} trains model {section.model!r}; "
+                                  f"the section name and the model must agree")
+            section_changes: dict[str, Any] = {"seed": stream_seed(self.seed, "restorer")}
+            if self.restorer_epochs is not None:
+                section_changes["epochs"] = self.restorer_epochs
+            restorers[name] = dataclasses.replace(section, **section_changes)
+        image_size = self.image_size or PROFILE_IMAGE_SIZE[self.profile]
+        return self.replace(image_size=image_size, retriever=retriever, restorers=restorers,
+                            retriever_epochs=None, restorer_epochs=None)
+
+    def validate(self) -> ExperimentConfig:
+        """Check every name and path against the registries and the file system.
+
+        Returns:
+            ``self``, for chaining.
+        Raises:
+            ConfigError: unknown degradation, restorer, backbone or device; a weights file,
+                data folder, output or cache folder that cannot be used. Each message says what
+                to do.
+        """
+        import degradations
+        import restoration
+        from robustret.models import BACKBONES
+        from robustret.policy import restorers_for
+
+        known = degradations.available()
+        for label, names in (("degradation", self.degradations), ("train_degrade", self.train_degrade)):
+            bad = [n for n in names if n not in known]
+            if bad:
+                raise ConfigError(f"unknown {label} {', '.join(map(repr, bad))}; "
+                                  f"available: {', '.join(known)}")
+        modes = [*RESTORE_MODES, *restoration.available()]
+        if self.restore not in modes:
+            raise ConfigError(f"unknown restore mode {self.restore!r}; choose one of "
+                              f"{', '.join(RESTORE_MODES)} or a restorer: "
+                              f"{', '.join(restoration.available())}")
+        for name in self.degradations:
+            for restorer in restorers_for(name, self.restore):
+                if restorer not in restoration.available():
+                    raise ConfigError(f"restorer {restorer!r} for {name} is not registered; "
+                                      f"available: {', '.join(restoration.available())}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; "
+                              f"available: {', '.join(BACKBONES.names())}")
+        _check_device(self.device)
+        scheme, _, location = self.dataset.partition(":")
+        if scheme not in ("synthetic", "smallnorb", "folder") or (scheme != "synthetic" and not location):
+            raise ConfigError(f"unknown dataset {self.dataset!r}; use 'synthetic', "
+                              "'smallnorb:PATH' or 'folder:PATH'")
+        if location and not Path(location).is_dir():
+            raise ConfigError(f"dataset folder {location} does not exist; check the path "
+                              f"after '{scheme}:'")
+        if self.weights is not None and not self.weights.is_file():
+            raise ConfigError(f"weights file {self.weights} does not exist; pass the path of a "
+                              "local torchvision checkpoint or leave --weights out")
+        for name in ("out_dir", "cache_dir"):
+            folder = getattr(self, name)
+            if folder is not None and folder.exists() and not folder.is_dir():
+                raise ConfigError(f"{name} {folder} is a file, not a folder; choose another path")
+        return self
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_device(spec: str) -> None:
+    from robustret.device import resolve_device
+
+    try:
+        resolve_device(spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _section_values(cls: type, overrides: dict[str, Any], label: str) -> dict[str, Any]:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{label}]; "
+                          f"valid: {', '.join(valid)}")
+    return {k: tuple(v) if isinstance(v, list) and k != "model_options" else v
+            for k, v in overrides.items()}
+
+
+def _retriever_preset(profile: str, overrides: dict[str, Any]) -> RetrieverTrainConfig:
+    from robustret.train.classifier import RetrieverTrainConfig
+
+    values = _section_values(RetrieverTrainConfig, overrides, "retriever")
+    preset = RetrieverTrainConfig.paper if profile == "paper" else RetrieverTrainConfig.quick
+    try:
+        return preset(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[retriever]: {exc}") from exc
+
+
+def _restorer_preset(profile: str, name: str, overrides: dict[str, Any]) -> RestorerTrainConfig:
+    from robustret.train.restorer import RestorerTrainConfig
+
+    values = _section_values(RestorerTrainConfig, overrides, f"restorers.{name}")
+    model = values.pop("model", name)
+    preset = RestorerTrainConfig.paper if profile == "paper" else RestorerTrainConfig.quick
+    try:
+        return preset(model, **values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[restorers.{name}]: {exc}") from exc
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file, or the JSON ``config.json`` a run wrote, into a dict.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not valid TOML.
+        ConfigError: the file is not valid TOML / JSON.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} must hold a JSON object of settings")
+        return values
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
 
 
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable ``parts`` (cache keys)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+load_toml = load_config_file

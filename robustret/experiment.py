@@ -21,7 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustret.config import METRICS, PROFILES, RESTORE_CHOICES, ExperimentConfig, load_toml
+from robustret.checks import ConfigError
+from robustret.config import METRICS, PROFILES, RESTORE_MODES, ExperimentConfig, load_config_file
 
 PROG = "python -m robustret.experiment"
 
@@ -30,6 +31,12 @@ def _degradation_names() -> list[str]:
     import degradations
 
     return degradations.available()
+
+
+def _restorer_names() -> list[str]:
+    import restoration
+
+    return restoration.available()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,15 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("--config", type=Path, metavar="FILE.toml", help="TOML file with any of the settings below")
+    add("--config", type=Path, metavar="FILE",
+        help="TOML file with any of the settings below, or the config.json of a finished run "
+        "(repeats that run)")
     add("--dataset", metavar="SPEC", help="synthetic (built in, default) | smallnorb:PATH | folder:PATH")
     add("--degrade", nargs="+", metavar="NAME", choices=names + ["all"],
         help=f"degradations to apply to the queries: {', '.join(names)} or all (default: noise)")
     add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
         help="severity levels 1..5 or all (default 3 = the study's parameters)")
-    add("--restore", choices=RESTORE_CHOICES,
-        help="restoration of degraded queries: auto (default; the study's pairing: autoencoder for "
-        "noise, SRCNN for low resolution and motion blur), dae, srcnn, classical, all or none")
+    add("--restore", choices=[*RESTORE_MODES, *_restorer_names()], metavar="MODE",
+        help="restoration of degraded queries: auto (default; the study's pairing: autoencoder "
+        "for noise, SRCNN for low resolution and motion blur), classical, all, none, or one "
+        f"restorer: {', '.join(_restorer_names())}")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
     add("--topk", nargs="+", type=int, metavar="K", help="k values of top-k accuracy (default 1 5 10)")
     add("--profile", choices=PROFILES,
@@ -82,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """Merge defaults < ``--config`` < flags into a validated :class:`ExperimentConfig`."""
-    values = dict(load_toml(args.config)) if args.config else {}
+    values = dict(load_config_file(args.config)) if args.config else {}
     flags = {
         "dataset": args.dataset,
         "degradations": (_degradation_names() if args.degrade and "all" in args.degrade else args.degrade),
@@ -129,12 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted; finished work is cached, re-run the same command to continue",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError, NotADirectoryError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError) as exc:
+        # only bad input is one line; anything else is a bug and shows its traceback
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     print(result.table)
-    print(f"\nresults: {result.paths['md']}  {result.paths['json']}  {result.paths['csv']}")
+    print(f"\nconditions: {result.computed} computed, {result.reused} reused from {config.out_dir}")
+    print(f"results: {result.paths['md']}  {result.paths['json']}  {result.paths['csv']}")
     if result.tensorboard_dir is not None:
         print(f"tensorboard --logdir {result.tensorboard_dir}")
     return 0

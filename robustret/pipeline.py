@@ -1,106 +1,159 @@
-"""One row of the table: queries -> (degrade) -> (restore) -> embed -> search -> accuracy.
+"""One condition of the table: queries -> (degrade) -> (restore) -> embed -> search -> scores.
 
-Pure helpers the runner composes; they take tensors and models, never configs or paths.
+:func:`plan_conditions` lists the conditions a configuration asks for, in the table's order;
+:func:`degrade_queries` makes the degraded queries of one (degradation, severity) once, for the
+degraded row and every restorer after it; :func:`evaluate_condition` computes one condition's
+rows. These functions take tensors, models and typed values, never paths: caching is the
+runner's job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from robustret.batching import map_batches
 from robustret.metrics import topk_hit_rate
-from robustret.report import make_row
+from robustret.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex
+from robustret.rng import stream_seed
 
-GREEN = torch.tensor([0.1, 0.8, 0.1])
-RED = torch.tensor([0.9, 0.1, 0.1])
+if TYPE_CHECKING:
+    from robustret.config import ExperimentConfig
+
+Embed = Callable[[Tensor], Tensor]
+"""``(N, C, H, W) float in [0, 1] -> (N, D) float32 on the CPU``."""
 
 
-@torch.inference_mode()
-def map_batches(fn: Callable[..., Tensor], images: Tensor, *, batch_size: int = 128,
-                device: torch.device | str = "cpu", per_item: dict[str, Tensor] | None = None) -> Tensor:
-    """Apply ``fn`` to ``images`` (N, C, H, W) in batches on ``device``; result on the CPU.
+def plan_conditions(config: ExperimentConfig) -> list[Condition]:
+    """Every condition ``config`` asks for: clean, then per degradation and severity the
+    degraded queries and each restorer that :func:`robustret.policy.restorers_for` pairs
+    with it under ``config.restore``."""
+    from robustret.policy import restorers_for
 
-    ``per_item`` holds (N,) tensors passed to ``fn`` as keyword arguments, sliced like the images
-    (e.g. the blur parameters each query was degraded with, for a non-blind Wiener filter).
+    plan = [Condition("clean")]
+    for degradation in config.degradations:
+        restorers = restorers_for(degradation, config.restore)
+        for severity in config.severities:
+            plan.append(Condition("degraded", degradation, severity))
+            plan += [Condition("restored", degradation, severity, r) for r in restorers]
+    return plan
+
+
+def degradation_seed(seed: int, severity: int) -> int:
+    """The seed of the degraded queries at ``severity`` (query i's draw then depends on
+    ``(this seed, i)`` only); the same for every degradation, as in the study's sweeps."""
+    return stream_seed(seed, "degrade", severity)
+
+
+@dataclass(frozen=True)
+class DegradedQueries:
+    """The degraded query set of one (degradation, severity).
+
+    Attributes:
+        images: (Q, C, H, W) float in [0, 1].
+        params: the degradation's drawn per-image parameters, each (Q,) (e.g. blur ``a``,
+            ``b``; lowres ``level``; noise ``kind``); empty for plain pixel noise.
+        seed: the seed they were drawn with.
     """
-    per_item = per_item or {}
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        stop = start + batch_size
-        kwargs = {name: value[start:stop].to(device) for name, value in per_item.items()}
-        outputs.append(fn(images[start:stop].to(device), **kwargs).cpu())
-    return torch.cat(outputs) if outputs else images[:0].clone()
+
+    images: Tensor
+    params: dict[str, Tensor]
+    seed: int
 
 
-def score_condition(
-    query_embeddings: Tensor,
-    query_labels: Tensor,
+def degrade_queries(queries: Tensor, degradation: str, severity: int, *, seed: int) -> DegradedQueries:
+    """Degrade ``queries`` (Q, C, H, W) in [0, 1]; image i depends only on ``(seed, i)``."""
+    import degradations
+
+    images, params = degradations.apply_indexed(queries, degradation, severity, seed=seed,
+                                                indices=torch.arange(len(queries)),
+                                                return_params=True)
+    return DegradedQueries(images, params, seed)
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """What :func:`evaluate_condition` measured.
+
+    Attributes:
+        rows: one row per (metric, k), in the order of ``indexes`` and ``ks``.
+        images: the (Q, C, H, W) query images that were searched with.
+        retrieved: per metric the (Q, max(ks)) int64 gallery indices, best first.
+    """
+
+    rows: list[ResultRow]
+    images: Tensor
+    retrieved: dict[str, Tensor]
+
+
+def restore_queries(restorer: torch.nn.Module, degraded: DegradedQueries, *,
+                    device: torch.device | str = "cpu", batch_size: int = 128) -> Tensor:
+    """Run ``restorer`` over the degraded queries in batches, handing it the drawn parameters
+    it declares (``restorer.uses_params``). Returns (Q, C, H, W) in [0, 1] on the CPU."""
+    uses = tuple(getattr(restorer, "uses_params", ()))
+    per_item = {name: degraded.params[name] for name in uses if name in degraded.params}
+
+    def run(images: Tensor, **params: Tensor) -> Tensor:
+        return restorer(images, params or None)
+
+    return map_batches(run, degraded.images, batch_size=batch_size, device=device,
+                       per_item=per_item)
+
+
+def evaluate_condition(
+    condition: Condition,
+    *,
+    queries: Tensor,
+    labels: Tensor,
+    embed: Embed,
     indexes: dict[str, GalleryIndex],
     ks: Sequence[int],
-    *,
-    query: str,
-    degradation: str | None = None,
-    severity: int | None = None,
-    restorer: str | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
-    """Top-k matching accuracy of one query condition under every metric.
+    degraded: DegradedQueries | None = None,
+    restorer: torch.nn.Module | None = None,
+    device: torch.device | str = "cpu",
+) -> ConditionResult:
+    """Compute one condition's rows: the query images it stands for, embedded and searched.
 
     Args:
-        query_embeddings: (Q, D) float.
-        query_labels: (Q,) int64.
-        indexes: one :class:`GalleryIndex` per metric name.
-        ks: the k values.
-        query, degradation, severity, restorer: the condition, copied into each row.
-
+        condition: which line of the table.
+        queries: (Q, C, H, W) float in [0, 1], the clean query split.
+        labels: (Q,) int64 query labels.
+        embed: the retriever's embedding function (see :data:`Embed`).
+        indexes: one gallery index per metric name.
+        ks: the k values of the top-k hit rate, each <= the gallery size.
+        degraded: the condition's degraded queries (from :func:`degrade_queries`); required
+            for degraded and restored conditions.
+        restorer: the restorer of a restored condition.
+        device: where the restorer runs.
     Returns:
-        ``(rows, retrieved)``: the result rows, and per metric the (Q, max(ks)) gallery
-        indices of the retrieved items, best first.
+        A :class:`ConditionResult`.
+    Raises:
+        ValueError: ``degraded`` or ``restorer`` missing for the condition, or a mismatch.
     """
-    rows, retrieved = [], {}
+    if condition.query == "clean":
+        images = queries
+    else:
+        if degraded is None or degraded.images.shape != queries.shape:
+            raise ValueError(f"{condition.name}: degraded queries of shape "
+                             f"{tuple(queries.shape)} are required")
+        if condition.query == "degraded":
+            images = degraded.images
+        else:
+            if restorer is None:
+                raise ValueError(f"{condition.name}: a restorer is required")
+            images = restore_queries(restorer, degraded, device=device)
+    embeddings = embed(images)
+    rows: list[ResultRow] = []
+    retrieved: dict[str, Tensor] = {}
     k_max = max(ks)
     for metric, index in indexes.items():
-        _, indices = index.search(query_embeddings, k_max)
+        _, indices = index.search(embeddings, k_max)
         retrieved[metric] = indices
-        rates = topk_hit_rate(index.labels[indices], query_labels, ks=tuple(ks))
-        rows += [make_row(query, degradation, severity, restorer, metric, k, rates[k]) for k in ks]
-    return rows, retrieved
-
-
-def _to_rgb(images: Tensor) -> Tensor:
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-
-
-def _bordered(images: Tensor, colors: Tensor, width: int = 2) -> Tensor:
-    """(N, 3, H, W) images framed by (N, 3) colours -> (N, 3, H + 2w, W + 2w)."""
-    framed = colors[:, :, None, None].expand(-1, -1, images.shape[2] + 2 * width, images.shape[3] + 2 * width).clone()
-    framed[:, :, width:-width, width:-width] = images
-    return framed
-
-
-def retrieval_grid(queries: Tensor, query_labels: Tensor, gallery: Tensor, gallery_labels: Tensor,
-                   retrieved: Tensor, *, size: int = 48) -> Tensor:
-    """A picture of retrieval: each line is a query then its results, framed green (class match) or red.
-
-    Args:
-        queries: (n, C, H, W) in [0, 1]; query_labels: (n,).
-        gallery: (G, C, H, W) in [0, 1]; gallery_labels: (G,).
-        retrieved: (n, k) gallery indices, best first.
-        size: thumbnail side in pixels.
-
-    Returns:
-        (3, n * (size + 4), (k + 1) * (size + 4)) float in [0, 1].
-    """
-    n, k = retrieved.shape
-    thumbs_q = _to_rgb(F.interpolate(queries.float(), size=(size, size), mode="area"))
-    thumbs_g = _to_rgb(F.interpolate(gallery[retrieved.reshape(-1)].float(), size=(size, size), mode="area"))
-    hits = (gallery_labels[retrieved.reshape(-1)] == query_labels.repeat_interleave(k)).float()[:, None]
-    framed_q = _bordered(thumbs_q, torch.full((n, 3), 1.0))
-    framed_g = _bordered(thumbs_g, hits * GREEN + (1 - hits) * RED)                   # (n*k, 3, s+4, s+4)
-    tiles = torch.cat([framed_q[:, None], framed_g.reshape(n, k, *framed_g.shape[1:])], dim=1)  # (n, k+1, 3, h, w)
-    _, columns, channels, h, w = tiles.shape
-    return tiles.permute(2, 0, 3, 1, 4).reshape(channels, n * h, columns * w)
+        rates = topk_hit_rate(index.labels[indices], labels, ks=tuple(ks))
+        rows += [ResultRow(condition, metric, int(k), rates[k]) for k in ks]
+    return ConditionResult(rows, images, retrieved)

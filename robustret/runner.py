@@ -1,17 +1,15 @@
-"""``run(config)``: builds everything an experiment needs and loops over its conditions.
+"""``run(config)``: plan the conditions, reuse the finished ones, compute the rest, report.
 
-Caching: the retriever and each restorer are trained once per key of everything that affects
-them (data content, image size, profile and epochs, seed, backbone, weights) under
-``cache_dir/models``; gallery embeddings are stored beside the retriever; each finished
-condition is kept in ``OUT/.conditions`` so an interrupted sweep continues where it stopped.
-Results are written only at the end, each file atomically.
+Caching (see :mod:`robustret.trained`): the retriever and each network restorer are trained
+once per key of everything that affects them, code included, under ``cache_dir/models``;
+gallery embeddings are stored beside the retriever, keyed by its checkpoint's hash; each
+finished condition is kept in ``OUT/.conditions`` under a key of the checkpoints, seeds and
+code that produced it, so an interrupted sweep continues where it stopped and a change to the
+code recomputes what it affects. Results are written only at the end, each file atomically.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
 import platform
 import time
@@ -22,311 +20,260 @@ from typing import Any
 import torch
 from torch import Tensor
 
-import degradations
 from robustret import __version__
-from robustret.config import NOISE_FAMILY, ExperimentConfig, fingerprint
+from robustret.checks import ConfigError
+from robustret.condition_store import ConditionStore
+from robustret.config import ExperimentConfig
 from robustret.data import RetrievalData, load
 from robustret.device import resolve_device
+from robustret.grids import retrieval_grid
 from robustret.io import atomic_write_json
+from robustret.keys import source_hash
 from robustret.paths import cache_dir
-from robustret.pipeline import map_batches, retrieval_grid, score_condition
+from robustret.pipeline import (
+    DegradedQueries,
+    degradation_seed,
+    degrade_queries,
+    evaluate_condition,
+    plan_conditions,
+)
 from robustret.report import table_lines, write_results
+from robustret.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex, extract_embeddings
-from robustret.rng import sample_seed
 from robustret.sweep import plot_sweep, summarise_sweep, summary_markdown
 from robustret.tracking import RunLogger
-from restoration.evaluate import restorer_kwargs
+from robustret.trained import (
+    TrainedModel,
+    data_content_key,
+    gallery_embeddings,
+    trained_restorer,
+    trained_retriever,
+)
 
 log = logging.getLogger(__name__)
 
-#: What the profiles change in the data: images resized to 64 px keep the quick CPU run in minutes.
-PROFILE_DATA = {"quick": {"image_size": 64, "per_class": None}, "paper": {"image_size": None, "per_class": None}}
 GRID_QUERIES = 8
-SEED_DEGRADE, SEED_RETRIEVER, SEED_RESTORER = 1, 2, 3
+#: the code that turns a trained model and queries into figures
+SCORING_CODE = ("robustret.pipeline", "robustret.metrics", "robustret.retrieval",
+                "robustret.results", "robustret.batching")
 
 
 @dataclass
 class RunResult:
-    """What :func:`run` produced."""
+    """What :func:`run` produced.
 
-    rows: list[dict[str, Any]]
+    Attributes:
+        rows: every result row, in plan order.
+        table: the study's table as printed text.
+        paths: the written result files by format (``json``, ``csv``, ``md``).
+        tensorboard_dir: the TensorBoard folder (None when disabled).
+        config: the resolved configuration the run used (saved as ``config.json``).
+        computed, reused: how many conditions were computed in this run and reused.
+        timings: seconds per stage.
+        meta: everything else written into ``results.json``.
+    """
+
+    rows: list[ResultRow]
     table: str
     paths: dict[str, Path]
     tensorboard_dir: Path | None
+    config: ExperimentConfig
+    computed: int = 0
+    reused: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def restorers_for(degradation: str, mode: str) -> list[str]:
-    """The restorers applied to ``degradation`` under ``--restore mode``.
-
-    ``auto`` is the study's pairing: the denoising autoencoder for the noise family, SRCNN for
-    low resolution and motion blur.
-    """
-    from restoration.classical import classical_for
-
-    if mode == "none":
-        return []
-    if mode == "auto":
-        return ["dae"] if degradation in NOISE_FAMILY else ["srcnn"]
-    if mode == "classical":
-        return [classical_for(degradation)]
-    if mode == "all":
-        return ["dae", "srcnn", classical_for(degradation)]
-    return [mode]
-
-
-def restorer_training_degradation(degradation: str) -> str:
-    """What a network restorer for ``degradation`` is trained on: one model for all noises, as in the study."""
-    return "noise" if degradation in NOISE_FAMILY else degradation
-
-
-def _content_hash(data: RetrievalData) -> str:
-    digest = hashlib.sha256()
-    for part in (data.gallery.images, data.gallery.labels, data.queries.images, data.queries.labels):
-        digest.update(part.contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _file_hash(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     """Run the experiment described by ``config`` and write its results.
 
     Args:
-        config: the validated configuration.
+        config: the configuration (resolved here when it is not yet).
         command: the command line, recorded in the results.
 
     Returns:
-        A :class:`RunResult` with the rows, the printed table and the written paths.
+        A :class:`RunResult`.
 
     Raises:
-        ValueError, FileNotFoundError, KeyError: bad data spec, weights path, or names.
+        ConfigError: a name, path or value in ``config`` that cannot work (before any work),
+            or a data set that cannot be read.
+        FileNotFoundError: a file named in ``config`` is missing.
     """
     began = time.perf_counter()
+    config = config.resolved().validate()
     timings: dict[str, float] = {}
     device = resolve_device(config.device)
     out_dir = config.out_dir
     models_dir = config.cache_dir or cache_dir("models")
-    profile_data = PROFILE_DATA[config.profile]
-    image_size = config.image_size or profile_data["image_size"]
-    per_class = config.per_class or profile_data["per_class"]
-    unknown = [d for d in (*config.degradations, *config.train_degrade) if d not in degradations.available()]
-    if unknown:
-        raise ValueError(f"unknown degradation {unknown}; available: {', '.join(degradations.available())}")
 
     tick = time.perf_counter()
-    data = load(config.dataset, image_size=image_size, per_class=per_class, seed=config.seed,
-                **config.dataset_options)
+    data = _load_data(config)
     timings["load_data_s"] = time.perf_counter() - tick
     log.info("data: %s", data.describe().replace("\n", "; "))
-    data_key = _content_hash(data)
+    if max(config.ks) > len(data.gallery):
+        raise ConfigError(f"top-k {max(config.ks)} is larger than the gallery "
+                          f"({len(data.gallery)} images); choose smaller --topk values")
+    data_key = data_content_key(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = RunLogger(out_dir / "tb", tensorboard=config.tensorboard)
     try:
         tick = time.perf_counter()
-        model, retriever_key = _retriever(config, data, data_key, device, models_dir, logger)
+        retriever = trained_retriever(config, data, data_key, device, models_dir, logger)
         timings["retriever_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        indexes = _gallery_indexes(config, model, data, device, models_dir / f"retriever-{retriever_key}")
+        embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images, device)
+        indexes = {metric: GalleryIndex(embeddings, data.gallery.labels, metric)
+                   for metric in config.metrics}
         timings["gallery_index_s"] = time.perf_counter() - tick
 
-        rows, grids = _evaluate_conditions(config, data, model, indexes, device, models_dir, data_key,
-                                           retriever_key, out_dir, logger, timings)
+        loop = _ConditionLoop(config, data, data_key, retriever, gallery_key, indexes, device,
+                              models_dir, timings)
+        rows = loop.run(plan_conditions(config))
         timings["total_s"] = time.perf_counter() - began
-        _log_run(config, logger, rows, grids, data, indexes, data_key)
+        _log_run(config, logger, rows, loop.grids, data, indexes, data_key)
     finally:
         logger.close()
+    log.info("conditions: %d computed, %d reused", loop.computed, loop.reused)
 
     extra = ""
     if len(config.severities) > 1:
         metric, k = config.metrics[0], min(config.ks)
         plot_path = plot_sweep(rows, out_dir / "sweep.png", metric=metric, k=k)
         summary = summarise_sweep(rows, metric=metric, k=k)
-        atomic_write_json(out_dir / "sweep_summary.json", summary)
+        atomic_write_json(out_dir / "sweep_summary.json", [item.to_dict() for item in summary])
         extra = summary_markdown(summary, metric=metric, k=k) + f"\n![sweep]({plot_path.name})\n"
     meta = {
         "config": config.to_dict(),
         "command": command,
         "seed": config.seed,
-        "derived_seeds": {"degrade": sample_seed(config.seed, SEED_DEGRADE),
-                          "retriever": sample_seed(config.seed, SEED_RETRIEVER)},
-        "resolved": {"image_size": image_size, "per_class": per_class, "device": str(device),
-                     "retriever_key": retriever_key, "data_key": data_key,
-                     "retriever_checkpoint": str(models_dir / f"retriever-{retriever_key}" / "last.pt"),
-                     "gallery_size": len(data.gallery), "query_size": len(data.queries),
-                     "classes": list(data.class_names)},
-        "versions": {"robustret": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "derived_seeds": {"degrade": {s: degradation_seed(config.seed, s) for s in config.severities},
+                          "retriever": config.retriever.seed},
+        "resolved": {"device": str(device), "retriever_key": retriever.key, "data_key": data_key,
+                     "retriever_checkpoint": str(retriever.checkpoint),
+                     "gallery_key": gallery_key, "gallery_size": len(data.gallery),
+                     "query_size": len(data.queries), "classes": list(data.class_names)},
+        "conditions": {"computed": loop.computed, "reused": loop.reused},
+        "versions": {"robustret": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
         "timings": timings,
     }
-    atomic_write_json(out_dir / "config.json", meta["config"] | {"resolved": meta["resolved"]})
+    atomic_write_json(out_dir / "config.json", config.to_dict())
     paths = write_results(out_dir, rows, meta, extra_markdown=extra)
     return RunResult(rows=rows, table="\n".join(table_lines(rows, markdown=False)), paths=paths,
-                     tensorboard_dir=out_dir / "tb" if config.tensorboard else None, timings=timings, meta=meta)
+                     tensorboard_dir=out_dir / "tb" if config.tensorboard else None,
+                     config=config, computed=loop.computed, reused=loop.reused, timings=timings,
+                     meta=meta)
 
 
-def _retriever(config: ExperimentConfig, data: RetrievalData, data_key: str, device: torch.device,
-               models_dir: Path, logger: RunLogger) -> tuple[torch.nn.Module, str]:
-    """Train the retriever, or load it from the cache when the same key was trained before."""
-    from robustret.models import build_retriever
-    from robustret.train.classifier import RetrieverTrainConfig, train_retriever
-
-    train_config = RetrieverTrainConfig.paper() if config.profile == "paper" else RetrieverTrainConfig.quick()
-    changes: dict[str, Any] = {"seed": sample_seed(config.seed, SEED_RETRIEVER)}
-    if config.retriever_epochs is not None:
-        changes["epochs"] = config.retriever_epochs
-    train_config = dataclasses.replace(train_config, **changes)
-    key = fingerprint("retriever", __version__, data_key, config.backbone, _file_hash(config.weights),
-                      dataclasses.asdict(train_config), list(config.train_degrade))
-    torch.manual_seed(train_config.seed)
-    model = build_retriever(config.backbone, num_classes=len(data.class_names),
-                            in_channels=data.gallery.images.shape[1], weights=config.weights).to(device)
-    train_degrade = None
-    if config.train_degrade:
-        names = list(config.train_degrade)
-
-        def train_degrade(images: Tensor, generator: torch.Generator) -> Tensor:
-            pick = int(torch.randint(len(names), (1,), generator=generator))
-            severity = int(torch.randint(1, 6, (1,), generator=generator))
-            return degradations.apply(images, names[pick], severity, generator=generator)
-
-    train_retriever(model, data.gallery, train_config, device=device, out_dir=models_dir / f"retriever-{key}",
-                    logger=logger, train_degrade=train_degrade)
-    model.eval()
-    return model, key
+def _load_data(config: ExperimentConfig) -> RetrievalData:
+    """The data set of ``config``; a data set that cannot be read is a :class:`ConfigError`."""
+    try:
+        return load(config.dataset, image_size=config.image_size, per_class=config.per_class,
+                    seed=config.seed, **config.dataset_options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"dataset {config.dataset!r}: {exc}") from exc
 
 
-def _gallery_indexes(config: ExperimentConfig, model: torch.nn.Module, data: RetrievalData,
-                     device: torch.device, folder: Path) -> dict[str, GalleryIndex]:
-    """Gallery embeddings (cached beside the retriever) indexed under each metric."""
-    path = folder / "gallery_embeddings.pt"
-    embeddings = None
-    if path.is_file():
-        cached = torch.load(path, map_location="cpu")
-        if cached.get("n") == len(data.gallery):
-            embeddings = cached["embeddings"]
-    if embeddings is None:
-        embeddings = extract_embeddings(model, data.gallery.images, device=device)
-        from robustret.io import atomic_save
+class _ConditionLoop:
+    """Evaluates planned conditions in order, reusing finished ones and sharing the degraded
+    queries of one (degradation, severity) and each trained restorer between conditions."""
 
-        atomic_save({"embeddings": embeddings, "n": len(data.gallery)}, path)
-    return {metric: GalleryIndex(embeddings, data.gallery.labels, metric) for metric in config.metrics}
+    def __init__(self, config: ExperimentConfig, data: RetrievalData, data_key: str,
+                 retriever: TrainedModel, gallery_key: str, indexes: dict[str, GalleryIndex],
+                 device: torch.device, models_dir: Path, timings: dict[str, float]) -> None:
+        self.config, self.data, self.data_key = config, data, data_key
+        self.retriever, self.gallery_key, self.indexes = retriever, gallery_key, indexes
+        self.device, self.models_dir, self.timings = device, models_dir, timings
+        self.store = ConditionStore(config.out_dir / ".conditions")
+        self.grids: dict[str, Tensor] = {}
+        self.computed = self.reused = 0
+        self._degraded: tuple[tuple[str, int], DegradedQueries] | None = None
+        self._restorers: dict[tuple[str, str], TrainedModel] = {}
+        count = len(data.queries)
+        self.grid_index = torch.linspace(0, count - 1, min(GRID_QUERIES, count)).long()
+        self._scoring_code = source_hash(*SCORING_CODE)
+        self._degrading_code = source_hash("degradations")
 
+    def run(self, plan: list[Condition]) -> list[ResultRow]:
+        rows: list[ResultRow] = []
+        for condition in plan:
+            rows += self.evaluate(condition)
+        return rows
 
-def _restorer(name: str, degradation: str, config: ExperimentConfig, data: RetrievalData,
-              device: torch.device, models_dir: Path, data_key: str) -> tuple[torch.nn.Module, str]:
-    """A ready restorer: classical filters are built, networks trained or loaded from the cache.
+    def key(self, condition: Condition, restorer: TrainedModel | None) -> str:
+        """Everything that decides a condition's figures."""
+        salt: list[object] = [self.retriever.content_key, self.gallery_key, self.data_key,
+                              list(self.config.metrics), list(self.config.ks), self._scoring_code]
+        if condition.severity is not None:
+            salt += [degradation_seed(self.config.seed, condition.severity), self._degrading_code]
+        if restorer is not None:
+            salt.append(restorer.content_key)
+        return condition.key(*salt)
 
-    A network is trained on the clean gallery degraded on the fly by
-    :func:`restorer_training_degradation` of ``degradation``, at the experiment's severities
-    (one drawn per batch when there are several).
-    """
-    import restoration
-
-    if name not in ("dae", "srcnn"):
-        return restoration.build(name).to(device).eval(), name
-    from restoration.training import RestorerTrainConfig, train_restorer
-
-    target = restorer_training_degradation(degradation)
-    severities = sorted(set(config.severities))
-    preset = RestorerTrainConfig.paper if config.profile == "paper" else RestorerTrainConfig.quick
-    changes: dict[str, Any] = {"seed": sample_seed(config.seed, SEED_RESTORER), "device": str(device),
-                               "severity": severities[len(severities) // 2]}
-    if config.restorer_epochs is not None:
-        changes["epochs"] = config.restorer_epochs
-    train_config = preset(name, target, **changes)
-
-    def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
-        pick = int(torch.randint(len(severities), (1,), generator=generator)) if len(severities) > 1 else 0
-        return degradations.apply(images, target, severities[pick], generator=generator)
-
-    key = fingerprint("restorer", __version__, data_key, severities, dataclasses.asdict(train_config))
-    label = f"{name}-{target}-{key}"
-    result = train_restorer(train_config, models_dir / label, train_images=data.gallery.images,
-                            val_images=data.queries.images, degrade=degrade, tensorboard=config.tensorboard)
-    return result.model.eval(), label
-
-
-def _evaluate_conditions(config: ExperimentConfig, data: RetrievalData, model: torch.nn.Module,
-                         indexes: dict[str, GalleryIndex], device: torch.device, models_dir: Path, data_key: str,
-                         retriever_key: str, out_dir: Path, logger: RunLogger,
-                         timings: dict[str, float]) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
-    """Clean queries, then every (degradation, severity, restorer) condition; finished ones are kept."""
-    queries, labels = data.queries.images, data.queries.labels
-    done_dir = out_dir / ".conditions"
-    grid_index = torch.linspace(0, len(queries) - 1, min(GRID_QUERIES, len(queries))).long()
-    grids: dict[str, Tensor] = {}
-    rows: list[dict[str, Any]] = []
-    k_max = max(config.ks)
-
-    def condition(name: str, key_parts: tuple, images_fn) -> None:
-        key = fingerprint(retriever_key, list(config.metrics), list(config.ks), *key_parts)
-        path = done_dir / f"{name}-{key}.json"
+    def evaluate(self, condition: Condition) -> list[ResultRow]:
+        restorer = self.restorer(condition) if condition.restorer is not None else None
+        key = self.key(condition, restorer)
+        cached = self.store.load(condition, key)
+        if cached is not None:
+            self.reused += 1
+            log.info("%s: reused the finished condition", condition.name)
+            return cached
         tick = time.perf_counter()
-        if path.is_file():
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            rows.extend(cached["rows"])
-            log.info("%s: reused finished condition from %s", name, path)
-            return
-        images = images_fn()
-        embeddings = extract_embeddings(model, images, device=device)
-        kind, degradation, severity, restorer = key_parts[:4]
-        new_rows, retrieved = score_condition(embeddings, labels, indexes, config.ks, query=kind,
-                                              degradation=degradation, severity=severity, restorer=restorer)
-        rows.extend(new_rows)
-        first_metric = config.metrics[0]
-        grids[name] = retrieval_grid(images[grid_index], labels[grid_index], data.gallery.images,
-                                     data.gallery.labels, retrieved[first_metric][grid_index, : min(5, k_max)])
-        atomic_write_json(path, {"rows": new_rows})
-        timings[f"{name}_s"] = time.perf_counter() - tick
+        data = self.data
+        result = evaluate_condition(
+            condition, queries=data.queries.images, labels=data.queries.labels,
+            embed=self.embed, indexes=self.indexes, ks=self.config.ks,
+            degraded=self.degraded(condition) if condition.degradation is not None else None,
+            restorer=restorer.model if restorer is not None else None, device=self.device)
+        self.store.save(condition, key, result.rows)
+        first = result.retrieved[self.config.metrics[0]]
+        k_grid = min(5, max(self.config.ks))
+        self.grids[condition.name] = retrieval_grid(
+            result.images[self.grid_index], data.queries.labels[self.grid_index],
+            data.gallery.images, data.gallery.labels, first[self.grid_index, :k_grid])
+        self.timings[f"{condition.name}_s"] = time.perf_counter() - tick
+        self.computed += 1
+        return result.rows
 
-    condition("clean", ("clean", None, None, None), lambda: queries)
-    restorer_cache: dict[tuple[str, str], tuple[torch.nn.Module, str]] = {}
-    for degradation in config.degradations:
-        for severity in config.severities:
-            seed = sample_seed(config.seed, SEED_DEGRADE, severity)
-            degraded_cache: dict[str, Any] = {}
+    def embed(self, images: Tensor) -> Tensor:
+        return extract_embeddings(self.retriever.model, images, device=self.device)
 
-            def degraded(degradation: str = degradation, severity: int = severity,
-                         seed: int = seed) -> tuple[Tensor, dict[str, Tensor]]:
-                if "x" not in degraded_cache:
-                    degraded_cache["x"] = degradations.apply_indexed(
-                        queries, degradation, severity, seed=seed, indices=torch.arange(len(queries)),
-                        return_params=True)
-                return degraded_cache["x"]
+    def degraded(self, condition: Condition) -> DegradedQueries:
+        """The degraded queries of the condition's (degradation, severity), made once."""
+        assert condition.degradation is not None and condition.severity is not None
+        which = (condition.degradation, condition.severity)
+        if self._degraded is None or self._degraded[0] != which:
+            seed = degradation_seed(self.config.seed, condition.severity)
+            self._degraded = (which, degrade_queries(self.data.queries.images, *which, seed=seed))
+        return self._degraded[1]
 
-            condition(f"{degradation}-s{severity}", ("degraded", degradation, severity, None, seed),
-                      lambda: degraded()[0])
-            for name in restorers_for(degradation, config.restore):
-                cache_key = (name, restorer_training_degradation(degradation) if name in ("dae", "srcnn") else name)
-                if cache_key not in restorer_cache:
-                    tick = time.perf_counter()
-                    restorer_cache[cache_key] = _restorer(name, degradation, config, data, device, models_dir,
-                                                          data_key)
-                    timings[f"restorer_{'-'.join(cache_key)}_s"] = time.perf_counter() - tick
-                restorer, restorer_key = restorer_cache[cache_key]
-                condition(f"{degradation}-s{severity}-{name}",
-                          ("restored", degradation, severity, name, seed, restorer_key),
-                          lambda name=name, restorer=restorer: map_batches(
-                              restorer, degraded()[0], device=device,
-                              per_item=restorer_kwargs(name, degraded()[1])))
-    return rows, grids
+    def restorer(self, condition: Condition) -> TrainedModel:
+        """The condition's restorer, trained or built once per (name, training degradation)."""
+        from robustret.policy import training_degradation
+
+        assert condition.restorer is not None and condition.degradation is not None
+        target = training_degradation(condition.degradation)
+        which = (condition.restorer, target)
+        if which not in self._restorers:
+            tick = time.perf_counter()
+            self._restorers[which] = trained_restorer(
+                condition.restorer, target, list(self.config.severities), self.config,
+                self.data, self.data_key, self.device, self.models_dir)
+            self.timings[f"restorer_{'-'.join(which)}_s"] = time.perf_counter() - tick
+        return self._restorers[which]
 
 
-def _log_run(config: ExperimentConfig, logger: RunLogger, rows: list[dict[str, Any]], grids: dict[str, Tensor],
-             data: RetrievalData, indexes: dict[str, GalleryIndex], data_key: str) -> None:
+def _log_run(config: ExperimentConfig, logger: RunLogger, rows: list[ResultRow],
+             grids: dict[str, Tensor], data: RetrievalData, indexes: dict[str, GalleryIndex],
+             data_key: str) -> None:
     """TensorBoard: a scalar per row, retrieval grids, gallery projector, hparams."""
     for row in rows:
-        parts = [row["degradation"] or "clean", f"s{row['severity']}" if row["severity"] else None,
-                 row["query"], row["restorer"], row["metric"]]
-        logger.scalar("eval/" + "/".join(p for p in parts if p) + f"/top{row['k']}", row["accuracy"])
+        condition = row.condition
+        parts = [condition.degradation or "clean",
+                 f"s{condition.severity}" if condition.severity else None,
+                 condition.query, condition.restorer, row.metric]
+        logger.scalar("eval/" + "/".join(p for p in parts if p) + f"/top{row.k}", row.accuracy)
     for name, grid in grids.items():
         logger.image_grid(f"retrieval/{name}", grid)
     if config.tensorboard:
@@ -334,7 +281,11 @@ def _log_run(config: ExperimentConfig, logger: RunLogger, rows: list[dict[str, A
         thumbs = torch.nn.functional.interpolate(data.gallery.images, size=(32, 32), mode="area")
         names = [data.class_names[int(i)] for i in data.gallery.labels]
         logger.embeddings("gallery", index.embeddings, names, thumbs)
-        headline = {f"{r['query']}_{r['degradation'] or 'clean'}_{r['restorer'] or ''}_{r['metric']}_top{r['k']}":
-                    r["accuracy"] for r in rows if r["k"] == min(config.ks) and r["severity"] in (None, 3)}
-        logger.hparams({k: v if not isinstance(v, list) else ",".join(map(str, v))
-                        for k, v in config.to_dict().items() if v is not None} | {"data_key": data_key}, headline)
+        headline = {
+            f"{r.query}_{r.degradation or 'clean'}_{r.restorer or ''}_{r.metric}_top{r.k}": r.accuracy
+            for r in rows if r.k == min(config.ks) and r.severity in (None, 3)
+        }
+        hparams = {k: v if not isinstance(v, list) else ",".join(map(str, v))
+                   for k, v in config.to_dict().items()
+                   if v is not None and not isinstance(v, dict)}
+        logger.hparams(hparams | {"data_key": data_key}, headline)

@@ -5,87 +5,112 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from robustret.io import atomic_write_bytes
+from robustret.results import ResultRow, select
 
 
-def _accuracy(rows: Sequence[dict[str, Any]], metric: str, k: int, **match: Any) -> dict[int | None, float]:
-    """``{severity: accuracy}`` for the rows with ``metric``, ``k`` and the ``match`` fields."""
-    out = {}
-    for row in rows:
-        if row["metric"] == metric and row["k"] == k and all(row[key] == value for key, value in match.items()):
-            out[row["severity"]] = row["accuracy"]
-    return out
+def accuracy_by_severity(rows: Sequence[ResultRow], **fields: Any) -> dict[int | None, float]:
+    """``{severity: accuracy}`` of the rows matching ``fields`` (see :func:`select`)."""
+    return {row.severity: row.accuracy for row in select(rows, **fields)}
 
 
-def summarise_sweep(rows: Sequence[dict[str, Any]], *, metric: str = "l2", k: int = 1) -> list[dict[str, Any]]:
-    """Mean accuracy over severities and the recovery ratio, per degradation and restorer.
+@dataclass(frozen=True)
+class SweepSummary:
+    """Mean accuracy over severities of one degradation, degraded or restored.
 
-    The recovery ratio is ``(restored - degraded) / (clean - degraded)`` on the means over
-    severities: 1 means the restorer wins back all that the degradation cost, 0 nothing,
-    negative that it makes things worse. It is None where the degradation cost nothing.
-
-    Returns:
-        One dict per (degradation, restorer): ``degradation``, ``restorer`` (None for the
-        degraded queries themselves), ``severities``, ``mean_accuracy``, ``clean``,
-        ``recovery`` (restorers only).
+    Attributes:
+        degradation: the degradation.
+        restorer: the restorer (None: the degraded queries themselves).
+        severities: the levels averaged over.
+        mean_accuracy: mean top-k hit rate over them, in [0, 1].
+        clean: the clean queries' hit rate (None when the run has no clean row).
+        recovery: ``(restored - degraded) / (clean - degraded)`` on the means: 1 wins back all
+            the degradation cost, 0 nothing, negative makes it worse; None for degraded
+            entries and where the degradation cost nothing.
     """
-    clean = _accuracy(rows, metric, k, query="clean").get(None)
+
+    degradation: str
+    restorer: str | None
+    severities: list[int]
+    mean_accuracy: float
+    clean: float | None
+    recovery: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+def _restorers(rows: Sequence[ResultRow], degradation: str) -> list[str]:
+    return sorted({r.restorer for r in select(rows, query="restored", degradation=degradation)
+                   if r.restorer is not None})
+
+
+def summarise_sweep(rows: Sequence[ResultRow], *, metric: str = "l2", k: int = 1) -> list[SweepSummary]:
+    """Mean accuracy over severities and the recovery ratio, per degradation and restorer."""
+    clean = accuracy_by_severity(rows, query="clean", metric=metric, k=k).get(None)
     summary = []
-    degradations = sorted({r["degradation"] for r in rows if r["degradation"] is not None})
-    for degradation in degradations:
-        degraded = _accuracy(rows, metric, k, query="degraded", degradation=degradation)
+    for degradation in sorted({r.degradation for r in rows if r.degradation is not None}):
+        degraded = accuracy_by_severity(rows, query="degraded", degradation=degradation,
+                                        metric=metric, k=k)
         if not degraded:
             continue
         mean_degraded = sum(degraded.values()) / len(degraded)
-        summary.append({"degradation": degradation, "restorer": None, "severities": sorted(degraded),
-                        "mean_accuracy": mean_degraded, "clean": clean, "recovery": None})
-        restorers = sorted({r["restorer"] for r in rows if r["degradation"] == degradation and r["restorer"]})
-        for restorer in restorers:
-            restored = _accuracy(rows, metric, k, query="restored", degradation=degradation, restorer=restorer)
+        summary.append(SweepSummary(degradation, None, sorted(degraded), mean_degraded, clean, None))
+        for restorer in _restorers(rows, degradation):
+            restored = accuracy_by_severity(rows, query="restored", degradation=degradation,
+                                            restorer=restorer, metric=metric, k=k)
             mean_restored = sum(restored.values()) / len(restored)
             gap = None if clean is None else clean - mean_degraded
             recovery = (mean_restored - mean_degraded) / gap if gap and abs(gap) > 1e-9 else None
-            summary.append({"degradation": degradation, "restorer": restorer, "severities": sorted(restored),
-                            "mean_accuracy": mean_restored, "clean": clean, "recovery": recovery})
+            summary.append(SweepSummary(degradation, restorer, sorted(restored), mean_restored,
+                                        clean, recovery))
     return summary
 
 
-def summary_markdown(summary: Sequence[dict[str, Any]], *, metric: str, k: int) -> str:
+def summary_markdown(summary: Sequence[SweepSummary], *, metric: str, k: int) -> str:
     """The sweep summary as a markdown table."""
     lines = [f"### Sweep summary ({metric}, top-{k})", "",
              "| degradation | queries | mean accuracy over severities (%) | recovery ratio |",
              "|---|---|---|---|"]
     for item in summary:
-        queries = f"restored ({item['restorer']})" if item["restorer"] else "degraded"
-        recovery = "" if item["recovery"] is None else f"{item['recovery']:.2f}"
-        lines.append(f"| {item['degradation']} | {queries} | {100 * item['mean_accuracy']:.2f} | {recovery} |")
+        queries = f"restored ({item.restorer})" if item.restorer else "degraded"
+        recovery = "" if item.recovery is None else f"{item.recovery:.2f}"
+        lines.append(f"| {item.degradation} | {queries} | {100 * item.mean_accuracy:.2f} "
+                     f"| {recovery} |")
     return "\n".join(lines) + "\n"
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, *, metric: str = "l2", k: int = 1) -> Path:
+def plot_sweep(rows: Sequence[ResultRow], path: str | Path, *, metric: str = "l2",
+               k: int = 1) -> Path:
     """Write a PNG: accuracy against severity, one panel per degradation, a line per restorer.
 
-    The clean accuracy is drawn as a dashed horizontal line. Written atomically.
+    The clean accuracy is drawn as a dashed horizontal line. Written atomically. Draws on a
+    ``matplotlib.figure.Figure`` with the Agg canvas: pyplot's backend (a notebook's) is
+    left alone.
     """
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    degradations = sorted({r["degradation"] for r in rows if r["degradation"] is not None})
-    clean = _accuracy(rows, metric, k, query="clean").get(None)
+    degradations = sorted({r.degradation for r in rows if r.degradation is not None})
+    clean = accuracy_by_severity(rows, query="clean", metric=metric, k=k).get(None)
     columns = min(3, max(1, len(degradations)))
     lines = math.ceil(len(degradations) / columns) or 1
-    figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.3 * lines), squeeze=False)
+    figure = Figure(figsize=(4.2 * columns, 3.3 * lines))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(lines, columns, squeeze=False)
     for axis in axes.flat[len(degradations):]:
         axis.set_visible(False)
     for axis, degradation in zip(axes.flat, degradations):
-        series = {"degraded": _accuracy(rows, metric, k, query="degraded", degradation=degradation)}
-        for restorer in sorted({r["restorer"] for r in rows if r["degradation"] == degradation and r["restorer"]}):
-            series[restorer] = _accuracy(rows, metric, k, query="restored", degradation=degradation, restorer=restorer)
+        series = {"degraded": accuracy_by_severity(rows, query="degraded", degradation=degradation,
+                                                   metric=metric, k=k)}
+        for restorer in _restorers(rows, degradation):
+            series[restorer] = accuracy_by_severity(rows, query="restored", degradation=degradation,
+                                                    restorer=restorer, metric=metric, k=k)
         for label, values in series.items():
             severities = sorted(values)
             axis.plot(severities, [100 * values[s] for s in severities], marker="o", label=label)
@@ -101,5 +126,4 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, *, metric: str 
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,156 @@
+"""Typed values between the stages of a run: the experiment ``Condition`` and its ``ResultRow``s.
+
+A condition is one line of the study's table (clean queries; degraded queries; degraded then
+restored queries); a result row is one figure of it (a metric and a k). Report, sweep summary,
+TensorBoard logging and the notebooks read rows through :func:`select`, never by parsing
+strings, and ``results.json`` is written from :meth:`ResultRow.to_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from robustret.keys import fingerprint
+
+QUERY_KINDS = ("clean", "degraded", "restored")
+
+
+@dataclass(frozen=True, order=True)
+class Condition:
+    """One query condition of an experiment.
+
+    Attributes:
+        query: ``"clean"``, ``"degraded"`` or ``"restored"``.
+        degradation: the degradation name (None for clean queries).
+        severity: its level 1..5 (None for clean queries).
+        restorer: the restorer name (only for restored queries).
+    """
+
+    query: str
+    degradation: str | None = None
+    severity: int | None = None
+    restorer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.query not in QUERY_KINDS:
+            raise ValueError(f"query must be one of {', '.join(QUERY_KINDS)}; got {self.query!r}")
+        degraded = self.query != "clean"
+        if degraded != (self.degradation is not None) or degraded != (self.severity is not None):
+            raise ValueError(f"a {self.query} condition needs degradation and severity "
+                             f"{'set' if degraded else 'unset'}; got {self}")
+        if (self.query == "restored") != (self.restorer is not None):
+            raise ValueError(f"only restored conditions name a restorer; got {self}")
+
+    @property
+    def name(self) -> str:
+        """A short readable name: ``clean``, ``noise-s3``, ``noise-s3-dae``."""
+        parts = [self.degradation or "clean"]
+        if self.severity is not None:
+            parts.append(f"s{self.severity}")
+        if self.restorer is not None:
+            parts.append(self.restorer)
+        return "-".join(parts)
+
+    def key(self, *salt: object) -> str:
+        """Cache key of this condition's result: its fields and ``salt`` (seeds, model keys,
+        code hashes: whatever else decides the figures)."""
+        return fingerprint(dataclasses.asdict(self), *salt)
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        """The study's table order: clean first, then per degradation and severity the
+        degraded queries followed by each restorer."""
+        return (self.degradation or "", self.severity or 0, QUERY_KINDS.index(self.query),
+                self.restorer or "")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One figure of the table.
+
+    Attributes:
+        condition: what was measured.
+        metric: ``"l2"`` or ``"cosine"``.
+        k: the k of the top-k hit rate.
+        accuracy: top-k hit rate in [0, 1] (the study's top-k matching accuracy).
+        reused: True when the figure came from the finished-condition cache of an earlier run.
+    """
+
+    condition: Condition
+    metric: str
+    k: int
+    accuracy: float
+    reused: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.accuracy <= 1.0:
+            raise ValueError(f"accuracy must be in [0, 1]; got {self.accuracy}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive integer; got {self.k!r}")
+
+    # flat accessors, so rows read like the table's columns
+    @property
+    def query(self) -> str:
+        return self.condition.query
+
+    @property
+    def degradation(self) -> str | None:
+        return self.condition.degradation
+
+    @property
+    def severity(self) -> int | None:
+        return self.condition.severity
+
+    @property
+    def restorer(self) -> str | None:
+        return self.condition.restorer
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as ``results.json`` stores it (flat keys)."""
+        return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
+                "accuracy": self.accuracy, "reused": self.reused}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
+        """Read a row written by :meth:`to_dict`.
+
+        Raises:
+            ValueError: a key is missing or a value is out of its range.
+        """
+        try:
+            condition = Condition(values["query"], values["degradation"], values["severity"],
+                                  values["restorer"])
+            return cls(condition, str(values["metric"]), int(values["k"]),
+                       float(values["accuracy"]), bool(values.get("reused", False)))
+        except KeyError as exc:
+            raise ValueError(f"result row lacks {exc.args[0]!r}: {dict(values)}") from None
+
+
+ROW_FIELDS = ("query", "degradation", "severity", "restorer", "metric", "k", "accuracy", "reused")
+
+
+def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:
+    """The rows whose fields equal ``fields`` (e.g. ``query="restored", metric="l2", k=1``).
+
+    Raises:
+        ValueError: a field name that rows do not have (the message lists them).
+    """
+    unknown = sorted(set(fields) - set(ROW_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown row field(s) {', '.join(unknown)}; "
+                         f"rows have {', '.join(ROW_FIELDS)}")
+    return [row for row in rows if all(getattr(row, k) == v for k, v in fields.items())]
+
+
+def accuracy_of(rows: Iterable[ResultRow], **fields: Any) -> float:
+    """The accuracy of the one row matching ``fields``.
+
+    Raises:
+        LookupError: no row or more than one row matches.
+    """
+    found = select(rows, **fields)
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} rows match {fields}; expected exactly one")
+    return found[0].accuracy

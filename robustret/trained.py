@@ -1,0 +1,166 @@
+"""Trained models and gallery embeddings, made once per key and reused from the model cache.
+
+Each artefact lives in a folder of the model cache named by a :func:`robustret.keys.fingerprint`
+of everything that decides it, including :func:`robustret.keys.source_hash` of the code that
+computes it: the data's content, the resolved training settings, the seed, the backbone and
+weights file, and for restorers the degradation they learn. Gallery embeddings, and every
+finished condition after them, are keyed by the SHA-256 of the checkpoint file they came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from robustret.data import RetrievalData
+from robustret.io import atomic_save
+from robustret.keys import fingerprint, source_hash
+from robustret.retrieval import extract_embeddings
+from robustret.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+#: the code that decides a trained retriever / its embeddings / a trained restorer
+RETRIEVER_CODE = ("robustret.models", "robustret.train", "robustret.augment")
+EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
+RESTORER_CODE = ("restoration", "robustret.train", "degradations")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_content_key(data: RetrievalData) -> str:
+    """A key of the data's content: both splits' images and labels, bytes and shapes."""
+    digest = hashlib.sha256()
+    for part in (data.gallery.images, data.gallery.labels, data.queries.images,
+                 data.queries.labels):
+        tensor = part.detach().cpu().contiguous()
+        digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A ready model and the keys that name it.
+
+    Attributes:
+        model: the module, in ``eval()`` mode on the run's device.
+        key: the cache key it was trained (or built) under.
+        checkpoint: its ``last.pt`` (None for a restorer without weights).
+        content_key: the checkpoint's SHA-256, or for a filter without weights a fingerprint
+            of its name, options and code: what results computed with it are keyed by.
+    """
+
+    model: nn.Module
+    key: str
+    checkpoint: Path | None
+    content_key: str
+
+
+def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.device,
+                      models_dir: Path, logger: RunLogger | None) -> TrainedModel:
+    """Train the retriever of a resolved ``config``, or resume/reuse it from the cache."""
+    import degradations
+    from robustret.models import build_retriever
+    from robustret.train.classifier import train_retriever
+
+    weights_key = file_sha256(config.weights)[:16] if config.weights is not None else None
+    code = source_hash(*RETRIEVER_CODE, *(("degradations",) if config.train_degrade else ()))
+    key = fingerprint("retriever", data_key, config.backbone, weights_key,
+                      dataclasses.asdict(config.retriever), list(config.train_degrade), code)
+    model = build_retriever(config.backbone, num_classes=len(data.class_names),
+                            in_channels=data.gallery.images.shape[1], weights=config.weights)
+    model = model.to(device)
+    train_degrade = None
+    if config.train_degrade:
+        names = list(config.train_degrade)
+
+        def train_degrade(images: Tensor, generator: torch.Generator) -> Tensor:
+            pick = int(torch.randint(len(names), (1,), generator=generator))
+            severity = int(torch.randint(1, 6, (1,), generator=generator))
+            return degradations.apply(images, names[pick], severity, generator=generator)
+
+    folder = models_dir / f"retriever-{key}"
+    train_retriever(model, data.gallery, config.retriever, device=device, out_dir=folder,
+                    logger=logger, train_degrade=train_degrade)
+    model.eval()
+    checkpoint = folder / "last.pt"
+    return TrainedModel(model, key, checkpoint, file_sha256(checkpoint))
+
+
+def gallery_embeddings(retriever: TrainedModel, images: Tensor, device: torch.device) -> tuple[Tensor, str]:
+    """Gallery embeddings (N, D) float32, cached beside the retriever's checkpoint.
+
+    The cache file is keyed by the checkpoint's SHA-256, the gallery's size and the embedding
+    code; any mismatch recomputes and rewrites it.
+
+    Returns:
+        ``(embeddings, key)``; ``key`` names them in the keys of the conditions.
+    """
+    assert retriever.checkpoint is not None
+    key = fingerprint("gallery", retriever.content_key, tuple(images.shape),
+                      source_hash(*EMBEDDING_CODE))
+    path = retriever.checkpoint.parent / "gallery_embeddings.pt"
+    if path.is_file():
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a broken cache file is rebuilt, never fatal
+            log.warning("gallery embeddings %s unreadable (%s); recomputing", path, exc)
+            cached = None
+        if isinstance(cached, dict) and cached.get("key") == key:
+            return cached["embeddings"], key
+        log.info("gallery embeddings %s are stale; recomputing", path)
+    embeddings = extract_embeddings(retriever.model, images, device=device)
+    atomic_save({"embeddings": embeddings, "n": len(images), "key": key}, path)
+    return embeddings, key
+
+
+def trained_restorer(name: str, training_degradation: str, severities: list[int], config,
+                     data: RetrievalData, data_key: str, device: torch.device,
+                     models_dir: Path) -> TrainedModel:
+    """A ready restorer: a filter is built; a network is trained or reused from the cache.
+
+    A network learns ``training_degradation`` on the clean gallery degraded on the fly at the
+    experiment's ``severities`` (one drawn per batch when there are several), with the settings
+    of ``config.restorers[name]``.
+    """
+    import degradations
+    import restoration
+    from robustret.train.restorer import train_restorer
+
+    if name not in restoration.networks():
+        model = restoration.build(name).to(device).eval()
+        options = restoration.checkpoint_meta(model)
+        content = fingerprint("filter", options, source_hash("restoration"))
+        return TrainedModel(model, name, None, content)
+
+    severities = sorted(set(severities))
+    train_config = dataclasses.replace(config.restorers[name], degrade=training_degradation,
+                                       severity=severities[len(severities) // 2],
+                                       device=str(device))
+
+    def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
+        pick = int(torch.randint(len(severities), (1,), generator=generator)) if len(severities) > 1 else 0
+        return degradations.apply(images, training_degradation, severities[pick], generator=generator)
+
+    key = fingerprint("restorer", data_key, severities, train_config.fingerprint(),
+                      train_config.epochs, source_hash(*RESTORER_CODE))
+    folder = models_dir / f"{name}-{training_degradation}-{key}"
+    result = train_restorer(train_config, folder, train_images=data.gallery.images,
+                            val_images=data.queries.images, degrade=degrade,
+                            tensorboard=config.tensorboard)
+    return TrainedModel(result.model.eval(), f"{name}-{training_degradation}-{key}",
+                        result.checkpoint, file_sha256(result.checkpoint))

@@ -1,0 +1,119 @@
+"""The experiment configuration: validation, resolution from the profile, file round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from robustret.checks import ConfigError
+from robustret.config import ExperimentConfig, load_config_file
+
+
+def test_defaults_are_the_study_and_validate() -> None:
+    config = ExperimentConfig()
+    assert config.degradations == ("noise",) and config.severities == (3,)
+    assert config.metrics == ("l2", "cosine") and config.ks == (1, 5, 10)
+    assert config.validate() is config
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"severities": (6,)}, "severities"),
+        ({"severities": (1.5,)}, "severities"),
+        ({"ks": (1, 1, 5)}, "twice"),
+        ({"ks": (0,)}, "ks"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": True}, "seed"),
+        ({"image_size": True}, "image_size"),
+        ({"tensorboard": "no"}, "tensorboard"),
+        ({"device": 5}, "device"),
+        ({"out_dir": 5}, "out_dir"),
+        ({"metrics": ("manhattan",)}, "metric"),
+        ({"profile": "slow"}, "profile"),
+        ({"degradations": ()}, "degradation"),
+    ],
+)
+def test_bad_values_are_config_errors_naming_the_field(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ExperimentConfig(**changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"degradations": ("blurr",)}, "unknown degradation 'blurr'; available: .*motion_blur"),
+        ({"train_degrade": ("fog",)}, "unknown train_degrade"),
+        ({"restore": "magic"}, "unknown restore mode 'magic'"),
+        ({"backbone": "resnet1000"}, "unknown backbone"),
+        ({"device": "tpu"}, "device"),
+        ({"dataset": "imagenet"}, "unknown dataset"),
+        ({"dataset": "folder:/no/such/folder"}, "does not exist"),
+        ({"weights": "/no/such/weights.pth"}, "weights file"),
+    ],
+)
+def test_validate_checks_names_and_paths_before_any_work(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ExperimentConfig(**changes).validate()
+
+
+def test_out_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "taken"
+    file.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        ExperimentConfig(out_dir=file).validate()
+
+
+def test_unknown_keys_list_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="valid keys: .*degradations"):
+        ExperimentConfig.from_dict({"degradation": "noise"})
+    with pytest.raises(ConfigError, match=r"\[retriever\].*valid: .*epochs"):
+        ExperimentConfig.from_dict({"retriever": {"epoch": 3}})
+
+
+def test_resolved_fills_the_profile_once_and_folds_in_the_epoch_shortcuts() -> None:
+    import restoration
+
+    config = ExperimentConfig(retriever_epochs=2, restorer_epochs=1).resolved()
+    assert config.is_resolved and config.image_size == 64
+    assert config.retriever is not None and config.retriever.epochs == 2
+    assert config.restorers is not None and set(config.restorers) == set(restoration.networks())
+    assert all(section.epochs == 1 and section.model == name
+               for name, section in config.restorers.items())
+    assert config.retriever_epochs is None and config.restorer_epochs is None
+    assert config.resolved() == config  # resolving twice changes nothing
+    paper = ExperimentConfig(profile="paper").resolved()
+    assert paper.image_size is None and paper.retriever.epochs > config.retriever.epochs
+
+
+def test_derived_seeds_follow_the_run_seed() -> None:
+    a, b = ExperimentConfig(seed=0).resolved(), ExperimentConfig(seed=1).resolved()
+    assert a.retriever.seed != b.retriever.seed
+    assert a.retriever.seed != a.restorers["dae"].seed  # distinct named streams
+    assert ExperimentConfig(seed=0).resolved().retriever.seed == a.retriever.seed
+
+
+def test_file_sections_override_the_preset_and_json_round_trips(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('degradations = ["lowres"]\nseed = 3\n[retriever]\nepochs = 3\n'
+                    '[restorers.dae]\nlr = 0.0005\n', encoding="utf-8")
+    config = ExperimentConfig.from_dict(load_config_file(toml)).resolved()
+    assert config.retriever.epochs == 3 and config.restorers["dae"].lr == 0.0005
+    assert config.restorers["dae"].epochs == ExperimentConfig().resolved().restorers["dae"].epochs
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+    again = ExperimentConfig.from_dict(load_config_file(path))
+    assert again == config and again.is_resolved
+
+
+def test_bad_files_are_config_errors(tmp_path: Path) -> None:
+    bad_toml, bad_json = tmp_path / "a.toml", tmp_path / "a.json"
+    bad_toml.write_text("seed = = 1", encoding="utf-8")
+    bad_json.write_text("{", encoding="utf-8")
+    for path in (bad_toml, bad_json):
+        with pytest.raises(ConfigError, match=str(path.name)):
+            load_config_file(path)
+    with pytest.raises(FileNotFoundError):
+        load_config_file(tmp_path / "missing.toml")

@@ -1,0 +1,142 @@
+"""One condition of the table (robustret.pipeline) and the typed results (robustret.results)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from robustret.config import ExperimentConfig
+from robustret.pipeline import (
+    DegradedQueries,
+    degrade_queries,
+    evaluate_condition,
+    plan_conditions,
+)
+from robustret.results import Condition, ResultRow, accuracy_of, select
+from robustret.retrieval import GalleryIndex
+
+
+def _flat(images: Tensor) -> Tensor:
+    """A stand-in embedding: the pixels themselves (nearest neighbour in pixel space)."""
+    return images.flatten(1).float()
+
+
+@pytest.fixture
+def gallery() -> tuple[Tensor, Tensor]:
+    """Four 8x8 images of two classes: class 0 dark, class 1 bright, each with a texture."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(4, 1, 8, 8, generator=g) * 0.2
+    images = base + torch.tensor([0.1, 0.1, 0.7, 0.7])[:, None, None, None]
+    return images, torch.tensor([0, 0, 1, 1])
+
+
+def _indexes(images: Tensor, labels: Tensor) -> dict[str, GalleryIndex]:
+    return {m: GalleryIndex(_flat(images), labels, m) for m in ("l2", "cosine")}
+
+
+def test_clean_queries_equal_to_the_gallery_find_themselves(gallery) -> None:
+    images, labels = gallery
+    result = evaluate_condition(Condition("clean"), queries=images, labels=labels, embed=_flat,
+                                indexes=_indexes(images, labels), ks=(1, 2))
+    assert [(r.metric, r.k) for r in result.rows] == [("l2", 1), ("l2", 2), ("cosine", 1),
+                                                     ("cosine", 2)]
+    assert all(r.accuracy == 1.0 and r.condition == Condition("clean") for r in result.rows)
+    assert torch.equal(result.retrieved["l2"][:, 0], torch.arange(4))
+    assert result.images is images
+
+
+def test_degraded_condition_searches_with_the_degraded_images(gallery) -> None:
+    images, labels = gallery
+    swapped = images[[2, 3, 0, 1]]  # every query now looks like the other class
+    degraded = DegradedQueries(swapped, {}, seed=0)
+    condition = Condition("degraded", "noise", 3)
+    result = evaluate_condition(condition, queries=images, labels=labels, embed=_flat,
+                                indexes=_indexes(images, labels), ks=(1,), degraded=degraded)
+    assert accuracy_of(result.rows, metric="l2", k=1) == 0.0
+    with pytest.raises(ValueError, match="degraded queries"):
+        evaluate_condition(condition, queries=images, labels=labels, embed=_flat,
+                           indexes=_indexes(images, labels), ks=(1,))
+
+
+class _Recorder(nn.Module):
+    """Returns fixed images and records the params it was handed per batch."""
+
+    uses_params = ("a",)
+
+    def __init__(self, answer: Tensor) -> None:
+        super().__init__()
+        self.answer, self.seen = answer, []
+
+    def forward(self, images: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
+        self.seen.append(params)
+        return self.answer[: images.shape[0]]
+
+
+def test_restored_condition_runs_the_restorer_with_the_params_it_declares(gallery) -> None:
+    images, labels = gallery
+    degraded = DegradedQueries(images[[2, 3, 0, 1]],
+                               {"a": torch.arange(4.0), "kind": torch.zeros(4)}, seed=0)
+    restorer = _Recorder(images)  # restores perfectly
+    condition = Condition("restored", "noise", 3, "recorder")
+    result = evaluate_condition(condition, queries=images, labels=labels, embed=_flat,
+                                indexes=_indexes(images, labels), ks=(1,), degraded=degraded,
+                                restorer=restorer)
+    assert accuracy_of(result.rows, metric="l2", k=1) == 1.0
+    assert len(restorer.seen) == 1 and set(restorer.seen[0]) == {"a"}
+    assert torch.equal(restorer.seen[0]["a"], torch.arange(4.0))
+    with pytest.raises(ValueError, match="restorer is required"):
+        evaluate_condition(condition, queries=images, labels=labels, embed=_flat,
+                           indexes=_indexes(images, labels), ks=(1,), degraded=degraded)
+
+
+def test_degrade_queries_is_seeded_and_records_params(gallery) -> None:
+    images, _ = gallery
+    a = degrade_queries(images, "motion_blur", 3, seed=5)
+    b = degrade_queries(images, "motion_blur", 3, seed=5)
+    c = degrade_queries(images, "motion_blur", 3, seed=6)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    assert set(a.params) == {"a", "b"} and a.params["a"].shape == (4,) and a.seed == 5
+
+
+def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
+    config = ExperimentConfig(degradations=("noise", "lowres"), severities=(1, 3), restore="auto")
+    plan = plan_conditions(config)
+    assert plan[0] == Condition("clean")
+    assert plan[1:4] == [Condition("degraded", "noise", 1), Condition("restored", "noise", 1, "dae"),
+                         Condition("degraded", "noise", 3)]
+    assert Condition("restored", "lowres", 3, "srcnn") in plan and len(plan) == 9
+    assert plan_conditions(config.replace(restore="none")) == [
+        c for c in plan if c.query != "restored"]
+    assert len(set(plan)) == len(plan)
+
+
+def test_condition_contract_name_and_key() -> None:
+    assert Condition("restored", "noise", 3, "dae").name == "noise-s3-dae"
+    assert Condition("clean").name == "clean"
+    with pytest.raises(ValueError):
+        Condition("degraded")  # needs a degradation and severity
+    with pytest.raises(ValueError):
+        Condition("clean", restorer="dae")
+    with pytest.raises(ValueError):
+        Condition("blurry", "noise", 3)
+    condition = Condition("degraded", "noise", 3)
+    assert condition.key("a") == Condition("degraded", "noise", 3).key("a")
+    assert condition.key("a") != condition.key("b") != Condition("degraded", "noise", 2).key("b")
+
+
+def test_rows_round_trip_and_select() -> None:
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.5),
+            ResultRow(Condition("degraded", "noise", 3), "l2", 1, 0.25, reused=True)]
+    assert [ResultRow.from_dict(r.to_dict()) for r in rows] == rows
+    assert rows[1].to_dict()["reused"] is True
+    assert select(rows, query="degraded") == rows[1:]
+    assert accuracy_of(rows, query="clean", metric="l2", k=1) == 0.5
+    with pytest.raises(ValueError, match="unknown row field"):
+        select(rows, querry="clean")
+    with pytest.raises(LookupError):
+        accuracy_of(rows, metric="l2")
+    with pytest.raises(ValueError, match="accuracy"):
+        ResultRow(Condition("clean"), "l2", 1, 1.5)
+    with pytest.raises(ValueError, match="lacks"):
+        ResultRow.from_dict({"query": "clean"})
