@@ -26,23 +26,23 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _source_files(module: str) -> list[Path]:
+def _source_files(module: str) -> tuple[Path, list[Path]]:
+    """The folder the paths are named relative to, and the sorted source files of ``module``."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise ValueError(f"cannot hash the source of {module!r}: no such module")
     origin = Path(spec.origin)
     if spec.submodule_search_locations:  # a package: every .py file below it
-        return sorted(origin.parent.rglob("*.py"))
-    return [origin]
+        return origin.parent, sorted(origin.parent.rglob("*.py"))
+    return origin.parent, [origin]
 
 
 @lru_cache(maxsize=None)
 def _hash_of(module: str) -> str:
     digest = hashlib.sha256()
-    files = _source_files(module)
-    root = files[0].parent if files else Path()
+    root, files = _source_files(module)
     for path in files:
-        digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path.name).encode())
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")

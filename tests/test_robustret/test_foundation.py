@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from robustret import keys
+from robustret.batching import map_batches
 from robustret.checks import check_choice, check_embeddings, check_images, check_labels
 from robustret.device import resolve_device
 from robustret.io import atomic_save, atomic_write_json, load_checkpoint
 from robustret.registry import Registry
-from robustret.rng import draw_seed, make_generator, sample_seed
+from robustret.rng import draw_seed, make_generator, sample_seed, stream_seed
 
 
 def test_check_images_accepts_valid_batch(images: torch.Tensor) -> None:
@@ -72,6 +75,77 @@ def test_sample_seed_depends_only_on_arguments() -> None:
     assert sample_seed(0, 5) != sample_seed(0, 6)
     assert sample_seed(0, 5) != sample_seed(1, 5)
     assert 0 <= sample_seed(3, 1, 2) < 2**63
+
+
+def test_stream_seed_separates_named_streams() -> None:
+    assert stream_seed(0, "data/split", 3) == stream_seed(0, "data/split", 3)
+    names = ["data/split", "data/split/instance", "retriever/init", "retriever/epoch", "degrade"]
+    assert len({stream_seed(0, name, 1) for name in names}) == len(names)
+    assert stream_seed(0, "retriever/epoch", 1) != stream_seed(0, "retriever/epoch", 2)
+    assert stream_seed(0, "retriever/epoch", 1, 2) != stream_seed(0, "retriever/epoch", 2, 1)
+    assert stream_seed(0, "retriever/epoch", 1) != stream_seed(0, "retriever/epoch", 1, 0)
+    assert stream_seed(0, "degrade", 4) != stream_seed(1, "degrade", 4)
+    assert stream_seed(0, "degrade", 4) != sample_seed(0, 4)  # not a bare-integer stream
+    assert 0 <= stream_seed(5, "x") < 2**63
+    with pytest.raises(ValueError, match="non-empty string"):
+        stream_seed(0, "")
+
+
+def test_fingerprint_is_stable_and_order_free() -> None:
+    key = keys.fingerprint("run", {"b": 1, "a": [1, 2]}, Path("x/y"))
+    assert key == keys.fingerprint("run", {"a": [1, 2], "b": 1}, Path("x/y"))
+    assert len(key) == 16 and int(key, 16) >= 0
+    assert key != keys.fingerprint("run", {"b": 2, "a": [1, 2]}, Path("x/y"))
+    assert keys.fingerprint(1, 2) != keys.fingerprint(12)
+
+
+def _package(root: Path, name: str, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        path = root / name / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def _fresh_source_hash(*modules: str) -> str:
+    keys._hash_of.cache_clear()  # the hash is read once per process; a test edits files
+    return keys.source_hash(*modules)
+
+
+def test_source_hash_changes_with_the_code(tmp_path, monkeypatch) -> None:
+    _package(tmp_path, "tinypkg_a", {"__init__.py": "X = 1\n", "Sub/mod.py": "Y = 2\n"})
+    _package(tmp_path, "tinypkg_b", {"__init__.py": "Z = 3\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = _fresh_source_hash("tinypkg_a")
+    assert first == _fresh_source_hash("tinypkg_a") and len(first) == 16
+    assert _fresh_source_hash("tinypkg_a", "tinypkg_b") == _fresh_source_hash("tinypkg_b", "tinypkg_a")
+    assert _fresh_source_hash("tinypkg_a", "tinypkg_b") != first
+    (tmp_path / "tinypkg_a" / "Sub" / "mod.py").write_text("Y = 3\n")
+    edited = _fresh_source_hash("tinypkg_a")
+    assert edited != first
+    (tmp_path / "tinypkg_a" / "Sub").rename(tmp_path / "tinypkg_a" / "Other")  # same bytes, moved
+    assert _fresh_source_hash("tinypkg_a") != edited
+    assert _fresh_source_hash("tinypkg_a.Other.mod") != _fresh_source_hash("tinypkg_a")
+    with pytest.raises(ValueError, match="no such module"):
+        keys.source_hash("tinypkg_missing")
+
+
+def test_map_batches_batching_changes_nothing() -> None:
+    images = torch.rand(7, 1, 4, 4, generator=make_generator(0))
+    shift = torch.arange(7, dtype=torch.float32)
+
+    def fn(batch: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        return batch * 2 + shift[:, None, None, None]
+
+    expected = fn(images, shift)
+    for batch_size in (1, 3, 7, 100):
+        out = map_batches(fn, images, batch_size=batch_size, per_item={"shift": shift})
+        assert torch.equal(out, expected) and out.device.type == "cpu"
+    empty = map_batches(fn, images[:0], per_item={"shift": shift[:0]})
+    assert empty.shape == (0, 1, 4, 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        map_batches(fn, images, batch_size=0)
+    with pytest.raises(ValueError, match=r"per_item\['shift'\] has 3 entries for 7 images"):
+        map_batches(fn, images, per_item={"shift": shift[:3]})
 
 
 def test_draw_seed_is_reproducible() -> None:
