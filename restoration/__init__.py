@@ -1,44 +1,41 @@
 """Restoration: networks and classical filters that map degraded queries back toward clean ones.
 
+A leaf library: it depends on robustret's foundation modules only (checks, registry, io,
+batching); training, evaluation and which restorer serves which degradation live in
+robustret (``robustret.train.restorer``, ``robustret.restorer_eval``, ``robustret.policy``).
+
 Public contract:
 
-- :func:`available` -> sorted registry names (``identity``, ``dae``, ``srcnn`` and the classical
-  baselines ``median``, ``nlm``, ``bilateral``, ``wiener``, ``bicubic``);
-- :func:`build` ``(name, **options)`` -> a :class:`~restoration.base.Restorer` mapping a
-  ``(B, C, H, W)`` batch in ``[0, 1]`` to the same shape and range;
+- :func:`available` -> sorted registry names (``identity``, the networks ``dae``, ``srcnn`` and
+  the classical filters ``median``, ``nlm``, ``bilateral``, ``wiener``, ``bicubic``);
+  :func:`networks` / :func:`classical` -> the trainable / the untrained ones;
+- :func:`build` ``(name, **options)`` -> a :class:`~restoration.base.Restorer`;
+  ``restorer(images, params)`` maps a ``(B, C, H, W)`` batch in ``[0, 1]`` to the same shape
+  and range, reading the degradation's drawn ``(B,)`` parameters it uses
+  (:attr:`~restoration.base.Restorer.uses_params`) from the ``params`` dict;
+- :func:`restore_batches` runs a restorer over N images in fixed-size batches;
 - :func:`save` / :func:`load`: a checkpoint stores the architecture name and options beside the
-  weights, so ``load(path)`` rebuilds the model without other information;
-- :func:`classical_for` ``(degradation)`` -> the classical baseline name for a degradation.
+  weights, so ``load(path)`` rebuilds the model without other information.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from robustret import __version__
-from robustret.io import atomic_save, load_checkpoint
-from robustret.registry import Registry
-
-from restoration.base import Identity, Restorer
+from restoration.base import Identity, Restorer, restore_batches
+from restoration.checkpoints import checkpoint_meta, load, save
 from restoration.classical import (
     BicubicUpsample,
     BilateralFilter,
     MedianFilter,
     NonLocalMeans,
     WienerDeblur,
-    classical_for,
 )
 from restoration.dae import DenoisingAutoencoder
+from restoration.registry import IDENTITY, RESTORERS
 from restoration.srcnn import SRCNN
 
-log = logging.getLogger(__name__)
-
-RESTORERS: Registry[Restorer] = Registry("restorer")
-RESTORERS.register("identity")(Identity)
+RESTORERS.register(IDENTITY)(Identity)
 RESTORERS.register("dae")(DenoisingAutoencoder)
 RESTORERS.register("srcnn")(SRCNN)
 RESTORERS.register("median")(MedianFilter)
@@ -47,17 +44,24 @@ RESTORERS.register("bilateral")(BilateralFilter)
 RESTORERS.register("wiener")(WienerDeblur)
 RESTORERS.register("bicubic")(BicubicUpsample)
 
-CLASSICAL = ("median", "nlm", "bilateral", "wiener", "bicubic")
-NETWORKS = ("dae", "srcnn")
-
 
 def available() -> list[str]:
     """Names accepted by :func:`build`, sorted."""
     return RESTORERS.names()
 
 
+def networks() -> list[str]:
+    """Sorted names of the trainable restorers (class attribute ``trainable``)."""
+    return RESTORERS.networks()
+
+
+def classical() -> list[str]:
+    """Sorted names of the untrained filters (neither networks nor ``identity``)."""
+    return RESTORERS.classical()
+
+
 def build(name: str, **options: Any) -> Restorer:
-    """Build the restorer registered as ``name`` with keyword ``options``.
+    """Build the restorer registered as ``name`` with keyword ``options`` (``RESTORERS.build``).
 
     Args:
         name: one of :func:`available`.
@@ -67,54 +71,10 @@ def build(name: str, **options: Any) -> Restorer:
     Raises:
         KeyError: unknown name; the message lists the available ones.
     """
-    model = RESTORERS.build(name, **options)
-    model.restorer_name = name
-    model.restorer_options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-    return model.eval()
-
-
-def checkpoint_meta(model: Restorer) -> dict[str, Any]:
-    """What :func:`load` needs to rebuild ``model``: ``{"name": ..., "options": {...}}``."""
-    return {"name": model.restorer_name, "options": dict(model.restorer_options)}
-
-
-def save(model: Restorer, path: str | Path, **extra: Any) -> Path:
-    """Save ``model`` (architecture, options, weights) atomically to ``path``; ``extra`` is stored too."""
-    return atomic_save({"restorer": checkpoint_meta(model), "model": model.state_dict(),
-                        "version": __version__, **extra}, path)
-
-
-def load(path: str | Path, device: str | torch.device = "cpu") -> Restorer:
-    """Rebuild a restorer from a checkpoint file or a training folder (``DIR/last.pt``).
-
-    Args:
-        path: a ``.pt`` written by :func:`save` or by ``restoration.train`` , or its folder.
-        device: where to put the model.
-    Returns:
-        The restorer in ``eval()`` mode on ``device``; ``model.checkpoint_info`` holds the
-        checkpoint's other metadata (degradation, epoch, config) when present.
-    Raises:
-        FileNotFoundError: no checkpoint there.
-        ValueError: the file holds no restorer metadata or its weights do not fit.
-    """
-    path = Path(path)
-    file = path / "last.pt" if path.is_dir() else path
-    state = load_checkpoint(file)
-    meta = state.get("restorer")
-    if not isinstance(meta, dict) or "name" not in meta:
-        raise ValueError(f"{file} is not a restorer checkpoint (no 'restorer' entry with the architecture name)")
-    model = build(meta["name"], **meta.get("options", {}))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise ValueError(f"weights in {file} do not fit {meta['name']}({meta.get('options', {})}): {exc}") from exc
-    model.checkpoint_info = {k: v for k, v in state.items()
-                             if k not in ("model", "optimizer", "scheduler", "history")}
-    log.info("loaded restorer %s from %s", meta["name"], file)
-    return model.to(device).eval()
+    return RESTORERS.build(name, **options)
 
 
 __all__ = [
-    "RESTORERS", "CLASSICAL", "NETWORKS", "Restorer", "available", "build", "save", "load", "classical_for",
-    "checkpoint_meta",
+    "IDENTITY", "RESTORERS", "Restorer", "available", "build", "checkpoint_meta", "classical",
+    "load", "networks", "restore_batches", "save",
 ]

@@ -1,64 +1,144 @@
 """The restorer contract shared by networks and classical filters.
 
 A restorer is an ``nn.Module`` mapping a ``(B, C, H, W)`` float batch in ``[0, 1]`` to a batch
-of the same shape, dtype, device and range. Networks compute an unbounded (or ``[-1, 1]``)
-output internally; :meth:`Restorer.restore` exposes it unclamped for training (so the MSE
-gradient never vanishes at the range limits) and :meth:`Restorer.forward` clamps it.
+of the same shape, dtype, device and range::
+
+    restored = restorer(images, params)        # params: dict of (B,) tensors, or None
+
+``params`` is what the degradation drew for each image (``degradations.apply(...,
+return_params=True)``): motion blur ``a``, ``b``; low resolution ``level``; the noise mixture
+``kind``. A restorer declares the ones it reads in :attr:`Restorer.uses_params` and ignores all
+others, so the caller can always pass the whole dict; those it cannot work without are in
+:attr:`Restorer.requires_params` and their absence is a ``ValueError``.
+
+Networks compute an unbounded (or ``[-1, 1]``) output internally; :meth:`Restorer.restore`
+exposes it unclamped for training (so the MSE gradient never vanishes at the range limits) and
+:meth:`Restorer.forward` clamps it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from robustret.batching import map_batches
 from robustret.checks import check_images
+
+Params = Mapping[str, "Tensor | float"]
+"""Per-image degradation parameters: name -> (B,) tensor (a number applies to every image)."""
 
 
 class Restorer(nn.Module):
     """Base class: subclasses implement :meth:`restore_raw`.
 
+    Class attributes:
+        trainable: the module is a network with parameters to train (``restoration.networks()``
+            lists these); classical filters and ``identity`` are not.
+        uses_params: the degradation parameters :meth:`restore_raw` accepts as keywords.
+        requires_params: the subset of ``uses_params`` that must be given.
+
     Attributes:
-        restorer_name: registry name the module was built under (set by ``restoration.build``).
+        restorer_name: registry name the module was built under (set by ``RESTORERS.build``,
+            which ``restoration.build`` is); None for a module constructed directly.
         restorer_options: keyword options it was built with (stored in checkpoints).
-        trainable: whether the module has parameters worth training.
     """
 
-    trainable: bool = False
+    trainable: ClassVar[bool] = False
+    uses_params: ClassVar[tuple[str, ...]] = ()
+    requires_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
-        self.restorer_name: str = type(self).__name__.lower()
+        self.restorer_name: str | None = None
         self.restorer_options: dict[str, Any] = {}
 
-    def restore_raw(self, images: Tensor) -> Tensor:
+    def restore_raw(self, images: Tensor, **params: Tensor | float) -> Tensor:
         """Restore without the final clamp.
 
         Args:
             images: (B, C, H, W) float in [0, 1].
+            **params: the entries of :attr:`uses_params` that the caller gave, each a (B,)
+                tensor on the images' device or a number.
         Returns:
             (B, C, H, W), values approximately (not strictly) in [0, 1].
         """
         raise NotImplementedError
 
-    def restore(self, images: Tensor, *, clamp: bool = True) -> Tensor:
+    def select_params(self, params: Params | None, batch_size: int) -> dict[str, Tensor | float]:
+        """The entries of ``params`` this restorer uses, checked.
+
+        Args:
+            params: the degradation's drawn parameters (any names), or None.
+            batch_size: B of the image batch; a tensor entry must be (B,) or 0-d.
+        Returns:
+            ``{name: value}`` for every name of :attr:`uses_params` present in ``params``.
+        Raises:
+            ValueError: a name of :attr:`requires_params` is missing, or a used entry has
+                the wrong shape.
+        """
+        params = {} if params is None else params
+        missing = [name for name in self.requires_params if name not in params]
+        if missing:
+            raise ValueError(
+                f"restorer {self.restorer_name or type(self).__name__} needs the degradation "
+                f"parameter(s) {', '.join(missing)}; got {sorted(params) or 'none'}. Pass the "
+                "params the degradation drew: degradations.apply(..., return_params=True)")
+        chosen = {name: params[name] for name in self.uses_params if name in params}
+        for name, value in chosen.items():
+            if isinstance(value, Tensor) and value.ndim > 0 and tuple(value.shape) != (batch_size,):
+                raise ValueError(f"params[{name!r}] must be ({batch_size},) (one value per image) "
+                                 f"or a number; got shape {tuple(value.shape)}")
+        return chosen
+
+    def restore(self, images: Tensor, params: Params | None = None, *,
+                clamp: bool = True) -> Tensor:
         """Restore ``images``; ``clamp=False`` is for training losses.
 
         Args:
             images: (B, C, H, W) float in [0, 1].
+            params: the degradation's per-image parameters; unused names are ignored.
             clamp: clamp the result to [0, 1].
         Returns:
             (B, C, H, W), same device and dtype as ``images``.
+        Raises:
+            ValueError: bad images, or see :meth:`select_params`.
         """
         check_images(images, "images", check_values=False)
-        out = self.restore_raw(images)
+        out = self.restore_raw(images, **self.select_params(params, images.shape[0]))
         return out.clamp(0.0, 1.0) if clamp else out
 
-    def forward(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) float in [0, 1] -> restored (B, C, H, W) float in [0, 1]."""
-        return self.restore(images, clamp=True)
+    def forward(self, images: Tensor, params: Params | None = None) -> Tensor:
+        """(B, C, H, W) float in [0, 1] -> restored (B, C, H, W) float in [0, 1].
+
+        Args:
+            images: (B, C, H, W) float in [0, 1].
+            params: the degradation's drawn (B,) parameters (see the module docstring).
+        """
+        return self.restore(images, params, clamp=True)
+
+
+def restore_batches(restorer: Restorer, images: Tensor, params: Params | None = None, *,
+                    batch_size: int = 64, device: torch.device | str = "cpu") -> Tensor:
+    """Run ``restorer`` over N images in fixed-size batches (``robustret.batching.map_batches``).
+
+    Args:
+        restorer: a restorer already on ``device``.
+        images: (N, C, H, W) float in [0, 1], any device.
+        params: the degradation's (N,) parameters; only ``restorer.uses_params`` travel.
+        batch_size: images per call.
+        device: where the restorer runs.
+    Returns:
+        (N, C, H, W) float in [0, 1] on the CPU.
+    """
+    chosen = restorer.select_params(params, images.shape[0])
+    per_item = {name: torch.as_tensor(value).expand(images.shape[0])
+                for name, value in chosen.items()}
+    return map_batches(lambda batch, **part: restorer(batch, part), images,
+                       batch_size=batch_size, device=device, per_item=per_item)
 
 
 class Identity(Restorer):

@@ -1,23 +1,24 @@
-"""Classical restoration baselines behind the restorer interface, one per degradation.
+"""Classical restoration baselines behind the restorer interface.
 
-========================  ===================  ==============================================
-degradation               baseline             what it does
-========================  ===================  ==============================================
-``salt_pepper``           ``median``           3x3 median filter (batched torch, reflect border)
-``gaussian_noise``        ``nlm``              OpenCV non-local means on uint8, per image/channel
-``speckle``               ``bilateral``        OpenCV bilateral filter on float32, per image/channel
-``noise`` (mixture)       ``median``           the mixture's impulse part dominates its error
-``motion_blur``           ``wiener``           Wiener deconvolution with the known blur transfer
-``lowres``                ``bicubic``          block-average back to low resolution, bicubic up
-========================  ===================  ==============================================
+=============  ====================================================  ====================
+baseline       what it does                                          degradation params
+=============  ====================================================  ====================
+``median``     3x3 median filter (batched torch, reflect border)     none
+``nlm``        OpenCV non-local means on uint8, per image/channel    none
+``bilateral``  OpenCV bilateral filter on float32, per image/channel none
+``wiener``     Wiener deconvolution with the known blur transfer     ``a``, ``b``
+``bicubic``    block-average back to low resolution, bicubic up      ``level``
+=============  ====================================================  ====================
 
-:func:`classical_for` returns that mapping. Every baseline is an :class:`~restoration.base.Restorer`
-(no parameters) mapping ``(B, C, H, W)`` in ``[0, 1]`` to the same shape and range.
+Which baseline serves which degradation is policy, not restoration: see ``robustret.policy``.
+Every baseline is an :class:`~restoration.base.Restorer` (no parameters) mapping
+``(B, C, H, W)`` in ``[0, 1]`` to the same shape and range.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -28,28 +29,6 @@ from torch import Tensor
 from restoration.base import Restorer
 
 log = logging.getLogger(__name__)
-
-CLASSICAL_FOR: dict[str, str] = {
-    "salt_pepper": "median",
-    "gaussian_noise": "nlm",
-    "speckle": "bilateral",
-    "noise": "median",
-    "motion_blur": "wiener",
-    "lowres": "bicubic",
-}
-
-
-def classical_for(degradation: str) -> str:
-    """The classical baseline that answers ``degradation`` (see the module table).
-
-    Raises:
-        KeyError: unknown degradation name; the message lists the known ones.
-    """
-    try:
-        return CLASSICAL_FOR[degradation]
-    except KeyError:
-        raise KeyError(f"no classical baseline for degradation {degradation!r}; "
-                       f"known: {', '.join(sorted(CLASSICAL_FOR))}") from None
 
 
 # ---------------------------------------------------------------- median (salt and pepper)
@@ -91,8 +70,17 @@ class MedianFilter(Restorer):
 
 
 # ---------------------------------------------------------------- OpenCV per-image filters
-def _per_plane(images: Tensor, fn, *, as_uint8: bool) -> Tensor:
-    """Apply a numpy (H, W) -> (H, W) filter to every image plane; returns the input's dtype/device."""
+def _per_plane(images: Tensor, fn: Callable[[np.ndarray], np.ndarray], *,
+               as_uint8: bool) -> Tensor:
+    """Apply a numpy (H, W) -> (H, W) filter to every image plane.
+
+    Args:
+        images: (B, C, H, W) float in [0, 1].
+        fn: the per-plane filter (uint8 planes when ``as_uint8``, else float32).
+        as_uint8: quantise each plane to 0..255 before ``fn`` and back after.
+    Returns:
+        (B, C, H, W) with the input's dtype and device.
+    """
     planes = images.detach().to("cpu", torch.float32).numpy()
     b, c, h, w = planes.shape
     out = np.empty_like(planes)
@@ -112,7 +100,8 @@ class NonLocalMeans(Restorer):
 
     Args:
         h: filter strength on the 0..255 scale (about the noise std 0.1 * 255 = 25.5 for the
-            study's Gaussian noise; 20 measured best on the synthetic set, see docs/restoration.md).
+            study's Gaussian noise; 20 measured best on the synthetic set, see
+            docs/restoration.md).
         template: template window side (odd).
         search: search window side (odd).
     """
@@ -121,9 +110,11 @@ class NonLocalMeans(Restorer):
         super().__init__()
         self.h, self.template, self.search = float(h), int(template), int(search)
 
+    def _denoise(self, u8: np.ndarray) -> np.ndarray:
+        return cv2.fastNlMeansDenoising(u8, None, self.h, self.template, self.search)
+
     def restore_raw(self, images: Tensor) -> Tensor:
-        return _per_plane(images, lambda u8: cv2.fastNlMeansDenoising(u8, None, self.h, self.template, self.search),
-                          as_uint8=True)
+        return _per_plane(images, self._denoise, as_uint8=True)
 
 
 class BilateralFilter(Restorer):
@@ -135,41 +126,61 @@ class BilateralFilter(Restorer):
         sigma_space: spatial sigma in pixels.
     """
 
-    def __init__(self, diameter: int = 5, sigma_color: float = 0.1, sigma_space: float = 1.5) -> None:
+    def __init__(self, diameter: int = 5, sigma_color: float = 0.1,
+                 sigma_space: float = 1.5) -> None:
         super().__init__()
-        self.diameter, self.sigma_color, self.sigma_space = int(diameter), float(sigma_color), float(sigma_space)
+        self.diameter = int(diameter)
+        self.sigma_color, self.sigma_space = float(sigma_color), float(sigma_space)
+
+    def _filter(self, plane: np.ndarray) -> np.ndarray:
+        return cv2.bilateralFilter(plane, self.diameter, self.sigma_color, self.sigma_space)
 
     def restore_raw(self, images: Tensor) -> Tensor:
-        return _per_plane(images, lambda p: cv2.bilateralFilter(p, self.diameter, self.sigma_color, self.sigma_space),
-                          as_uint8=False)
+        return _per_plane(images, self._filter, as_uint8=False)
 
 
 # ---------------------------------------------------------------- Wiener (motion blur)
 DEFAULT_BLUR = {"a": 0.1, "b": 0.0, "t": 1.0}
-"""Blur assumed when the caller gives none (documented default): a horizontal smear of 10% of the
-image width (``a`` / ``b`` are displacements in image widths / heights, as in ``degradations``)."""
+"""Blur assumed when the caller gives none (documented default): a horizontal smear of 10% of
+the image width (``a`` / ``b`` are displacements in image widths / heights, as in
+``degradations``)."""
 
 
-def blur_from_length(length: Tensor | float, angle: Tensor | float, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """``(a, b)`` of a blur of ``length`` pixels at ``angle`` degrees (0 = right, 90 = down) on ``size=(H, W)``."""
+def blur_from_length(length: Tensor | float, angle: Tensor | float,
+                     size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` of a blur of ``length`` pixels at ``angle`` degrees (0 = right, 90 = down).
+
+    Args:
+        length: blur length in pixels, a float or (B,) tensor.
+        angle: direction in degrees, a float or (B,) tensor.
+        size: ``(H, W)`` of the image.
+    Returns:
+        ``a`` (displacement in image widths) and ``b`` (in image heights), float32 tensors.
+    """
     height, width = size
     rad = torch.deg2rad(torch.as_tensor(angle, dtype=torch.float32))
     length = torch.as_tensor(length, dtype=torch.float32)
     return length * torch.cos(rad) / width, length * torch.sin(rad) / height
 
 
-def motion_blur_transfer(h: int, w: int, a: Tensor | float, b: Tensor | float, t: Tensor | float = 1.0,
-                         *, device: torch.device | str = "cpu") -> Tensor:
-    """The study's motion-blur transfer ``H = T sinc(u a + v b) exp(-j pi (u a + v b))``, full spectrum.
+def motion_blur_transfer(h: int, w: int, a: Tensor | float, b: Tensor | float,
+                         t: Tensor | float = 1.0, *,
+                         device: torch.device | str = "cpu") -> Tensor:
+    """The study's motion-blur transfer ``H = T sinc(u a + v b) exp(-j pi (u a + v b))``.
 
-    Delegates to ``degradations.motion_blur_transfer``, so the Wiener filter inverts exactly the
-    blur that was applied (``a`` / ``b`` are displacements in image widths / heights).
+    Delegates to ``degradations.motion_blur_transfer`` (imported on first call), so the Wiener
+    filter inverts exactly the blur that was applied (``a`` / ``b`` are displacements in image
+    widths / heights).
 
     Args:
-        h, w: image size.
-        a, b, t: floats or (B,) tensors (per image).
+        h: image height.
+        w: image width.
+        a: horizontal displacement, a float or (B,) tensor.
+        b: vertical displacement, a float or (B,) tensor.
+        t: exposure, a float or (B,) tensor.
+        device: where to build the transfer.
     Returns:
-        (B or 1, 1, H, W) complex64 in ``torch.fft.fft2`` layout.
+        (B or 1, 1, H, W) complex64, the full spectrum in ``torch.fft.fft2`` layout.
     """
     from degradations.motion_blur import motion_blur_transfer as degradation_transfer
 
@@ -197,45 +208,48 @@ def wiener_deconvolve(images: Tensor, transfer: Tensor, k: float = 0.01) -> Tens
 
 
 class WienerDeblur(Restorer):
-    """Wiener deconvolution with a known motion blur.
+    """Wiener deconvolution of a motion blur.
 
-    The blur is given at construction (``a``/``b`` or ``length``/``angle``; default
-    :data:`DEFAULT_BLUR`) or per call, as floats or (B,) tensors, e.g. the parameters the
-    degradation drew for each query.
+    With the degradation's drawn ``a`` and ``b`` in ``params`` (the "known blur" case) each
+    image is deconvolved with its own blur. Without them the blur given at construction is
+    assumed for every image (``a``/``b`` or ``length``/``angle``; default
+    :data:`DEFAULT_BLUR`), which only helps where the real blur is close to it. ``a`` without
+    ``b`` (or the reverse) is an error: they are one displacement.
 
     Args:
-        a, b: displacement in image widths / heights.
-        t: exposure T of the study's transfer function.
-        length, angle: alternative to ``a``/``b``: blur length in pixels and angle in degrees.
+        a: assumed horizontal displacement in image widths.
+        b: assumed vertical displacement in image heights.
+        t: exposure T of the study's transfer function (not drawn by the degradation).
+        length: alternative to ``a``/``b``: assumed blur length in pixels (None: use a, b).
+        angle: direction of ``length`` in degrees (0 = right, 90 = down).
         k: noise-to-signal ratio.
     """
 
-    def __init__(self, a: float = DEFAULT_BLUR["a"], b: float = DEFAULT_BLUR["b"], t: float = DEFAULT_BLUR["t"],
-                 length: float | None = None, angle: float | None = None, k: float = 0.01) -> None:
+    uses_params = ("a", "b")
+
+    def __init__(self, a: float = DEFAULT_BLUR["a"], b: float = DEFAULT_BLUR["b"],
+                 t: float = DEFAULT_BLUR["t"], length: float | None = None,
+                 angle: float | None = None, k: float = 0.01) -> None:
         super().__init__()
         self.a, self.b, self.t, self.k = float(a), float(b), float(t), float(k)
         self.length, self.angle = length, angle
 
-    def _params(self, h: int, w: int, a, b, t, length, angle) -> tuple:
-        if length is not None or angle is not None:
-            return (*blur_from_length(0.0 if length is None else length, 0.0 if angle is None else angle, (h, w)),
-                    self.t if t is None else t)
-        if a is None and b is None and self.length is not None:
-            return (*blur_from_length(self.length, self.angle or 0.0, (h, w)), self.t if t is None else t)
-        return (self.a if a is None else a, self.b if b is None else b, self.t if t is None else t)
+    def _assumed_blur(self, h: int, w: int) -> tuple[Tensor | float, Tensor | float]:
+        if self.length is not None:
+            return blur_from_length(self.length, self.angle or 0.0, (h, w))
+        return self.a, self.b
 
-    def restore_raw(self, images: Tensor, a: Tensor | float | None = None, b: Tensor | float | None = None,
-                    t: Tensor | float | None = None, length: Tensor | float | None = None,
-                    angle: Tensor | float | None = None) -> Tensor:
+    def restore_raw(self, images: Tensor, a: Tensor | float | None = None,
+                    b: Tensor | float | None = None) -> Tensor:
+        """Deconvolve ``images`` (B, C, H, W) with blur ``a``, ``b`` (B,) or the assumed one."""
+        if (a is None) != (b is None):
+            raise ValueError("wiener needs both blur parameters a and b (or neither, for the "
+                             f"assumed blur); got only {'a' if b is None else 'b'}")
         h, w = images.shape[-2:]
-        pa, pb, pt = self._params(h, w, a, b, t, length, angle)
-        return wiener_deconvolve(images, motion_blur_transfer(h, w, pa, pb, pt, device=images.device), self.k)
-
-    def forward(self, images: Tensor, a: Tensor | float | None = None, b: Tensor | float | None = None,
-                t: Tensor | float | None = None, length: Tensor | float | None = None,
-                angle: Tensor | float | None = None) -> Tensor:
-        """(B, C, H, W) in [0, 1] -> deblurred (B, C, H, W) in [0, 1]; blur parameters override per call."""
-        return self.restore_raw(images, a, b, t, length, angle).clamp(0.0, 1.0)
+        if a is None:
+            a, b = self._assumed_blur(h, w)
+        transfer = motion_blur_transfer(h, w, a, b, self.t, device=images.device)
+        return wiener_deconvolve(images, transfer, self.k)
 
 
 # ---------------------------------------------------------------- bicubic (low resolution)
@@ -260,29 +274,29 @@ def bicubic_reupsample(images: Tensor, factor: int = 2) -> Tensor:
 class BicubicUpsample(Restorer):
     """Bicubic re-upsampling of the block-averaged image.
 
+    With the degradation's drawn ``level`` in ``params`` (Haar levels per image; severity 3
+    mixes 1 and 2) each image uses the factor ``2 ** level``; without it every image uses
+    ``factor``.
+
     Args:
-        factor: the resolution reduction of the degradation (2 = one Haar level), used when
-            the call gives none. ``degradations``' severity 3 mixes 1 and 2 levels; pass the
-            per-image ``factor`` (or ``level``) it drew where known.
+        factor: the resolution reduction assumed when ``level`` is not given (2 = one level).
     """
+
+    uses_params = ("level",)
 
     def __init__(self, factor: int = 2) -> None:
         super().__init__()
         self.factor = int(factor)
 
-    def restore_raw(self, images: Tensor, factor: Tensor | int | None = None,
-                    level: Tensor | int | None = None) -> Tensor:
-        if level is not None:
-            factor = 2 ** torch.as_tensor(level).long()
-        if factor is None or isinstance(factor, int):
-            return bicubic_reupsample(images, self.factor if factor is None else factor)
-        factor = torch.as_tensor(factor).reshape(-1).long()
+    def restore_raw(self, images: Tensor, level: Tensor | int | None = None) -> Tensor:
+        """Re-upsample ``images`` (B, C, H, W) by ``2 ** level`` (B,) or by ``factor``."""
+        if level is None:
+            return bicubic_reupsample(images, self.factor)
+        factor = (2 ** torch.as_tensor(level).long()).reshape(-1)
+        if factor.numel() == 1:
+            return bicubic_reupsample(images, int(factor))
         out = torch.empty_like(images)
         for f in factor.unique().tolist():  # one call per distinct factor
             sel = (factor == f).nonzero().flatten().to(images.device)
             out[sel] = bicubic_reupsample(images[sel], int(f))
         return out
-
-    def forward(self, images: Tensor, factor: Tensor | int | None = None, level: Tensor | int | None = None) -> Tensor:
-        """(B, C, H, W) in [0, 1] -> (B, C, H, W) in [0, 1]; ``factor`` / ``level`` may be (B,) per image."""
-        return self.restore_raw(images, factor, level).clamp(0.0, 1.0)

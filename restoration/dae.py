@@ -29,7 +29,8 @@ MULTIPLE = 32
 """The spatial size the DAE needs: 2 ** (number of stride-2 stages)."""
 
 
-def pad_to_multiple(images: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[int, int, int, int]]:
+def pad_to_multiple(images: Tensor,
+                    multiple: int = MULTIPLE) -> tuple[Tensor, tuple[int, int, int, int]]:
     """Pad H and W up to the next multiple of ``multiple``, split evenly on both sides.
 
     Reflect padding where each pad is smaller than the side it mirrors, replicate otherwise.
@@ -77,7 +78,8 @@ class DenoisingAutoencoder(Restorer):
         enc: list[nn.Module] = []
         c_in = channels
         for w in widths:
-            enc += [nn.Conv2d(c_in, w, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(w)]
+            enc += [nn.Conv2d(c_in, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                    nn.BatchNorm2d(w)]
             c_in = w
         dec: list[nn.Module] = []
         for w in [*reversed(widths[:-1]), widths[0]]:
@@ -89,7 +91,10 @@ class DenoisingAutoencoder(Restorer):
         self.head = nn.Conv2d(c_in, channels, 3, padding=1)
 
     def _features(self, x: Tensor) -> Tensor:
-        """Encoder then decoder; with ``skips`` each decoder block's output gets the encoder's twin added."""
+        """Encoder then decoder (B, C, H, W) -> (B, widths[0], H, W).
+
+        With ``skips`` each decoder block's output gets its encoder twin's output added.
+        """
         if not self.skips:
             return self.decoder(self.encoder(x))
         saved = []
@@ -106,7 +111,8 @@ class DenoisingAutoencoder(Restorer):
     def restore_raw(self, images: Tensor) -> Tensor:
         """(B, C, H, W) in [0, 1] -> (B, C, H, W) in [0, 1] (tanh output mapped from [-1, 1])."""
         h, w = images.shape[-2:]
-        padded, (left, _, top, _) = pad_to_multiple(images * 2.0 - 1.0, self.multiple)  # study's [-1, 1]
+        # the study's [-1, 1]
+        padded, (left, _, top, _) = pad_to_multiple(images * 2.0 - 1.0, self.multiple)
         out = self.head(self._features(padded)).tanh()  # study's tanh output
         out = out[..., top:top + h, left:left + w]  # crop back: the only place sizes change
         return (out + 1.0) * 0.5

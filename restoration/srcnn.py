@@ -40,12 +40,15 @@ class SRCNN(Restorer):
         super().__init__()
         widths, kernels = [int(w) for w in widths], [int(k) for k in kernels]
         if len(kernels) != len(widths) + 1:
-            raise ValueError(f"need one kernel per layer: {len(widths) + 1} for widths {widths}, got {kernels}")
+            raise ValueError(f"need one kernel per layer: {len(widths) + 1} for widths {widths}, "
+                             f"got {kernels}")
         if any(k % 2 == 0 for k in kernels) or min(widths, default=1) < 1:
-            raise ValueError(f"kernels must be odd and widths positive; got kernels {kernels}, widths {widths}")
+            raise ValueError(f"kernels must be odd and widths positive; got kernels {kernels}, "
+                             f"widths {widths}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
-        self.channels, self.widths, self.kernels, self.residual = channels, tuple(widths), tuple(kernels), residual
+        self.channels, self.residual = channels, residual
+        self.widths, self.kernels = tuple(widths), tuple(kernels)
         layers: list[nn.Module] = []
         c_in = channels
         for i, k in enumerate(kernels):

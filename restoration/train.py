@@ -1,52 +1,20 @@
-"""CLI: train a restoration network on the fly-degraded clean gallery images.
+"""``python -m restoration.train``: the restorer training command.
 
-``python -m restoration.train --model dae --degrade noise --dataset synthetic --out runs/dae_noise``
-Re-running the same command resumes after the last finished epoch (``DIR/last.pt``); a larger
-``--epochs`` extends the run.
+The command lives in :mod:`robustret.restorer_cli` (training is robustret's top layer); this
+shim imports it only when run or when :func:`main` is called, so importing ``restoration``
+never imports robustret's training code.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 from collections.abc import Sequence
-
-from restoration.training import RestorerTrainConfig, train_restorer
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line flags."""
-    parser = argparse.ArgumentParser(prog="python -m restoration.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("dae", "srcnn"), required=True)
-    parser.add_argument("--degrade", required=True, help="degradation name (degradations.available())")
-    parser.add_argument("--dataset", default="synthetic", help="robustret.data.load spec (default: synthetic)")
-    parser.add_argument("--out", required=True, help="run folder (last.pt, config.json, logs/)")
-    parser.add_argument("--profile", choices=("quick", "paper"), default="quick")
-    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--severity", type=int, default=3)
-    parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-tensorboard", action="store_true")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, train, print the final validation figures; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    preset = RestorerTrainConfig.quick if args.profile == "quick" else RestorerTrainConfig.paper
-    overrides = {"seed": args.seed, "severity": args.severity, "dataset": args.dataset,
-                 "image_size": args.image_size, "device": args.device}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    config = preset(args.model, args.degrade, **overrides)
-    result = train_restorer(config, args.out, tensorboard=not args.no_tensorboard)
-    final = result.final
-    print(f"{config.model} on {config.degrade}: epochs {len(result.history)} (resumed from {result.resumed_from}); "
-          f"val PSNR {result.degraded_psnr:.2f} -> {final.get('val_psnr', float('nan')):.2f} dB, "
-          f"SSIM {result.degraded_ssim:.4f} -> {final.get('val_ssim', float('nan')):.4f}; checkpoint {result.checkpoint}")
-    return 0
+    """Run ``robustret.restorer_cli.main(argv)``; returns the exit code."""
+    from robustret.restorer_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,25 @@
 """Train a restorer on (degraded, clean) pairs made on the fly from clean gallery images.
 
-Everything random is seeded: epoch ``e`` shuffles with ``sample_seed(seed, e)`` and batch ``b``
-of it is degraded with a generator seeded by ``sample_seed(seed, e, b)`` (then, for SRCNN,
-cropped at offsets drawn from the same generator, *after* degrading the full image so that
-the degradation sees the whole picture). The validation subset is a fixed, seeded draw of the
-query split degraded once. The epoch loop, checkpointing (``DIR/last.pt`` every epoch) and
-resume are :func:`robustret.train.loop.train_loop`'s: re-running the same command continues
+Everything random is seeded from named streams of the config's one seed
+(:func:`robustret.rng.stream_seed`): epoch ``e`` shuffles with stream ``restorer/epoch``
+(index ``e``), batch ``b`` of it is degraded with a generator from ``restorer/batch``
+(``e, b``) (then, with ``crop_size``, cropped at offsets drawn from the same generator, *after*
+degrading the full image so that the degradation sees the whole picture), the validation
+subset is a fixed draw from ``restorer/validation`` degraded once, and the weights are
+initialised from ``restorer/init``. The epoch loop, checkpointing (``DIR/last.pt`` every epoch)
+and resume are :func:`robustret.train.loop.train_loop`'s: re-running the same command continues
 after the last finished epoch, and a longer ``epochs`` extends the run.
 
-The learning-rate schedule is a step decay every ``lr_step`` epochs (the study: halve every 40),
-fixed by the config rather than derived from ``epochs``, so "2 epochs" equals
-"1 epoch, resume, 1 more" exactly.
+The learning-rate schedule halves the rate every ``lr_step`` epochs
+(:func:`robustret.train.loop.step_decay`), fixed by the config rather than derived from
+``epochs``, so "2 epochs" equals "1 epoch, resume, 1 more" exactly.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,12 @@ from torch import Tensor
 
 import restoration
 from restoration.base import init_weights
-from robustret.checks import check_images
+from robustret.checks import ConfigError, check_images
 from robustret.device import resolve_device
 from robustret.io import atomic_write_json
+from robustret.keys import fingerprint, source_hash
 from robustret.quality import psnr, ssim
-from robustret.rng import make_generator, sample_seed
+from robustret.rng import make_generator, stream_seed
 from robustret.tracking import RunLogger
 from robustret.train.loop import TrainResult, step_decay, train_loop
 
@@ -42,13 +43,29 @@ log = logging.getLogger(__name__)
 DegradeFn = Callable[[Tensor, torch.Generator], Tensor]
 """``(clean (B, C, H, W) in [0, 1], generator) -> degraded (B, C, H, W) in [0, 1]``."""
 
-VALIDATION_STREAM = 1_000_003
-"""Index under which the validation subset's seed is derived (never an epoch number)."""
-INIT_STREAM = 1_000_033
-"""Index under which the weight initialisation seed is derived."""
+EPOCH_STREAM = "restorer/epoch"
+"""Seed stream of each epoch's image order (index: the epoch)."""
+BATCH_STREAM = "restorer/batch"
+"""Seed stream of each batch's degradation and crops (index: epoch, batch)."""
+VALIDATION_STREAM = "restorer/validation"
+"""Seed stream of the validation subset and its degradation."""
+INIT_STREAM = "restorer/init"
+"""Seed stream of the weight initialisation."""
+TRAINING_CODE = ("restoration", "robustret.train")
+"""Packages whose source is part of the resume key: editing them starts training afresh."""
 
-# Settings that do not change what is learned; left out of the resume fingerprint.
-_NOT_FINGERPRINTED = ("epochs", "device", "val_every_grid")
+_NOT_LEARNED = ("epochs", "device")
+"""Settings that do not change what is learned; left out of the resume fingerprint."""
+
+_QUICK: dict[str, dict[str, Any]] = {
+    "dae": dict(epochs=15, batch_size=32, lr=1e-3, lr_step=6, samples_per_epoch=1024,
+                crop_size=None, val_images=128, model_options={"skips": True}),
+    "srcnn": dict(epochs=10, batch_size=32, lr=1e-3, lr_step=4, samples_per_epoch=1024,
+                  crop_size=33, val_images=64, model_options={"residual": True}),
+}
+"""The quick profile per network; another trainable restorer gets :data:`_QUICK_DEFAULT`."""
+_QUICK_DEFAULT: dict[str, Any] = dict(epochs=10, batch_size=32, lr=1e-3, lr_step=4,
+                                      samples_per_epoch=1024, val_images=64)
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,7 @@ class RestorerTrainConfig:
     """How to train one restorer.
 
     Attributes:
-        model: restorer name (``dae`` or ``srcnn``).
+        model: restorer name, one of ``restoration.networks()``.
         model_options: constructor options of the model (widths, residual, ...).
         degrade: degradation name (``degradations.available()``).
         severity: degradation severity (3 = the study's parameters).
@@ -91,51 +108,60 @@ class RestorerTrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.model not in restoration.available():
-            raise ValueError(f"unknown restorer {self.model!r}; available: {', '.join(restoration.available())}")
+        import degradations
+
+        trainable = restoration.networks()
+        if self.model not in trainable:
+            raise ConfigError(f"unknown restorer network {self.model!r}: only trainable "
+                              f"restorers can be trained; choose one of {', '.join(trainable)}")
+        if self.degrade not in degradations.DEGRADATIONS:
+            raise ConfigError(f"unknown degradation {self.degrade!r}; available: "
+                              f"{', '.join(degradations.available())}")
         for name in ("epochs", "batch_size", "lr_step", "val_images"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be a positive int (epochs may be 0), got {value!r}")
+                raise ConfigError(
+                    f"{name} must be a positive int (epochs may be 0), got {value!r}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
-            raise ValueError(f"samples_per_epoch must be >= 1 or None, got {self.samples_per_epoch}")
+            raise ConfigError(
+                f"samples_per_epoch must be >= 1 or None, got {self.samples_per_epoch}")
         if self.crop_size is not None and self.crop_size < 1:
-            raise ValueError(f"crop_size must be >= 1 or None, got {self.crop_size}")
+            raise ConfigError(f"crop_size must be >= 1 or None, got {self.crop_size}")
 
     @classmethod
-    def paper(cls, model: str = "dae", degrade: str = "noise", **overrides: Any) -> RestorerTrainConfig:
+    def paper(cls, model: str = "dae", degrade: str = "noise",
+              **overrides: Any) -> RestorerTrainConfig:
         """The study's schedule: 200 epochs over all gallery images, batch 64, Adam lr 1e-3
-        halved every 40 epochs, full images (SRCNN: ~31 min per 24k-image epoch on a 2-core CPU)."""
-        base: dict[str, Any] = dict(model=model, degrade=degrade, epochs=200, batch_size=64, lr=1e-3, lr_step=40,
-                                    samples_per_epoch=None, crop_size=None, val_images=512)
+        halved every 40 epochs, full images (times in docs/restoration.md)."""
+        base: dict[str, Any] = dict(model=model, degrade=degrade, epochs=200, batch_size=64,
+                                    lr=1e-3, lr_step=40, samples_per_epoch=None, crop_size=None,
+                                    val_images=512)
         return cls(**{**base, **overrides})
 
     @classmethod
-    def quick(cls, model: str = "dae", degrade: str = "noise", **overrides: Any) -> RestorerTrainConfig:
+    def quick(cls, model: str = "dae", degrade: str = "noise",
+              **overrides: Any) -> RestorerTrainConfig:
         """A few CPU minutes per restorer (see docs/restoration.md for the measured times).
 
         DAE: 15 epochs of 1,024 full images, with symmetric skip connections (the plain
-        bottleneck blurs the queries so much in that budget that retrieval gets worse). SRCNN: 10 epochs of 1,024 random 33x33 crops (the
-        original SRCNN's sub-image size) with lr 1e-3, halved every 4 epochs, residual
-        (the plain stack cannot learn the identity in that budget; see docs/restoration.md).
+        bottleneck blurs the queries so much in that budget that retrieval gets worse).
+        SRCNN: 10 epochs of 1,024 random 33x33 crops (the original SRCNN's sub-image size)
+        with lr 1e-3, halved every 4 epochs, residual (the plain stack cannot learn the
+        identity in that budget; see docs/restoration.md).
         """
-        if model == "srcnn":
-            base: dict[str, Any] = dict(epochs=10, batch_size=32, lr=1e-3, lr_step=4, samples_per_epoch=1024,
-                                        crop_size=33, val_images=64, model_options={"residual": True})
-        else:
-            base = dict(epochs=15, batch_size=32, lr=1e-3, lr_step=6, samples_per_epoch=1024, crop_size=None,
-                        val_images=128, model_options={"skips": True})
+        base = _QUICK.get(model, _QUICK_DEFAULT)
         return cls(**{"model": model, "degrade": degrade, **base, **overrides})
 
     def fingerprint(self) -> str:
-        """Hash of every setting that changes what is learned (not ``epochs`` nor ``device``)."""
-        items = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED}
-        return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Resume key: every setting that changes what is learned (not ``epochs`` nor
+        ``device``) and the source of the training code (:data:`TRAINING_CODE`)."""
+        learned = {k: v for k, v in asdict(self).items() if k not in _NOT_LEARNED}
+        return fingerprint("restorer", learned, source_hash(*TRAINING_CODE))
 
 
-@dataclass
+@dataclass(frozen=True)
 class RestorerTrainResult:
     """Outcome of :func:`train_restorer`.
 
@@ -171,36 +197,43 @@ def default_degrade(name: str, severity: int) -> DegradeFn:
     return degrade
 
 
-def random_crops(clean: Tensor, degraded: Tensor, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def random_crops(clean: Tensor, degraded: Tensor, size: int,
+                 generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """The same random ``size x size`` window of each clean/degraded pair.
 
     Args:
-        clean, degraded: (B, C, H, W).
+        clean: (B, C, H, W).
+        degraded: (B, C, H, W), aligned with ``clean``.
         size: crop side, at most min(H, W).
         generator: draws the (B,) offsets.
     Returns:
         Two (B, C, size, size) tensors.
+    Raises:
+        ValueError: ``size`` larger than the images.
     """
     b, _, h, w = clean.shape
     if size > min(h, w):
-        raise ValueError(f"crop_size {size} is larger than the images ({h}x{w})")
+        raise ValueError(f"crop_size {size} is larger than the images ({h}x{w}); "
+                         "lower crop_size or use None for full images")
     top = torch.randint(0, h - size + 1, (b,), generator=generator).tolist()
     left = torch.randint(0, w - size + 1, (b,), generator=generator).tolist()
-    pick = [(t, l) for t, l in zip(top, left)]
-    cc = torch.stack([clean[i, :, t:t + size, l:l + size] for i, (t, l) in enumerate(pick)])
-    dd = torch.stack([degraded[i, :, t:t + size, l:l + size] for i, (t, l) in enumerate(pick)])
+    windows = list(enumerate(zip(top, left)))
+    cc = torch.stack([clean[i, :, t:t + size, x:x + size] for i, (t, x) in windows])
+    dd = torch.stack([degraded[i, :, t:t + size, x:x + size] for i, (t, x) in windows])
     return cc, dd
 
 
 class _EpochBatches:
     """The (degraded, clean) batches of one epoch, made lazily; ``len`` is the number of steps."""
 
-    def __init__(self, images: Tensor, config: RestorerTrainConfig, epoch: int, degrade: DegradeFn,
-                 device: torch.device) -> None:
-        self.images, self.config, self.epoch, self.degrade, self.device = images, config, epoch, degrade, device
+    def __init__(self, images: Tensor, config: RestorerTrainConfig, epoch: int,
+                 degrade: DegradeFn, device: torch.device) -> None:
+        self.images, self.config, self.epoch = images, config, epoch
+        self.degrade, self.device = degrade, device
         n = images.shape[0]
         self.count = min(n, config.samples_per_epoch or n)
-        self.order = torch.randperm(n, generator=make_generator(sample_seed(config.seed, epoch)))[: self.count]
+        order_gen = make_generator(stream_seed(config.seed, EPOCH_STREAM, epoch))
+        self.order = torch.randperm(n, generator=order_gen)[: self.count]
 
     def __len__(self) -> int:
         return -(-self.count // self.config.batch_size)
@@ -208,19 +241,12 @@ class _EpochBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         bs = self.config.batch_size
         for b in range(len(self)):
-            generator = make_generator(sample_seed(self.config.seed, self.epoch, b))
+            generator = make_generator(stream_seed(self.config.seed, BATCH_STREAM, self.epoch, b))
             clean = self.images[self.order[b * bs:(b + 1) * bs]]
             degraded = self.degrade(clean, generator)
             if self.config.crop_size is not None:
                 clean, degraded = random_crops(clean, degraded, self.config.crop_size, generator)
             yield degraded.to(self.device), clean.to(self.device)
-
-
-@torch.inference_mode()
-def restore_in_chunks(model: restoration.Restorer, images: Tensor, device: torch.device,
-                      chunk: int = 64) -> Tensor:
-    """Run ``model`` over ``images`` (N, C, H, W) in chunks; returns (N, C, H, W) on the CPU."""
-    return torch.cat([model(images[i:i + chunk].to(device)).cpu() for i in range(0, images.shape[0], chunk)])
 
 
 def _load_images(config: RestorerTrainConfig) -> tuple[Tensor, Tensor]:
@@ -244,13 +270,14 @@ def train_restorer(
 
     Args:
         config: what to train and how.
-        out_dir: run folder: ``last.pt``, ``config.json``, ``summary.json``, ``logs/`` (TensorBoard
-            scalars ``train/<model>/...`` and image grids clean | degraded | restored, plus
-            ``metrics.jsonl``).
-        train_images: (N, C, H, W) float in [0, 1] clean training images; None loads the gallery
-            split of ``config.dataset``.
+        out_dir: run folder: ``last.pt``, ``config.json``, ``summary.json``, ``logs/``
+            (TensorBoard scalars ``train/<model>/...`` and image grids clean | degraded |
+            restored, plus ``metrics.jsonl``).
+        train_images: (N, C, H, W) float in [0, 1] clean training images; None loads the
+            gallery split of ``config.dataset``.
         val_images: (M, C, H, W) clean validation images; None uses the query split.
-        degrade: :data:`DegradeFn`; None uses ``degradations.apply(config.degrade, config.severity)``.
+        degrade: :data:`DegradeFn`; None uses ``degradations.apply(config.degrade,
+            config.severity)``.
         progress: tqdm bar (None: only on a terminal).
         tensorboard: write TensorBoard event files (``metrics.jsonl`` is always written).
     Returns:
@@ -269,24 +296,25 @@ def train_restorer(
     degrade = degrade or default_degrade(config.degrade, config.severity)
 
     # fixed validation subset, degraded once
-    val_gen = make_generator(sample_seed(config.seed, VALIDATION_STREAM))
+    val_gen = make_generator(stream_seed(config.seed, VALIDATION_STREAM))
     pick = torch.randperm(val_images.shape[0], generator=val_gen)[: config.val_images]
     val_clean = val_images[pick]
     val_degraded = degrade(val_clean, val_gen)
     base_psnr = float(psnr(val_degraded, val_clean).mean())
     base_ssim = float(ssim(val_degraded, val_clean).mean())
-    log.info("validation: %d images, degraded PSNR %.2f dB, SSIM %.4f", len(pick), base_psnr, base_ssim)
+    log.info("validation: %d images, degraded PSNR %.2f dB, SSIM %.4f", len(pick), base_psnr,
+             base_ssim)
 
     options = {"channels": int(train_images.shape[1]), **config.model_options}
     model = restoration.build(config.model, **options)
-    init_weights(model, make_generator(sample_seed(config.seed, INIT_STREAM))).to(device)
+    init_weights(model, make_generator(stream_seed(config.seed, INIT_STREAM))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    # step_decay with a one-epoch "paper" unit: the rate halves every lr_step epochs whatever epochs is
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
+    resume_key = config.fingerprint()
 
     tag = f"train/{config.model}"
     logger = RunLogger(out_dir / "logs", tensorboard=tensorboard)
-    atomic_write_json(out_dir / "config.json", {**asdict(config), "fingerprint": config.fingerprint(),
+    atomic_write_json(out_dir / "config.json", {**asdict(config), "fingerprint": resume_key,
                                                  "model_options_resolved": options})
 
     def step(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -294,7 +322,8 @@ def train_restorer(
         return F.mse_loss(model.restore(degraded, clamp=False), clean), {}
 
     def evaluate(epoch: int) -> dict[str, float]:
-        restored = restore_in_chunks(model, val_degraded, device, config.batch_size)
+        restored = restoration.restore_batches(model, val_degraded, batch_size=config.batch_size,
+                                               device=device)
         metrics = {"val_psnr": float(psnr(restored, val_clean).mean()),
                    "val_ssim": float(ssim(restored, val_clean).mean()),
                    "val_psnr_degraded": base_psnr, "val_ssim_degraded": base_ssim}
@@ -302,7 +331,8 @@ def train_restorer(
         from torchvision.utils import make_grid
 
         k = min(8, val_clean.shape[0])
-        grid = make_grid(torch.cat([val_clean[:k], val_degraded[:k], restored[:k]]), nrow=k, padding=2)
+        grid = make_grid(torch.cat([val_clean[:k], val_degraded[:k], restored[:k]]), nrow=k,
+                         padding=2)
         logger.image_grid(f"{tag}/clean_degraded_restored", grid, epoch)
         return metrics
 
@@ -312,19 +342,21 @@ def train_restorer(
         result: TrainResult = train_loop(
             model=model, optimizer=optimizer, scheduler=scheduler,
             make_batches=lambda epoch: _EpochBatches(train_images, config, epoch, degrade, device),
-            step=step, epochs=config.epochs, checkpoint=out_dir / "last.pt", fingerprint=config.fingerprint(),
-            evaluate=evaluate, logger=logger, tag=tag, progress=progress, extra_state=extra,
+            step=step, epochs=config.epochs, checkpoint=out_dir / "last.pt",
+            fingerprint=resume_key, evaluate=evaluate, logger=logger, tag=tag, progress=progress,
+            extra_state=extra,
         )
     finally:
         logger.close()
-    summary = {"model": config.model, "degradation": config.degrade, "epochs": len(result.history),
-               "degraded_psnr": base_psnr, "degraded_ssim": base_ssim, **{f"final_{k}": v for k, v in
-                                                                          (result.history[-1] if result.history else {}).items()}}
+    final = {f"final_{k}": v for k, v in result.final.items()}
+    summary = {"model": config.model, "degradation": config.degrade,
+               "epochs": len(result.history), "degraded_psnr": base_psnr,
+               "degraded_ssim": base_ssim, **final}
     atomic_write_json(out_dir / "summary.json", summary)
-    return RestorerTrainResult(model=model.eval(), history=result.history, resumed_from=result.resumed_from,
-                               degraded_psnr=base_psnr, degraded_ssim=base_ssim, checkpoint=out_dir / "last.pt")
+    return RestorerTrainResult(model=model.eval(), history=result.history,
+                               resumed_from=result.resumed_from, degraded_psnr=base_psnr,
+                               degraded_ssim=base_ssim, checkpoint=out_dir / "last.pt")
 
 
-def config_with(config: RestorerTrainConfig, **changes: Any) -> RestorerTrainConfig:
-    """``dataclasses.replace`` re-validated (a small convenience for the CLI)."""
-    return replace(config, **changes)
+__all__ = ["RestorerTrainConfig", "RestorerTrainResult", "default_degrade", "random_crops",
+           "train_restorer"]

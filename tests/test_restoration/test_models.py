@@ -9,6 +9,13 @@ import restoration
 from restoration.dae import pad_to_multiple
 
 TINY = {"dae": {"widths": (4, 4, 4, 4, 4)}, "srcnn": {"widths": (4, 4, 4, 4)}}
+OTHER_OPTIONS = {
+    "identity": {"channels": 3}, "dae": {"widths": (4, 4, 4, 4, 4), "skips": True},
+    "srcnn": {"widths": (4, 4, 4, 4), "residual": True}, "median": {"size": 5},
+    "nlm": {"h": 10.0}, "bilateral": {"diameter": 3}, "wiener": {"a": 0.05, "k": 0.02},
+    "bicubic": {"factor": 4},
+}
+"""Non-default (tiny) options per restorer, so a round trip shows that options are kept."""
 
 
 def test_available_lists_networks_baselines_and_identity() -> None:
@@ -84,17 +91,59 @@ def test_raw_output_is_unclamped_for_training() -> None:
     assert float(model(x).detach().max()) == 1.0
 
 
-@pytest.mark.parametrize("name", ["dae", "srcnn"])
-def test_save_load_round_trip(name: str, tmp_path, images: torch.Tensor) -> None:
-    model = restoration.build(name, **TINY[name])
+def test_networks_and_classical_come_from_the_trainable_attribute() -> None:
+    assert restoration.networks() == ["dae", "srcnn"]
+    assert restoration.classical() == ["bicubic", "bilateral", "median", "nlm", "wiener"]
+    for name in restoration.available():
+        cls = restoration.RESTORERS.get(name)
+        assert (name in restoration.networks()) == cls.trainable
+    assert sorted([*restoration.networks(), *restoration.classical(), "identity"]) == \
+        restoration.available()
+
+
+@pytest.mark.parametrize("built_with", ["restoration.build", "RESTORERS.build"])
+@pytest.mark.parametrize("name", restoration.available())
+def test_save_load_round_trip(name: str, built_with: str, tmp_path, images: torch.Tensor) -> None:
+    options = OTHER_OPTIONS.get(name, {})
+    build = restoration.build if built_with == "restoration.build" else restoration.RESTORERS.build
+    model = build(name, **options)
+    assert not model.training and model.restorer_name == name
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     path = restoration.save(model, tmp_path / "m.pt", degradation="noise")
     loaded = restoration.load(path)
-    assert loaded.restorer_name == name and loaded.checkpoint_info["degradation"] == "noise"
-    assert torch.equal(loaded(images), model.eval()(images))
-    assert torch.equal(restoration.load(tmp_path / "m.pt")(images), loaded(images))
+    assert type(loaded) is type(model) and loaded.restorer_name == name
+    assert loaded.restorer_options == restoration.checkpoint_meta(model)["options"]
+    assert loaded.checkpoint_info["degradation"] == "noise"
+    x = images.expand(-1, 3, -1, -1) if options.get("channels") == 3 else images
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+        assert torch.equal(restoration.load(tmp_path / "m.pt")(x), loaded(x))
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_a_directly_constructed_model_cannot_be_saved_silently(tmp_path) -> None:
+    from restoration.dae import DenoisingAutoencoder
+
+    with pytest.raises(ValueError, match=r"build it with restoration.build\(name"):
+        restoration.save(DenoisingAutoencoder(widths=(4, 4, 4, 4, 4)), tmp_path / "m.pt")
+
+
+def test_registry_build_rejects_a_factory_that_is_not_a_restorer() -> None:
+    with restoration.RESTORERS.temporarily("not_a_restorer", lambda: torch.nn.Identity()):
+        with pytest.raises(TypeError, match="not a restoration.base.Restorer"):
+            restoration.build("not_a_restorer")
+    assert "not_a_restorer" not in restoration.RESTORERS
+
+
+def test_unregister_removes_and_returns_the_factory() -> None:
+    restoration.RESTORERS.register("tmp_identity")(restoration.base.Identity)
+    assert restoration.RESTORERS.unregister("tmp_identity") is restoration.base.Identity
+    assert "tmp_identity" not in restoration.available()
+    with pytest.raises(KeyError, match="unknown restorer 'tmp_identity'"):
+        restoration.RESTORERS.unregister("tmp_identity")
 
 
 def test_load_rejects_non_restorer_checkpoint(tmp_path) -> None:

@@ -8,14 +8,16 @@ import pytest
 import torch
 
 import restoration
-from restoration.train import build_parser
-from restoration.training import RestorerTrainConfig, random_crops, train_restorer
+from robustret.checks import ConfigError
+from robustret.restorer_cli import build_parser, main
+from robustret.train.restorer import RestorerTrainConfig, random_crops, train_restorer
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(n, 1, 4, 4, generator=g)
-    return torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False).clamp(0, 1)
+    up = torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False)
+    return up.clamp(0, 1)
 
 
 def _noise(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -23,15 +25,18 @@ def _noise(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def _config(model: str, **overrides) -> RestorerTrainConfig:
-    options = {"widths": [4, 4, 4, 4, 4]} if model == "dae" else {"widths": [4, 4, 4, 4], "residual": True}
-    base = dict(model=model, model_options=options, degrade="gaussian_noise", epochs=1, batch_size=8,
-                lr=1e-2, lr_step=1, samples_per_epoch=16, val_images=8, device="cpu")
+    options = ({"widths": [4, 4, 4, 4, 4]} if model == "dae"
+               else {"widths": [4, 4, 4, 4], "residual": True})
+    base = dict(model=model, model_options=options, degrade="gaussian_noise", epochs=1,
+                batch_size=8, lr=1e-2, lr_step=1, samples_per_epoch=16, val_images=8,
+                device="cpu")
     return RestorerTrainConfig(**{**base, **overrides})
 
 
 def _train(tmp_path, config, name="run"):
-    return train_restorer(config, tmp_path / name, train_images=_images(24), val_images=_images(8, 1),
-                          degrade=_noise, progress=False, tensorboard=False)
+    return train_restorer(config, tmp_path / name, train_images=_images(24),
+                          val_images=_images(8, 1), degrade=_noise, progress=False,
+                          tensorboard=False)
 
 
 @pytest.mark.parametrize("model", ["dae", "srcnn"])
@@ -76,15 +81,40 @@ def test_presets_and_validation() -> None:
     assert (paper.epochs, paper.batch_size, paper.lr, paper.lr_step) == (200, 64, 1e-3, 40)
     quick = RestorerTrainConfig.quick("srcnn", "lowres")
     assert quick.crop_size == 33 and quick.epochs < 20
-    assert quick.fingerprint() == RestorerTrainConfig.quick("srcnn", "lowres", epochs=99).fingerprint()
-    with pytest.raises(ValueError, match="unknown restorer"):
+    again = RestorerTrainConfig.quick("srcnn", "lowres", epochs=99, device="cpu")
+    assert quick.fingerprint() == again.fingerprint()
+    other_lr = RestorerTrainConfig.quick("srcnn", "lowres", lr=2e-3)
+    assert quick.fingerprint() != other_lr.fingerprint()
+    with pytest.raises(ConfigError, match="unknown restorer network 'unet'.*dae, srcnn"):
         RestorerTrainConfig(model="unet")
+    with pytest.raises(ConfigError, match="only trainable"):
+        RestorerTrainConfig(model="median")
+    with pytest.raises(ConfigError, match="unknown degradation 'fog'"):
+        RestorerTrainConfig(degrade="fog")
     with pytest.raises(ValueError, match="batch_size"):
         RestorerTrainConfig(batch_size=0)
 
 
-def test_cli_parser() -> None:
-    args = build_parser().parse_args(["--model", "dae", "--degrade", "noise", "--out", "x", "--epochs", "2"])
+def test_fingerprint_includes_the_training_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    import robustret.train.restorer as trainer
+
+    before = RestorerTrainConfig.quick("dae").fingerprint()
+    monkeypatch.setattr(trainer, "source_hash", lambda *modules: "edited " + ",".join(modules))
+    assert RestorerTrainConfig.quick("dae").fingerprint() != before
+
+
+def test_cli_parser_offers_the_registry_networks(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["--model", "dae", "--degrade", "noise", "--out", "x",
+                                      "--epochs", "2"])
     assert (args.profile, args.epochs, args.dataset) == ("quick", 2, "synthetic")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--model", "unet", "--degrade", "noise", "--out", "x"])
+    assert "choose from 'dae', 'srcnn'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model", "median", "--degrade", "noise", "--out", "x"])
+
+
+def test_cli_bad_degradation_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "dae", "--degrade", "fog", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown degradation 'fog'" in err and "Traceback" not in err
