@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -31,6 +32,31 @@ class Registry(Generic[T]):
             return factory
 
         return decorate
+
+    def unregister(self, name: str) -> Callable[..., T]:
+        """Remove the entry ``name`` and return its factory (for tests and plug-in teardown).
+
+        Raises:
+            KeyError: ``name`` is not registered; the message lists the available names.
+        """
+        factory = self.get(name)
+        del self._factories[name]
+        return factory
+
+    @contextmanager
+    def temporarily(self, name: str, factory: Callable[..., T]) -> Iterator[Callable[..., T]]:
+        """Register ``factory`` as ``name`` inside a ``with`` block only, e.g. in a test.
+
+        The entry is removed on leaving the block, also when the block raises.
+
+        Raises:
+            KeyError: ``name`` is already registered.
+        """
+        self.register(name)(factory)
+        try:
+            yield factory
+        finally:
+            self._factories.pop(name, None)
 
     def get(self, name: str) -> Callable[..., T]:
         """The factory registered as ``name``.
