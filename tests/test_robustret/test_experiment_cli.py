@@ -11,7 +11,7 @@ import pytest
 
 from robustret.experiment import main
 
-ROW_KEYS = {"query", "degradation", "severity", "restorer", "metric", "k", "accuracy"}
+ROW_KEYS = {"query", "degradation", "severity", "restorer", "metric", "k", "accuracy", "reused"}
 
 
 def _write_class_folders(root: Path, classes: int = 3, per_class: int = 10, size: int = 32) -> Path:
@@ -56,15 +56,83 @@ def test_end_to_end_writes_results_and_reuses_cache(tiny_folder: Path, tmp_path:
     assert {row["restorer"] for row in restored} == {"dae"} and {row["severity"] for row in restored} == {3}
     assert results["seed"] == 0 and "config" in results and "versions" in results and "timings" in results
     assert Path(results["resolved"]["retriever_checkpoint"]).is_file()
-    assert (out / "results.csv").read_text().startswith("query,degradation,severity,restorer,metric,k,accuracy")
+    assert (out / "results.csv").read_text().startswith(
+        "query,degradation,severity,restorer,metric,k,accuracy,reused")
     assert "top-1" in (out / "results.md").read_text()
     assert list((out / "tb").glob("events.out.tfevents.*"))
 
-    # Same command again: everything is reused and the numbers are identical.
+    assert not any(row["reused"] for row in rows)
+    assert results["conditions"] == {"computed": 3, "reused": 0}
+
+    # Same command again: every condition is reused and the numbers are identical.
     assert main(args) == 0
+    assert "3 reused" in capsys.readouterr().out
     again = json.loads((out / "results.json").read_text())
-    assert again["rows"] == rows
-    assert again["timings"]["retriever_s"] < results["timings"]["retriever_s"]
+    assert all(row["reused"] for row in again["rows"])
+    assert [{**row, "reused": False} for row in again["rows"]] == rows
+    assert again["resolved"]["retriever_checkpoint"] == results["resolved"]["retriever_checkpoint"]
+
+
+def _accuracies(path: Path) -> list[tuple]:
+    rows = json.loads(path.read_text())["rows"]
+    return [tuple(v for k, v in row.items() if k != "reused") for row in rows]
+
+
+def test_config_json_of_a_run_reproduces_its_rows(tiny_folder: Path, tmp_path: Path) -> None:
+    out, again = tmp_path / "run", tmp_path / "again"
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(_args(tiny_folder, out, "--degrade", "lowres", "--restore", "classical",
+                      "--no-tensorboard", *cache)) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["retriever"]["epochs"] == 1 and config["image_size"] == 32
+    # a fresh cache: the models are trained again from the resolved configuration alone
+    assert main(["--config", str(out / "config.json"), "--out", str(again), "-q",
+                 "--cache-dir", str(tmp_path / "cache2")]) == 0
+    assert _accuracies(again / "results.json") == _accuracies(out / "results.json")
+    assert json.loads((again / "config.json").read_text()) == {**config, "out_dir": str(again),
+                                                                "cache_dir": str(tmp_path / "cache2")}
+
+
+def test_a_change_to_the_degradation_code_recomputes_degraded_conditions(
+        tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    import robustret.keys
+
+    args = _args(tiny_folder, tmp_path / "run", "--degrade", "gaussian_noise", "--restore",
+                 "median", "--no-tensorboard", "--cache-dir", str(tmp_path / "cache"))
+    assert main(args) == 0
+    first = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert first["conditions"] == {"computed": 3, "reused": 0}
+
+    real = robustret.keys._hash_of
+    edited = {"degradations": "an edit to degradations/"}
+    monkeypatch.setattr(robustret.keys, "_hash_of", lambda name: edited.get(name) or real(name))
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    reused = {(row["query"], row["reused"]) for row in rows}
+    assert reused == {("clean", True), ("degraded", False), ("restored", False)}
+
+
+def test_an_internal_error_shows_its_traceback(tiny_folder: Path, tmp_path: Path,
+                                               monkeypatch) -> None:
+    import robustret.runner
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug, not bad input")
+
+    monkeypatch.setattr(robustret.runner, "evaluate_condition", broken)
+    with pytest.raises(ValueError, match="internal bug"):
+        main(_args(tiny_folder, tmp_path / "run", "--restore", "none", "--no-tensorboard",
+                   "--cache-dir", str(tmp_path / "cache")))
+
+
+def test_topk_larger_than_the_gallery_is_one_line_before_training(tiny_folder: Path,
+                                                                   tmp_path: Path, capsys) -> None:
+    cache = tmp_path / "cache"
+    assert main(_args(tiny_folder, tmp_path / "run", "--topk", "1", "500", "--cache-dir",
+                      str(cache))) == 2
+    err = capsys.readouterr().err.strip()
+    assert "larger than the gallery" in err and "\n" not in err
+    assert not any(cache.glob("retriever-*"))
 
 
 def test_severity_sweep_writes_plot(tiny_folder: Path, tmp_path: Path) -> None:
@@ -73,6 +141,7 @@ def test_severity_sweep_writes_plot(tiny_folder: Path, tmp_path: Path) -> None:
                       "--metric", "l2", "--no-tensorboard")) == 0
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "sweep_summary.json").read_text())
+    assert "recovery ratio" in (out / "results.md").read_text()
     assert {item["restorer"] for item in summary} == {None, "bicubic"}
     assert all(item["severities"] == [1, 5] for item in summary)
 

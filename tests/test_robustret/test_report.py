@@ -1,4 +1,4 @@
-"""Report tables and files, sweep summaries and plots, experiment config validation."""
+"""Report tables and files, sweep summaries and plots (configuration: test_config.py)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,19 @@ import json
 
 import pytest
 
-from robustret.config import ExperimentConfig, fingerprint, load_toml
-from robustret.report import make_row, table_lines, write_results
+from robustret.report import read_rows, table_lines, write_results
+from robustret.results import Condition, ResultRow
 from robustret.sweep import plot_sweep, summarise_sweep
 
 
-def _rows() -> list[dict]:
-    rows = [make_row("clean", None, None, None, "l2", k, acc) for k, acc in ((1, 0.9), (5, 0.95))]
+def _rows() -> list[ResultRow]:
+    rows = [ResultRow(Condition("clean"), "l2", k, acc) for k, acc in ((1, 0.9), (5, 0.95))]
     for severity, degraded, restored in ((1, 0.7, 0.8), (3, 0.5, 0.6)):
         for k in (1, 5):
-            rows.append(make_row("degraded", "noise", severity, None, "l2", k, degraded))
-            rows.append(make_row("restored", "noise", severity, "dae", "l2", k, restored))
+            rows.append(ResultRow(Condition("degraded", "noise", severity), "l2", k, degraded))
+            rows.append(ResultRow(Condition("restored", "noise", severity, "dae"), "l2", k,
+                                  restored, reused=True))
     return rows
-
-
-def test_make_row_validates() -> None:
-    with pytest.raises(ValueError, match="accuracy"):
-        make_row("clean", None, None, None, "l2", 1, 1.5)
-    with pytest.raises(ValueError, match="query"):
-        make_row("enhanced", None, None, None, "l2", 1, 0.5)
 
 
 def test_table_follows_the_study_layout() -> None:
@@ -42,40 +36,30 @@ def test_write_results_writes_three_consistent_files(tmp_path) -> None:
     rows = _rows()
     paths = write_results(tmp_path, rows, {"config": {"dataset": "synthetic"}, "seed": 0})
     data = json.loads(paths["json"].read_text())
-    assert data["rows"] == rows and data["seed"] == 0
+    assert read_rows(data) == rows and data["seed"] == 0
+    assert data["rows"][0] == {"query": "clean", "degradation": None, "severity": None,
+                               "restorer": None, "metric": "l2", "k": 1, "accuracy": 0.9,
+                               "reused": False}
     with paths["csv"].open() as handle:
         records = list(csv.DictReader(handle))
-    assert len(records) == len(rows) and records[0]["query"] == "clean" and records[0]["severity"] == ""
+    assert len(records) == len(rows) and records[0]["query"] == "clean"
+    assert records[0]["severity"] == "" and records[-1]["reused"] == "True"
     assert "L2 top-1" in paths["md"].read_text()
 
 
 def test_sweep_summary_mean_and_recovery() -> None:
     summary = summarise_sweep(_rows(), metric="l2", k=1)
-    degraded = next(s for s in summary if s["restorer"] is None)
-    restored = next(s for s in summary if s["restorer"] == "dae")
-    assert degraded["mean_accuracy"] == pytest.approx(0.6)
-    assert restored["mean_accuracy"] == pytest.approx(0.7)
-    assert restored["recovery"] == pytest.approx((0.7 - 0.6) / (0.9 - 0.6))
+    degraded = next(s for s in summary if s.restorer is None)
+    restored = next(s for s in summary if s.restorer == "dae")
+    assert degraded.mean_accuracy == pytest.approx(0.6) and degraded.severities == [1, 3]
+    assert restored.mean_accuracy == pytest.approx(0.7)
+    assert restored.recovery == pytest.approx((0.7 - 0.6) / (0.9 - 0.6))
 
 
-def test_plot_sweep_writes_png(tmp_path) -> None:
+def test_plot_sweep_writes_png_and_leaves_the_pyplot_backend_alone(tmp_path) -> None:
+    import matplotlib
+
+    before = matplotlib.get_backend()
     path = plot_sweep(_rows(), tmp_path / "sweep.png", metric="l2", k=1)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_config_validation_and_unknown_keys(tmp_path) -> None:
-    with pytest.raises(ValueError, match="severity"):
-        ExperimentConfig(severities=(6,))
-    with pytest.raises(ValueError, match="valid keys"):
-        ExperimentConfig.from_dict({"degradation": "noise"})
-    with pytest.raises(ValueError, match="restore"):
-        ExperimentConfig(restore="magic")
-    path = tmp_path / "c.toml"
-    path.write_text('dataset = "synthetic"\nseverities = [1, 2]\n')
-    config = ExperimentConfig.from_dict(load_toml(path))
-    assert config.severities == (1, 2)
-    assert config.to_dict()["out_dir"] == "experiments/results/default"
-    assert fingerprint(config.to_dict()) == fingerprint(ExperimentConfig(severities=(1, 2)).to_dict())
-    (tmp_path / "bad.toml").write_text("dataset = ")
-    with pytest.raises(ValueError, match="not valid TOML"):
-        load_toml(tmp_path / "bad.toml")
+    assert matplotlib.get_backend() == before
