@@ -1,126 +1,171 @@
-"""Contract tests shared by every degradation: shapes, seeds, per-index seeding, validation."""
+"""Contract tests run for every registered degradation, plus the public API around them."""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
+from degradation_contract import (
+    check_bad_arguments_raise,
+    check_bad_value_beyond_the_first_chunk,
+    check_minmax_spans_unit_range,
+    check_params_replay,
+    check_per_index_seeding,
+    check_rgb_float64_and_odd_sizes,
+    check_seeds,
+    check_severity_orders_damage,
+    check_shape_dtype_device_range,
+    texture,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import degradations
-from robustret.rng import make_generator, sample_seed
+from robustret.rng import make_generator
 
-NAMES = ["gaussian_noise", "lowres", "motion_blur", "noise", "salt_pepper", "speckle"]
+#: every registered name, read at collection: a newly registered class is a case of every test
+NAMES = degradations.available()
+#: the degradations of the study, which must always be there
+BUILT_IN = {
+    "gaussian_noise": "noise", "salt_pepper": "noise", "speckle": "noise", "noise": "noise",
+    "motion_blur": "blur", "lowres": "resolution",
+}
+#: each built-in module's public function: called with the module's parameters it accepts and
+#: the drawn parameters, it must give the module's bytes
+PUBLIC_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "gaussian_noise": degradations.gaussian_noise,
+    "salt_pepper": degradations.salt_pepper_noise,
+    "speckle": degradations.speckle_noise,
+    "noise": degradations.noise_mixture,
+    "lowres": degradations.haar_lowres,
+    "motion_blur": degradations.motion_blur,
+}
 
 
-def texture(batch: int = 4, size: int = 32) -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    base = 0.5 + 0.25 * torch.sin(xx * 0.9) * torch.cos(yy * 0.7) + 0.15 * ((xx // 4 + yy // 4) % 2)
-    return base.clamp(0.05, 0.95).float().expand(batch, 1, size, size).clone()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).pow(2).mean()))
-
-
-def test_available_and_registry() -> None:
-    assert degradations.available() == NAMES
-    assert degradations.DEGRADATIONS.names() == NAMES
+def test_the_six_built_ins_are_registered_with_their_family() -> None:
+    assert set(BUILT_IN) <= set(NAMES)
+    assert {name: degradations.family(name) for name in BUILT_IN} == BUILT_IN
+    assert degradations.available() == degradations.DEGRADATIONS.names() == sorted(NAMES)
+    assert set(PUBLIC_FUNCTIONS) == set(BUILT_IN)
+    for name in BUILT_IN:
+        assert "range_mode" in degradations.DEGRADATIONS.get(name).param_names()
     module = degradations.DEGRADATIONS.build("lowres", levels=2)
-    assert isinstance(module, torch.nn.Module)
+    assert isinstance(module, degradations.Degradation)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
-def test_shape_dtype_device_range(name: str, severity: int, images: torch.Tensor, device: torch.device) -> None:
-    x = images.to(device)
-    out = degradations.apply(x, name, severity, generator=make_generator(0))
-    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
-    assert float(out.min()) >= 0 and float(out.max()) <= 1
+def test_shape_dtype_device_range(
+    name: str, severity: int, images: torch.Tensor, device: torch.device,
+) -> None:
+    check_shape_dtype_device_range(name, images, device, severity)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_rgb_float64_and_odd_sizes(name: str) -> None:
-    x = torch.rand(2, 3, 17, 23, dtype=torch.float64, generator=make_generator(1))
-    out = degradations.apply(x, name, generator=make_generator(0))
-    assert out.shape == x.shape and out.dtype == torch.float64
-    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    check_rgb_float64_and_odd_sizes(name)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_bytes_other_seed_differs(name: str, images: torch.Tensor) -> None:
-    a = degradations.apply(images, name, generator=make_generator(5))
-    b = degradations.apply(images, name, generator=make_generator(5))
-    c = degradations.apply(images, name, 5, generator=make_generator(6))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
+    check_seeds(name, images)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_per_index_seeding(name: str, images: torch.Tensor) -> None:
-    indices = [7, 3, 11, 0]
-    batch = degradations.apply_indexed(images, name, seed=9, indices=indices)
-    singles = torch.cat([
-        degradations.apply_indexed(images[i : i + 1], name, seed=9, indices=[indices[i]]) for i in range(4)
-    ])
-    torch.testing.assert_close(batch, singles, atol=1e-6, rtol=0)
-    for i in range(4):  # the documented definition
-        one = degradations.apply(images[i : i + 1], name, generator=make_generator(sample_seed(9, indices[i])))
-        torch.testing.assert_close(batch[i : i + 1], one, atol=1e-6, rtol=0)
+    check_per_index_seeding(name, images)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_psnr_strictly_decreasing(name: str) -> None:
-    x = texture(16)
-    values = [psnr(degradations.apply(x, name, s, generator=make_generator(3)), x) for s in range(1, 6)]
-    assert all(a > b for a, b in zip(values, values[1:])), values
+    check_severity_orders_damage(name)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_module_equals_functional_and_signature(name: str, images: torch.Tensor) -> None:
-    module = degradations.build_module(name, 4)
-    out_m, params_m = module(images, make_generator(2), return_params=True)
-    out_f, params_f = degradations.apply(images, name, 4, generator=make_generator(2), return_params=True)
-    assert torch.equal(out_m, out_f)
-    assert params_m.keys() == params_f.keys()
-    assert set(degradations.severity_params(name, 4)) <= set(module.param_names())
-    replayed = module.apply_params(images, params_m, generator=make_generator(2))
-    if not params_m:  # pure noise: apply_params draws the same words
-        assert torch.equal(replayed, out_m)
-    elif name in ("lowres", "motion_blur"):  # fully determined by the params
-        assert torch.equal(replayed, out_m)
+def test_drawn_params_come_back_and_replay(name: str, images: torch.Tensor) -> None:
+    check_params_replay(name, images)
 
 
-def test_functions_match_modules(images: torch.Tensor) -> None:
-    pairs = [(degradations.gaussian_noise, "gaussian_noise", {"sigma": 0.2}),
-             (degradations.salt_pepper_noise, "salt_pepper", {"p": 0.2}),
-             (degradations.speckle_noise, "speckle", {"amplitude": 0.3})]
-    for fn, name, kw in pairs:
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_arguments_raise(name: str) -> None:
+    check_bad_arguments_raise(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_value_beyond_the_first_chunk_is_caught(name: str) -> None:
+    check_bad_value_beyond_the_first_chunk(name)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if "range_mode" in degradations.DEGRADATIONS.get(n).param_names()]
+)
+def test_minmax_spans_unit_range(name: str, images: torch.Tensor) -> None:
+    check_minmax_spans_unit_range(name, images)
+
+
+def _call_public_function(
+    function: Callable[..., torch.Tensor], module: degradations.Degradation,
+    images: torch.Tensor, params: dict[str, torch.Tensor], generator: torch.Generator,
+) -> torch.Tensor:
+    accepted = set(inspect.signature(function).parameters) - {"images"}
+    kwargs = {n: getattr(module, n) for n in module.param_names() if n in accepted}
+    kwargs.update(params)
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return function(images, **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC_FUNCTIONS))
+@pytest.mark.parametrize("severity", [1, 4])
+def test_module_equals_its_public_function(
+    name: str, severity: int, images: torch.Tensor,
+) -> None:
+    function = PUBLIC_FUNCTIONS[name]
+    module = degradations.build_module(name, severity, range_mode="minmax")
+    accepted = set(inspect.signature(function).parameters) - {"images", "generator"}
+    generator = make_generator(2)
+    params = module.sample_params(len(images), generator, size=tuple(images.shape[-2:]))
+    # every argument of the function is a parameter of the module or a drawn parameter
+    assert accepted <= set(module.param_names()) | set(params), accepted
+    assert set(params) <= accepted
+    expected = module(images, make_generator(2))
+    got = _call_public_function(function, module, images, params, generator)
+    assert torch.equal(got, expected)
+    other = _call_public_function(function, module, images, params, make_generator(3))
+    assert torch.equal(other, expected) == (module.words_per_image(images[0].numel()) == 0)
+
+
+def test_plain_noise_functions_take_the_module_parameters() -> None:
+    for name in ("gaussian_noise", "salt_pepper", "speckle"):
+        accepted = set(inspect.signature(PUBLIC_FUNCTIONS[name]).parameters)
         cls = degradations.DEGRADATIONS.get(name)
-        fn_kw = set(inspect.signature(fn).parameters) - {"images", "generator"}
-        assert fn_kw == set(cls.param_names())
-        assert torch.equal(fn(images, **kw, generator=make_generator(1)),
-                           degradations.DEGRADATIONS.build(name, **kw)(images, make_generator(1)))
+        assert accepted - {"images", "generator"} == set(cls.param_names())
+
+
+def test_noise_mixture_function_checks_kind(images: torch.Tensor) -> None:
+    out = degradations.noise_mixture(images, 0, generator=make_generator(1))
+    same = degradations.gaussian_noise(images, generator=make_generator(1))
+    assert torch.equal(out, same)  # the Gaussian kind reads the same words
+    with pytest.raises(ValueError, match="kind must be 0, 1 or 2"):
+        degradations.noise_mixture(images, 3)
 
 
 def test_overrides_and_unknown_override(images: torch.Tensor) -> None:
-    out, params = degradations.apply(images, "lowres", levels=2, return_params=True, generator=make_generator(0))
+    _, params = degradations.apply(images, "lowres", levels=2, return_params=True,
+                                   generator=make_generator(0))
     assert params["level"].tolist() == [2, 2, 2, 2]
-    _, params = degradations.apply(images, "motion_blur", length=7, angle=30, return_params=True)
-    assert torch.allclose(params["a"], torch.tensor(7 * np.cos(np.pi / 6) / 32, dtype=torch.float32))
+    _, params = degradations.apply(images, "motion_blur", length=7, angle=30,
+                                   return_params=True)
+    expected = torch.tensor(7 * np.cos(np.pi / 6) / 32, dtype=torch.float32)
+    assert torch.allclose(params["a"], expected)
     with pytest.raises(ValueError, match="valid: levels, range_mode, upsample"):
         degradations.apply(images, "lowres", factor=4)
 
 
-def test_minmax_spans_unit_range_and_constant_is_safe(images: torch.Tensor) -> None:
-    for name in NAMES:
-        out = degradations.apply(images, name, range_mode="minmax", generator=make_generator(0))
-        flat = out.flatten(1)
-        torch.testing.assert_close(flat.amin(1), torch.zeros(4))
-        torch.testing.assert_close(flat.amax(1), torch.ones(4))
+def test_minmax_of_a_constant_image_is_finite() -> None:
     const = torch.full((2, 1, 16, 16), 0.5)
     out = degradations.apply(const, "motion_blur", length=0.0, range_mode="minmax")
     assert torch.isfinite(out).all()
@@ -129,25 +174,27 @@ def test_minmax_spans_unit_range_and_constant_is_safe(images: torch.Tensor) -> N
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"images": torch.rand(32, 32)}, "For a single image"),
-        ({"images": torch.zeros(1, 1, 8, 8, dtype=torch.uint8)}, "floating"),
-        ({"images": torch.full((1, 1, 8, 8), float("nan"))}, "NaN"),
-        ({"images": torch.rand(1, 2, 8, 8)}, "C in"),
-        ({"name": "blurr"}, "available: gaussian_noise, lowres, motion_blur, noise, salt_pepper, speckle"),
-        ({"severity": 0}, "1..5"),
-        ({"severity": 6}, "1..5"),
-        ({"severity": 2.0}, "1..5"),
+        ({"name": "blurr"}, "available: " + ", ".join(NAMES)),
         ({"range_mode": "stretch"}, "clip, minmax"),
         ({"name": "gaussian_noise", "sigma": -1.0}, "sigma"),
         ({"name": "salt_pepper", "p": 1.5}, "p must"),
         ({"name": "lowres", "upsample": "lanczos"}, "nearest"),
+        ({"name": "motion_blur", "method": "dft"}, "rfft"),
     ],
 )
-def test_bad_inputs_raise_value_error(kwargs: dict, match: str) -> None:
+def test_bad_names_and_values_raise_value_error(kwargs: dict, match: str) -> None:
     call = {"images": torch.rand(2, 1, 8, 8), "name": "speckle", "severity": 3}
     call.update(kwargs)
     with pytest.raises(ValueError, match=match):
         degradations.apply(call.pop("images"), call.pop("name"), call.pop("severity"), **call)
+
+
+def test_unknown_name_is_a_config_error_everywhere() -> None:
+    from robustret.checks import ConfigError
+
+    for call in (degradations.family, degradations.severity_params, degradations.build_module):
+        with pytest.raises(ConfigError, match="unknown degradation 'fog'; available: "):
+            call("fog")
 
 
 def test_severity_params_table() -> None:
@@ -157,6 +204,19 @@ def test_severity_params_table() -> None:
     assert degradations.severity_params("lowres", 3) == {"levels": 1.5}
     assert degradations.severity_params("motion_blur", 3) == {"sigma": 0.05, "t": 1.0}
     assert degradations.severity_params("noise", 3) == {"sigma": 0.1, "p": 0.1, "amplitude": 0.1}
+    assert degradations.severity_params("lowres", 5) == {"levels": 3.0}
+    assert [degradations.severity_params("speckle", s)["amplitude"] for s in range(1, 6)] == [
+        0.05, 0.075, 0.10, 0.25, 0.45]
+
+
+def test_severities_view_follows_the_classes() -> None:
+    table = degradations.SEVERITIES
+    assert sorted(table) == NAMES and len(table) == len(NAMES)
+    assert table["motion_blur"] == degradations.MotionBlur.severities
+    table["speckle"][2]["amplitude"] = 9.0  # a copy: the class keeps its table
+    assert degradations.severity_params("speckle", 3) == {"amplitude": 0.1}
+    with pytest.raises(TypeError, match="set the class attribute severities"):
+        table["fog"] = ()  # type: ignore[index]
 
 
 def test_degrade_transform_and_numpy_bridge() -> None:
@@ -170,7 +230,8 @@ def test_degrade_transform_and_numpy_bridge() -> None:
     out = degradations.apply_numpy(gray, "lowres", levels=1)
     assert out.dtype == np.float32 and out.shape == gray.shape
     assert degradations.to_tensor(img).shape == (1, 3, 20, 24)
-    assert degradations.from_uint8(torch.full((2,), 255, dtype=torch.uint8)).tolist() == [1.0, 1.0]
+    ones = degradations.from_uint8(torch.full((2,), 255, dtype=torch.uint8))
+    assert ones.tolist() == [1.0, 1.0]
 
 
 @settings(max_examples=20, deadline=None)
@@ -178,21 +239,11 @@ def test_degrade_transform_and_numpy_bridge() -> None:
     name=st.sampled_from(NAMES), severity=st.integers(1, 5), seed=st.integers(0, 2**31),
     h=st.integers(4, 20), w=st.integers(4, 20), c=st.sampled_from([1, 3]),
 )
-def test_property_range_and_determinism(name: str, severity: int, seed: int, h: int, w: int, c: int) -> None:
+def test_property_range_and_determinism(
+    name: str, severity: int, seed: int, h: int, w: int, c: int,
+) -> None:
     x = torch.rand(2, c, h, w, generator=make_generator(seed))
     a = degradations.apply(x, name, severity, generator=make_generator(seed))
     b = degradations.apply(x, name, severity, generator=make_generator(seed))
     assert torch.equal(a, b) and a.shape == x.shape
     assert float(a.min()) >= 0 and float(a.max()) <= 1
-
-
-@pytest.mark.parametrize("name", degradations.available())
-@pytest.mark.parametrize(("bad_value", "match"), [(1.5, r"\[0, 1\]"), (float("nan"), "NaN")])
-def test_bad_value_beyond_the_first_chunk_is_caught(name: str, bad_value: float, match: str) -> None:
-    # values are checked chunk by chunk (64 images of 96x96): the last chunk must be checked too
-    images = torch.rand(66, 1, 96, 96, generator=make_generator(0))
-    images[65, 0, 5, 7] = bad_value
-    with pytest.raises(ValueError, match=match):
-        degradations.apply(images, name, generator=make_generator(1))
-    with pytest.raises(ValueError, match=match):
-        degradations.apply_indexed(images, name, seed=0, indices=range(66))
