@@ -167,7 +167,9 @@ class ExperimentConfig:
         if not isinstance(self.tensorboard, bool):
             raise ConfigError(f"tensorboard must be true or false; got {self.tensorboard!r}")
         if self.profile not in PROFILES:
-            raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+            raise ConfigError(
+                f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}"
+            )
         if not self.degradations:
             raise ConfigError("at least one degradation is needed")
         bad = [m for m in self.metrics if m not in METRICS]
@@ -291,7 +293,10 @@ class ExperimentConfig:
         from robustret.policy import restorers_for
 
         known = degradations.available()
-        for label, names in (("degradation", self.degradations), ("train_degrade", self.train_degrade)):
+        for label, names in (
+            ("degradation", self.degradations),
+            ("train_degrade", self.train_degrade),
+        ):
             bad = [n for n in names if n not in known]
             if bad:
                 raise ConfigError(f"unknown {label} {', '.join(map(repr, bad))}; "
@@ -311,7 +316,9 @@ class ExperimentConfig:
                               f"available: {', '.join(BACKBONES.names())}")
         _check_device(self.device)
         scheme, _, location = self.dataset.partition(":")
-        if scheme not in ("synthetic", "smallnorb", "folder") or (scheme != "synthetic" and not location):
+        if scheme not in ("synthetic", "smallnorb", "folder") or (
+            scheme != "synthetic" and not location
+        ):
             raise ConfigError(f"unknown dataset {self.dataset!r}; use 'synthetic', "
                               "'smallnorb:PATH' or 'folder:PATH'")
         if location and not Path(location).is_dir():

@@ -4,7 +4,7 @@ Examples::
 
     python -m robustret.experiment --degrade noise
     python -m robustret.experiment --degrade all --restore all --severity all
-    python -m robustret.experiment --dataset folder:../shared/data/coil-20 --degrade lowres motion_blur
+    python -m robustret.experiment --dataset folder:PATH/TO/CLASS_FOLDERS --degrade lowres
     python -m robustret.experiment --config experiments/configs/smoke.toml --out /tmp/smoke
 
 The pipeline: load data -> train (or reuse) the retriever -> index the gallery -> degrade the
@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--config", type=Path, metavar="FILE",
         help="TOML file with any of the settings below, or the config.json of a finished run "
         "(repeats that run)")
-    add("--dataset", metavar="SPEC", help="synthetic (built in, default) | smallnorb:PATH | folder:PATH")
+    add(
+        "--dataset",
+        metavar="SPEC",
+        help="synthetic (built in, default) | smallnorb:PATH | folder:PATH",
+    )
     add("--degrade", nargs="+", metavar="NAME", choices=names + ["all"],
         help=f"degradations to apply to the queries: {', '.join(names)} or all (default: noise)")
     add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
@@ -68,22 +72,51 @@ def build_parser() -> argparse.ArgumentParser:
         "for noise, SRCNN for low resolution and motion blur), classical, all, none, or one "
         f"restorer: {', '.join(_restorer_names())}")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
-    add("--topk", nargs="+", type=int, metavar="K", help="k values of top-k accuracy (default 1 5 10)")
-    add("--profile", choices=PROFILES,
-        help="quick (default: minutes on a CPU) or paper (the study's 200-epoch schedule: a GPU job)")
+    add(
+        "--topk",
+        nargs="+",
+        type=int,
+        metavar="K",
+        help="k values of top-k accuracy (default 1 5 10)",
+    )
+    add(
+        "--profile",
+        choices=PROFILES,
+        help="quick (default: minutes on a CPU) or paper (the study's 200-epoch schedule)",
+    )
     add("--seed", type=int, help="the one seed all randomness derives from (default 0)")
     add("--device", help="auto (default), cpu, cuda or cuda:N")
     add("--out", "--out-dir", dest="out_dir", type=Path, metavar="DIR",
         help="output folder (default experiments/results/default)")
-    add("--weights", type=Path, metavar="PATH", help="local torchvision checkpoint to initialise the backbone")
+    add(
+        "--weights",
+        type=Path,
+        metavar="PATH",
+        help="local torchvision checkpoint to initialise the backbone",
+    )
     add("--backbone", help="retriever backbone: resnet34 (default), resnet18, resnet50, vgg19")
-    add("--image-size", type=int, metavar="N", help="resize images to N x N (default: the profile's)")
-    add("--per-class", type=int, metavar="N", help="cap images per class in each split (default: the profile's)")
+    add(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="resize images to N x N (default: the profile's)",
+    )
+    add(
+        "--per-class",
+        type=int,
+        metavar="N",
+        help="cap images per class in each split (default: the profile's)",
+    )
     add("--train-degrade", nargs="+", metavar="NAME", choices=names,
         help="train the retriever with these degradations as augmentation (robust training)")
     add("--retriever-epochs", type=int, metavar="N", help="override the profile's retriever epochs")
     add("--restorer-epochs", type=int, metavar="N", help="override the profile's restorer epochs")
-    add("--cache-dir", type=Path, metavar="DIR", help="cache of trained models (default ~/.cache/robustret)")
+    add(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="cache of trained models (default ~/.cache/robustret)",
+    )
     add("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
         help="do not write TensorBoard event files")
     add("-q", "--quiet", action="store_true", help="only print the result table")
@@ -95,11 +128,20 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     values = dict(load_config_file(args.config)) if args.config else {}
     flags = {
         "dataset": args.dataset,
-        "degradations": (_degradation_names() if args.degrade and "all" in args.degrade else args.degrade),
-        "severities": (list(range(1, 6)) if args.severity and "all" in args.severity
-                       else [int(s) for s in args.severity] if args.severity else None),
+        "degradations": (
+            _degradation_names() if args.degrade and "all" in args.degrade else args.degrade
+        ),
+        "severities": (
+            list(range(1, 6))
+            if args.severity and "all" in args.severity
+            else [int(s) for s in args.severity]
+            if args.severity
+            else None
+        ),
         "restore": args.restore,
-        "metrics": (list(METRICS) if args.metric == "both" else [args.metric] if args.metric else None),
+        "metrics": (
+            list(METRICS) if args.metric == "both" else [args.metric] if args.metric else None
+        ),
         "ks": args.topk,
         "profile": args.profile,
         "seed": args.seed,
@@ -127,8 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         config = config_from_args(args)
         from robustret.runner import run

@@ -66,7 +66,9 @@ class DegradedQueries:
     seed: int
 
 
-def degrade_queries(queries: Tensor, degradation: str, severity: int, *, seed: int) -> DegradedQueries:
+def degrade_queries(
+    queries: Tensor, degradation: str, severity: int, *, seed: int
+) -> DegradedQueries:
     """Degrade ``queries`` (Q, C, H, W) in [0, 1]; image i depends only on ``(seed, i)``."""
     import degradations
 

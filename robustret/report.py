@@ -60,7 +60,9 @@ def rows_to_csv(rows: Iterable[ResultRow]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(ROW_FIELDS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: "" if value is None else value for key, value in row.to_dict().items()})
+        writer.writerow(
+            {key: "" if value is None else value for key, value in row.to_dict().items()}
+        )
     return buffer.getvalue()
 
 

@@ -147,15 +147,26 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
         "config": config.to_dict(),
         "command": command,
         "seed": config.seed,
-        "derived_seeds": {"degrade": {s: degradation_seed(config.seed, s) for s in config.severities},
-                          "retriever": config.retriever.seed},
-        "resolved": {"device": str(device), "retriever_key": retriever.key, "data_key": data_key,
-                     "retriever_checkpoint": str(retriever.checkpoint),
-                     "gallery_key": gallery_key, "gallery_size": len(data.gallery),
-                     "query_size": len(data.queries), "classes": list(data.class_names)},
+        "derived_seeds": {
+            "degrade": {s: degradation_seed(config.seed, s) for s in config.severities},
+            "retriever": config.retriever.seed,
+        },
+        "resolved": {
+            "device": str(device),
+            "retriever_key": retriever.key,
+            "data_key": data_key,
+            "retriever_checkpoint": str(retriever.checkpoint),
+            "gallery_key": gallery_key,
+            "gallery_size": len(data.gallery),
+            "query_size": len(data.queries),
+            "classes": list(data.class_names),
+        },
         "conditions": {"computed": loop.computed, "reused": loop.reused},
-        "versions": {"robustret": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "robustret": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "timings": timings,
     }
     atomic_write_json(out_dir / "config.json", config.to_dict())
@@ -282,8 +293,10 @@ def _log_run(config: ExperimentConfig, logger: RunLogger, rows: list[ResultRow],
         names = [data.class_names[int(i)] for i in data.gallery.labels]
         logger.embeddings("gallery", index.embeddings, names, thumbs)
         headline = {
-            f"{r.query}_{r.degradation or 'clean'}_{r.restorer or ''}_{r.metric}_top{r.k}": r.accuracy
-            for r in rows if r.k == min(config.ks) and r.severity in (None, 3)
+            f"{r.query}_{r.degradation or 'clean'}_{r.restorer or ''}_{r.metric}_top{r.k}":
+                r.accuracy
+            for r in rows
+            if r.k == min(config.ks) and r.severity in (None, 3)
         }
         hparams = {k: v if not isinstance(v, list) else ",".join(map(str, v))
                    for k, v in config.to_dict().items()

@@ -50,7 +50,9 @@ def _restorers(rows: Sequence[ResultRow], degradation: str) -> list[str]:
                    if r.restorer is not None})
 
 
-def summarise_sweep(rows: Sequence[ResultRow], *, metric: str = "l2", k: int = 1) -> list[SweepSummary]:
+def summarise_sweep(
+    rows: Sequence[ResultRow], *, metric: str = "l2", k: int = 1
+) -> list[SweepSummary]:
     """Mean accuracy over severities and the recovery ratio, per degradation and restorer."""
     clean = accuracy_by_severity(rows, query="clean", metric=metric, k=k).get(None)
     summary = []
@@ -60,7 +62,9 @@ def summarise_sweep(rows: Sequence[ResultRow], *, metric: str = "l2", k: int = 1
         if not degraded:
             continue
         mean_degraded = sum(degraded.values()) / len(degraded)
-        summary.append(SweepSummary(degradation, None, sorted(degraded), mean_degraded, clean, None))
+        summary.append(
+            SweepSummary(degradation, None, sorted(degraded), mean_degraded, clean, None)
+        )
         for restorer in _restorers(rows, degradation):
             restored = accuracy_by_severity(rows, query="restored", degradation=degradation,
                                             restorer=restorer, metric=metric, k=k)

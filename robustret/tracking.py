@@ -47,7 +47,10 @@ class RunLogger:
         """Log one scalar under a path-like ``tag`` (``train/retriever/loss``)."""
         value = float(value)
         with self._jsonl.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"tag": tag, "value": value, "step": int(step), "time": time.time()}) + "\n")
+            handle.write(
+                json.dumps({"tag": tag, "value": value, "step": int(step), "time": time.time()})
+                + "\n"
+            )
         if self.writer is not None:
             self.writer.add_scalar(tag, value, int(step))
 
@@ -62,9 +65,15 @@ class RunLogger:
             self.writer.add_image(tag, grid.detach().float().clamp(0, 1).cpu(), int(step))
 
     def embeddings(
-        self, tag: str, features: Tensor, labels: list[str], thumbnails: Tensor | None = None, step: int = 0
+        self,
+        tag: str,
+        features: Tensor,
+        labels: list[str],
+        thumbnails: Tensor | None = None,
+        step: int = 0,
     ) -> None:
-        """Add ``features`` (N, D) to the TensorBoard projector with labels and (N, C, h, w) thumbnails."""
+        """Add ``features`` (N, D) to the TensorBoard projector, with labels and (N, C, h, w)
+        thumbnails."""
         if self.writer is not None:
             self.writer.add_embedding(
                 features.detach().float().cpu(),
@@ -78,8 +87,13 @@ class RunLogger:
         """Record the run's hyper-parameters with its headline metrics."""
         if self.writer is None:
             return
-        clean = {k: v if isinstance(v, (int, float, str, bool, torch.Tensor)) else str(v) for k, v in params.items()}
-        self.writer.add_hparams(clean, {f"hparam/{k}": float(v) for k, v in metrics.items()}, run_name=".")
+        clean = {
+            k: v if isinstance(v, (int, float, str, bool, torch.Tensor)) else str(v)
+            for k, v in params.items()
+        }
+        self.writer.add_hparams(
+            clean, {f"hparam/{k}": float(v) for k, v in metrics.items()}, run_name="."
+        )
 
     def close(self) -> None:
         """Flush and close the TensorBoard writer."""
@@ -100,4 +114,6 @@ def read_metrics(log_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(log_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]

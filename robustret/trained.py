@@ -101,7 +101,9 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
     return TrainedModel(model, key, checkpoint, file_sha256(checkpoint))
 
 
-def gallery_embeddings(retriever: TrainedModel, images: Tensor, device: torch.device) -> tuple[Tensor, str]:
+def gallery_embeddings(
+    retriever: TrainedModel, images: Tensor, device: torch.device
+) -> tuple[Tensor, str]:
     """Gallery embeddings (N, D) float32, cached beside the retriever's checkpoint.
 
     The cache file is keyed by the checkpoint's SHA-256, the gallery's size and the embedding
@@ -153,8 +155,14 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
                                        device=str(device))
 
     def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
-        pick = int(torch.randint(len(severities), (1,), generator=generator)) if len(severities) > 1 else 0
-        return degradations.apply(images, training_degradation, severities[pick], generator=generator)
+        pick = (
+            int(torch.randint(len(severities), (1,), generator=generator))
+            if len(severities) > 1
+            else 0
+        )
+        return degradations.apply(
+            images, training_degradation, severities[pick], generator=generator
+        )
 
     key = fingerprint("restorer", data_key, severities, train_config.fingerprint(),
                       train_config.epochs, source_hash(*RESTORER_CODE))

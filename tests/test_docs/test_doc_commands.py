@@ -72,8 +72,16 @@ def _main_of(words: list[str]):
 
 def test_the_docs_show_the_main_commands() -> None:
     shown = " ".join(text for _, text in COMMANDS)
-    for name in ("robustret.experiment", "robustret.data", "restoration.train", "restoration.evaluate",
-                 "degradations.demo", "bench_degradations.py", "bench_search.py", "bench_embed.py"):
+    for name in (
+        "robustret.experiment",
+        "robustret.data",
+        "restoration.train",
+        "restoration.evaluate",
+        "degradations.demo",
+        "bench_degradations.py",
+        "bench_search.py",
+        "bench_embed.py",
+    ):
         assert name in shown, f"no command of {name} found in the docs: the extraction is broken"
 
 

@@ -22,7 +22,9 @@ def _block(marker: str) -> str:
 
 @pytest.mark.parametrize("marker", ["add-degradation", "add-restorer"])
 def test_readme_example_runs(marker: str) -> None:
-    done = subprocess.run([sys.executable, "-c", _block(marker)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _block(marker)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 

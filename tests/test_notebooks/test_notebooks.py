@@ -17,10 +17,19 @@ CELL_TIMEOUT_S = 120
 #: What each notebook needs beyond the data sets and degradations (module, attribute).
 NEEDS = {
     "01_degradations": [],
-    "02_restoration_ablation": [("robustret.train.classifier", "train_retriever"), ("robustret.metrics", "topk_hit_rate")],
-    "03_metric_ablation": [("robustret.train.classifier", "train_retriever"), ("robustret.metrics", "topk_hit_rate"),
-                           ("robustret.metrics", "mean_average_precision")],
-    "04_robust_training": [("robustret.train.classifier", "train_retriever"), ("robustret.metrics", "topk_hit_rate")],
+    "02_restoration_ablation": [
+        ("robustret.train.classifier", "train_retriever"),
+        ("robustret.metrics", "topk_hit_rate"),
+    ],
+    "03_metric_ablation": [
+        ("robustret.train.classifier", "train_retriever"),
+        ("robustret.metrics", "topk_hit_rate"),
+        ("robustret.metrics", "mean_average_precision"),
+    ],
+    "04_robust_training": [
+        ("robustret.train.classifier", "train_retriever"),
+        ("robustret.metrics", "topk_hit_rate"),
+    ],
 }
 
 
@@ -56,7 +65,9 @@ def test_notebook_runs_tiny(name: str, tmp_path: Path, monkeypatch: pytest.Monke
     code_cells = [c for c in notebook.cells if c.cell_type == "code"]
     assert code_cells, f"{name} has no code cells"
     assert _outputs_png(code_cells[-1]), f"{name}: the last code cell produced no figure"
-    assert any((tmp_path / "out").rglob("*.png")), f"{name} saved no figure under ROBUSTRET_NOTEBOOK_OUT"
+    assert any((tmp_path / "out").rglob("*.png")), (
+        f"{name} saved no figure under ROBUSTRET_NOTEBOOK_OUT"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(NEEDS))
@@ -64,6 +75,10 @@ def test_notebook_stored_without_outputs(name: str) -> None:
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, f"{name}: outputs not stripped"
+            assert not cell.outputs and cell.execution_count is None, (
+                f"{name}: outputs not stripped"
+            )
     first = next(c for c in notebook.cells if c.cell_type == "code")
-    assert "ROBUSTRET_NOTEBOOK_TINY" in first.source, f"{name}: the first code cell must be the config"
+    assert "ROBUSTRET_NOTEBOOK_TINY" in first.source, (
+        f"{name}: the first code cell must be the config"
+    )

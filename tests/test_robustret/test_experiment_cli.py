@@ -36,13 +36,33 @@ def tiny_folder(tmp_path: Path) -> Path:
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--dataset", f"folder:{data}", "--out", str(out), "--image-size", "32", "--retriever-epochs", "1",
-            "--restorer-epochs", "1", "--backbone", "resnet18", "--seed", "0", "-q", *extra]
+    return [
+        "--dataset",
+        f"folder:{data}",
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--retriever-epochs",
+        "1",
+        "--restorer-epochs",
+        "1",
+        "--backbone",
+        "resnet18",
+        "--seed",
+        "0",
+        "-q",
+        *extra,
+    ]
 
 
-def test_end_to_end_writes_results_and_reuses_cache(tiny_folder: Path, tmp_path: Path, capsys) -> None:
+def test_end_to_end_writes_results_and_reuses_cache(
+    tiny_folder: Path, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "run"
-    args = _args(tiny_folder, out, "--degrade", "gaussian_noise", "--restore", "auto", "--topk", "1", "3")
+    args = _args(
+        tiny_folder, out, "--degrade", "gaussian_noise", "--restore", "auto", "--topk", "1", "3"
+    )
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "query" in printed and "degraded" in printed and "restored" in printed
@@ -51,10 +71,20 @@ def test_end_to_end_writes_results_and_reuses_cache(tiny_folder: Path, tmp_path:
     assert rows and all(set(row) == ROW_KEYS for row in rows)
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows)
     assert {row["query"] for row in rows} == {"clean", "degraded", "restored"}
-    assert {row["metric"] for row in rows} == {"l2", "cosine"} and {row["k"] for row in rows} == {1, 3}
+    assert {row["metric"] for row in rows} == {"l2", "cosine"} and {row["k"] for row in rows} == {
+        1,
+        3,
+    }
     restored = [row for row in rows if row["query"] == "restored"]
-    assert {row["restorer"] for row in restored} == {"dae"} and {row["severity"] for row in restored} == {3}
-    assert results["seed"] == 0 and "config" in results and "versions" in results and "timings" in results
+    assert {row["restorer"] for row in restored} == {"dae"} and {
+        row["severity"] for row in restored
+    } == {3}
+    assert (
+        results["seed"] == 0
+        and "config" in results
+        and "versions" in results
+        and "timings" in results
+    )
     assert Path(results["resolved"]["retriever_checkpoint"]).is_file()
     assert (out / "results.csv").read_text().startswith(
         "query,degradation,severity,restorer,metric,k,accuracy,reused")
@@ -89,8 +119,11 @@ def test_config_json_of_a_run_reproduces_its_rows(tiny_folder: Path, tmp_path: P
     assert main(["--config", str(out / "config.json"), "--out", str(again), "-q",
                  "--cache-dir", str(tmp_path / "cache2")]) == 0
     assert _accuracies(again / "results.json") == _accuracies(out / "results.json")
-    assert json.loads((again / "config.json").read_text()) == {**config, "out_dir": str(again),
-                                                                "cache_dir": str(tmp_path / "cache2")}
+    assert json.loads((again / "config.json").read_text()) == {
+        **config,
+        "out_dir": str(again),
+        "cache_dir": str(tmp_path / "cache2"),
+    }
 
 
 def test_a_change_to_the_degradation_code_recomputes_degraded_conditions(
@@ -137,8 +170,25 @@ def test_topk_larger_than_the_gallery_is_one_line_before_training(tiny_folder: P
 
 def test_severity_sweep_writes_plot(tiny_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
-    assert main(_args(tiny_folder, out, "--degrade", "lowres", "--severity", "1", "5", "--restore", "classical",
-                      "--metric", "l2", "--no-tensorboard")) == 0
+    assert (
+        main(
+            _args(
+                tiny_folder,
+                out,
+                "--degrade",
+                "lowres",
+                "--severity",
+                "1",
+                "5",
+                "--restore",
+                "classical",
+                "--metric",
+                "l2",
+                "--no-tensorboard",
+            )
+        )
+        == 0
+    )
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "sweep_summary.json").read_text())
     assert "recovery ratio" in (out / "results.md").read_text()
@@ -154,7 +204,10 @@ def test_unknown_degradation_exits_2_and_lists_choices(capsys) -> None:
 
 
 def test_bad_dataset_spec_is_one_clear_line(tmp_path: Path, capsys) -> None:
-    assert main(["--dataset", f"folder:{tmp_path / 'missing'}", "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert (
+        main(["--dataset", f"folder:{tmp_path / 'missing'}", "--out", str(tmp_path / "o"), "-q"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("python -m robustret.experiment: error:") and "\n" not in err
 
@@ -164,7 +217,16 @@ def test_help_reads_like_documentation(capsys) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--dataset", "--degrade", "--severity", "--restore", "--metric", "--topk", "--profile", "--weights"):
+    for flag in (
+        "--dataset",
+        "--degrade",
+        "--severity",
+        "--restore",
+        "--metric",
+        "--topk",
+        "--profile",
+        "--weights",
+    ):
         assert flag in text
 
 

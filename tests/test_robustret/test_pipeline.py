@@ -103,8 +103,11 @@ def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
     config = ExperimentConfig(degradations=("noise", "lowres"), severities=(1, 3), restore="auto")
     plan = plan_conditions(config)
     assert plan[0] == Condition("clean")
-    assert plan[1:4] == [Condition("degraded", "noise", 1), Condition("restored", "noise", 1, "dae"),
-                         Condition("degraded", "noise", 3)]
+    assert plan[1:4] == [
+        Condition("degraded", "noise", 1),
+        Condition("restored", "noise", 1, "dae"),
+        Condition("degraded", "noise", 3),
+    ]
     assert Condition("restored", "lowres", 3, "srcnn") in plan and len(plan) == 9
     assert plan_conditions(config.replace(restore="none")) == [
         c for c in plan if c.query != "restored"]
