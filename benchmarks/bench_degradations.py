@@ -28,7 +28,6 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 import degradations  # noqa: E402
 
 
-
 def timed_interleaved(
     cases: dict[str, tuple[Callable[[], object], int]], reps: int,
 ) -> dict[str, tuple[float, float]]:
@@ -47,7 +46,10 @@ def timed_interleaved(
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: (cases[name][1] / min(t), cases[name][1] / statistics.median(t)) for name, t in times.items()}
+    return {
+        name: (cases[name][1] / min(t), cases[name][1] / statistics.median(t))
+        for name, t in times.items()
+    }
 
 
 def warm_up_memory(gib: float = 1.0) -> float:
@@ -106,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.rand(n, 1, size, size, generator=gen)
     x_np = x[:, 0].numpy()
     rng = np.random.default_rng(0)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, N={n}, {size}x{size}, reps={reps}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, N={n}, {size}x{size}, "
+        f"reps={reps}"
+    )
     print(f"memory warm-up: 1 GiB touched in {warm_up_memory():.2f} s")
 
     have_kornia = importlib.util.find_spec("kornia") is not None
@@ -128,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore")
         from imagecorruptions import corrupt
         ic_n = min(n, 128 if args.quick else 256)
-        ic_imgs = [np.repeat((x_np[i] * 255).astype(np.uint8)[:, :, None], 3, axis=2) for i in range(ic_n)]
+        ic_imgs = [
+            np.repeat((x_np[i] * 255).astype(np.uint8)[:, :, None], 3, axis=2) for i in range(ic_n)
+        ]
     else:
         print("imagecorruptions not installed: skipping its column")
 
@@ -149,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
             cases["kornia"] = (run_kornia, n)
         if have_ic and name in ic_names:
-            cases["ic"] = (lambda: [corrupt(im, corruption_name=ic_names[name], severity=1) for im in ic_imgs],
-                           ic_n)
+            cases["ic"] = (
+                lambda: [corrupt(im, corruption_name=ic_names[name], severity=1) for im in ic_imgs],
+                ic_n,
+            )
         rows.append((name, timed_interleaved(cases, reps)))
 
     def fmt(v: float | None) -> str:
@@ -161,13 +170,21 @@ def main(argv: list[str] | None = None) -> int:
 
     for label, which in (("best of reps", 0), ("median of reps", 1)):
         print(f"\n{label}:")
-        print("| degradation (level 3) | ours img/s | reference loop img/s | ours/ref | kornia (chunks 128) img/s"
-              " | ours/kornia | imagecorruptions img/s | ours/ic |")
+        print(
+            "| degradation (level 3) | ours img/s | reference loop img/s | ours/ref | kornia "
+            "(chunks 128) img/s"
+            " | ours/kornia | imagecorruptions img/s | ours/ic |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for name, speed in rows:
-            ours, ref, kor, ic = (speed[c][which] if c in speed else None for c in ("ours", "ref", "kornia", "ic"))
-            print(f"| {name} | {fmt(ours)} | {fmt(ref)} | {ratio(ours, ref)} | {fmt(kor)} | {ratio(ours, kor)}"
-                  f" | {fmt(ic)} | {ratio(ours, ic)} |")
+            ours, ref, kor, ic = (
+                speed[c][which] if c in speed else None for c in ("ours", "ref", "kornia", "ic")
+            )
+            print(
+                f"| {name} | {fmt(ours)} | {fmt(ref)} | {ratio(ours, ref)} | {fmt(kor)} | "
+                f"{ratio(ours, kor)}"
+                f" | {fmt(ic)} | {ratio(ours, ic)} |"
+            )
     return 0
 
 

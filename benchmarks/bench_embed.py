@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     from robustret.models import build_retriever
     from robustret.retrieval import extract_embeddings
 
-    model = build_retriever(args.backbone, num_classes=5, in_channels=1, channels_last=args.channels_last).eval()
+    model = build_retriever(
+        args.backbone, num_classes=5, in_channels=1, channels_last=args.channels_last
+    ).eval()
     images = torch.rand(args.n, 1, args.size, args.size, generator=torch.Generator().manual_seed(0))
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
@@ -52,13 +54,22 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - began)
-    result = {"backbone": args.backbone, "n": args.n, "size": args.size, "batch_size": args.batch_size,
-              "channels_last": args.channels_last, "threads": torch.get_num_threads(),
-              "load_avg_1min": os.getloadavg()[0]}
+    result = {
+        "backbone": args.backbone,
+        "n": args.n,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "channels_last": args.channels_last,
+        "threads": torch.get_num_threads(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
     for name, values in times.items():
         med = sorted(values)[len(values) // 2]
         result[f"{name}_img_s"] = round(args.n / med, 1)
-        result[f"{name}_img_s_range"] = [round(args.n / max(values), 1), round(args.n / min(values), 1)]
+        result[f"{name}_img_s_range"] = [
+            round(args.n / max(values), 1),
+            round(args.n / min(values), 1),
+        ]
     result["ratio"] = round(result["extract_embeddings_img_s"] / result["bare_img_s"], 3)
     print(json.dumps(result))
     return 0

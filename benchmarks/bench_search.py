@@ -27,8 +27,16 @@ def _status(field: str) -> float:
     return float("nan")
 
 
-def run_case(case: str, gallery_size: int, num_queries: int, dim: int, k: int, reps: int, chunk: int,
-             broadcast_queries: int) -> dict:
+def run_case(
+    case: str,
+    gallery_size: int,
+    num_queries: int,
+    dim: int,
+    k: int,
+    reps: int,
+    chunk: int,
+    broadcast_queries: int,
+) -> dict:
     import torch
 
     from robustret.retrieval import search
@@ -60,34 +68,58 @@ def run_case(case: str, gallery_size: int, num_queries: int, dim: int, k: int, r
     times.sort()
     median = times[len(times) // 2]
     return {
-        "case": case, "metric": metric, "chunk": chunk if case.startswith("ours") else None,
-        "threads": torch.get_num_threads(), "timed_queries": timed_queries,
-        "qps_median": timed_queries / median, "qps_min": timed_queries / times[-1], "qps_max": timed_queries / times[0],
+        "case": case,
+        "metric": metric,
+        "chunk": chunk if case.startswith("ours") else None,
+        "threads": torch.get_num_threads(),
+        "timed_queries": timed_queries,
+        "qps_median": timed_queries / median,
+        "qps_min": timed_queries / times[-1],
+        "qps_max": timed_queries / times[0],
         "seconds_full": median * num_queries / timed_queries,
-        "peak_extra_mib": max(_status("VmHWM"), hwm_before) - rss_before, "rss_before_mib": rss_before,
+        "peak_extra_mib": max(_status("VmHWM"), hwm_before) - rss_before,
+        "rss_before_mib": rss_before,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=CASES, help="one case in this process (default: all, each in a subprocess)")
+    parser.add_argument(
+        "--case",
+        choices=CASES,
+        help="one case in this process (default: all, each in a subprocess)",
+    )
     parser.add_argument("--gallery", type=int, default=24_300)
     parser.add_argument("--queries", type=int, default=24_300)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=1024)
-    parser.add_argument("--broadcast-queries", type=int, default=128, help="queries timed for the broadcast case")
+    parser.add_argument(
+        "--broadcast-queries", type=int, default=128, help="queries timed for the broadcast case"
+    )
     args = parser.parse_args(argv)
     if args.case:
-        result = run_case(args.case, args.gallery, args.queries, args.dim, args.k, args.reps, args.chunk,
-                          args.broadcast_queries)
+        result = run_case(
+            args.case,
+            args.gallery,
+            args.queries,
+            args.dim,
+            args.k,
+            args.reps,
+            args.chunk,
+            args.broadcast_queries,
+        )
         print(json.dumps(result))
         return 0
     rows = {}
     for case in CASES:
         cmd = [sys.executable, __file__, "--case", case, *(argv or sys.argv[1:])]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         rows[case] = json.loads(out)
         print(out, flush=True)
     print("\n| case | queries/s (median, min-max) | full set s | peak extra MiB |")
@@ -98,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     for metric in ("l2", "cosine"):
         ours, faiss_ = rows[f"ours_{metric}"], rows[f"faiss_{metric}"]
         print(f"{metric}: ours / faiss = {ours['qps_median'] / faiss_['qps_median']:.2f}x")
-    print(f"l2: ours / broadcast = {rows['ours_l2']['qps_median'] / rows['broadcast_l2']['qps_median']:.0f}x")
+    print(
+        "l2: ours / broadcast = "
+        f"{rows['ours_l2']['qps_median'] / rows['broadcast_l2']['qps_median']:.0f}x"
+    )
     return 0
 
 

@@ -17,12 +17,16 @@ from torch import Tensor
 from robustret.checks import check_images
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> Tensor:
+def _uniform(
+    n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     gen_device = generator.device if generator is not None else torch.device("cpu")
     return (torch.rand(n, generator=generator, device=gen_device) * (high - low) + low).to(device)
 
 
-def random_hflip(images: Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> Tensor:
+def random_hflip(
+    images: Tensor, generator: torch.Generator | None = None, p: float = 0.5
+) -> Tensor:
     """Mirror each image left-right with probability ``p``.
 
     Args:
@@ -54,16 +58,26 @@ def random_affine(images: Tensor, generator: torch.Generator | None = None, *, d
         raise ValueError(f"degrees and translate_px must be >= 0; got {degrees}, {translate_px}")
     b, _, h, w = images.shape
     angle = _uniform(b, -degrees, degrees, generator, images.device) * (math.pi / 180)
-    tx = _uniform(b, -translate_px, translate_px, generator, images.device) * (2.0 / w)  # normalised coords
+    tx = _uniform(b, -translate_px, translate_px, generator, images.device) * (
+        2.0 / w
+    )  # normalised coords
     ty = _uniform(b, -translate_px, translate_px, generator, images.device) * (2.0 / h)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (B, 2, 3)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
+    )  # (B, 2, 3)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def random_brightness_contrast(images: Tensor, generator: torch.Generator | None = None, *,
-                               brightness: float = 0.01, contrast: float = 0.2, clip: bool = True) -> Tensor:
+def random_brightness_contrast(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    brightness: float = 0.01,
+    contrast: float = 0.2,
+    clip: bool = True,
+) -> Tensor:
     """Contrast/lighting jitter: ``(x - mean) * c + mean + b``, c ~ U(1-contrast, 1+contrast),
     b ~ U(-brightness, brightness), per image (mean over that image's pixels).
 
@@ -77,10 +91,16 @@ def random_brightness_contrast(images: Tensor, generator: torch.Generator | None
         (B, C, H, W), same device and dtype.
     """
     if brightness < 0 or not 0 <= contrast < 1:
-        raise ValueError(f"need brightness >= 0 and 0 <= contrast < 1; got {brightness}, {contrast}")
+        raise ValueError(
+            f"need brightness >= 0 and 0 <= contrast < 1; got {brightness}, {contrast}"
+        )
     b = images.shape[0]
-    factor = _uniform(b, 1 - contrast, 1 + contrast, generator, images.device).to(images.dtype)[:, None, None, None]
-    shift = _uniform(b, -brightness, brightness, generator, images.device).to(images.dtype)[:, None, None, None]
+    factor = _uniform(b, 1 - contrast, 1 + contrast, generator, images.device).to(images.dtype)[
+        :, None, None, None
+    ]
+    shift = _uniform(b, -brightness, brightness, generator, images.device).to(images.dtype)[
+        :, None, None, None
+    ]
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     out = (images - mean) * factor + mean + shift
     return out.clamp(0.0, 1.0) if clip else out

@@ -34,7 +34,9 @@ def map_batches(
     per_item = per_item or {}
     for name, value in per_item.items():
         if value.shape[0] != images.shape[0]:
-            raise ValueError(f"per_item[{name!r}] has {value.shape[0]} entries for {images.shape[0]} images")
+            raise ValueError(
+                f"per_item[{name!r}] has {value.shape[0]} entries for {images.shape[0]} images"
+            )
     outputs = []
     for start in range(0, images.shape[0], batch_size):
         stop = start + batch_size

@@ -41,16 +41,24 @@ def check_images(images: object, name: str = "images", *, check_values: bool = T
             values outside ``[0, 1]``.
     """
     if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W); got {type(images).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (B, C, H, W); got {type(images).__name__}"
+        )
     if images.ndim != 4:
-        hint = " For a single image use x[None] (C, H, W) or x[None, None] (H, W)." if images.ndim in (2, 3) else ""
+        hint = (
+            " For a single image use x[None] (C, H, W) or x[None, None] (H, W)."
+            if images.ndim in (2, 3)
+            else ""
+        )
         raise ValueError(
-            f"{name} must be (B, C, H, W) with C in {{1, 3}}; got shape {tuple(images.shape)}.{hint}"
+            f"{name} must be (B, C, H, W) with C in {{1, 3}}; got shape "
+            f"{tuple(images.shape)}.{hint}"
         )
     if images.shape[1] not in (1, 3):
         raise ValueError(
             f"{name} must be (B, C, H, W) with C in {{1, 3}}; got {images.shape[1]} channels "
-            f"(shape {tuple(images.shape)}). Channels-last input (B, H, W, C) must be permuted first."
+            f"(shape {tuple(images.shape)}). Channels-last input (B, H, W, C) must be permuted "
+            "first."
         )
     if not images.is_floating_point():
         raise ValueError(
@@ -75,7 +83,9 @@ def check_images(images: object, name: str = "images", *, check_values: bool = T
 def check_embeddings(embeddings: object, name: str = "embeddings") -> Tensor:
     """Validate a ``(N, D)`` floating embedding matrix (rows are items) and return it."""
     if not isinstance(embeddings, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, D); got {type(embeddings).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, D); got {type(embeddings).__name__}"
+        )
     if embeddings.ndim != 2:
         raise ValueError(f"{name} must be (N, D); got shape {tuple(embeddings.shape)}")
     if not embeddings.is_floating_point():

@@ -24,9 +24,15 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available here; use --device cpu or auto")
+            raise ValueError(
+                f"device {spec!r} requested but CUDA is not available here; use --device cpu or "
+                "auto"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise ValueError(
+                f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) "
+                "exist"
+            )
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
     return device

@@ -65,7 +65,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda handle: torch.save(obj, handle), "wb")
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a checkpoint dict written by :func:`atomic_save`.
 
     Raises:
@@ -78,7 +80,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises several unrelated types for corrupt files
-        raise ValueError(f"cannot read checkpoint {path}: {exc}. Delete it or pass another file.") from exc
+        raise ValueError(
+            f"cannot read checkpoint {path}: {exc}. Delete it or pass another file."
+        ) from exc
     if not isinstance(obj, dict):
         raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict")
     return obj

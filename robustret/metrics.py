@@ -16,7 +16,9 @@ from robustret.checks import check_labels
 
 def _hits(retrieved_labels: Tensor, query_labels: Tensor) -> Tensor:
     if retrieved_labels.ndim != 2:
-        raise ValueError(f"retrieved_labels must be (Q, K); got shape {tuple(retrieved_labels.shape)}")
+        raise ValueError(
+            f"retrieved_labels must be (Q, K); got shape {tuple(retrieved_labels.shape)}"
+        )
     check_labels(query_labels, retrieved_labels.shape[0], "query_labels")
     return retrieved_labels == query_labels.to(retrieved_labels.device)[:, None]  # (Q, K) bool
 
@@ -28,7 +30,9 @@ def _check_ks(ks: Sequence[int], width: int) -> None:
 
 
 def _per_class(values: Tensor, query_labels: Tensor) -> dict[int, float]:
-    return {int(c): float(values[query_labels == c].mean()) for c in torch.unique(query_labels.cpu())}
+    return {
+        int(c): float(values[query_labels == c].mean()) for c in torch.unique(query_labels.cpu())
+    }
 
 
 def topk_hit_rate(retrieved_labels: Tensor, query_labels: Tensor, ks: Sequence[int] = (1, 5, 10),
@@ -66,7 +70,9 @@ def _relevant_counts(query_labels: Tensor, gallery_class_counts: Tensor) -> Tens
         raise ValueError("gallery_class_counts has no entry for some query class")
     relevant = counts[query_labels].float()  # (Q,)
     if bool((relevant == 0).any()):
-        raise ValueError("some queries have no relevant gallery item (class count 0); recall/AP undefined")
+        raise ValueError(
+            "some queries have no relevant gallery item (class count 0); recall/AP undefined"
+        )
     return relevant
 
 
@@ -102,12 +108,15 @@ def average_precisions(retrieved_labels: Tensor, query_labels: Tensor, gallery_c
     width = hits.shape[1]
     if at_r:
         if int(relevant.max()) > width:
-            raise ValueError(f"map_at_r needs at least R={int(relevant.max())} results per query; got {width}")
+            raise ValueError(
+                f"map_at_r needs at least R={int(relevant.max())} results per query; got {width}"
+            )
         ranks = torch.arange(1, width + 1, device=hits.device)
         hits = hits * (ranks[None] <= relevant[:, None])  # keep the first R results only
     elif width < int(gallery_class_counts.sum()):
         raise ValueError(
-            f"mean_average_precision needs the full ranking (K = gallery size {int(gallery_class_counts.sum())}); "
+            "mean_average_precision needs the full ranking (K = gallery size "
+            f"{int(gallery_class_counts.sum())}); "
             f"got K={width}"
         )
     ranks = torch.arange(1, width + 1, device=hits.device, dtype=torch.float32)
@@ -115,8 +124,13 @@ def average_precisions(retrieved_labels: Tensor, query_labels: Tensor, gallery_c
     return (precision * hits).sum(dim=1) / relevant
 
 
-def mean_average_precision(retrieved_labels: Tensor, query_labels: Tensor, gallery_class_counts: Tensor,
-                           *, per_class: bool = False) -> float | dict[int, float]:
+def mean_average_precision(
+    retrieved_labels: Tensor,
+    query_labels: Tensor,
+    gallery_class_counts: Tensor,
+    *,
+    per_class: bool = False,
+) -> float | dict[int, float]:
     """Mean of the non-interpolated AP over queries (full ranking, K = G)."""
     ap = average_precisions(retrieved_labels, query_labels, gallery_class_counts)
     return _per_class(ap, query_labels) if per_class else float(ap.mean())

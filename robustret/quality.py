@@ -23,7 +23,10 @@ def _check_pair(x: Tensor, y: Tensor) -> None:
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise TypeError(f"x and y must be tensors; got {type(x).__name__} and {type(y).__name__}")
     if x.ndim != 4 or x.shape != y.shape:
-        raise ValueError(f"x and y must be (B, C, H, W) of the same shape; got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"x and y must be (B, C, H, W) of the same shape; got {tuple(x.shape)} and "
+            f"{tuple(y.shape)}"
+        )
 
 
 def _working_dtype(x: Tensor) -> torch.dtype:
@@ -50,8 +53,13 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def gaussian_window(size: int = _WINDOW, sigma: float = _SIGMA, *, dtype: torch.dtype = torch.float32,
-                    device: torch.device | str = "cpu") -> Tensor:
+def gaussian_window(
+    size: int = _WINDOW,
+    sigma: float = _SIGMA,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """The normalised 1-D Gaussian ``(size,)`` whose outer product is the SSIM window."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
@@ -72,7 +80,9 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     """
     _check_pair(x, y)
     if min(x.shape[-2:]) < _WINDOW:
-        raise ValueError(f"ssim needs H and W >= {_WINDOW} (the Gaussian window); got {tuple(x.shape[-2:])}")
+        raise ValueError(
+            f"ssim needs H and W >= {_WINDOW} (the Gaussian window); got {tuple(x.shape[-2:])}"
+        )
     if data_range <= 0:
         raise ValueError(f"data_range must be > 0, got {data_range}")
     dtype = _working_dtype(x)
@@ -90,5 +100,7 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     syy = blur(y * y) - mu_y**2
     sxy = blur(x * y) - mu_x * mu_y
     c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
+    )
     return ssim_map.reshape(b, -1).mean(dim=1)

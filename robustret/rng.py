@@ -25,7 +25,9 @@ def sample_seed(seed: int, *index: int) -> int:
     ``sample_seed(seed, i)`` seeds item ``i``; it depends on nothing but its arguments, so
     batch size, order and workers never change what item ``i`` receives.
     """
-    state = np.random.SeedSequence([int(seed), *(int(i) for i in index)]).generate_state(2, np.uint32)
+    state = np.random.SeedSequence([int(seed), *(int(i) for i in index)]).generate_state(
+        2, np.uint32
+    )
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
@@ -50,7 +52,9 @@ def stream_seed(seed: int, stream: str, *index: int) -> int:
 
 def draw_seed(generator: torch.Generator | None) -> int:
     """One 63-bit integer drawn from ``generator`` (torch's global generator when None)."""
-    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=_device_of(generator)).item())
+    return int(
+        torch.randint(0, 2**63 - 1, (1,), generator=generator, device=_device_of(generator)).item()
+    )
 
 
 def _device_of(generator: torch.Generator | None) -> torch.device:

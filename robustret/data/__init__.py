@@ -29,7 +29,10 @@ __all__ = [
 ]
 
 SCHEMES = {"synthetic": load_synthetic, "smallnorb": load_smallnorb, "folder": load_folder}
-_USAGE = "use 'synthetic', 'smallnorb:PATH' (folder of the official .mat/.mat.gz files) or 'folder:PATH' (one sub-folder per class)"
+_USAGE = (
+    "use 'synthetic', 'smallnorb:PATH' (folder of the official .mat/.mat.gz files) or "
+    "'folder:PATH' (one sub-folder per class)"
+)
 
 
 def load(
@@ -70,7 +73,9 @@ def load(
     accepted = set(inspect.signature(reader).parameters)
     unknown = sorted(set(reader_options) - accepted)
     if unknown:
-        valid = ", ".join(sorted(accepted - {"path", "image_size", "channels", "per_class", "seed"}))
+        valid = ", ".join(
+            sorted(accepted - {"path", "image_size", "channels", "per_class", "seed"})
+        )
         raise ValueError(f"{scheme} does not take option(s) {', '.join(unknown)}; valid: {valid}")
     common = {"image_size": image_size, "channels": channels, "per_class": per_class, "seed": seed}
     if scheme == "synthetic":

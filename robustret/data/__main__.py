@@ -40,12 +40,19 @@ def preview_grid(data: RetrievalData, per_class: int = 8, seed: int = 0) -> np.n
     rows = []
     for label in range(len(data.class_names)):
         tiles = []
-        for side, count in ((data.gallery, per_class - per_class // 2), (data.queries, per_class // 2)):
+        for side, count in (
+            (data.gallery, per_class - per_class // 2),
+            (data.queries, per_class // 2),
+        ):
             positions = np.flatnonzero(side.labels.numpy() == label)
             chosen = np.sort(rng.choice(positions, size=min(count, positions.size), replace=False))
             tiles.extend(side.images[int(i)].numpy() for i in chosen)
         tiles += [np.zeros((c, s, w), np.float32)] * (per_class - len(tiles))
-        rows.append(np.concatenate([np.pad(t, ((0, 0), (1, 1), (1, 1)), constant_values=1.0) for t in tiles], axis=2))
+        rows.append(
+            np.concatenate(
+                [np.pad(t, ((0, 0), (1, 1), (1, 1)), constant_values=1.0) for t in tiles], axis=2
+            )
+        )
     grid = (np.concatenate(rows, axis=1) * 255).round().astype(np.uint8)
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)
 
@@ -69,8 +76,11 @@ def write_preview(data: RetrievalData, path: str | Path, per_class: int = 8, see
     tile = grid.shape[0] / rows
     ax.set_yticks([(i + 0.5) * tile for i in range(rows)], data.class_names)
     ax.set_xticks([])
-    ax.set_title(f"{data.name}: per class, {per_class - per_class // 2} gallery | {per_class // 2} query images",
-                 fontsize=9)
+    ax.set_title(
+        f"{data.name}: per class, {per_class - per_class // 2} gallery | {per_class // 2} query "
+        "images",
+        fontsize=9,
+    )
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -79,15 +89,21 @@ def write_preview(data: RetrievalData, path: str | Path, per_class: int = 8, see
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad spec / data)."""
-    parser = argparse.ArgumentParser(prog="python -m robustret.data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m robustret.data", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print classes, counts per split and per class, image shape")
     info.add_argument("--dataset", required=True, help="synthetic | smallnorb:PATH | folder:PATH")
     info.add_argument("--image-size", type=int, default=None, help="resize to N x N")
-    info.add_argument("--per-class", type=int, default=None, help="cap images per class in each split")
+    info.add_argument(
+        "--per-class", type=int, default=None, help="cap images per class in each split"
+    )
     info.add_argument("--channels", choices=("gray", "rgb"), default=None)
     info.add_argument("--seed", type=int, default=0)
-    info.add_argument("--preview", default=None, metavar="FILE.png", help="write a grid of samples per class")
+    info.add_argument(
+        "--preview", default=None, metavar="FILE.png", help="write a grid of samples per class"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:

@@ -48,7 +48,8 @@ class ImageSet:
         for key, column in self.metadata.items():
             if len(column) != len(self.labels):
                 raise ValueError(
-                    f"metadata column {key!r} has {len(column)} entries but the set has {len(self.labels)} images"
+                    f"metadata column {key!r} has {len(column)} entries but the set has "
+                    f"{len(self.labels)} images"
                 )
 
     def __len__(self) -> int:
@@ -69,7 +70,9 @@ class ImageSet:
         positions = index.tolist()
         metadata: dict[str, Tensor | list] = {}
         for key, column in self.metadata.items():
-            metadata[key] = column[index] if isinstance(column, Tensor) else [column[i] for i in positions]
+            metadata[key] = (
+                column[index] if isinstance(column, Tensor) else [column[i] for i in positions]
+            )
         return ImageSet(self.images[index], self.labels[index], list(self.class_names), metadata)
 
     def class_counts(self) -> list[int]:
@@ -186,7 +189,9 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def to_float_images(array: np.ndarray, image_size: int | None = None, channels: str | None = None) -> Tensor:
+def to_float_images(
+    array: np.ndarray, image_size: int | None = None, channels: str | None = None
+) -> Tensor:
     """Convert a (N, C, H, W) integer or float array into the image contract.
 
     Args:
@@ -199,8 +204,14 @@ def to_float_images(array: np.ndarray, image_size: int | None = None, channels: 
     if array.ndim != 4 or array.shape[1] not in (1, 3):
         raise ValueError(f"expected (N, C, H, W) with C in {{1, 3}}, got {array.shape}")
     if image_size is not None and array.shape[2:] != (image_size, image_size):
-        array = np.stack([resize_square(np.ascontiguousarray(a.transpose(1, 2, 0)), image_size) for a in array])
-        array = array.transpose(0, 3, 1, 2) if len(array) else np.zeros((0, array.shape[1], image_size, image_size), array.dtype)
+        array = np.stack(
+            [resize_square(np.ascontiguousarray(a.transpose(1, 2, 0)), image_size) for a in array]
+        )
+        array = (
+            array.transpose(0, 3, 1, 2)
+            if len(array)
+            else np.zeros((0, array.shape[1], image_size, image_size), array.dtype)
+        )
     if array.dtype == np.uint8:
         images = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
     elif array.dtype == np.uint16:

@@ -58,7 +58,9 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         ValueError: no class sub-folders, fewer than two classes, or no image files.
     """
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}; pass a folder with one sub-folder per class")
+        raise FileNotFoundError(
+            f"image folder not found: {root}; pass a folder with one sub-folder per class"
+        )
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"{root} has no class sub-folders; expected root/<class_name>/<images>")
@@ -74,10 +76,13 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         if found:
             with_images.append(name)
     if not entries:
-        raise ValueError(f"{root} has no image files in its class sub-folders ({len(classes)} folders)")
+        raise ValueError(
+            f"{root} has no image files in its class sub-folders ({len(classes)} folders)"
+        )
     if len(with_images) < 2:
         raise ValueError(
-            f"{root} has a single class with images ({with_images[0]!r}); retrieval needs at least 2 classes"
+            f"{root} has a single class with images ({with_images[0]!r}); retrieval needs at least "
+            "2 classes"
         )
     return with_images, [e for e in entries if e[0] in with_images]
 
@@ -109,7 +114,11 @@ def decode_image(path: Path, image_size: int | None) -> np.ndarray | None:
 
 def _cache_key(root: Path, entries: list[tuple[str, str]], image_size: int | None) -> str:
     digest = hashlib.sha256()
-    header = {"code": source_hash(*DECODE_CODE), "root": str(root.resolve()), "image_size": image_size}
+    header = {
+        "code": source_hash(*DECODE_CODE),
+        "root": str(root.resolve()),
+        "image_size": image_size,
+    }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for _, rel in entries:
         stat = (root / rel).stat()
@@ -117,7 +126,9 @@ def _cache_key(root: Path, entries: list[tuple[str, str]], image_size: int | Non
     return digest.hexdigest()[:32]
 
 
-def decode_folder(root: Path, image_size: int | None = None, *, use_cache: bool = True) -> dict[str, object]:
+def decode_folder(
+    root: Path, image_size: int | None = None, *, use_cache: bool = True
+) -> dict[str, object]:
     """Decode every image of a class-per-folder tree (cached).
 
     Returns:
@@ -161,17 +172,23 @@ def decode_folder(root: Path, image_size: int | None = None, *, use_cache: bool 
         raise ValueError(f"{root}: none of the {len(entries)} image files could be decoded")
     present = sorted(set(labels))
     if len(present) < 2:
-        raise ValueError(f"{root}: readable images in a single class ({class_names[present[0]]!r}); need at least 2")
+        raise ValueError(
+            f"{root}: readable images in a single class ({class_names[present[0]]!r}); need at "
+            "least 2"
+        )
     if len(present) < len(class_names):  # drop classes left without a readable image
         dropped = [name for i, name in enumerate(class_names) if i not in set(present)]
-        logger.warning("dropped class(es) with no readable image in %s: %s", root, ", ".join(dropped))
+        logger.warning(
+            "dropped class(es) with no readable image in %s: %s", root, ", ".join(dropped)
+        )
         remap = {old: new for new, old in enumerate(present)}
         labels = [remap[label] for label in labels]
         class_names = [class_names[i] for i in present]
     sizes = {im.shape[1:] for im in decoded}
     if len(sizes) > 1:
         raise ValueError(
-            f"{root}: images have different sizes ({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:4])} ...); "
+            f"{root}: images have different sizes "
+            f"({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:4])} ...); "
             "pass image_size=N to resize them to N x N"
         )
     if any(im.shape[0] == 3 for im in decoded):
@@ -185,7 +202,9 @@ def decode_folder(root: Path, image_size: int | None = None, *, use_cache: bool 
         "class_names": class_names,
         "files": files,
     }
-    logger.info("folder %s: decoded %d images in %.2f s", root, len(files), time.perf_counter() - start)
+    logger.info(
+        "folder %s: decoded %d images in %.2f s", root, len(files), time.perf_counter() - start
+    )
     if use_cache:
         buffer = io.BytesIO()
         np.savez(buffer, images=result["images"], labels=result["labels"],
@@ -210,7 +229,8 @@ def load_folder(
 
     Args:
         path: the root folder (one sub-folder per class).
-        image_size: resize to (image_size, image_size) (INTER_AREA down); required when sizes differ.
+        image_size: resize to (image_size, image_size) (INTER_AREA down); required when sizes
+            differ.
         channels: 'gray', 'rgb' or None (native: 3 if any file is colour, else 1).
         per_class: cap images per class in each split (seeded choice, after splitting).
         seed: seed of the split and of the per-class choice.

@@ -84,7 +84,9 @@ def write_smallnorb_matrix(path: str | os.PathLike, array: np.ndarray) -> Path:
     dtype = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
     magic = DTYPE_TO_MAGIC.get(np.dtype(dtype))
     if magic is None:
-        raise TypeError(f"smallNORB matrices hold uint8, int16, int32, float32 or float64; got {array.dtype}")
+        raise TypeError(
+            f"smallNORB matrices hold uint8, int16, int32, float32 or float64; got {array.dtype}"
+        )
     dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
     header = np.array([magic, array.ndim, *dims], dtype="<i4").tobytes()
     payload = header + np.ascontiguousarray(array, dtype=dtype).tobytes()
@@ -105,7 +107,9 @@ def parse_header(raw: bytes, path: Path, total: int) -> MatrixHeader:
             match the header.
     """
     if len(raw) < 8:
-        raise SmallNorbFormatError(f"{path}: truncated: expected at least 8 header bytes, got {len(raw)}")
+        raise SmallNorbFormatError(
+            f"{path}: truncated: expected at least 8 header bytes, got {len(raw)}"
+        )
     magic, ndim = (int(v) for v in np.frombuffer(raw[:8], dtype="<i4"))
     if magic not in MAGIC_TO_DTYPE:
         raise SmallNorbFormatError(
@@ -117,7 +121,9 @@ def parse_header(raw: bytes, path: Path, total: int) -> MatrixHeader:
     n_slots = max(3, ndim)
     offset = 8 + 4 * n_slots
     if len(raw) < offset:
-        raise SmallNorbFormatError(f"{path}: truncated: expected {offset} header bytes, got {len(raw)}")
+        raise SmallNorbFormatError(
+            f"{path}: truncated: expected {offset} header bytes, got {len(raw)}"
+        )
     dims = [int(v) for v in np.frombuffer(raw[8:offset], dtype="<i4")]
     if any(d < 0 for d in dims[:ndim]) or any(d != 1 for d in dims[ndim:]):
         raise SmallNorbFormatError(f"{path}: bad dimensions {dims} for ndim {ndim}")
@@ -125,7 +131,8 @@ def parse_header(raw: bytes, path: Path, total: int) -> MatrixHeader:
     if total != header.nbytes:
         problem = "truncated" if total < header.nbytes else "trailing data"
         raise SmallNorbFormatError(
-            f"{path}: {problem}: expected {header.nbytes} bytes for {header.dtype} {header.shape}, got {total}"
+            f"{path}: {problem}: expected {header.nbytes} bytes for {header.dtype} {header.shape}, "
+            f"got {total}"
         )
     return header
 
@@ -158,7 +165,9 @@ def read_smallnorb_matrix(path: str | os.PathLike, *, mmap: bool = True) -> np.n
         head = handle.read(8 + 4 * _MAX_NDIM)
     header = parse_header(head, path, total)
     if mmap and int(np.prod(header.shape)) > 0:
-        return np.memmap(path, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape)
+        return np.memmap(
+            path, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape
+        )
     with path.open("rb") as handle:
         handle.seek(header.offset)
         data = handle.read()
@@ -166,7 +175,7 @@ def read_smallnorb_matrix(path: str | os.PathLike, *, mmap: bool = True) -> np.n
 
 
 def find_split_files(root: Path, split: str) -> dict[str, Path]:
-    """The ``dat``, ``cat`` and ``info`` files of ``split`` ('training' or 'testing') in ``root``."""
+    """The ``dat``, ``cat`` and ``info`` files of ``split`` (training or testing) in ``root``."""
     files: dict[str, Path] = {}
     for kind in ("dat", "cat", "info"):
         matches = sorted(root.glob(f"smallnorb-*-{split}-{kind}.mat")) + sorted(
@@ -212,17 +221,29 @@ def read_split(
     cat = np.asarray(read_smallnorb_matrix(files["cat"], mmap=False))
     info = np.asarray(read_smallnorb_matrix(files["info"], mmap=False))
     if dat.ndim != 4 or dat.dtype != np.uint8:
-        raise SmallNorbFormatError(f"{files['dat']}: expected uint8 (N, 2, H, W) images, got {dat.dtype} {dat.shape}")
+        raise SmallNorbFormatError(
+            f"{files['dat']}: expected uint8 (N, 2, H, W) images, got {dat.dtype} {dat.shape}"
+        )
     if cat.ndim != 1 or cat.dtype.kind != "i":
-        raise SmallNorbFormatError(f"{files['cat']}: expected int32 (N,) categories, got {cat.dtype} {cat.shape}")
+        raise SmallNorbFormatError(
+            f"{files['cat']}: expected int32 (N,) categories, got {cat.dtype} {cat.shape}"
+        )
     if info.ndim != 2 or info.shape[1] != 4 or info.dtype.kind != "i":
-        raise SmallNorbFormatError(f"{files['info']}: expected int32 (N, 4) info, got {info.dtype} {info.shape}")
-    counts = {files["dat"].name: dat.shape[0], files["cat"].name: cat.shape[0], files["info"].name: info.shape[0]}
+        raise SmallNorbFormatError(
+            f"{files['info']}: expected int32 (N, 4) info, got {info.dtype} {info.shape}"
+        )
+    counts = {
+        files["dat"].name: dat.shape[0],
+        files["cat"].name: cat.shape[0],
+        files["info"].name: info.shape[0],
+    }
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{name}: {n}" for name, n in counts.items())
         raise SmallNorbFormatError(f"mismatched counts in {root} ({split}): {detail}")
     if cat.size and (cat.min() < 0 or cat.max() >= len(CLASS_NAMES)):
-        raise SmallNorbFormatError(f"{files['cat']}: categories must be 0..4, found {cat.min()}..{cat.max()}")
+        raise SmallNorbFormatError(
+            f"{files['cat']}: categories must be 0..4, found {cat.min()}..{cat.max()}"
+        )
     if camera in (0, 1):
         cameras = [int(camera)]
     elif camera == "both":
@@ -230,7 +251,9 @@ def read_split(
     else:
         raise ValueError(f"camera must be 0, 1 or 'both'; got {camera!r}")
     if dat.shape[1] <= max(cameras):
-        raise SmallNorbFormatError(f"{files['dat']}: has {dat.shape[1]} camera views, camera {max(cameras)} asked")
+        raise SmallNorbFormatError(
+            f"{files['dat']}: has {dat.shape[1]} camera views, camera {max(cameras)} asked"
+        )
 
     n = dat.shape[0]
     item = np.repeat(np.arange(n), len(cameras))  # (N * cams,) item-major order
@@ -240,7 +263,9 @@ def read_split(
     item, cam, labels = item[keep], cam[keep], labels[keep]
     raw = np.asarray(dat[item, cam])[:, None]  # (M, 1, H, W) uint8, only these rows are read
     images = to_float_images(raw, image_size, channels)
-    metadata: dict = {col: torch.from_numpy(info[item, j].astype(np.int64)) for j, col in enumerate(INFO_COLUMNS)}
+    metadata: dict = {
+        col: torch.from_numpy(info[item, j].astype(np.int64)) for j, col in enumerate(INFO_COLUMNS)
+    }
     metadata["camera"] = torch.from_numpy(cam.astype(np.int64))
     return ImageSet(images, torch.from_numpy(labels), list(CLASS_NAMES), metadata)
 
@@ -271,7 +296,10 @@ def load_smallnorb(
     """
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"smallNORB folder not found: {root}; pass the folder holding the official .mat(.gz) files")
+        raise FileNotFoundError(
+            f"smallNORB folder not found: {root}; pass the folder holding the official .mat(.gz) "
+            "files"
+        )
     check_channels(channels)
     image_size = check_image_size(image_size)
     splits = {}
@@ -281,4 +309,6 @@ def load_smallnorb(
             per_class=per_class, seed=seed, side=side,
         )
         logger.info("smallNORB %s: %d images from %s", split, len(splits[side]), root)
-    return RetrievalData(f"smallnorb:{root}", splits["gallery"], splits["queries"], list(CLASS_NAMES))
+    return RetrievalData(
+        f"smallnorb:{root}", splits["gallery"], splits["queries"], list(CLASS_NAMES)
+    )

@@ -39,12 +39,14 @@ def _n_query(n: int, query_fraction: float) -> int:
     return int(min(max(round(n * query_fraction), 1), n - 1))
 
 
-def stratified_split(labels: Sequence[int] | Tensor | np.ndarray, query_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: Sequence[int] | Tensor | np.ndarray, query_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded per-class split.
 
     Class ``c`` with ``n`` images sends ``round(n * query_fraction)`` of them (at least one, and
-    never all) to the queries, chosen by ``stream_seed(seed, "data/split", c)``. A class with one image stays
-    in the gallery.
+    never all) to the queries, chosen by ``stream_seed(seed, "data/split", c)``. A class with one
+    image stays in the gallery.
 
     Args:
         labels: (N,) integer class labels.
@@ -117,12 +119,13 @@ def instance_split(
         if len(objects) < 2:
             name = class_names[c] if class_names is not None else str(c)
             raise ValueError(
-                f"class {name!r} has a single instance ({objects[0]!r}); an instance-disjoint split needs "
-                "at least 2 instances per class. Use the default stratified split for one-object-per-class "
-                "sets such as COIL-20."
+                f"class {name!r} has a single instance ({objects[0]!r}); an instance-disjoint "
+                "split needs at least 2 instances per class. Use the default stratified split "
+                "for one-object-per-class sets such as COIL-20."
             )
         rng = np.random.default_rng(stream_seed(seed, "data/split/instance", int(c)))
-        chosen = set(rng.permutation(np.asarray(objects, dtype=object))[: _n_query(len(objects), query_fraction)])
+        shuffled = rng.permutation(np.asarray(objects, dtype=object))
+        chosen = set(shuffled[: _n_query(len(objects), query_fraction)])
         is_query |= in_class & np.isin(keys, list(chosen))
     return np.flatnonzero(~is_query), np.flatnonzero(is_query)
 
@@ -148,12 +151,17 @@ def read_split_file(path: str | os.PathLike) -> dict[str, str]:
             if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
                 continue
             if len(row) != 2:
-                raise ValueError(f"{path}:{number}: expected 'relative/path,gallery|query', got {','.join(row)!r}")
+                raise ValueError(
+                    f"{path}:{number}: expected 'relative/path,gallery|query', got "
+                    f"{','.join(row)!r}"
+                )
             name, side = row[0].strip().replace("\\", "/"), row[1].strip().lower()
             if number == 1 and side in ("split", "side"):
                 continue
             if side not in SIDES:
-                raise ValueError(f"{path}:{number}: side must be 'gallery' or 'query', got {side!r}")
+                raise ValueError(
+                    f"{path}:{number}: side must be 'gallery' or 'query', got {side!r}"
+                )
             sides[name] = side
     return sides
 
@@ -175,16 +183,25 @@ def split_from_file(files: Sequence[str], path: str | os.PathLike) -> tuple[np.n
     missing = [name for name in sides if name not in known]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ValueError(f"split file {path} lists {len(missing)} image(s) not in the data folder: {shown}")
-    gallery = np.asarray([i for i, f in enumerate(files) if sides.get(f) == "gallery"], dtype=np.int64)
+        raise ValueError(
+            f"split file {path} lists {len(missing)} image(s) not in the data folder: {shown}"
+        )
+    gallery = np.asarray(
+        [i for i, f in enumerate(files) if sides.get(f) == "gallery"], dtype=np.int64
+    )
     query = np.asarray([i for i, f in enumerate(files) if sides.get(f) == "query"], dtype=np.int64)
     if gallery.size == 0 or query.size == 0:
-        raise ValueError(f"split file {path} leaves the {'gallery' if gallery.size == 0 else 'query'} side empty")
+        raise ValueError(
+            f"split file {path} leaves the {'gallery' if gallery.size == 0 else 'query'} side empty"
+        )
     return gallery, query
 
 
 class ImageSetDataset(Dataset):
-    """Torch dataset over an :class:`ImageSet`: item i is ``(image (C, H, W) float in [0, 1], label int)``."""
+    """Torch dataset over an :class:`ImageSet`.
+
+    Item i is ``(image (C, H, W) float in [0, 1], label int)``.
+    """
 
     def __init__(self, imageset: ImageSet) -> None:
         self.imageset = imageset
@@ -196,7 +213,9 @@ class ImageSetDataset(Dataset):
         return self.imageset.images[index], int(self.imageset.labels[index])
 
 
-def to_loader(imageset: ImageSet, batch_size: int = 64, shuffle: bool = False, seed: int = 0, **kwargs: object) -> DataLoader:
+def to_loader(
+    imageset: ImageSet, batch_size: int = 64, shuffle: bool = False, seed: int = 0, **kwargs: object
+) -> DataLoader:
     """A DataLoader over ``imageset``; with ``shuffle`` the order depends on ``seed`` only.
 
     Args:
@@ -204,10 +223,16 @@ def to_loader(imageset: ImageSet, batch_size: int = 64, shuffle: bool = False, s
         batch_size: images per batch.
         shuffle: reshuffle each epoch (seeded by a generator made from ``seed``).
         seed: shuffling seed.
-        **kwargs: passed to :class:`torch.utils.data.DataLoader` (``num_workers``, ``drop_last`` ...).
+        **kwargs: passed to :class:`torch.utils.data.DataLoader` (``num_workers``,
+            ``drop_last`` ...).
     Returns:
         Batches of ``(images (B, C, H, W) float32 in [0, 1], labels (B,) int64)``.
     """
     generator = make_generator(seed) if shuffle else None
-    return DataLoader(ImageSetDataset(imageset), batch_size=batch_size, shuffle=shuffle, generator=generator, **kwargs)
-
+    return DataLoader(
+        ImageSetDataset(imageset),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        **kwargs,
+    )

@@ -1,9 +1,9 @@
 """Backbone registry: torchvision networks split into a feature trunk and a class head.
 
-Each factory returns a :class:`Backbone`: a trunk ``(B, 3, H, W) -> (B, D)`` (the embedding used
-for retrieval), the name of the torchvision head it dropped, and ``embedding_dim``. Weights are always
-randomly initialised here (never downloaded); :func:`load_torchvision_weights` loads a local
-torchvision checkpoint into the network.
+Each factory returns a :class:`Backbone`: a trunk ``(B, 3, H, W) -> (B, D)`` (the embedding
+used for retrieval), the name of the torchvision head it dropped, and ``embedding_dim``. Weights
+are always randomly initialised here (never downloaded); :func:`load_torchvision_weights` loads
+a local torchvision checkpoint into the network.
 """
 
 from __future__ import annotations
@@ -119,7 +119,11 @@ def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str)
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} is not a torchvision state_dict (a dict of tensors)")
     inner = next(iter(dict(trunk.named_children())))  # "resnet" or "vgg"
-    state = {f"{inner}.{key}": value for key, value in state.items() if not key.startswith(head_name + ".")}
+    state = {
+        f"{inner}.{key}": value
+        for key, value in state.items()
+        if not key.startswith(head_name + ".")
+    }
     own = trunk.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -127,7 +131,10 @@ def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str)
     if missing or unexpected or wrong:
         def show(keys: list[str]) -> str:
             keys = [key.split(".", 1)[1] for key in keys]
-            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "") or "none"
+            return (
+                ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                or "none"
+            )
 
         raise ValueError(
             f"weights file {path} does not fit this backbone: missing keys: {show(missing)}; "

@@ -52,18 +52,25 @@ class Retriever(nn.Module):
         self.trunk = spec.trunk
         self.head = nn.Linear(spec.embedding_dim, num_classes)
         self.channels_last = bool(channels_last)
-        self.weights_file: str | None = None  # set by build_retriever when trunk weights were loaded
+        self.weights_file: str | None = (
+            None  # set by build_retriever when trunk weights were loaded
+        )
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
     def arch(self) -> dict[str, Any]:
         """Constructor arguments, stored in checkpoints so :func:`load_retriever` can rebuild."""
-        return {"backbone": self.backbone_name, "num_classes": self.num_classes, "in_channels": self.in_channels}
+        return {
+            "backbone": self.backbone_name,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+        }
 
     def _prepare(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"expected (B, {self.in_channels}, H, W) images in [0, 1]; got shape {tuple(x.shape)}"
+                f"expected (B, {self.in_channels}, H, W) images in [0, 1]; got shape "
+                f"{tuple(x.shape)}"
             )
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -84,7 +91,9 @@ class Retriever(nn.Module):
         return self.head(self.embed(x))
 
 
-def init_retriever(model: Retriever, generator: torch.Generator, *, trunk: bool = True) -> Retriever:
+def init_retriever(
+    model: Retriever, generator: torch.Generator, *, trunk: bool = True
+) -> Retriever:
     """Re-initialise the weights from ``generator`` (in place), leaving torch's global RNG alone.
 
     torchvision's initialisation drawn from ``generator``: convolutions Kaiming-normal
@@ -105,15 +114,25 @@ def init_retriever(model: Retriever, generator: torch.Generator, *, trunk: bool 
             for module in part.modules():
                 if isinstance(module, nn.Conv2d):
                     weight = torch.empty(module.weight.shape)
-                    nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu", generator=generator)
+                    nn.init.kaiming_normal_(
+                        weight, mode="fan_out", nonlinearity="relu", generator=generator
+                    )
                     module.weight.copy_(weight)
                     if module.bias is not None:
                         module.bias.zero_()
                 elif isinstance(module, nn.Linear):
                     bound = 1.0 / math.sqrt(module.in_features)
-                    module.weight.copy_(torch.empty(module.weight.shape).uniform_(-bound, bound, generator=generator))
+                    module.weight.copy_(
+                        torch.empty(module.weight.shape).uniform_(
+                            -bound, bound, generator=generator
+                        )
+                    )
                     if module.bias is not None:
-                        module.bias.copy_(torch.empty(module.bias.shape).uniform_(-bound, bound, generator=generator))
+                        module.bias.copy_(
+                            torch.empty(module.bias.shape).uniform_(
+                                -bound, bound, generator=generator
+                            )
+                        )
                 elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
                     module.reset_parameters()
     return model
@@ -150,7 +169,8 @@ def build_retriever(
         if weights is None:
             raise ValueError(
                 f"pretrained='imagenet' needs a local weights file: downloads are impossible here "
-                f"(no internet). Put the torchvision checkpoint for {backbone} (e.g. resnet34-b627a593.pth) "
+                f"(no internet). Put the torchvision checkpoint for {backbone} (e.g. "
+                "resnet34-b627a593.pth) "
                 "on disk and pass weights=PATH (CLI: --weights PATH)."
             )
     model = Retriever(backbone, num_classes=num_classes, in_channels=in_channels)
@@ -163,7 +183,9 @@ def build_retriever(
     return model
 
 
-def load_retriever(path: str | Path, device: torch.device | str = "cpu", *, channels_last: bool = False) -> Retriever:
+def load_retriever(
+    path: str | Path, device: torch.device | str = "cpu", *, channels_last: bool = False
+) -> Retriever:
     """Rebuild a :class:`Retriever` from a checkpoint holding ``arch`` and ``model``.
 
     Written by :func:`robustret.train.classifier.train_retriever` (``out_dir/last.pt``): the
@@ -183,7 +205,9 @@ def load_retriever(path: str | Path, device: torch.device | str = "cpu", *, chan
 
     state = load_checkpoint(path)
     if "arch" not in state or "model" not in state:
-        raise ValueError(f"{path} is not a retriever checkpoint (needs 'arch' and 'model'; has {sorted(state)})")
+        raise ValueError(
+            f"{path} is not a retriever checkpoint (needs 'arch' and 'model'; has {sorted(state)})"
+        )
     model = Retriever(**state["arch"])
     model.load_state_dict(state["model"])
     if channels_last:

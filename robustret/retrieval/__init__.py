@@ -7,5 +7,11 @@ from robustret.retrieval.embed import extract_embeddings
 from robustret.retrieval.index import METRICS, GalleryIndex, get_metric, search
 
 __all__ = [
-    "METRICS", "GalleryIndex", "cosine_similarities", "extract_embeddings", "get_metric", "l2_distances", "search",
+    "METRICS",
+    "GalleryIndex",
+    "cosine_similarities",
+    "extract_embeddings",
+    "get_metric",
+    "l2_distances",
+    "search",
 ]

@@ -17,7 +17,8 @@ def _pair(queries: Tensor, gallery: Tensor) -> None:
     check_embeddings(gallery, "gallery")
     if queries.shape[1] != gallery.shape[1]:
         raise ValueError(
-            f"queries and gallery must have the same dimension D; got {queries.shape[1]} and {gallery.shape[1]}"
+            f"queries and gallery must have the same dimension D; got {queries.shape[1]} and "
+            f"{gallery.shape[1]}"
         )
 
 

@@ -62,7 +62,9 @@ def get_metric(name: str) -> Metric:
     try:
         return METRICS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}") from None
+        raise ValueError(
+            f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}"
+        ) from None
 
 
 def _check_backend(backend: str) -> None:
@@ -136,14 +138,18 @@ def _topk_rows(scores: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor
     return values, indices
 
 
-def _search_torch(queries: Tensor, prepared: _Prepared, k: int, chunk_size: int) -> tuple[Tensor, Tensor]:
+def _search_torch(
+    queries: Tensor, prepared: _Prepared, k: int, chunk_size: int
+) -> tuple[Tensor, Tensor]:
     gallery, metric = prepared.gallery, prepared.metric
     num_queries, size = queries.shape[0], gallery.shape[0]
     device = queries.device
     scores_out = torch.empty(num_queries, k, dtype=torch.float32, device=device)
     indices_out = torch.empty(num_queries, k, dtype=torch.int64, device=device)
     rows = min(chunk_size, num_queries)
-    buffer = torch.empty(rows, size, dtype=torch.float32, device=device)  # reused: no page faults per chunk
+    buffer = torch.empty(
+        rows, size, dtype=torch.float32, device=device
+    )  # reused: no page faults per chunk
     on_cpu = prepared.cpu_matrix is not None and device.type == "cpu"
     if on_cpu:
         import numpy as np
@@ -173,7 +179,9 @@ def _search_torch(queries: Tensor, prepared: _Prepared, k: int, chunk_size: int)
     return scores_out, indices_out
 
 
-def _search_faiss(queries: Tensor, gallery: Tensor, metric: Metric, k: int) -> tuple[Tensor, Tensor]:
+def _search_faiss(
+    queries: Tensor, gallery: Tensor, metric: Metric, k: int
+) -> tuple[Tensor, Tensor]:
     import faiss
     import numpy as np
 
@@ -190,7 +198,9 @@ def _search_faiss(queries: Tensor, gallery: Tensor, metric: Metric, k: int) -> t
     values_t = torch.from_numpy(values)
     if metric.name == "l2":
         values_t = values_t.clamp_(min=0.0).sqrt_()
-    values_t, indices_t = _order_ties(values_t, torch.from_numpy(indices).long(), metric.larger_is_closer)
+    values_t, indices_t = _order_ties(
+        values_t, torch.from_numpy(indices).long(), metric.larger_is_closer
+    )
     return values_t.to(queries.device), indices_t.to(queries.device)
 
 
@@ -243,7 +253,10 @@ def _search(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     _check_backend(backend)
     if queries.shape[0] == 0:
-        return (torch.empty(0, k, device=queries.device), torch.empty(0, k, dtype=torch.int64, device=queries.device))
+        return (
+            torch.empty(0, k, device=queries.device),
+            torch.empty(0, k, dtype=torch.int64, device=queries.device),
+        )
     with torch.inference_mode():
         if backend == "faiss":
             return _search_faiss(queries, gallery, metric, k)
@@ -296,8 +309,15 @@ class GalleryIndex:
         """``(scores, indices)``, each (Q, k), best first; see :func:`search`."""
         if self.backend == "torch" and self._prepared is None:
             self._prepared = _Prepared(self.embeddings, self.metric)
-        return _search(queries.to(self.embeddings.device), self.embeddings, k, self.metric, self.chunk_size,
-                       self.backend, self._prepared)
+        return _search(
+            queries.to(self.embeddings.device),
+            self.embeddings,
+            k,
+            self.metric,
+            self.chunk_size,
+            self.backend,
+            self._prepared,
+        )
 
     def retrieve_labels(self, queries: Tensor, k: int) -> Tensor:
         """(Q, k) int64 labels of the k nearest gallery items of each query."""
@@ -306,9 +326,12 @@ class GalleryIndex:
 
     def class_counts(self) -> Tensor:
         """(C,) int64 number of gallery items per class (C = max label + 1)."""
-        return torch.bincount(self.labels.cpu(), minlength=int(self.labels.max()) + 1 if len(self) else 0)
+        return torch.bincount(
+            self.labels.cpu(), minlength=int(self.labels.max()) + 1 if len(self) else 0
+        )
 
     def __repr__(self) -> str:
-        return f"GalleryIndex(size={len(self)}, dim={self.dim}, metric={self.metric.name!r}, backend={self.backend!r})"
-
-
+        return (
+            f"GalleryIndex(size={len(self)}, dim={self.dim}, metric={self.metric.name!r}, "
+            f"backend={self.backend!r})"
+        )

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from robustret.augment import augment_batch
 from robustret.checks import check_images, check_labels
-from robustret.models.retriever import Retriever, init_retriever, load_retriever
 from robustret.keys import fingerprint, source_hash
+from robustret.models.retriever import Retriever, init_retriever, load_retriever
 from robustret.rng import make_generator, stream_seed
 from robustret.tracking import RunLogger
 from robustret.train.loop import TrainResult, step_decay, train_loop
@@ -116,8 +116,8 @@ def train_retriever(
     """Train ``model`` with cross-entropy and Adam on the gallery images.
 
     Args:
-        model: from :func:`robustret.models.build_retriever`; re-initialised from a generator seeded by
-            ``config.seed`` (trunk kept when it holds weights loaded from a file,
+        model: from :func:`robustret.models.build_retriever`; re-initialised from a generator
+            seeded by ``config.seed`` (trunk kept when it holds weights loaded from a file,
             ``model.weights_file``), then moved to ``device``.
         gallery: an ``ImageSet`` (``images`` (N, C, H, W) float in [0, 1], ``labels`` (N,) int64).
         config: see :class:`RetrieverTrainConfig`.
@@ -138,7 +138,10 @@ def train_retriever(
     if config.max_images is not None:
         images, labels = images[: config.max_images], labels[: config.max_images]
     if int(labels.max()) >= model.num_classes or int(labels.min()) < 0:
-        raise ValueError(f"labels must be in [0, {model.num_classes}); got {int(labels.min())}..{int(labels.max())}")
+        raise ValueError(
+            f"labels must be in [0, {model.num_classes}); got "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
     resume_key = fingerprint(
         "retriever", asdict(config), data_identity(images, labels), model.arch(),
         train_degrade is not None, source_hash(*TRAINING_CODE),

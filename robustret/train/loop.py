@@ -98,7 +98,8 @@ def train_loop(
         if state.get("fingerprint", "") != fingerprint:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by another configuration "
-                f"({state.get('fingerprint', '?')!r} != {fingerprint!r}); delete it or use another output folder"
+                f"({state.get('fingerprint', '?')!r} != {fingerprint!r}); delete it or use another "
+                "output folder"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -118,7 +119,12 @@ def train_loop(
         total, count = 0.0, 0
         sums: dict[str, float] = {}
         batches = make_batches(epoch)
-        bar = tqdm(batches, desc=f"{tag} {epoch}/{epochs}", leave=False, disable=None if progress is None else not progress)
+        bar = tqdm(
+            batches,
+            desc=f"{tag} {epoch}/{epochs}",
+            leave=False,
+            disable=None if progress is None else not progress,
+        )
         for batch in bar:
             loss, metrics = step(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -131,7 +137,9 @@ def train_loop(
             bar.set_postfix(loss=f"{total / count:.4f}")
         bar.close()
         if count == 0:
-            raise ValueError(f"{tag}: epoch {epoch} produced no batches; is the training set empty?")
+            raise ValueError(
+                f"{tag}: epoch {epoch} produced no batches; is the training set empty?"
+            )
         record: dict[str, float] = {
             "epoch": epoch,
             "loss": total / count,
@@ -147,7 +155,11 @@ def train_loop(
         result.history.append(record)
         log.info("%s epoch %d/%d: %s", tag, epoch, epochs, _format(record))
         if logger is not None:
-            logger.scalars({k: v for k, v in record.items() if k not in ("epoch", "seconds")}, step=epoch, prefix=tag)
+            logger.scalars(
+                {k: v for k, v in record.items() if k not in ("epoch", "seconds")},
+                step=epoch,
+                prefix=tag,
+            )
         if checkpoint is not None:
             atomic_save(
                 {
@@ -188,7 +200,9 @@ def step_decay(
         ValueError: ``step_epochs`` < 1 or ``gamma`` outside (0, 1].
     """
     if isinstance(step_epochs, bool) or not isinstance(step_epochs, int) or step_epochs < 1:
-        raise ValueError(f"step_epochs must be a positive integer (epochs between decays); got {step_epochs!r}")
+        raise ValueError(
+            f"step_epochs must be a positive integer (epochs between decays); got {step_epochs!r}"
+        )
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1]; got {gamma!r}")
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_epochs, gamma=gamma)

@@ -17,5 +17,7 @@ def test_shape_range_seed(images) -> None:
 
 
 def test_identity_settings(images) -> None:
-    assert torch.allclose(random_affine(images, torch.Generator(), degrees=0, translate_px=0), images, atol=1e-5)
+    assert torch.allclose(
+        random_affine(images, torch.Generator(), degrees=0, translate_px=0), images, atol=1e-5
+    )
     assert torch.equal(random_hflip(images, torch.Generator(), p=1.0), images.flip(-1))

@@ -20,8 +20,12 @@ def _gallery(n: int = 16) -> SimpleNamespace:
 
 def _train(tmp_path=None, epochs: int = 3, seed: int = 0, device="cpu"):
     model = build_retriever("resnet18", num_classes=2)
-    config = RetrieverTrainConfig(epochs=epochs, batch_size=8, lr=1e-3, seed=seed, channels_last=False)
-    result = train_retriever(model, _gallery(), config, device=device, out_dir=tmp_path, progress=False)
+    config = RetrieverTrainConfig(
+        epochs=epochs, batch_size=8, lr=1e-3, seed=seed, channels_last=False
+    )
+    result = train_retriever(
+        model, _gallery(), config, device=device, out_dir=tmp_path, progress=False
+    )
     return model, result
 
 
@@ -54,8 +58,14 @@ def test_degrade_hook_called() -> None:
         return (x + 0.1 * torch.rand(x.shape, generator=generator)).clamp(0, 1)
 
     model = build_retriever("resnet18", num_classes=2)
-    train_retriever(model, _gallery(16), RetrieverTrainConfig(epochs=1, batch_size=8, channels_last=False),
-                    device="cpu", progress=False, train_degrade=degrade)
+    train_retriever(
+        model,
+        _gallery(16),
+        RetrieverTrainConfig(epochs=1, batch_size=8, channels_last=False),
+        device="cpu",
+        progress=False,
+        train_degrade=degrade,
+    )
     assert calls and all(0 < n <= 8 for n in calls)
 
 
@@ -71,7 +81,12 @@ def test_loaded_trunk_weights_survive_seeded_init(tmp_path) -> None:
     torch.save(net.state_dict(), tmp_path / "r18.pth")
     model = build_retriever("resnet18", num_classes=2, weights=tmp_path / "r18.pth")
     state = torch.get_rng_state()
-    train_retriever(model, _gallery(8), RetrieverTrainConfig(epochs=0, channels_last=False), device="cpu",
-                    progress=False)
+    train_retriever(
+        model,
+        _gallery(8),
+        RetrieverTrainConfig(epochs=0, channels_last=False),
+        device="cpu",
+        progress=False,
+    )
     assert torch.equal(torch.get_rng_state(), state)  # seeded init never touches the global RNG
     assert torch.equal(model.trunk.resnet.conv1.weight, net.conv1.weight)

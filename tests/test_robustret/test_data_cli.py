@@ -46,11 +46,14 @@ def test_preview_leaves_matplotlib_global_state_alone(tmp_path) -> None:
         "before = raw_backend()\n"
         "from robustret.data import load\n"
         "from robustret.data.__main__ import write_preview\n"
-        "data = load('synthetic', n_instances=2, elevations=1, azimuths=2, lightings=1, render_size=16)\n"
+        "data = load('synthetic', n_instances=2, elevations=1, azimuths=2, lightings=1, "
+        "render_size=16)\n"
         f"write_preview(data, {str(tmp_path / 'p.png')!r}, per_class=2)\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
         "assert raw_backend() == before, 'the backend was switched'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "p.png").stat().st_size > 0

@@ -49,8 +49,13 @@ def test_resize_channels_per_class(tmp_path) -> None:
 
 def test_split_file(tmp_path) -> None:
     root = _make_tree(tmp_path / "data", classes=2, per_class=4)
-    lines = ["class0/obj00__0.jpg,query", "class0/obj01__1.png,gallery",
-             "class1/obj10__0.jpg,query", "class1/obj11__1.png,gallery", "class1/obj10__2.jpg,gallery"]
+    lines = [
+        "class0/obj00__0.jpg,query",
+        "class0/obj01__1.png,gallery",
+        "class1/obj10__0.jpg,query",
+        "class1/obj11__1.png,gallery",
+        "class1/obj10__2.jpg,gallery",
+    ]
     split = tmp_path / "split.csv"
     split.write_text("\n".join(lines) + "\n")
     data = load(f"folder:{root}", split_file=split)
@@ -154,5 +159,7 @@ def test_class_without_readable_image_dropped(tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="robustret.data.folder"):
         data = load(f"folder:{root}")
     assert data.class_names == ["class0", "class1", "class2"]
-    assert "dropped class(es) with no readable image" in caplog.text and "aaa, class9" in caplog.text
+    assert (
+        "dropped class(es) with no readable image" in caplog.text and "aaa, class9" in caplog.text
+    )
     assert sorted(set(data.gallery.labels.tolist())) == [0, 1, 2]

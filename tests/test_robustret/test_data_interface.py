@@ -16,8 +16,12 @@ TINY = {"n_instances": 2, "elevations": 1, "azimuths": 2, "lightings": 1, "rende
 def _set(n: int = 6, classes: int = 3) -> ImageSet:
     images = torch.rand(n, 1, 4, 4)
     labels = torch.arange(n) % classes
-    return ImageSet(images, labels, [f"c{i}" for i in range(classes)], {"file": [f"f{i}" for i in range(n)],
-                                                                         "instance": torch.arange(n)})
+    return ImageSet(
+        images,
+        labels,
+        [f"c{i}" for i in range(classes)],
+        {"file": [f"f{i}" for i in range(n)], "instance": torch.arange(n)},
+    )
 
 
 def test_imageset_len_subset_keeps_metadata() -> None:

@@ -15,12 +15,17 @@ from robustret.data import load, write_smallnorb_matrix
 from robustret.data.smallnorb import SmallNorbFormatError, read_smallnorb_matrix
 
 N, H = 6, 8
-PREFIX = {"training": "smallnorb-5x46789x9x18x6x2x96x96-training", "testing": "smallnorb-5x01235x9x18x6x2x96x96-testing"}
+PREFIX = {
+    "training": "smallnorb-5x46789x9x18x6x2x96x96-training",
+    "testing": "smallnorb-5x01235x9x18x6x2x96x96-testing",
+}
 
 
 def _arrays(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    info = np.stack([np.arange(N) % 10, np.arange(N) % 9, 2 * (np.arange(N) % 18), np.arange(N) % 6], 1)
+    info = np.stack(
+        [np.arange(N) % 10, np.arange(N) % 9, 2 * (np.arange(N) % 18), np.arange(N) % 6], 1
+    )
     return {
         "dat": rng.integers(0, 256, (N, 2, H, H), dtype=np.uint8),
         "cat": (np.arange(N) % 5).astype(np.int32),
@@ -66,7 +71,9 @@ def test_load_protocol(tmp_path, gz) -> None:
     both = load(f"smallnorb:{tmp_path}", camera="both", image_size=4, per_class=1)
     assert both.gallery.images.shape == (5, 1, 4, 4)
     right = load(f"smallnorb:{tmp_path}", camera=1)
-    assert torch.allclose(right.queries.images[:, 0] * 255, torch.from_numpy(written["testing"]["dat"][:, 1]).float())
+    assert torch.allclose(
+        right.queries.images[:, 0] * 255, torch.from_numpy(written["testing"]["dat"][:, 1]).float()
+    )
     with pytest.raises(ValueError, match="camera must be"):
         load(f"smallnorb:{tmp_path}", camera=2)
 
@@ -99,7 +106,11 @@ def test_truncated(tmp_path, gz) -> None:
         (tmp_path / (path.name + ".gz")).write_bytes(gzip.compress(raw[:-10]))
     else:
         path.write_bytes(raw[:-10])
-    with pytest.raises(SmallNorbFormatError, match=rf"training-dat.mat(.gz)?: truncated: expected {expected} bytes .* got {expected - 10}"):
+    with pytest.raises(
+        SmallNorbFormatError,
+        match=rf"training-dat.mat(.gz)?: truncated: expected {expected} bytes "
+        rf".* got {expected - 10}",
+    ):
         load(f"smallnorb:{tmp_path}")
 
 
@@ -134,7 +145,9 @@ def test_mismatched_counts(tmp_path) -> None:
 def test_wrong_kind_of_matrix(tmp_path) -> None:
     _write(tmp_path)
     write_smallnorb_matrix(tmp_path / f"{PREFIX['training']}-info.mat", np.zeros((N, 3), np.int32))
-    with pytest.raises(SmallNorbFormatError, match=r"training-info.mat: expected int32 \(N, 4\) info"):
+    with pytest.raises(
+        SmallNorbFormatError, match=r"training-info.mat: expected int32 \(N, 4\) info"
+    ):
         load(f"smallnorb:{tmp_path}")
 
 
@@ -142,7 +155,9 @@ def test_trailing_data(tmp_path) -> None:
     path = tmp_path / "m.mat"
     write_smallnorb_matrix(path, np.zeros((2, 3), np.int32))
     path.write_bytes(path.read_bytes() + b"\x00" * 4)
-    with pytest.raises(SmallNorbFormatError, match="m.mat: trailing data: expected 44 bytes .* got 48"):
+    with pytest.raises(
+        SmallNorbFormatError, match="m.mat: trailing data: expected 44 bytes .* got 48"
+    ):
         read_smallnorb_matrix(path)
 
 

@@ -11,14 +11,21 @@ from robustret.retrieval import cosine_similarities, l2_distances
 def test_hand_worked() -> None:
     q = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
     g = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
-    torch.testing.assert_close(l2_distances(q, g), torch.tensor([[5.0, 1.0, 0.0], [0.0, 20 ** 0.5, 5.0]]))
+    torch.testing.assert_close(
+        l2_distances(q, g), torch.tensor([[5.0, 1.0, 0.0], [0.0, 20**0.5, 5.0]])
+    )
     # zero vectors get cosine similarity 0
-    torch.testing.assert_close(cosine_similarities(q, g), torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.6, 0.0]]))
+    torch.testing.assert_close(
+        cosine_similarities(q, g), torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.6, 0.0]])
+    )
 
 
 def test_matches_broadcast(device: torch.device) -> None:
     gen = torch.Generator().manual_seed(0)
-    q, g = torch.randn(7, 16, generator=gen).to(device), torch.randn(11, 16, generator=gen).to(device)
+    q, g = (
+        torch.randn(7, 16, generator=gen).to(device),
+        torch.randn(11, 16, generator=gen).to(device),
+    )
     ref = torch.norm(g[None] - q[:, None], dim=-1)
     torch.testing.assert_close(l2_distances(q, g), ref, rtol=1e-4, atol=1e-4)
     ref_cos = (q @ g.T) / (q.norm(dim=1)[:, None] * g.norm(dim=1)[None])

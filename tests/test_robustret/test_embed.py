@@ -17,7 +17,9 @@ def test_extract_matches_embed_and_batching(device) -> None:
     with torch.no_grad():
         assert torch.allclose(out, model.embed(x.to(device)).cpu(), atol=1e-4)
     loader = [(x[:3], torch.zeros(3)), (x[3:], torch.zeros(2))]
-    assert torch.allclose(extract_embeddings(model, loader, device=device, progress=False), out, atol=1e-4)
+    assert torch.allclose(
+        extract_embeddings(model, loader, device=device, progress=False), out, atol=1e-4
+    )
 
 
 def test_pretrained_without_file_and_bad_weights(tmp_path) -> None:

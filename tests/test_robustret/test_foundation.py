@@ -117,7 +117,9 @@ def test_source_hash_changes_with_the_code(tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     first = _fresh_source_hash("tinypkg_a")
     assert first == _fresh_source_hash("tinypkg_a") and len(first) == 16
-    assert _fresh_source_hash("tinypkg_a", "tinypkg_b") == _fresh_source_hash("tinypkg_b", "tinypkg_a")
+    assert _fresh_source_hash("tinypkg_a", "tinypkg_b") == _fresh_source_hash(
+        "tinypkg_b", "tinypkg_a"
+    )
     assert _fresh_source_hash("tinypkg_a", "tinypkg_b") != first
     (tmp_path / "tinypkg_a" / "Sub" / "mod.py").write_text("Y = 3\n")
     edited = _fresh_source_hash("tinypkg_a")

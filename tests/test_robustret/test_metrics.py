@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustret.metrics import map_at_r, mean_average_precision, precision_at_k, recall_at_k, topk_hit_rate
+from robustret.metrics import (
+    map_at_r,
+    mean_average_precision,
+    precision_at_k,
+    recall_at_k,
+    topk_hit_rate,
+)
 
 # two queries of class 0 and 1; ranked gallery labels (gallery: 2 of class 0, 2 of class 1)
 RETRIEVED = torch.tensor([[1, 0, 1, 0], [1, 0, 0, 1]])
@@ -40,7 +46,9 @@ def test_against_python_reference() -> None:
     queries = torch.randint(0, 4, (12,), generator=generator)
     queries = queries[counts[queries] > 0]
     ranked = torch.stack([gallery_labels[torch.randperm(30, generator=generator)] for _ in queries])
-    expected = sum(_ap_reference(r.tolist(), int(q), int(counts[q])) for r, q in zip(ranked, queries)) / len(queries)
+    expected = sum(
+        _ap_reference(r.tolist(), int(q), int(counts[q])) for r, q in zip(ranked, queries)
+    ) / len(queries)
     assert mean_average_precision(ranked, queries, counts) == pytest.approx(expected)
     hit = sum(int(q) in r[:5].tolist() for r, q in zip(ranked, queries)) / len(queries)
     assert topk_hit_rate(ranked, queries, ks=(5,))[5] == pytest.approx(hit)

@@ -29,10 +29,16 @@ def test_backbone_dims(name: str, dim: int) -> None:
 
 def test_grayscale_stem_and_normalisation() -> None:
     model = build_retriever("resnet18", num_classes=4, in_channels=1).eval()
-    assert isinstance(model.stem, torch.nn.Conv2d) and model.stem.in_channels == 1 and model.stem.out_channels == 3
+    assert (
+        isinstance(model.stem, torch.nn.Conv2d)
+        and model.stem.in_channels == 1
+        and model.stem.out_channels == 3
+    )
     seen = {}
 
-    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    def hook(
+        module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> None:
         seen["x"] = inputs[0]
 
     model.stem.register_forward_hook(hook)

@@ -34,11 +34,22 @@ def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None):
     def step(batch):
         inputs, targets = batch
         logits = model(inputs)
-        return nn.functional.cross_entropy(logits, targets), {"acc": (logits.argmax(1) == targets).float().mean()}
+        return nn.functional.cross_entropy(logits, targets), {
+            "acc": (logits.argmax(1) == targets).float().mean()
+        }
 
     result = train_loop(
-        model=model, optimizer=optimizer, scheduler=scheduler, make_batches=make_batches, step=step,
-        epochs=epochs, checkpoint=checkpoint, fingerprint=fingerprint, logger=logger, tag="train/toy", progress=False,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        make_batches=make_batches,
+        step=step,
+        epochs=epochs,
+        checkpoint=checkpoint,
+        fingerprint=fingerprint,
+        logger=logger,
+        tag="train/toy",
+        progress=False,
     )
     return model, result
 
