@@ -102,7 +102,8 @@ def init_retriever(
 
     Args:
         model: the retriever.
-        generator: a CPU ``torch.Generator`` (e.g. ``make_generator(sample_seed(seed, ...))``).
+        generator: a CPU ``torch.Generator``, e.g.
+            ``make_generator(stream_seed(seed, "retriever/init"))``.
         trunk: also re-draw the trunk; False keeps loaded pretrained trunk weights and only
             re-draws the stem and the head.
     Returns:
