@@ -1,0 +1,162 @@
+"""Which restorer serves which degradation: the study's pairing, in one table.
+
+:data:`POLICY` maps a degradation *family* (the ``family`` class attribute of a registered
+degradation: ``noise``, ``blur``, ``resolution``) to
+
+- the network the study pairs with it (``--restore auto``): the denoising autoencoder for the
+  noise family, SRCNN for blur and low resolution;
+- what that network is trained on: one model for all noises (the study's ``noise`` mixture),
+  otherwise the degradation itself;
+- the classical baseline (``--restore classical``), with per-degradation exceptions.
+
+=================  ==========  ===================  =========================================
+family             network     trained on           classical
+=================  ==========  ===================  =========================================
+``noise``          ``dae``     ``noise`` (mixture)  ``median`` (salt_pepper, the mixture);
+                                                    ``nlm`` gaussian_noise; ``bilateral`` speckle
+``blur``           ``srcnn``   itself               ``wiener`` (gets the drawn ``a``, ``b``)
+``resolution``     ``srcnn``   itself               ``bicubic`` (gets the drawn ``level``)
+=================  ==========  ===================  =========================================
+
+A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
+one without a family) is not an error: ``auto`` and ``all`` give every network, each trained on
+that degradation itself, ``classical`` gives nothing, and a note is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import restoration
+from robustret.checks import ConfigError
+
+log = logging.getLogger(__name__)
+
+MODES = ("none", "auto", "classical", "all")
+"""Restore modes besides a single restorer name."""
+
+
+@dataclass(frozen=True)
+class FamilyPolicy:
+    """The restorers of one degradation family.
+
+    Attributes:
+        network: the network the study pairs with the family (``restoration.networks()``).
+        classical: the family's classical baseline (``restoration.classical()``).
+        trained_on: the one degradation the family's networks are trained on; None: each
+            degradation trains its own.
+        classical_by_degradation: degradations of the family served by another baseline.
+    """
+
+    network: str
+    classical: str
+    trained_on: str | None = None
+    classical_by_degradation: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
+POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
+    "noise": FamilyPolicy(
+        network="dae", classical="median", trained_on="noise",
+        classical_by_degradation=MappingProxyType({"gaussian_noise": "nlm",
+                                                   "speckle": "bilateral"})),
+    "blur": FamilyPolicy(network="srcnn", classical="wiener"),
+    "resolution": FamilyPolicy(network="srcnn", classical="bicubic"),
+})
+"""Family -> its restorers (the module table)."""
+
+
+def family_of(degradation: str) -> str | None:
+    """The family of the registered ``degradation`` (``degradations.family``).
+
+    Returns:
+        The family name, or None where the degradation declares none.
+    Raises:
+        ConfigError: ``degradation`` is not registered; the message lists the names.
+    """
+    import degradations
+
+    if degradation not in degradations.DEGRADATIONS:
+        raise ConfigError(f"unknown degradation {degradation!r}; available: "
+                          f"{', '.join(degradations.available())}")
+    lookup = getattr(degradations, "family", None)
+    if callable(lookup):
+        family = lookup(degradation)
+    else:  # a degradations package from before families: the class attribute, if any
+        family = getattr(degradations.DEGRADATIONS.get(degradation), "family", None)
+    return family if isinstance(family, str) and family else None
+
+
+def _policy(degradation: str) -> FamilyPolicy | None:
+    family = family_of(degradation)
+    rule = POLICY.get(family) if family is not None else None
+    if rule is None:
+        log.info("no restorer pairing for degradation %r (family %r; known: %s): networks are "
+                 "trained on it directly and there is no classical baseline", degradation,
+                 family, ", ".join(POLICY))
+    return rule
+
+
+def classical_for(degradation: str) -> str | None:
+    """The classical baseline for ``degradation``; None where its family has none.
+
+    Raises:
+        ConfigError: ``degradation`` is not registered.
+    """
+    return _classical(_policy(degradation), degradation)
+
+
+def _classical(rule: FamilyPolicy | None, degradation: str) -> str | None:
+    if rule is None:
+        return None
+    return rule.classical_by_degradation.get(degradation, rule.classical)
+
+
+def training_degradation(degradation: str) -> str:
+    """What a network restorer for ``degradation`` is trained on.
+
+    One model serves every noise (trained on the study's ``noise`` mixture); any other
+    degradation, including one the policy has no entry for, trains on itself.
+
+    Raises:
+        ConfigError: ``degradation`` is not registered.
+    """
+    rule = _policy(degradation)
+    if rule is None or rule.trained_on is None:
+        return degradation
+    return rule.trained_on
+
+
+def restorers_for(degradation: str, mode: str) -> list[str]:
+    """The restorers applied to ``degradation`` under restore ``mode``.
+
+    Args:
+        degradation: a registered degradation name.
+        mode: ``none`` (no restorer), ``auto`` (the study's network for the family),
+            ``classical`` (the family's classical baseline), ``all`` (every network, then the
+            classical baseline), or one registered restorer name.
+    Returns:
+        Registry names of ``restoration``, in the order to run them (may be empty).
+    Raises:
+        ConfigError: unknown degradation or mode; the message lists the valid ones.
+    """
+    if mode not in MODES and mode not in restoration.available():
+        raise ConfigError(f"unknown restore mode {mode!r}; use one of {', '.join(MODES)} or a "
+                          f"restorer name: {', '.join(restoration.available())}")
+    if mode == "none":
+        family_of(degradation)  # still a checked name
+        return []
+    if mode not in MODES:
+        family_of(degradation)
+        return [mode]
+    rule = _policy(degradation)
+    if mode == "auto":
+        return [rule.network] if rule is not None else restoration.networks()
+    baseline = _classical(rule, degradation)
+    extra = [baseline] if baseline is not None else []
+    if mode == "classical":
+        return extra
+    return [*restoration.networks(), *extra]

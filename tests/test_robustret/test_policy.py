@@ -1,0 +1,106 @@
+"""robustret.policy: which restorer serves which degradation, from one table."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import degradations
+import restoration
+from robustret import policy
+from robustret.checks import ConfigError
+
+STUDY = {
+    # degradation: (auto, classical, trained on)
+    "noise": ("dae", "median", "noise"),
+    "gaussian_noise": ("dae", "nlm", "noise"),
+    "salt_pepper": ("dae", "median", "noise"),
+    "speckle": ("dae", "bilateral", "noise"),
+    "motion_blur": ("srcnn", "wiener", "motion_blur"),
+    "lowres": ("srcnn", "bicubic", "lowres"),
+}
+
+
+class _Fog(degradations.Degradation):
+    """A user's degradation of a family the policy does not know (test only)."""
+
+    family = "weather"
+    severities = tuple({"density": d} for d in (0.1, 0.2, 0.3, 0.4, 0.5))
+
+    def __init__(self, density: float = 0.3) -> None:
+        super().__init__()
+        self.density = density
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                **_: object) -> torch.Tensor:
+        return ((1 - self.density) * images + self.density * 0.5).clamp(0, 1)
+
+
+class _Unfamiliar(_Fog):
+    family = None
+
+
+class _MyNoise(_Fog):
+    family = "noise"
+
+
+@pytest.mark.parametrize("name", sorted(STUDY))
+def test_the_study_pairing(name: str) -> None:
+    auto, classical, trained_on = STUDY[name]
+    assert policy.restorers_for(name, "auto") == [auto]
+    assert policy.restorers_for(name, "classical") == [classical]
+    assert policy.classical_for(name) == classical
+    assert policy.restorers_for(name, "all") == ["dae", "srcnn", classical]
+    assert policy.restorers_for(name, "none") == []
+    assert policy.training_degradation(name) == trained_on
+
+
+def test_every_registered_degradation_has_a_known_family_and_registered_restorers() -> None:
+    for name in degradations.available():
+        assert policy.family_of(name) in policy.POLICY, name
+    for rule in policy.POLICY.values():
+        assert rule.network in restoration.networks()
+        assert {rule.classical, *rule.classical_by_degradation.values()} <= set(
+            restoration.classical())
+        assert rule.trained_on is None or rule.trained_on in degradations.available()
+
+
+def test_a_single_restorer_name_is_a_mode() -> None:
+    for name in restoration.available():
+        assert policy.restorers_for("lowres", name) == [name]
+
+
+def test_unknown_mode_and_unknown_degradation_say_what_is_valid() -> None:
+    with pytest.raises(ConfigError, match="unknown restore mode 'autoo'.*none, auto, classical, "
+                                          "all.*bicubic"):
+        policy.restorers_for("noise", "autoo")
+    with pytest.raises(ConfigError, match="unknown degradation 'blurr'; available: .*lowres"):
+        policy.restorers_for("blurr", "auto")
+    with pytest.raises(ConfigError, match="unknown degradation"):
+        policy.training_degradation("blurr")
+
+
+@pytest.mark.parametrize("cls", [_Fog, _Unfamiliar], ids=["weather", "no family"])
+def test_a_degradation_without_a_policy_entry_is_tolerated(
+        cls: type, caplog: pytest.LogCaptureFixture) -> None:
+    with degradations.DEGRADATIONS.temporarily("test_fog", cls):
+        with caplog.at_level(logging.INFO, logger="robustret.policy"):
+            assert policy.restorers_for("test_fog", "auto") == restoration.networks()
+        assert "no restorer pairing for degradation 'test_fog'" in caplog.text
+        assert policy.restorers_for("test_fog", "all") == restoration.networks()
+        assert policy.restorers_for("test_fog", "classical") == []
+        assert policy.classical_for("test_fog") is None
+        assert policy.training_degradation("test_fog") == "test_fog"
+        assert policy.restorers_for("test_fog", "median") == ["median"]
+    assert "test_fog" not in degradations.available()
+
+
+def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
+    with degradations.DEGRADATIONS.temporarily("test_my_noise", _MyNoise):
+        assert policy.family_of("test_my_noise") == "noise"
+        assert policy.restorers_for("test_my_noise", "auto") == ["dae"]
+        assert policy.classical_for("test_my_noise") == "median"  # the family's default
+        assert policy.training_degradation("test_my_noise") == "noise"
+    assert "test_my_noise" not in degradations.available()
