@@ -44,15 +44,6 @@ class Haze(Degradation):
         return torch.mul(x, 1 - s, out=out).add_(s)
 
 
-def _unregister(name: str) -> None:
-    registry = degradations.DEGRADATIONS
-    unregister = getattr(registry, "unregister", None)
-    if unregister is not None:
-        unregister(name)
-    else:  # the registry has no public removal yet
-        del registry._factories[name]
-
-
 @pytest.fixture
 def register() -> Iterator[Callable[[str, type], type]]:
     """``register(name, cls)`` for the duration of one test."""
@@ -65,7 +56,7 @@ def register() -> Iterator[Callable[[str, type], type]]:
 
     yield _register
     for name in names:
-        _unregister(name)
+        degradations.DEGRADATIONS.unregister(name)
     assert not set(names) & set(degradations.available())
 
 
