@@ -146,23 +146,6 @@ the image width (``a`` / ``b`` are displacements in image widths / heights, as i
 ``degradations``)."""
 
 
-def blur_from_length(length: Tensor | float, angle: Tensor | float,
-                     size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """``(a, b)`` of a blur of ``length`` pixels at ``angle`` degrees (0 = right, 90 = down).
-
-    Args:
-        length: blur length in pixels, a float or (B,) tensor.
-        angle: direction in degrees, a float or (B,) tensor.
-        size: ``(H, W)`` of the image.
-    Returns:
-        ``a`` (displacement in image widths) and ``b`` (in image heights), float32 tensors.
-    """
-    height, width = size
-    rad = torch.deg2rad(torch.as_tensor(angle, dtype=torch.float32))
-    length = torch.as_tensor(length, dtype=torch.float32)
-    return length * torch.cos(rad) / width, length * torch.sin(rad) / height
-
-
 def motion_blur_transfer(h: int, w: int, a: Tensor | float, b: Tensor | float,
                          t: Tensor | float = 1.0, *,
                          device: torch.device | str = "cpu") -> Tensor:
@@ -236,7 +219,9 @@ class WienerDeblur(Restorer):
 
     def _assumed_blur(self, h: int, w: int) -> tuple[Tensor | float, Tensor | float]:
         if self.length is not None:
-            return blur_from_length(self.length, self.angle or 0.0, (h, w))
+            from degradations.motion_blur import blur_from_length
+
+            return blur_from_length(float(self.length), float(self.angle or 0.0), (h, w))
         return self.a, self.b
 
     def restore_raw(self, images: Tensor, a: Tensor | float | None = None,

@@ -5,8 +5,8 @@ Architecture (defaults = the study): an encoder of 5 blocks ``3x3 conv (stride 2
 (stride 2, padding 1, output padding 1) -> LeakyReLU -> BatchNorm`` doubling it back, and a last
 ``3x3 conv (padding 1) -> tanh`` to the image channels. The study describes the last layer only
 as "tanh"; the 3x3 projection from ``widths[0]`` channels to ``C`` is our choice. With the default
-widths (16, 32, 64, 128, 256) and one input channel the net has 0.79 M parameters, the size of the
-DAE measured in ``/work/shared/bench`` (e).
+widths (16, 32, 64, 128, 256) and one input channel the net has 0.79 M parameters (its speed
+is in docs/benchmarks.md).
 
 The study works in ``[-1, 1]``; this module takes and returns ``[0, 1]`` and converts inside
 :meth:`DenoisingAutoencoder.restore_raw`.

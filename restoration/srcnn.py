@@ -6,7 +6,7 @@ The nearest-neighbour upscaling of the low-resolution image is part of the degra
 Layers (the study): three 5x5 convolutions (padding 2) and two 3x3 convolutions (padding 1),
 ReLU between them, none after the last. The study does not give channel widths; the default
 ``widths=(128, 64, 32, 32)`` (0.27 M parameters, about 2.5 GMAC per 96x96 grayscale image) is
-our choice, close to the 0.29 M / 2.7 GMAC 'study' SRCNN timed in ``/work/shared/bench`` (e).
+our choice, close to the size of the study's SRCNN (speed: docs/benchmarks.md).
 ``residual=True`` predicts a correction added to the input (VDSR-style) instead of the image
 itself; the default is the study's plain stack.
 """

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from robustret.batching import map_batches
+from restoration import Restorer, restore_batches
 from robustret.metrics import topk_hit_rate
 from robustret.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex
@@ -93,18 +93,8 @@ class ConditionResult:
     retrieved: dict[str, Tensor]
 
 
-def restore_queries(restorer: torch.nn.Module, degraded: DegradedQueries, *,
-                    device: torch.device | str = "cpu", batch_size: int = 128) -> Tensor:
-    """Run ``restorer`` over the degraded queries in batches, handing it the drawn parameters
-    it declares (``restorer.uses_params``). Returns (Q, C, H, W) in [0, 1] on the CPU."""
-    uses = tuple(getattr(restorer, "uses_params", ()))
-    per_item = {name: degraded.params[name] for name in uses if name in degraded.params}
-
-    def run(images: Tensor, **params: Tensor) -> Tensor:
-        return restorer(images, params or None)
-
-    return map_batches(run, degraded.images, batch_size=batch_size, device=device,
-                       per_item=per_item)
+#: queries per restorer call (fixed: results never depend on the query count)
+RESTORE_BATCH = 128
 
 
 def evaluate_condition(
@@ -116,7 +106,7 @@ def evaluate_condition(
     indexes: dict[str, GalleryIndex],
     ks: Sequence[int],
     degraded: DegradedQueries | None = None,
-    restorer: torch.nn.Module | None = None,
+    restorer: Restorer | None = None,
     device: torch.device | str = "cpu",
 ) -> ConditionResult:
     """Compute one condition's rows: the query images it stands for, embedded and searched.
@@ -130,7 +120,8 @@ def evaluate_condition(
         ks: the k values of the top-k hit rate, each <= the gallery size.
         degraded: the condition's degraded queries (from :func:`degrade_queries`); required
             for degraded and restored conditions.
-        restorer: the restorer of a restored condition.
+        restorer: the restorer of a restored condition; it receives the drawn parameters it
+            declares (``uses_params``).
         device: where the restorer runs.
     Returns:
         A :class:`ConditionResult`.
@@ -148,7 +139,8 @@ def evaluate_condition(
         else:
             if restorer is None:
                 raise ValueError(f"{condition.name}: a restorer is required")
-            images = restore_queries(restorer, degraded, device=device)
+            images = restore_batches(restorer, degraded.images, degraded.params,
+                                     batch_size=RESTORE_BATCH, device=device)
     embeddings = embed(images)
     rows: list[ResultRow] = []
     retrieved: dict[str, Tensor] = {}

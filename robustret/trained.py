@@ -41,6 +41,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_key(model: nn.Module, checkpoint: Path) -> str:
+    """What results computed with ``model`` are keyed by: the SHA-256 of its checkpoint file,
+    or, where training wrote none (zero epochs), of its state dict's bytes."""
+    if checkpoint.is_file():
+        return file_sha256(checkpoint)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def data_content_key(data: RetrievalData) -> str:
     """A key of the data's content: both splits' images and labels, bytes and shapes."""
     digest = hashlib.sha256()
@@ -60,8 +72,9 @@ class TrainedModel:
         model: the module, in ``eval()`` mode on the run's device.
         key: the cache key it was trained (or built) under.
         checkpoint: its ``last.pt`` (None for a restorer without weights).
-        content_key: the checkpoint's SHA-256, or for a filter without weights a fingerprint
-            of its name, options and code: what results computed with it are keyed by.
+        content_key: what results computed with it are keyed by: its checkpoint's SHA-256
+            (:func:`weights_key`), or for a filter without weights a fingerprint of its name,
+            options and code.
     """
 
     model: nn.Module
@@ -77,9 +90,9 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
     from robustret.models import build_retriever
     from robustret.train.classifier import train_retriever
 
-    weights_key = file_sha256(config.weights)[:16] if config.weights is not None else None
+    weights_file = file_sha256(config.weights)[:16] if config.weights is not None else None
     code = source_hash(*RETRIEVER_CODE, *(("degradations",) if config.train_degrade else ()))
-    key = fingerprint("retriever", data_key, config.backbone, weights_key,
+    key = fingerprint("retriever", data_key, config.backbone, weights_file,
                       dataclasses.asdict(config.retriever), list(config.train_degrade), code)
     model = build_retriever(config.backbone, num_classes=len(data.class_names),
                             in_channels=data.gallery.images.shape[1], weights=config.weights)
@@ -98,7 +111,7 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
                     logger=logger, train_degrade=train_degrade)
     model.eval()
     checkpoint = folder / "last.pt"
-    return TrainedModel(model, key, checkpoint, file_sha256(checkpoint))
+    return TrainedModel(model, key, checkpoint, weights_key(model, checkpoint))
 
 
 def gallery_embeddings(
@@ -171,4 +184,4 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
                             val_images=data.queries.images, degrade=degrade,
                             tensorboard=config.tensorboard)
     return TrainedModel(result.model.eval(), f"{name}-{training_degradation}-{key}",
-                        result.checkpoint, file_sha256(result.checkpoint))
+                        result.checkpoint, weights_key(result.model, result.checkpoint))

@@ -2,59 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 120
 
-#: What each notebook needs beyond the data sets and degradations (module, attribute).
-NEEDS = {
-    "01_degradations": [],
-    "02_restoration_ablation": [
-        ("robustret.train.classifier", "train_retriever"),
-        ("robustret.metrics", "topk_hit_rate"),
-    ],
-    "03_metric_ablation": [
-        ("robustret.train.classifier", "train_retriever"),
-        ("robustret.metrics", "topk_hit_rate"),
-        ("robustret.metrics", "mean_average_precision"),
-    ],
-    "04_robust_training": [
-        ("robustret.train.classifier", "train_retriever"),
-        ("robustret.metrics", "topk_hit_rate"),
-    ],
-}
-
-
-def _missing(name: str) -> list[str]:
-    missing = []
-    for module, attribute in NEEDS[name]:
-        try:
-            if not hasattr(importlib.import_module(module), attribute):
-                missing.append(f"{module}.{attribute}")
-        except ImportError:
-            missing.append(module)
-    return missing
+NAMES = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
+assert NAMES, f"no notebooks in {NOTEBOOKS}"
 
 
 def _outputs_png(cell) -> bool:
     return any("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
 
 
-@pytest.mark.parametrize("name", sorted(NEEDS))
+@pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_tiny(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = NOTEBOOKS / f"{name}.ipynb"
     assert path.is_file(), f"{path} is missing"
-    missing = _missing(name)
-    if missing:
-        pytest.skip(f"{name} needs {', '.join(missing)}, not in the package yet")
     monkeypatch.setenv("ROBUSTRET_NOTEBOOK_TINY", "1")
     monkeypatch.setenv("ROBUSTRET_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -70,7 +39,7 @@ def test_notebook_runs_tiny(name: str, tmp_path: Path, monkeypatch: pytest.Monke
     )
 
 
-@pytest.mark.parametrize("name", sorted(NEEDS))
+@pytest.mark.parametrize("name", NAMES)
 def test_notebook_stored_without_outputs(name: str) -> None:
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     for cell in notebook.cells:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from restoration import Restorer
 from robustret.config import ExperimentConfig
 from robustret.pipeline import (
     DegradedQueries,
@@ -59,7 +60,7 @@ def test_degraded_condition_searches_with_the_degraded_images(gallery) -> None:
                            indexes=_indexes(images, labels), ks=(1,))
 
 
-class _Recorder(nn.Module):
+class _Recorder(Restorer):
     """Returns fixed images and records the params it was handed per batch."""
 
     uses_params = ("a",)
@@ -68,7 +69,7 @@ class _Recorder(nn.Module):
         super().__init__()
         self.answer, self.seen = answer, []
 
-    def forward(self, images: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
+    def restore_raw(self, images: Tensor, **params: Tensor) -> Tensor:
         self.seen.append(params)
         return self.answer[: images.shape[0]]
 
