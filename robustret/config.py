@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustret.checks import ConfigError
 from robustret.keys import fingerprint
+from robustret.policy import MODES
 from robustret.rng import stream_seed
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 PROFILES = ("quick", "paper")
 #: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
-RESTORE_MODES = ("none", "auto", "classical", "all")
+RESTORE_MODES = MODES
 METRICS = ("l2", "cosine")
 #: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).
 PROFILE_IMAGE_SIZE: dict[str, int | None] = {"quick": 64, "paper": None}

@@ -82,11 +82,7 @@ def family_of(degradation: str) -> str | None:
     if degradation not in degradations.DEGRADATIONS:
         raise ConfigError(f"unknown degradation {degradation!r}; available: "
                           f"{', '.join(degradations.available())}")
-    lookup = getattr(degradations, "family", None)
-    if callable(lookup):
-        family = lookup(degradation)
-    else:  # a degradations package from before families: the class attribute, if any
-        family = getattr(degradations.DEGRADATIONS.get(degradation), "family", None)
+    family = degradations.family(degradation)
     return family if isinstance(family, str) and family else None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -44,3 +46,25 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not available: {SHARED_DATA} does not exist")
     return SHARED_DATA
+
+
+def write_class_folders(root: Path, classes: int = 3, per_class: int = 10, size: int = 32) -> Path:
+    """Class c: stripes of frequency c + 2 at a per-class angle, with per-image jitter."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            angle = c * np.pi / classes + rng.normal(0, 0.1)
+            phase = rng.uniform(0, 2 * np.pi)
+            wave = np.sin(2 * np.pi * (c + 2) * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+            image = (127 + 100 * wave + rng.normal(0, 8, wave.shape)).clip(0, 255).astype(np.uint8)
+            cv2.imwrite(str(folder / f"img{i:02d}.png"), image)
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    """A class-folder data set of 3 classes x 10 PNGs of 32 px (``folder:PATH``)."""
+    return write_class_folders(tmp_path / "data")

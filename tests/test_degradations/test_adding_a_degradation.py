@@ -10,8 +10,6 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 from degradation_contract import check_contract
@@ -124,29 +122,13 @@ def test_registration_checks_the_class(name: str, cls: type, error: type, match:
     assert degradations.DEGRADATIONS.get("speckle") is degradations.SpeckleNoise
 
 
-def _write_class_folders(root: Path, classes: int = 3, per_class: int = 10) -> Path:
-    """Class c: stripes of frequency c + 2 at a per-class angle, with per-image jitter."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:32, 0:32] / 32
-    for c in range(classes):
-        folder = root / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            angle = c * np.pi / classes + rng.normal(0, 0.1)
-            phase = rng.uniform(0, 2 * np.pi)
-            wave = np.sin(2 * np.pi * (c + 2) * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
-            image = (127 + 100 * wave + rng.normal(0, 8, wave.shape)).clip(0, 255)
-            cv2.imwrite(str(folder / f"img{i:02d}.png"), image.astype(np.uint8))
-    return root
-
-
 def test_a_registered_class_runs_through_the_experiment_cli(
-    register: Callable[[str, type], type], tmp_path: Path,
+    register: Callable[[str, type], type], tmp_path: Path, tiny_folder: Path,
 ) -> None:
     from robustret.experiment import main
 
     register("haze", Haze)
-    data, out = _write_class_folders(tmp_path / "data"), tmp_path / "run"
+    data, out = tiny_folder, tmp_path / "run"
     status = main([
         "--dataset", f"folder:{data}", "--out", str(out), "--image-size", "32",
         "--retriever-epochs", "1", "--restorer-epochs", "1", "--backbone", "resnet18",

@@ -5,34 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from robustret.experiment import main
 
 ROW_KEYS = {"query", "degradation", "severity", "restorer", "metric", "k", "accuracy", "reused"}
-
-
-def _write_class_folders(root: Path, classes: int = 3, per_class: int = 10, size: int = 32) -> Path:
-    """Class c: stripes of frequency c+1 at a per-class angle, with per-image jitter."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    for c in range(classes):
-        folder = root / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            angle = c * np.pi / classes + rng.normal(0, 0.1)
-            phase = rng.uniform(0, 2 * np.pi)
-            wave = np.sin(2 * np.pi * (c + 2) * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
-            image = (127 + 100 * wave + rng.normal(0, 8, wave.shape)).clip(0, 255).astype(np.uint8)
-            cv2.imwrite(str(folder / f"img{i:02d}.png"), image)
-    return root
-
-
-@pytest.fixture
-def tiny_folder(tmp_path: Path) -> Path:
-    return _write_class_folders(tmp_path / "data")
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
