@@ -3,7 +3,8 @@
 Randomness contract: everything random in an epoch (shuffling, augmentation, on-the-fly
 degradation) comes from ``make_batches(epoch)``, which derives its generator from
 ``(seed, epoch)``. Model, optimizer and scheduler state are saved after every epoch, so
-"2 epochs" equals "1 epoch, interrupt, resume, 1 epoch" exactly.
+"2 epochs" equals "1 epoch, interrupt, resume, 1 epoch" exactly. The checkpoint resumed from
+is verified against its checksum first; a corrupt one is never trained on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from robustret import __version__
-from robustret.io import atomic_save, load_checkpoint
+from robustret.io import (
+    CorruptFileError,
+    atomic_save,
+    load_checkpoint,
+    move_aside,
+    remove_stale_temps,
+)
 from robustret.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -72,8 +79,9 @@ def train_loop(
         step: ``batch -> (loss, metrics)``; the loop calls ``backward`` and ``optimizer.step``.
         epochs: total number of epochs to reach (a resumed run only does the missing ones).
         scheduler: stepped once per epoch.
-        checkpoint: path of ``last.pt``, written atomically after every epoch; when it exists
-            and its ``fingerprint`` matches, training resumes after its epoch.
+        checkpoint: path of ``last.pt``, written atomically with a ``.sha256`` sidecar after
+            every epoch; when it exists and its ``fingerprint`` matches, training resumes after
+            its epoch. A corrupt one is moved aside with a warning and training starts over.
         fingerprint: identifies the configuration; a checkpoint with another fingerprint is
             never resumed from (a ``ValueError`` says so).
         evaluate: ``epoch -> metrics`` run after each epoch (in ``eval()`` mode).
@@ -93,8 +101,10 @@ def train_loop(
     result = TrainResult()
     start_epoch = 1
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
+    state = None
+    if checkpoint is not None:
+        state = _resumable_state(checkpoint, model, fingerprint, tag)
+    if state is not None:
         if state.get("fingerprint", "") != fingerprint:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by another configuration "
@@ -173,9 +183,50 @@ def train_loop(
                     **(extra_state or {}),
                 },
                 checkpoint,
+                checksum=True,
             )
     model.eval()
     return result
+
+
+def _resumable_state(
+    checkpoint: Path, model: nn.Module, fingerprint: str, tag: str
+) -> dict[str, Any] | None:
+    """The verified state in ``checkpoint`` to resume from, or None to start from scratch.
+
+    A checkpoint whose bytes do not match its ``.sha256`` sidecar, that torch cannot read, or
+    whose structure does not fit ``model`` is moved aside to ``last.pt.corrupt`` with one
+    warning (training then starts over, as if it had never been written). One without a sidecar
+    (copied alone, or written before checksums) is loaded as before. Temporary files of an
+    interrupted write in its folder are removed.
+    """
+    remove_stale_temps(checkpoint.parent)
+    if not checkpoint.is_file():
+        return None
+    try:
+        state = load_checkpoint(checkpoint)
+        if state.get("fingerprint", "") == fingerprint:  # another configuration's: refused later
+            _check_structure(state, model, checkpoint)
+    except CorruptFileError as exc:
+        aside = move_aside(checkpoint)
+        log.warning("%s; moved it to %s, training %s from scratch", exc,
+                    aside.name if aside else "?", tag)
+        return None
+    return state
+
+
+def _check_structure(state: dict[str, Any], model: nn.Module, checkpoint: Path) -> None:
+    """Raise :class:`CorruptFileError` unless ``state`` is a training state that fits ``model``."""
+    weights, epoch = state.get("model"), state.get("epoch")
+    if not isinstance(weights, dict) or not isinstance(state.get("optimizer"), dict):
+        raise CorruptFileError(checkpoint, "it holds no model and optimizer state")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise CorruptFileError(checkpoint, f"its epoch is {epoch!r}, not a count")
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in weights.items() if isinstance(t, Tensor)}
+    if found != expected:
+        differ = sorted(set(expected.items()) ^ set(found.items()))[:3]
+        raise CorruptFileError(checkpoint, f"its weights do not fit the model (e.g. {differ})")
 
 
 def _format(record: dict[str, float]) -> str:
