@@ -14,6 +14,14 @@ others, so the caller can always pass the whole dict; those it cannot work witho
 Networks compute an unbounded (or ``[-1, 1]``) output internally; :meth:`Restorer.restore`
 exposes it unclamped for training (so the MSE gradient never vanishes at the range limits) and
 :meth:`Restorer.forward` clamps it.
+
+Every call goes through one gate, :meth:`Restorer.restore`: the images are checked against the
+full contract (``robustret.checks.check_images``: shape, channels, floating dtype, finite values
+in ``[0, 1]``), the image side against :attr:`Restorer.min_size`, the channel count against
+the one a network was built with (:meth:`Restorer.input_channels`), and the used ``params``
+(finite, ``(B,)`` or a number). Any floating dtype goes in and the same dtype comes out: a
+restorer with weights computes in its weights' dtype (float32 unless the module was cast) and
+the result is cast back; the filters compute in float32 inside where they need it.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class Restorer(nn.Module):
             lists these); classical filters and ``identity`` are not.
         uses_params: the degradation parameters :meth:`restore_raw` accepts as keywords.
         requires_params: the subset of ``uses_params`` that must be given.
+        min_size: the smallest image side (H and W) :meth:`restore` accepts; a larger value in a
+            subclass is also what ``robustret.preflight`` checks the data against before a run.
 
     Attributes:
         restorer_name: registry name the module was built under (set by ``RESTORERS.build``,
@@ -50,6 +60,7 @@ class Restorer(nn.Module):
     trainable: ClassVar[bool] = False
     uses_params: ClassVar[tuple[str, ...]] = ()
     requires_params: ClassVar[tuple[str, ...]] = ()
+    min_size: ClassVar[int] = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,6 +79,49 @@ class Restorer(nn.Module):
         """
         raise NotImplementedError
 
+    def input_channels(self) -> int | None:
+        """The channel count C this restorer was built for; None: any of 1 and 3.
+
+        A network (``trainable``) stores its C as ``self.channels`` (its ``channels``
+        constructor option) and accepts only that; filters and ``identity`` accept either.
+        """
+        channels = getattr(self, "channels", None) if self.trainable else None
+        return int(channels) if channels is not None else None
+
+    def compute_dtype(self) -> torch.dtype | None:
+        """The dtype :meth:`restore_raw` receives: the weights' floating dtype for a module
+        with weights, None (the input's own dtype) for one without."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return None
+
+    def _label(self) -> str:
+        return self.restorer_name or type(self).__name__
+
+    def check_input(self, images: Tensor) -> Tensor:
+        """Check ``images`` against the contract of this restorer and return them.
+
+        Raises:
+            TypeError: not a tensor.
+            ValueError: not (B, C, H, W) float with C in {1, 3} and finite values in [0, 1];
+                a side smaller than :attr:`min_size` (an empty one included); a channel
+                count other than the network's.
+        """
+        check_images(images, "images")
+        h, w = images.shape[-2:]
+        if min(h, w) < max(1, self.min_size):
+            raise ValueError(
+                f"restorer {self._label()} needs images of at least {max(1, self.min_size)} px "
+                f"per side; got images of shape {tuple(images.shape)}")
+        expected = self.input_channels()
+        if expected is not None and images.shape[1] != expected:
+            raise ValueError(
+                f"restorer {self._label()} was built for {expected}-channel images but got "
+                f"{images.shape[1]} channels (shape {tuple(images.shape)}); build it with "
+                f"channels={images.shape[1]} or convert the images to {expected} channel(s)")
+        return images
+
     def select_params(self, params: Params | None, batch_size: int) -> dict[str, Tensor | float]:
         """The entries of ``params`` this restorer uses, checked.
 
@@ -77,21 +131,35 @@ class Restorer(nn.Module):
         Returns:
             ``{name: value}`` for every name of :attr:`uses_params` present in ``params``.
         Raises:
+            TypeError: a used entry is neither a tensor nor a real number.
             ValueError: a name of :attr:`requires_params` is missing, or a used entry has
-                the wrong shape.
+                the wrong shape or a NaN / infinite value.
         """
         params = {} if params is None else params
         missing = [name for name in self.requires_params if name not in params]
         if missing:
             raise ValueError(
-                f"restorer {self.restorer_name or type(self).__name__} needs the degradation "
+                f"restorer {self._label()} needs the degradation "
                 f"parameter(s) {', '.join(missing)}; got {sorted(params) or 'none'}. Pass the "
                 "params the degradation drew: degradations.apply(..., return_params=True)")
         chosen = {name: params[name] for name in self.uses_params if name in params}
         for name, value in chosen.items():
-            if isinstance(value, Tensor) and value.ndim > 0 and tuple(value.shape) != (batch_size,):
-                raise ValueError(f"params[{name!r}] must be ({batch_size},) (one value per image) "
-                                 f"or a number; got shape {tuple(value.shape)}")
+            if isinstance(value, bool) or not isinstance(value, (Tensor, int, float)):
+                raise TypeError(f"params[{name!r}] must be a ({batch_size},) tensor or a number; "
+                                f"got {type(value).__name__}")
+            if isinstance(value, Tensor):
+                if value.ndim > 0 and tuple(value.shape) != (batch_size,):
+                    raise ValueError(f"params[{name!r}] must be ({batch_size},) (one value per "
+                                     f"image) or a number; got shape {tuple(value.shape)}")
+                if value.is_complex() or value.dtype == torch.bool:
+                    raise TypeError(f"params[{name!r}] must hold real numbers; got dtype "
+                                    f"{value.dtype}")
+                finite = bool(torch.isfinite(value.detach()).all())
+            else:
+                finite = math.isfinite(value)
+            if not finite:
+                raise ValueError(f"params[{name!r}] contains NaN or infinite values; pass the "
+                                 "parameters the degradation drew")
         return chosen
 
     def restore(self, images: Tensor, params: Params | None = None, *,
@@ -103,12 +171,17 @@ class Restorer(nn.Module):
             params: the degradation's per-image parameters; unused names are ignored.
             clamp: clamp the result to [0, 1].
         Returns:
-            (B, C, H, W), same device and dtype as ``images``.
+            (B, C, H, W), same device and dtype as ``images`` (computed in
+            :meth:`compute_dtype` and cast back).
         Raises:
-            ValueError: bad images, or see :meth:`select_params`.
+            TypeError, ValueError: see :meth:`check_input` and :meth:`select_params`.
         """
-        check_images(images, "images", check_values=False)
-        out = self.restore_raw(images, **self.select_params(params, images.shape[0]))
+        self.check_input(images)
+        chosen = self.select_params(params, images.shape[0])
+        if images.shape[0] == 0:  # nothing to restore; filters and FFTs reject empty batches
+            return images.clone()
+        work = self.compute_dtype() or images.dtype
+        out = self.restore_raw(images.to(work), **chosen).to(images.dtype)
         return out.clamp(0.0, 1.0) if clamp else out
 
     def forward(self, images: Tensor, params: Params | None = None) -> Tensor:

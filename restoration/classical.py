@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from restoration.base import Restorer
+from robustret.checks import check_images
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,14 @@ def median_filter(images: Tensor, size: int = 3) -> Tensor:
     """``size x size`` median filter with reflect borders, batched in torch.
 
     Args:
-        images: (B, C, H, W) float.
+        images: (B, C, H, W) float in [0, 1].
         size: odd window side.
     Returns:
         (B, C, H, W), same dtype and device.
+    Raises:
+        ValueError: ``images`` break the image contract, or ``size`` is not odd and >= 1.
     """
+    check_images(images, "images")
     if size < 1 or size % 2 == 0:
         raise ValueError(f"median size must be odd and >= 1, got {size}")
     if size == 1:
@@ -176,12 +180,15 @@ def wiener_deconvolve(images: Tensor, transfer: Tensor, k: float = 0.01) -> Tens
     """Wiener deconvolution ``F = conj(H) G / (|H|^2 + k)`` (circular, in the DFT domain).
 
     Args:
-        images: (B, C, H, W) float, blurred.
+        images: (B, C, H, W) float in [0, 1], blurred.
         transfer: (B or 1, 1, H, W) complex blur transfer in ``torch.fft.fft2`` layout.
         k: noise-to-signal power ratio (regularisation), > 0.
     Returns:
-        (B, C, H, W) float, unclamped.
+        (B, C, H, W) float, unclamped, the dtype of ``images`` (computed in float32).
+    Raises:
+        ValueError: ``images`` break the image contract, or ``k <= 0``.
     """
+    check_images(images, "images")
     if k <= 0:
         raise ValueError(f"k must be > 0, got {k}")
     spectrum = torch.fft.fft2(images.to(torch.float32))
@@ -242,11 +249,14 @@ def bicubic_reupsample(images: Tensor, factor: int = 2) -> Tensor:
     """Average ``factor x factor`` blocks (undoing a nearest upscaling), then bicubic back up.
 
     Args:
-        images: (B, C, H, W) float, a low-resolution image shown at full size.
+        images: (B, C, H, W) float in [0, 1], a low-resolution image shown at full size.
         factor: the resolution reduction (2 or 4 for Haar levels 1 or 2).
     Returns:
-        (B, C, H, W), unclamped.
+        (B, C, H, W), unclamped, same dtype.
+    Raises:
+        ValueError: ``images`` break the image contract, or ``factor < 1``.
     """
+    check_images(images, "images")
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
     if factor == 1:
