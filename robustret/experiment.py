@@ -23,6 +23,7 @@ from pathlib import Path
 
 from robustret.checks import ConfigError
 from robustret.config import METRICS, PROFILES, RESTORE_MODES, ExperimentConfig, load_config_file
+from robustret.io import sigterm_as_interrupt
 
 PROG = "python -m robustret.experiment"
 
@@ -175,14 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        config = config_from_args(args)
-        from robustret.runner import run
+        with sigterm_as_interrupt():  # kill ends the run like Ctrl-C; finished work is cached
+            config = config_from_args(args)
+            from robustret.runner import run
 
-        command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-        result = run(config, command=command)
+            command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+            result = run(config, command=command)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished work is cached, re-run the same command to continue",
-              file=sys.stderr)
+        print(f"{PROG}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     except (ConfigError, FileNotFoundError) as exc:
         # only bad input is one line; anything else is a bug and shows its traceback

@@ -20,6 +20,7 @@ previous file and sidecar untouched.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -27,9 +28,11 @@ import logging
 import os
 import re
 import secrets
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -403,3 +406,25 @@ def move_aside(path: str | os.PathLike) -> Path | None:
         return None
     checksum_path(path).unlink(missing_ok=True)
     return aside
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM raises ``KeyboardInterrupt``, as Ctrl-C does.
+
+    A CLI wraps its work in it so that ``kill`` ends the run like Ctrl-C: writes in progress
+    are abandoned cleanly (see the module docstring) and the CLI reports the interruption. The
+    previous handler is restored on exit; outside the main thread nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import restoration
 from robustret.checks import ConfigError
+from robustret.io import sigterm_as_interrupt
 from robustret.train.restorer import RestorerTrainConfig, train_restorer
 
 PROG = "python -m restoration.train"
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, print the final validation figures; returns the exit code.
 
-    Exit codes: 0 done, 2 bad input (one line on stderr).
+    Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (Ctrl-C or SIGTERM;
+    re-running resumes).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -51,8 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     try:
-        config = preset(args.model, args.degrade, **overrides)
-        result = train_restorer(config, args.out, tensorboard=not args.no_tensorboard)
+        with sigterm_as_interrupt():  # kill ends training like Ctrl-C; last.pt stays intact
+            config = preset(args.model, args.degrade, **overrides)
+            result = train_restorer(config, args.out, tensorboard=not args.no_tensorboard)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
     except (ConfigError, FileNotFoundError) as exc:
         # only bad input is one line; anything else is a bug and shows its traceback
         print(f"{PROG}: error: {exc}", file=sys.stderr)

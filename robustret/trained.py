@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from robustret.data import RetrievalData
-from robustret.io import atomic_save
+from robustret.io import CorruptFileError, atomic_save, verified_load
 from robustret.keys import fingerprint, source_hash
 from robustret.retrieval import extract_embeddings
 from robustret.tracking import RunLogger
@@ -120,7 +120,9 @@ def gallery_embeddings(
     """Gallery embeddings (N, D) float32, cached beside the retriever's checkpoint.
 
     The cache file is keyed by the checkpoint's SHA-256, the gallery's size and the embedding
-    code; any mismatch recomputes and rewrites it.
+    code; any mismatch recomputes and rewrites it. It is written with a ``.sha256`` sidecar; a
+    file that does not match it, that torch cannot read, or that holds no finite (N, D) float32
+    rows is reported in one warning and recomputed.
 
     Returns:
         ``(embeddings, key)``; ``key`` names them in the keys of the conditions.
@@ -131,16 +133,28 @@ def gallery_embeddings(
     path = retriever.checkpoint.parent / "gallery_embeddings.pt"
     if path.is_file():
         try:
-            cached = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a broken cache file is rebuilt, never fatal
-            log.warning("gallery embeddings %s unreadable (%s); recomputing", path, exc)
-            cached = None
-        if isinstance(cached, dict) and cached.get("key") == key:
-            return cached["embeddings"], key
-        log.info("gallery embeddings %s are stale; recomputing", path)
+            cached = verified_load(path, weights_only=True)
+            if not isinstance(cached, dict) or "key" not in cached:
+                raise CorruptFileError(path, "it holds no keyed embeddings")
+            if cached["key"] == key:
+                return _checked_embeddings(cached, len(images), path), key
+            log.info("gallery embeddings %s are stale; recomputing", path)
+        except CorruptFileError as exc:
+            log.warning("gallery embeddings %s; recomputing them", exc)
     embeddings = extract_embeddings(retriever.model, images, device=device)
-    atomic_save({"embeddings": embeddings, "n": len(images), "key": key}, path)
+    atomic_save({"embeddings": embeddings, "n": len(images), "key": key}, path, checksum=True)
     return embeddings, key
+
+
+def _checked_embeddings(cached: dict, n: int, path: Path) -> Tensor:
+    """``cached["embeddings"]`` if it is (n, D) finite float32, else :class:`CorruptFileError`."""
+    embeddings = cached.get("embeddings")
+    if (not isinstance(embeddings, Tensor) or embeddings.dtype != torch.float32
+            or embeddings.ndim != 2 or len(embeddings) != n or cached.get("n") != n):
+        raise CorruptFileError(path, f"it does not hold {n} rows of float32 embeddings")
+    if not bool(torch.isfinite(embeddings).all()):
+        raise CorruptFileError(path, "its embeddings are not all finite")
+    return embeddings
 
 
 def trained_restorer(name: str, training_degradation: str, severities: list[int], config,

@@ -8,8 +8,10 @@ Layout::
 
 Files are found recursively inside each class folder; names with an image extension that
 OpenCV cannot decode are skipped and listed in one logging warning. Decoded images are
-cached under ``cache_dir('folders')`` keyed by the (path, size, mtime) of every file, the
-decode options and the source of the decoding code, so a second load skips decoding.
+cached under ``cache_dir('folders')`` keyed by the path, size, mtime, ctime and inode of every
+file (``rsync -t`` and ``cp -p`` restore an mtime, never a ctime), the decode options and the
+source of the decoding code, so a second load skips decoding. The cache file is verified
+against its ``.sha256`` sidecar; a corrupt one is reported in one warning and decoded again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -36,7 +39,7 @@ from robustret.data.base import (
     to_float_images,
 )
 from robustret.data.splits import instance_ids, instance_split, split_from_file, stratified_split
-from robustret.io import atomic_write_bytes
+from robustret.io import CorruptFileError, atomic_write_bytes, read_verified, remove_stale_temps
 from robustret.keys import source_hash
 from robustret.paths import cache_dir
 
@@ -122,7 +125,9 @@ def _cache_key(root: Path, entries: list[tuple[str, str]], image_size: int | Non
     digest.update(json.dumps(header, sort_keys=True).encode())
     for _, rel in entries:
         stat = (root / rel).stat()
-        digest.update(f"\n{rel}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+        digest.update(
+            f"\n{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}".encode()
+        )
     return digest.hexdigest()[:32]
 
 
@@ -143,16 +148,11 @@ def decode_folder(
     cache_file = cache_dir("folders") / f"{key}.npz"
     if use_cache and cache_file.is_file():
         try:
-            with np.load(cache_file, allow_pickle=False) as saved:
-                logger.info("folder %s: loaded decoded images from cache %s", root, cache_file)
-                return {
-                    "images": saved["images"],
-                    "labels": saved["labels"],
-                    "class_names": [str(s) for s in saved["class_names"]],
-                    "files": [str(s) for s in saved["files"]],
-                }
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("ignoring unreadable cache file %s (%s)", cache_file, exc)
+            cached = _read_cache(cache_file)
+            logger.info("folder %s: loaded decoded images from cache %s", root, cache_file)
+            return cached
+        except (CorruptFileError, OSError) as exc:
+            logger.warning("decoded-image cache %s; decoding %s again", exc, root)
 
     start = time.perf_counter()
     decoded, labels, files, bad = [], [], [], []
@@ -209,8 +209,29 @@ def decode_folder(
         buffer = io.BytesIO()
         np.savez(buffer, images=result["images"], labels=result["labels"],
                  class_names=np.asarray(class_names), files=np.asarray(files))
-        atomic_write_bytes(cache_file, buffer.getvalue())
+        remove_stale_temps(cache_file.parent)
+        atomic_write_bytes(cache_file, buffer.getvalue(), checksum=True)
     return result
+
+
+def _read_cache(path: Path) -> dict[str, object]:
+    """The decoded folder in a verified cache file; :class:`CorruptFileError` if it is not one."""
+    data = read_verified(path)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            cached = {
+                "images": saved["images"],
+                "labels": saved["labels"],
+                "class_names": [str(s) for s in saved["class_names"]],
+                "files": [str(s) for s in saved["files"]],
+            }
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptFileError(path, f"numpy cannot read it as decoded images ({exc})") from exc
+    images, labels = cached["images"], cached["labels"]
+    if (images.ndim != 4 or len(labels) != len(images) or len(cached["files"]) != len(images)
+            or labels.min(initial=0) < 0 or labels.max(initial=0) >= len(cached["class_names"])):
+        raise CorruptFileError(path, "its arrays do not fit together")
+    return cached
 
 
 def load_folder(

@@ -17,7 +17,9 @@ import io
 import logging
 import math
 import time
+import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from robustret.data.base import (
     check_image_size,
     to_float_images,
 )
-from robustret.io import atomic_write_bytes
+from robustret.io import CorruptFileError, atomic_write_bytes, read_verified
 from robustret.keys import fingerprint, source_hash
 from robustret.paths import cache_dir
 from robustret.rng import stream_seed
@@ -534,22 +536,39 @@ def generate(config: SyntheticConfig) -> dict[str, np.ndarray]:
 
 
 def generate_cached(config: SyntheticConfig, use_cache: bool = True) -> dict[str, np.ndarray]:
-    """:func:`generate` through the on-disk cache keyed by every parameter and the renderer code."""
+    """:func:`generate` through the on-disk cache keyed by every parameter and the renderer code.
+
+    The cache file has a ``.sha256`` sidecar; one that does not match it or cannot be read as
+    the rendered arrays is reported in one warning and rendered again.
+    """
     key = fingerprint("synthetic", asdict(config), source_hash(*RENDER_CODE))
     path = cache_dir("synthetic") / f"{key}.npz"
     if use_cache and path.is_file():
         try:
-            with np.load(path, allow_pickle=False) as saved:
-                logger.info("synthetic: loaded from cache %s", path)
-                return {k: saved[k] for k in saved.files}
-        except (OSError, ValueError) as exc:
-            logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+            return _read_cache(path)
+        except (CorruptFileError, OSError) as exc:
+            logger.warning("synthetic cache %s; rendering again", exc)
     result = generate(config)
     if use_cache:
         buffer = io.BytesIO()
         np.savez(buffer, **result)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue(), checksum=True)
     return result
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a verified cache file; :class:`CorruptFileError` if it is not one."""
+    data = read_verified(path)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            arrays = {k: saved[k] for k in saved.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptFileError(path, f"numpy cannot read it ({exc})") from exc
+    images = arrays.get("images")
+    if images is None or images.ndim != 4 or any(len(a) != len(images) for a in arrays.values()):
+        raise CorruptFileError(path, "its arrays are not the rendered images and their labels")
+    logger.info("synthetic: loaded from cache %s", path)
+    return arrays
 
 
 def load_synthetic(
