@@ -19,11 +19,27 @@ import torch
 from torch import Tensor
 
 from robustret.checks import check_choice, check_images
-from robustret.rng import draw_seed, make_generator, sample_seed
+from robustret.rng import check_seed, draw_seed, make_generator, sample_seed
 
 #: pixels (B * C * H * W) handled per internal chunk: 64 images of 1x96x96.
 CHUNK_ELEMENTS = 64 * 96 * 96
 RANGE_MODES = ("clip", "minmax")
+
+
+def check_batch(images: object) -> Tensor:
+    """Shape and dtype of a batch to degrade (values are checked per chunk, see
+    :func:`run_chunked`); H and W must not be empty.
+
+    Returns:
+        ``images``.
+    Raises:
+        TypeError, ValueError: not a (B, C, H, W) float tensor with C in {1, 3}, or H or W is 0.
+    """
+    check_images(images, "images", check_values=False)
+    if min(images.shape[-2:]) == 0:
+        raise ValueError(f"images must have H and W >= 1; got images of shape "
+                         f"{tuple(images.shape)}")
+    return images
 
 
 def check_range_mode(range_mode: str) -> str:
@@ -142,7 +158,12 @@ def run_chunked(
 
 
 def per_index_generators(seed: int, indices: Sequence[int] | Tensor) -> list[torch.Generator]:
-    """One CPU generator per image, seeded by ``sample_seed(seed, index)``."""
+    """One CPU generator per image, seeded by ``sample_seed(seed, index)``.
+
+    Raises:
+        TypeError, ValueError: ``seed`` or an index is not a non-negative integer.
+    """
+    seed = check_seed(seed)
     if isinstance(indices, Tensor):
         indices = indices.tolist()
-    return [make_generator(sample_seed(int(seed), int(i))) for i in indices]
+    return [make_generator(sample_seed(seed, i)) for i in indices]

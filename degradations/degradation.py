@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustret.checks import ConfigError, check_images
+from robustret.checks import ConfigError
 from robustret.registry import Registry
-from robustret.rng import draw_seed
+from robustret.rng import check_generator, draw_seed
 
-from ._base import WordSource, per_index_generators, run_chunked
+from ._base import WordSource, check_batch, per_index_generators, run_chunked
 
 Params = dict[str, Tensor]
 #: the number of severity levels every degradation has; level 3 is the study's setting
@@ -106,8 +106,13 @@ class Degradation(nn.Module):
 
         Returns:
             (B, C, H, W) in [0, 1], same dtype and device as ``images``.
+
+        Raises:
+            TypeError: ``images`` is not a tensor or ``generator`` not a ``torch.Generator``.
+            ValueError: bad images (shape, dtype, empty H or W, values outside [0, 1]).
         """
-        check_images(images, "images", check_values=False)
+        check_batch(images)
+        check_generator(generator)
         k = self.words_per_image(images[0].numel()) if images.shape[0] else 0
         source = WordSource.from_generator(generator) if k else None
         return run_chunked(images, self.core, params, k, source, self.range_mode,
@@ -127,8 +132,13 @@ class Degradation(nn.Module):
         Returns:
             (B, C, H, W) in [0, 1] with the dtype and device of ``images``, and with
             ``return_params`` the dict of (B,) parameter tensors.
+
+        Raises:
+            TypeError: ``images`` is not a tensor or ``generator`` not a ``torch.Generator``.
+            ValueError: bad images, or a parameter that does not fit the image size.
         """
-        check_images(images, "images", check_values=False)
+        check_batch(images)
+        check_generator(generator)
         params = self.sample_params(images.shape[0], generator, size=tuple(images.shape[-2:]))
         out = self.apply_params(images, params, generator=generator)
         return (out, params) if return_params else out
@@ -150,8 +160,12 @@ class Degradation(nn.Module):
 
         Returns:
             As :meth:`forward`.
+
+        Raises:
+            ValueError: bad images, a negative ``seed`` or index, or ``indices`` of another
+                length than the batch.
         """
-        check_images(images, "images", check_values=False)
+        check_batch(images)
         if len(indices) != images.shape[0]:
             raise ValueError(f"indices has {len(indices)} entries for {images.shape[0]} images")
         size = tuple(images.shape[-2:])

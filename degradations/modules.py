@@ -28,7 +28,13 @@ from .noise import (
     salt_pepper_core,
     speckle_core,
 )
-from .resolution import BLOCK_COPY_UPSAMPLE, check_upsample, levels_from_uniform, lowres_core
+from .resolution import (
+    BLOCK_COPY_UPSAMPLE,
+    check_level,
+    check_upsample,
+    levels_from_uniform,
+    lowres_core,
+)
 
 __all__ = [
     "DEGRADATIONS", "Degradation", "GaussianNoise", "HaarLowres", "MotionBlur", "NoiseMixture",
@@ -157,6 +163,8 @@ class HaarLowres(Degradation):
         self, batch_size: int, generator: torch.Generator | None = None, *,
         size: tuple[int, int] | None = None,
     ) -> Params:
+        if size is not None:  # the most levels a draw can give must fit the images
+            check_level(math.ceil(self.levels), size, "levels")
         u = torch.rand(batch_size, generator=generator)
         return {"level": levels_from_uniform(self.levels, u)}
 

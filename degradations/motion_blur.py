@@ -33,9 +33,9 @@ import math
 import torch
 from torch import Tensor
 
-from robustret.checks import check_choice, check_images
+from robustret.checks import check_choice
 
-from ._base import check_range_mode, run_chunked
+from ._base import check_batch, check_range_mode, run_chunked
 
 METHODS = ("rfft", "fft")
 
@@ -174,7 +174,7 @@ def motion_blur(
     Raises:
         ValueError: bad images, ``method`` or ``range_mode``.
     """
-    check_images(images, "images", check_values=False)
+    check_batch(images)
     check_range_mode(range_mode)
     check_choice(method, METHODS, "method")
     batch = images.shape[0]

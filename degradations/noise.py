@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustret.checks import check_images
+from robustret.rng import check_generator
 
-from ._base import WordSource, check_range_mode, run_chunked
+from ._base import WordSource, check_batch, check_range_mode, run_chunked
 
 
 def normal_words(pixels: int) -> int:
@@ -182,7 +182,8 @@ def _run_noise(
     ``core(x, words, out)`` fills ``out`` from a (b, C, H, W) chunk and its random words;
     ``words_per_image(n_values)`` says how many words one image needs.
     """
-    check_images(images, "images", check_values=False)
+    check_batch(images)
+    check_generator(generator)
     check_range_mode(range_mode)
     k = words_per_image(images[0].numel()) if images.shape[0] else 0
     source = WordSource.from_generator(generator)
@@ -279,7 +280,7 @@ def noise_mixture(
     """
     sigma, p = _check_amount("sigma", sigma), _check_amount("p", p, 1.0)
     amplitude = _check_amount("amplitude", amplitude)
-    check_images(images, "images", check_values=False)
+    check_batch(images)
     kinds = torch.as_tensor(kind, dtype=torch.int64).reshape(-1).expand(images.shape[0])
     if kinds.numel() and (int(kinds.min()) < 0 or int(kinds.max()) > 2):
         raise ValueError(f"kind must be 0, 1 or 2 ({', '.join(MIXTURE_KINDS)}); got "

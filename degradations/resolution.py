@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from robustret.checks import check_choice, check_images
+from robustret.checks import check_choice
 
-from ._base import check_range_mode, run_chunked
+from ._base import check_batch, check_range_mode, run_chunked
 
 UPSAMPLE_MODES = ("nearest", "bilinear", "bicubic", "area")
 #: upsampling modes that copy each block mean into its block (area equals nearest at integer
@@ -31,6 +31,24 @@ BLOCK_COPY_UPSAMPLE = ("nearest", "area")
 def check_upsample(upsample: str) -> str:
     """Return ``upsample`` or raise ValueError naming the valid modes."""
     return check_choice(upsample, UPSAMPLE_MODES, "upsample")
+
+
+def max_level(height: int, width: int) -> int:
+    """The most Haar levels an ``height x width`` image has: ``floor(log2(min(H, W)))``
+    (the ``2**level`` block fits in the image)."""
+    return max(1, min(height, width)).bit_length() - 1
+
+
+def check_level(level: float, size: tuple[int, int], name: str = "level") -> None:
+    """Raise ValueError naming ``name`` and the image size when ``level`` exceeds
+    :func:`max_level` (a larger level would pool over padding only, and allocate
+    ``2**level``-sided buffers)."""
+    height, width = size
+    limit = max_level(height, width)
+    if level > limit:
+        raise ValueError(
+            f"{name} must be at most log2(min(H, W)) = {limit} for {height}x{width} images "
+            f"(a level halves the resolution); got {level}. Use fewer levels or larger images")
 
 
 def block_mean(images: Tensor, level: int) -> Tensor:
@@ -125,6 +143,8 @@ def lowres_core(
     """
     levels = level.tolist()
     distinct = sorted(set(levels))
+    if distinct:
+        check_level(distinct[-1], (x.shape[-2], x.shape[-1]))
     factor = 2 ** distinct[-1] if distinct else 1
     divisible = x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0
     fast = divisible and bool(distinct) and distinct[0] >= 1 and out.is_contiguous()
@@ -153,9 +173,12 @@ def haar_lowres(
 
     Returns:
         (B, C, H, W) in [0, 1], same device and dtype as ``images``.
-    """
 
-    check_images(images, "images", check_values=False)
+    Raises:
+        ValueError: bad images, a level below 0 or above ``log2(min(H, W))``, or a bad
+            ``upsample`` / ``range_mode``.
+    """
+    check_batch(images)
     check_upsample(upsample)
     check_range_mode(range_mode)
     levels = torch.as_tensor(level, dtype=torch.int64).reshape(-1).expand(images.shape[0])
