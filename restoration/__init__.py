@@ -32,6 +32,7 @@ from restoration.classical import (
     WienerDeblur,
 )
 from restoration.dae import DenoisingAutoencoder
+from restoration.hybrid import HybridRestorer
 from restoration.registry import IDENTITY, RESTORERS
 from restoration.srcnn import SRCNN
 
@@ -43,6 +44,7 @@ RESTORERS.register("nlm")(NonLocalMeans)
 RESTORERS.register("bilateral")(BilateralFilter)
 RESTORERS.register("wiener")(WienerDeblur)
 RESTORERS.register("bicubic")(BicubicUpsample)
+RESTORERS.register("hybrid")(HybridRestorer)
 
 
 def available() -> list[str]:

@@ -111,10 +111,11 @@ class ExperimentConfig:
         tensorboard: write TensorBoard logs.
         retriever: the retriever's training settings (None: the profile's preset). In a file,
             a table of overrides of the preset (``[retriever]`` with ``epochs = 3``).
-        restorers: each network restorer's training settings by name (None: the profile's
-            presets); in a file, tables of overrides (``[restorers.dae]``). Their ``degrade``,
-            ``severity``, ``dataset`` and ``device`` are set per condition by the runner, and
-            every ``seed`` inside a section is derived from ``seed`` (recomputed on load).
+        restorers: each restorer recipe's training settings by name (:mod:`robustret.recipes`;
+            None: the profile's presets); in a file, tables of overrides
+            (``[restorers.dae]``). Their ``degrade``, ``severity``, ``dataset`` and ``device``
+            are set per condition by the runner, and every ``seed`` inside a section is derived
+            from ``seed`` (recomputed on load).
     """
 
     dataset: str = "synthetic"
@@ -247,12 +248,13 @@ class ExperimentConfig:
     def resolved(self) -> ExperimentConfig:
         """The configuration with every profile default and derived seed filled in, once.
 
-        ``image_size`` takes the profile's size when unset; ``retriever`` and every network of
-        ``restoration.networks()`` missing from ``restorers`` take the profile's presets;
+        ``image_size`` takes the profile's size when unset; ``retriever`` and every recipe of
+        :func:`robustret.recipes.recipe_names` missing from ``restorers`` take the profile's
+        presets;
         ``retriever_epochs`` / ``restorer_epochs`` are folded into them; the sections' seeds are
         the named streams ``"retriever"`` and ``"restorer"`` of ``seed``.
         """
-        import restoration
+        from robustret.recipes import recipe, recipe_names
 
         retriever = self.retriever or _retriever_preset(self.profile, {})
         changes: dict[str, Any] = {"seed": stream_seed(self.seed, "retriever")}
@@ -260,16 +262,16 @@ class ExperimentConfig:
             changes["epochs"] = self.retriever_epochs
         retriever = dataclasses.replace(retriever, **changes)
         restorers = dict(self.restorers or {})
-        for name in restoration.networks():
+        for name in recipe_names():
             restorers.setdefault(name, _restorer_preset(self.profile, name, {}))
-        unknown = sorted(set(restorers) - set(restoration.networks()))
+        unknown = sorted(set(restorers) - set(recipe_names()))
         if unknown:
-            raise ConfigError(f"restorers: {', '.join(unknown)} is not a trainable restorer; "
-                              f"trainable: {', '.join(restoration.networks())}")
+            raise ConfigError(f"restorers: {', '.join(unknown)} is not a restorer recipe; "
+                              f"recipes: {', '.join(recipe_names())}")
         for name, section in restorers.items():
-            if section.model != name:
-                raise ConfigError(f"restorers.{name} trains model {section.model!r}; "
-                                  f"the section name and the model must agree")
+            if section.model != recipe(name).model:
+                raise ConfigError(f"restorers.{name} trains model {section.model!r}; recipe "
+                                  f"{name} is the network {recipe(name).model!r}")
             section_changes: dict[str, Any] = {"seed": stream_seed(self.seed, "restorer")}
             if self.restorer_epochs is not None:
                 section_changes["epochs"] = self.restorer_epochs
@@ -289,9 +291,9 @@ class ExperimentConfig:
                 to do.
         """
         import degradations
-        import restoration
         from robustret.models import BACKBONES
         from robustret.policy import restorers_for
+        from robustret.recipes import restorer_names
 
         known = degradations.available()
         for label, names in (
@@ -302,16 +304,15 @@ class ExperimentConfig:
             if bad:
                 raise ConfigError(f"unknown {label} {', '.join(map(repr, bad))}; "
                                   f"available: {', '.join(known)}")
-        modes = [*RESTORE_MODES, *restoration.available()]
-        if self.restore not in modes:
+        if self.restore not in [*RESTORE_MODES, *restorer_names()]:
             raise ConfigError(f"unknown restore mode {self.restore!r}; choose one of "
                               f"{', '.join(RESTORE_MODES)} or a restorer: "
-                              f"{', '.join(restoration.available())}")
+                              f"{', '.join(restorer_names())}")
         for name in self.degradations:
             for restorer in restorers_for(name, self.restore):
-                if restorer not in restoration.available():
+                if restorer not in restorer_names():
                     raise ConfigError(f"restorer {restorer!r} for {name} is not registered; "
-                                      f"available: {', '.join(restoration.available())}")
+                                      f"available: {', '.join(restorer_names())}")
         if self.backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {self.backbone!r}; "
                               f"available: {', '.join(BACKBONES.names())}")
@@ -381,10 +382,15 @@ def _restorer_preset(profile: str, name: str, overrides: dict[str, Any]) -> Rest
     from robustret.train.restorer import RestorerTrainConfig
 
     values = _section_values(RestorerTrainConfig, overrides, f"restorers.{name}")
-    model = values.pop("model", name)
-    preset = RestorerTrainConfig.paper if profile == "paper" else RestorerTrainConfig.quick
+    model = values.pop("model", None)
     try:
-        return preset(model, **values)
+        section = RestorerTrainConfig.for_recipe(name, profile, **values)
+        if model is not None and model != section.model:
+            raise ConfigError(f"[restorers.{name}] trains model {model!r}; recipe {name} is the "
+                              f"network {section.model!r}")
+        return section
+    except KeyError as exc:
+        raise ConfigError(f"[restorers.{name}]: {exc.args[0]}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[restorers.{name}]: {exc}") from exc
 

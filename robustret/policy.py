@@ -139,9 +139,11 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
     Raises:
         ConfigError: unknown degradation or mode; the message lists the valid ones.
     """
-    if mode not in MODES and mode not in restoration.available():
+    from robustret.recipes import recipe_names, restorer_names
+
+    if mode not in MODES and mode not in restorer_names():
         raise ConfigError(f"unknown restore mode {mode!r}; use one of {', '.join(MODES)} or a "
-                          f"restorer name: {', '.join(restoration.available())}")
+                          f"restorer name: {', '.join(restorer_names())}")
     if mode == "none":
         family_of(degradation)  # still a checked name
         return []
@@ -155,4 +157,4 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
     extra = [baseline] if baseline is not None else []
     if mode == "classical":
         return extra
-    return [*restoration.networks(), *extra]
+    return [*recipe_names(), *extra]

@@ -195,6 +195,7 @@ class _ConditionLoop:
                  device: torch.device, models_dir: Path, timings: dict[str, float]) -> None:
         self.config, self.data, self.data_key = config, data, data_key
         self.retriever, self.gallery_key, self.indexes = retriever, gallery_key, indexes
+        self.gallery_embeddings = next(iter(indexes.values())).embeddings  # (G, D), raw
         self.device, self.models_dir, self.timings = device, models_dir, timings
         self.store = ConditionStore(config.out_dir / ".conditions")
         self.grids: dict[str, Tensor] = {}
@@ -270,7 +271,8 @@ class _ConditionLoop:
             tick = time.perf_counter()
             self._restorers[which] = trained_restorer(
                 condition.restorer, target, list(self.config.severities), self.config,
-                self.data, self.data_key, self.device, self.models_dir)
+                self.data, self.data_key, self.device, self.models_dir, self.retriever,
+                self.gallery_embeddings)
             self.timings[f"restorer_{'-'.join(which)}_s"] = time.perf_counter() - tick
         return self._restorers[which]
 

@@ -22,6 +22,7 @@ from robustret.data import RetrievalData
 from robustret.io import CorruptFileError, atomic_save, verified_load
 from robustret.keys import fingerprint, source_hash
 from robustret.retrieval import extract_embeddings
+from robustret.rng import make_generator, stream_seed
 from robustret.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -157,29 +158,52 @@ def _checked_embeddings(cached: dict, n: int, path: Path) -> Tensor:
     return embeddings
 
 
+HOLDOUT_STREAM = "restorer/holdout"
+#: share of the gallery held out from restorer training, for its validation
+HOLDOUT_FRACTION = 0.1
+
+
+def gallery_holdout(size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Split gallery indices into (train, held out): a seeded tenth (at least one) is held
+    out for restorer validation, so validation never touches the queries."""
+    order = torch.randperm(size, generator=make_generator(stream_seed(seed, HOLDOUT_STREAM)))
+    held = max(1, int(size * HOLDOUT_FRACTION)) if size > 1 else 0
+    return order[held:].sort().values, order[:held].sort().values
+
+
 def trained_restorer(name: str, training_degradation: str, severities: list[int], config,
                      data: RetrievalData, data_key: str, device: torch.device,
-                     models_dir: Path) -> TrainedModel:
-    """A ready restorer: a filter is built; a network is trained or reused from the cache.
+                     models_dir: Path, retriever: TrainedModel,
+                     gallery: Tensor) -> TrainedModel:
+    """A ready restorer: a filter is built; a recipe's network is trained or reused.
 
-    A network learns ``training_degradation`` on the clean gallery degraded on the fly at the
-    experiment's ``severities`` (one drawn per batch when there are several), with the settings
-    of ``config.restorers[name]``.
+    A network learns ``training_degradation`` on the clean gallery (less a held-out tenth,
+    :func:`gallery_holdout`, that validates it) degraded on the fly at the experiment's
+    ``severities`` (one drawn per batch when there are several), with the settings of
+    ``config.restorers[name]``. Recipes with a feature term train through ``retriever``, and
+    its weights are part of their key; ``gallery`` (G, D) are the gallery embeddings the
+    validation searches. A ``hybrid`` gets the classical filter of the degradation's family
+    as its front end.
     """
     import degradations
     import restoration
-    from robustret.train.restorer import train_restorer
+    from robustret.policy import classical_for
+    from robustret.train.restorer import RetrievalGuide, train_restorer
 
-    if name not in restoration.networks():
+    if name not in config.restorers:
         model = restoration.build(name).to(device).eval()
         options = restoration.checkpoint_meta(model)
         content = fingerprint("filter", options, source_hash("restoration"))
         return TrainedModel(model, name, None, content)
 
     severities = sorted(set(severities))
-    train_config = dataclasses.replace(config.restorers[name], degrade=training_degradation,
+    section = config.restorers[name]
+    options = dict(section.model_options)
+    if section.model == "hybrid" and "front" not in options:
+        options["front"] = classical_for(training_degradation) or "identity"
+    train_config = dataclasses.replace(section, degrade=training_degradation,
                                        severity=severities[len(severities) // 2],
-                                       device=str(device))
+                                       device=str(device), model_options=options)
 
     def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
         pick = (
@@ -191,11 +215,15 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
             images, training_degradation, severities[pick], generator=generator
         )
 
+    train_part, held = gallery_holdout(len(data.gallery), config.seed)
+    guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],
+                           data.gallery.labels[train_part], data.gallery.labels[held])
+    steering = retriever.content_key if train_config.feature_weight > 0 else None
     key = fingerprint("restorer", data_key, severities, train_config.fingerprint(),
-                      train_config.epochs, source_hash(*RESTORER_CODE))
+                      train_config.epochs, steering, source_hash(*RESTORER_CODE))
     folder = models_dir / f"{name}-{training_degradation}-{key}"
-    result = train_restorer(train_config, folder, train_images=data.gallery.images,
-                            val_images=data.queries.images, degrade=degrade,
-                            tensorboard=config.tensorboard)
+    result = train_restorer(train_config, folder, train_images=data.gallery.images[train_part],
+                            val_images=data.gallery.images[held], degrade=degrade,
+                            tensorboard=config.tensorboard, guide=guide)
     return TrainedModel(result.model.eval(), f"{name}-{training_degradation}-{key}",
                         result.checkpoint, weights_key(result.model, result.checkpoint))

@@ -90,6 +90,46 @@ class Retriever(nn.Module):
         """Class logits (B, num_classes) of (B, in_channels, H, W) images in [0, 1]."""
         return self.head(self.embed(x))
 
+    def feature_layers(self) -> tuple[str, ...]:
+        """Names :meth:`features` accepts: ``embedding`` and, for ResNet trunks, the outputs
+        of the residual stages ``layer1`` .. ``layer4``."""
+        stages = ("layer1", "layer2", "layer3", "layer4") if _resnet_of(self.trunk) else ()
+        return (*stages, "embedding")
+
+    def features(self, x: Tensor, layers: tuple[str, ...] = ("embedding",)) -> dict[str, Tensor]:
+        """Intermediate activations of ``x`` by name (for feature losses).
+
+        Args:
+            x: (B, in_channels, H, W) float in [0, 1].
+            layers: names from :meth:`feature_layers`.
+        Returns:
+            ``{name: tensor}``: ``embedding`` (B, embedding_dim); ``layerN`` (B, C_N, h, w).
+        Raises:
+            ValueError: a name this trunk does not have.
+        """
+        unknown = sorted(set(layers) - set(self.feature_layers()))
+        if unknown:
+            raise ValueError(f"unknown feature layer(s) {', '.join(unknown)} for "
+                             f"{self.backbone_name}; available: {', '.join(self.feature_layers())}")
+        resnet = _resnet_of(self.trunk)
+        if resnet is None or layers == ("embedding",):
+            return {"embedding": self.embed(x)}
+        out: dict[str, Tensor] = {}
+        h = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(self._prepare(x)))))
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            h = getattr(resnet, name)(h)
+            if name in layers:
+                out[name] = h
+        if "embedding" in layers:
+            out["embedding"] = torch.flatten(resnet.avgpool(h), 1)
+        return out
+
+
+def _resnet_of(trunk: nn.Module) -> nn.Module | None:
+    """The torchvision ResNet inside a ResNet trunk, else None."""
+    inner = getattr(trunk, "resnet", None)
+    return inner if inner is not None and hasattr(inner, "layer4") else None
+
 
 def init_retriever(
     model: Retriever, generator: torch.Generator, *, trunk: bool = True

@@ -10,6 +10,15 @@ initialised from ``restorer/init``. The epoch loop, checkpointing (``DIR/last.pt
 and resume are :func:`robustret.train.loop.train_loop`'s: re-running the same command continues
 after the last finished epoch, and a longer ``epochs`` extends the run.
 
+The loss is a pixel term (``pixel_loss``: MSE or L1 against the clean image), plus, with
+``feature_weight`` lambda > 0, a retrieval-aware term through the frozen retriever of the
+experiment (a :class:`RetrievalGuide`): for each of ``feature_layers``,
+``mse(f(restored), f(clean)) / mean(f(clean) ** 2)``, the retriever kept in ``eval()`` mode
+and never updated. Validation (a fixed subset of ``val_images``, which the runner takes from a
+held-out part of the gallery split, never from the queries) reports PSNR and SSIM, and with a
+guide the embedding cosine to the clean image and the top-1 hit rate of the restored images
+against the rest of the gallery.
+
 The learning-rate schedule halves the rate every ``lr_step`` epochs
 (:func:`robustret.train.loop.step_decay`), fixed by the config rather than derived from
 ``epochs``, so "2 epochs" equals "1 epoch, resume, 1 more" exactly.
@@ -55,6 +64,7 @@ TRAINING_CODE = ("restoration", "robustret.train")
 """Packages whose source is part of the resume key: editing them starts training afresh."""
 
 _NOT_LEARNED = ("epochs", "device")
+PIXEL_LOSSES = ("mse", "l1")
 """Settings that do not change what is learned; left out of the resume fingerprint."""
 
 _QUICK: dict[str, dict[str, Any]] = {
@@ -89,6 +99,10 @@ class RestorerTrainConfig:
         val_images: size of the fixed validation subset (query split).
         seed: the one seed everything derives from.
         device: ``auto``, ``cpu``, ``cuda[:n]``.
+        pixel_loss: ``mse`` or ``l1`` against the clean image.
+        feature_weight: lambda of the retrieval-aware feature term (0: pixels only, the study).
+        feature_layers: retriever activations compared (``Retriever.feature_layers()``:
+            ``embedding``, ``layer1`` .. ``layer4`` for ResNets).
     """
 
     model: str = "dae"
@@ -106,9 +120,30 @@ class RestorerTrainConfig:
     val_images: int = 256
     seed: int = 0
     device: str = "auto"
+    pixel_loss: str = "mse"
+    feature_weight: float = 0.0
+    feature_layers: tuple[str, ...] = ("embedding",)
 
     def __post_init__(self) -> None:
         import degradations
+
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise ConfigError(f"pixel_loss must be one of {', '.join(PIXEL_LOSSES)}; "
+                              f"got {self.pixel_loss!r}")
+        if (
+            isinstance(self.feature_weight, bool)
+            or not isinstance(self.feature_weight, (int, float))
+            or self.feature_weight < 0
+        ):
+            raise ConfigError(f"feature_weight must be a number >= 0; got {self.feature_weight!r}")
+        layers = (
+            (self.feature_layers,) if isinstance(self.feature_layers, str) else self.feature_layers
+        )
+        if not isinstance(layers, (list, tuple)) or not layers or not all(
+                isinstance(name, str) for name in layers):
+            raise ConfigError(f"feature_layers must be a list of layer names; "
+                              f"got {self.feature_layers!r}")
+        object.__setattr__(self, "feature_layers", tuple(layers))
 
         trainable = restoration.networks()
         if self.model not in trainable:
@@ -141,6 +176,17 @@ class RestorerTrainConfig:
         return cls(**{**base, **overrides})
 
     @classmethod
+    def for_recipe(cls, name: str, profile: str, degrade: str = "noise",
+                   **overrides: Any) -> RestorerTrainConfig:
+        """The settings of recipe ``name`` (:mod:`robustret.recipes`) under ``profile``:
+        the network's preset, then the recipe's overrides, then ``overrides``."""
+        from robustret.recipes import recipe
+
+        chosen = recipe(name)
+        preset = cls.paper if profile == "paper" else cls.quick
+        return preset(chosen.model, degrade, **{**dict(chosen.overrides), **overrides})
+
+    @classmethod
     def quick(cls, model: str = "dae", degrade: str = "noise",
               **overrides: Any) -> RestorerTrainConfig:
         """A few CPU minutes per restorer (see docs/restoration.md for the measured times).
@@ -159,6 +205,48 @@ class RestorerTrainConfig:
         ``device``) and the source of the training code (:data:`TRAINING_CODE`)."""
         learned = {k: v for k, v in asdict(self).items() if k not in _NOT_LEARNED}
         return fingerprint("restorer", learned, source_hash(*TRAINING_CODE))
+
+
+@dataclass(frozen=True)
+class RetrievalGuide:
+    """The frozen retriever a restorer is trained through and validated against.
+
+    Attributes:
+        retriever: the experiment's retriever (``features``/``embed``); kept in eval mode,
+            its weights never change.
+        key: a key of its weights (part of the restorer's cache and resume keys).
+        gallery_embeddings: (G, D) float, the gallery images the validation searches.
+        gallery_labels: (G,) int64 labels of those.
+        val_labels: (M,) int64 labels of the validation images given to the trainer.
+    """
+
+    retriever: torch.nn.Module
+    key: str
+    gallery_embeddings: Tensor
+    gallery_labels: Tensor
+    val_labels: Tensor
+
+
+def feature_loss(retriever: torch.nn.Module, restored: Tensor, clean: Tensor,
+                 layers: tuple[str, ...]) -> Tensor:
+    """Sum over ``layers`` of ``mse(f(restored), f(clean)) / mean(f(clean) ** 2)``.
+
+    Args:
+        retriever: frozen, in eval mode; gradients flow to ``restored`` only.
+        restored: (B, C, H, W) restorer output (unclamped is fine).
+        clean: (B, C, H, W) float in [0, 1].
+        layers: names of ``retriever.features``.
+    Returns:
+        A scalar tensor.
+    """
+    with torch.no_grad():
+        targets = retriever.features(clean, layers)
+    outputs = retriever.features(restored, layers)
+    total = restored.new_zeros(())
+    for name in layers:
+        target = targets[name]
+        total = total + F.mse_loss(outputs[name], target) / target.pow(2).mean().clamp_min(1e-12)
+    return total
 
 
 @dataclass(frozen=True)
@@ -249,6 +337,51 @@ class _EpochBatches:
             yield degraded.to(self.device), clean.to(self.device)
 
 
+class _Frozen:
+    """Keeps a module in eval mode with gradients off for its parameters until released."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module, self.was_training = module, module.training
+        self.flags = [p.requires_grad for p in module.parameters()]
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+    def release(self) -> None:
+        for p, flag in zip(self.module.parameters(), self.flags):
+            p.requires_grad_(flag)
+        self.module.train(self.was_training)
+
+
+class _RetrievalCheck:
+    """Validation through the retriever: embedding cosine to the clean image and top-1 (L2)
+    of the restored validation images against the guide's gallery."""
+
+    def __init__(self, guide: RetrievalGuide, val_clean: Tensor, pick: Tensor,
+                 device: torch.device) -> None:
+        self.guide, self.device = guide, device
+        self.labels = guide.val_labels[pick]
+        self.clean = self._embed(val_clean)
+
+    def _embed(self, images: Tensor) -> Tensor:
+        from robustret.batching import map_batches
+
+        return map_batches(self.guide.retriever.embed, images, batch_size=128, device=self.device)
+
+    def _top1(self, embeddings: Tensor) -> float:
+        nearest = torch.cdist(embeddings, self.guide.gallery_embeddings).argmin(dim=1)
+        return float((self.guide.gallery_labels[nearest] == self.labels).float().mean())
+
+    def __call__(self, restored: Tensor, degraded: Tensor) -> dict[str, float]:
+        embedded, degraded_embedded = self._embed(restored), self._embed(degraded)
+        return {
+            "val_embedding_cosine": float(F.cosine_similarity(embedded, self.clean).mean()),
+            "val_top1": self._top1(embedded),
+            "val_top1_degraded": self._top1(degraded_embedded),
+            "val_top1_clean": self._top1(self.clean),
+        }
+
+
 def _load_images(config: RestorerTrainConfig) -> tuple[Tensor, Tensor]:
     from robustret import data as rdata
 
@@ -265,6 +398,7 @@ def train_restorer(
     degrade: DegradeFn | None = None,
     progress: bool | None = None,
     tensorboard: bool = True,
+    guide: RetrievalGuide | None = None,
 ) -> RestorerTrainResult:
     """Train (or resume training) a restorer; checkpoints go to ``out_dir/last.pt``.
 
@@ -280,9 +414,12 @@ def train_restorer(
             config.severity)``.
         progress: tqdm bar (None: only on a terminal).
         tensorboard: write TensorBoard event files (``metrics.jsonl`` is always written).
+        guide: the frozen retriever of the feature term and the retrieval validation;
+            required when ``config.feature_weight`` > 0.
     Returns:
         A :class:`RestorerTrainResult`.
     Raises:
+        ConfigError: a feature term without a guide, or an unknown feature layer.
         ValueError: bad images, or a checkpoint in ``out_dir`` from another configuration.
     """
     out_dir = Path(out_dir)
@@ -294,6 +431,17 @@ def train_restorer(
     check_images(train_images, "train_images")
     check_images(val_images, "val_images")
     degrade = degrade or default_degrade(config.degrade, config.severity)
+    if config.feature_weight > 0 and guide is None:
+        raise ConfigError(f"{config.model}: feature_weight {config.feature_weight} needs the "
+                          "experiment's retriever (a RetrievalGuide)")
+    if guide is not None:
+        unknown = sorted(set(config.feature_layers) - set(guide.retriever.feature_layers()))
+        if unknown:
+            raise ConfigError(f"unknown feature layer(s) {', '.join(unknown)}; the retriever has "
+                              f"{', '.join(guide.retriever.feature_layers())}")
+        if guide.val_labels.shape[0] != val_images.shape[0]:
+            raise ValueError(f"guide.val_labels has {guide.val_labels.shape[0]} labels for "
+                             f"{val_images.shape[0]} validation images")
 
     # fixed validation subset, degraded once
     val_gen = make_generator(stream_seed(config.seed, VALIDATION_STREAM))
@@ -302,6 +450,7 @@ def train_restorer(
     val_degraded = degrade(val_clean, val_gen)
     base_psnr = float(psnr(val_degraded, val_clean).mean())
     base_ssim = float(ssim(val_degraded, val_clean).mean())
+    retrieval_check = _RetrievalCheck(guide, val_clean, pick, device) if guide else None
     log.info("validation: %d images, degraded PSNR %.2f dB, SSIM %.4f", len(pick), base_psnr,
              base_ssim)
 
@@ -310,16 +459,27 @@ def train_restorer(
     init_weights(model, make_generator(stream_seed(config.seed, INIT_STREAM))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
-    resume_key = config.fingerprint()
+    # the retriever decides what is learned only through the feature term
+    steering = guide.key if guide is not None and config.feature_weight > 0 else None
+    resume_key = fingerprint(config.fingerprint(), steering)
 
     tag = f"train/{config.model}"
     logger = RunLogger(out_dir / "logs", tensorboard=tensorboard)
     atomic_write_json(out_dir / "config.json", {**asdict(config), "fingerprint": resume_key,
                                                  "model_options_resolved": options})
 
+    pixel = F.mse_loss if config.pixel_loss == "mse" else F.l1_loss
+
     def step(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         degraded, clean = batch
-        return F.mse_loss(model.restore(degraded, clamp=False), clean), {}
+        restored = model.restore(degraded, clamp=False)
+        loss = pixel(restored, clean)
+        if config.feature_weight == 0:
+            return loss, {}
+        assert guide is not None
+        features = feature_loss(guide.retriever, restored, clean, config.feature_layers)
+        return loss + config.feature_weight * features, {
+            "pixel_loss": float(loss.detach()), "feature_loss": float(features.detach())}
 
     def evaluate(epoch: int) -> dict[str, float]:
         restored = restoration.restore_batches(model, val_degraded, batch_size=config.batch_size,
@@ -328,6 +488,8 @@ def train_restorer(
                    "val_ssim": float(ssim(restored, val_clean).mean()),
                    "val_psnr_degraded": base_psnr, "val_ssim_degraded": base_ssim}
         metrics["val_psnr_gain"] = metrics["val_psnr"] - base_psnr
+        if retrieval_check is not None:
+            metrics.update(retrieval_check(restored, val_degraded))
         from torchvision.utils import make_grid
 
         k = min(8, val_clean.shape[0])
@@ -338,6 +500,7 @@ def train_restorer(
 
     extra = {"restorer": restoration.checkpoint_meta(model), "config": asdict(config),
              "degradation": config.degrade, "severity": config.severity}
+    frozen = _Frozen(guide.retriever) if guide is not None else None
     try:
         result: TrainResult = train_loop(
             model=model, optimizer=optimizer, scheduler=scheduler,
@@ -348,6 +511,8 @@ def train_restorer(
         )
     finally:
         logger.close()
+        if frozen is not None:
+            frozen.release()
     final = {f"final_{k}": v for k, v in result.final.items()}
     summary = {"model": config.model, "degradation": config.degrade,
                "epochs": len(result.history), "degraded_psnr": base_psnr,
@@ -358,5 +523,5 @@ def train_restorer(
                                degraded_ssim=base_ssim, checkpoint=out_dir / "last.pt")
 
 
-__all__ = ["RestorerTrainConfig", "RestorerTrainResult", "default_degrade", "random_crops",
-           "train_restorer"]
+__all__ = ["RestorerTrainConfig", "RestorerTrainResult", "RetrievalGuide", "default_degrade",
+           "feature_loss", "random_crops", "train_restorer"]

@@ -11,6 +11,7 @@ import degradations
 import restoration
 from robustret import policy
 from robustret.checks import ConfigError
+from robustret.recipes import recipe_names
 
 STUDY = {
     # degradation: (auto, classical, trained on)
@@ -52,7 +53,7 @@ def test_the_study_pairing(name: str) -> None:
     assert policy.restorers_for(name, "auto") == [auto]
     assert policy.restorers_for(name, "classical") == [classical]
     assert policy.classical_for(name) == classical
-    assert policy.restorers_for(name, "all") == ["dae", "srcnn", classical]
+    assert policy.restorers_for(name, "all") == [*recipe_names(), classical]
     assert policy.restorers_for(name, "none") == []
     assert policy.training_degradation(name) == trained_on
 
@@ -89,7 +90,7 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
         with caplog.at_level(logging.INFO, logger="robustret.policy"):
             assert policy.restorers_for("test_fog", "auto") == restoration.networks()
         assert "no restorer pairing for degradation 'test_fog'" in caplog.text
-        assert policy.restorers_for("test_fog", "all") == restoration.networks()
+        assert policy.restorers_for("test_fog", "all") == recipe_names()
         assert policy.restorers_for("test_fog", "classical") == []
         assert policy.classical_for("test_fog") is None
         assert policy.training_degradation("test_fog") == "test_fog"

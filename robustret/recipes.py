@@ -1,0 +1,76 @@
+"""Restorer recipes: a network of ``restoration`` plus how it is trained, under one name.
+
+A recipe name is what ``--restore`` and the configuration's ``[restorers.NAME]`` sections use.
+The study's pixel-trained networks keep their registry names (``dae``, ``srcnn``), so the
+study's configuration stays reproducible; the retrieval-aware variants train the same network
+with a feature term through the frozen retriever of the experiment; ``hybrid`` is a classical
+filter with a small learned residual on top. Every trainable restorer of the registry is a
+recipe of its own name (pixel loss, the profile's preset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import restoration
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to train one network.
+
+    Attributes:
+        name: the recipe's name (``--restore NAME``).
+        model: the network, a name of ``restoration.networks()``.
+        overrides: training settings replacing the model's profile preset
+            (fields of :class:`robustret.train.restorer.RestorerTrainConfig`).
+        summary: one line for the docs and ``--help``.
+    """
+
+    name: str
+    model: str
+    overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    summary: str = ""
+
+
+#: the feature term of the retrieval-aware recipes (weight lambda, layers); see docs/restoration.md
+RETRIEVAL_LOSS: Mapping[str, Any] = MappingProxyType(
+    {"feature_weight": 1.0, "feature_layers": ("embedding",), "crop_size": None})
+
+RECIPES: Mapping[str, Recipe] = MappingProxyType({
+    "dae": Recipe("dae", "dae", summary="the study's denoising autoencoder, pixel MSE"),
+    "srcnn": Recipe("srcnn", "srcnn", summary="the study's SRCNN, pixel MSE"),
+    "dae_feat": Recipe("dae_feat", "dae", RETRIEVAL_LOSS,
+                       "the autoencoder trained with pixel MSE + retriever feature loss"),
+    "srcnn_feat": Recipe("srcnn_feat", "srcnn", RETRIEVAL_LOSS,
+                         "SRCNN trained with pixel MSE + retriever feature loss"),
+    "hybrid": Recipe("hybrid", "hybrid", RETRIEVAL_LOSS,
+                     "the family's classical filter + a learned residual, pixel + feature loss"),
+})
+
+
+def recipe_names() -> list[str]:
+    """Every recipe: the table's and one per trainable restorer not in it, sorted."""
+    return sorted(set(RECIPES) | set(restoration.networks()))
+
+
+def restorer_names() -> list[str]:
+    """What ``--restore`` accepts besides its modes: every recipe and every untrained
+    restorer of the registry (the classical filters, ``identity``), sorted."""
+    return sorted(set(recipe_names()) | set(restoration.available()))
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name``.
+
+    Raises:
+        KeyError: not a recipe (the message lists them).
+    """
+    if name in RECIPES:
+        return RECIPES[name]
+    if name in restoration.networks():
+        return Recipe(name, name, summary=f"{name}, pixel MSE")
+    raise KeyError(f"unknown restorer recipe {name!r}; available: {', '.join(recipe_names())}")

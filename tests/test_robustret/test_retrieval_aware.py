@@ -1,0 +1,137 @@
+"""Retrieval-aware restorer training: the feature term, its guide, recipes, the hybrid."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import restoration
+from robustret.checks import ConfigError
+from robustret.config import ExperimentConfig
+from robustret.models import build_retriever
+from robustret.recipes import RECIPES, recipe, recipe_names, restorer_names
+from robustret.train.restorer import (
+    RestorerTrainConfig,
+    RetrievalGuide,
+    feature_loss,
+    train_restorer,
+)
+from robustret.trained import gallery_holdout
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 1, 4, 4, generator=g)
+    return torch.nn.functional.interpolate(low, size=32, mode="bilinear").clamp(0, 1)
+
+
+def _noise(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return (images + 0.2 * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def retriever() -> torch.nn.Module:
+    torch.manual_seed(0)  # test-side only: a fixed untrained retriever
+    return build_retriever("resnet18", num_classes=2, in_channels=1).eval()
+
+
+def test_feature_loss_is_zero_on_the_clean_image_and_reaches_only_the_input(retriever) -> None:
+    clean = _images(4)
+    assert float(feature_loss(retriever, clean, clean, ("embedding",)).detach()) == 0.0
+    restored = _noise(clean, torch.Generator().manual_seed(1)).requires_grad_(True)
+    loss = feature_loss(retriever, restored, clean, ("layer2", "embedding"))
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert restored.grad is not None and float(restored.grad.abs().sum()) > 0
+
+
+def _guide(retriever, n_val: int) -> RetrievalGuide:
+    gallery = _images(6, 7)
+    with torch.no_grad():
+        embeddings = retriever.embed(gallery)
+    return RetrievalGuide(retriever, "retriever-key", embeddings, torch.tensor([0, 1] * 3),
+                          torch.tensor([0, 1] * (n_val // 2)))
+
+
+def _config(**overrides) -> RestorerTrainConfig:
+    base = dict(model="dae", model_options={"widths": [4, 4, 4, 4, 4]},
+                degrade="gaussian_noise", epochs=1, batch_size=4, lr=1e-2, lr_step=1,
+                samples_per_epoch=8, val_images=4, device="cpu", feature_weight=1.0)
+    return RestorerTrainConfig(**{**base, **overrides})
+
+
+def test_training_through_the_frozen_retriever_reports_retrieval_validation(
+        tmp_path, retriever) -> None:
+    before = {k: v.clone() for k, v in retriever.state_dict().items()}
+    flags = [p.requires_grad for p in retriever.parameters()]
+    result = train_restorer(_config(), tmp_path / "run", train_images=_images(8),
+                            val_images=_images(4, 1), degrade=_noise, progress=False,
+                            tensorboard=False, guide=_guide(retriever, 4))
+    record = result.history[-1]
+    assert {"feature_loss", "pixel_loss", "val_top1", "val_top1_degraded", "val_top1_clean",
+            "val_embedding_cosine"} <= set(record)
+    assert 0.0 <= record["val_top1"] <= 1.0 and -1.0 <= record["val_embedding_cosine"] <= 1.0
+    after = retriever.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running stats too
+    assert [p.requires_grad for p in retriever.parameters()] == flags
+    assert not retriever.training
+
+
+def test_the_retriever_is_part_of_the_resume_key(tmp_path, retriever) -> None:
+    kwargs = dict(train_images=_images(8), val_images=_images(4, 1), degrade=_noise,
+                  progress=False, tensorboard=False)
+    train_restorer(_config(), tmp_path / "run", guide=_guide(retriever, 4), **kwargs)
+    other = _guide(retriever, 4)
+    other = RetrievalGuide(other.retriever, "another-retriever", other.gallery_embeddings,
+                           other.gallery_labels, other.val_labels)
+    with pytest.raises(ValueError, match="another configuration"):
+        train_restorer(_config(), tmp_path / "run", guide=other, **kwargs)
+
+
+def test_a_feature_term_without_a_guide_or_with_an_unknown_layer_is_refused(
+        tmp_path, retriever) -> None:
+    kwargs = dict(train_images=_images(8), val_images=_images(4, 1), degrade=_noise,
+                  progress=False, tensorboard=False)
+    with pytest.raises(ConfigError, match="needs the experiment's retriever"):
+        train_restorer(_config(), tmp_path / "a", **kwargs)
+    with pytest.raises(ConfigError, match="unknown feature layer"):
+        train_restorer(_config(feature_layers=("layer9",)), tmp_path / "b",
+                       guide=_guide(retriever, 4), **kwargs)
+    with pytest.raises(ConfigError, match="feature_weight"):
+        _config(feature_weight=-1.0)
+    with pytest.raises(ConfigError, match="pixel_loss"):
+        _config(pixel_loss="huber")
+
+
+def test_an_untrained_hybrid_is_exactly_its_front_end() -> None:
+    x = _images(3)
+    params = {"a": torch.full((3,), 0.05), "b": torch.zeros(3)}
+    for front in ("median", "wiener", "identity"):
+        hybrid = restoration.build("hybrid", front=front, widths=(4,))
+        assert torch.equal(hybrid(x, params), restoration.build(front)(x, params))
+    assert "hybrid" in restoration.networks()
+    with pytest.raises(ValueError, match="front"):
+        restoration.build("hybrid", front="dae")
+
+
+def test_gallery_holdout_is_a_seeded_disjoint_tenth() -> None:
+    train, held = gallery_holdout(50, seed=3)
+    assert len(held) == 5 and len(train) == 45
+    assert sorted(torch.cat([train, held]).tolist()) == list(range(50))
+    again, other = gallery_holdout(50, seed=3), gallery_holdout(50, seed=4)
+    assert torch.equal(again[1], held) and not torch.equal(other[1], held)
+
+
+def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
+    assert {"dae", "srcnn", "dae_feat", "srcnn_feat", "hybrid"} <= set(recipe_names())
+    assert all(recipe(name).model in restoration.networks() for name in recipe_names())
+    assert set(restoration.classical()) <= set(restorer_names())
+    config = ExperimentConfig(restore="dae_feat").validate().resolved()
+    assert config.restorers["dae_feat"].model == "dae"
+    assert config.restorers["dae_feat"].feature_weight == RECIPES["dae_feat"].overrides[
+        "feature_weight"]
+    assert config.restorers["dae"].feature_weight == 0.0  # the study's pixel-trained DAE
+    with pytest.raises(KeyError, match="unknown restorer recipe"):
+        recipe("dae_magic")
+    with pytest.raises(ConfigError, match="recipe"):
+        ExperimentConfig.from_dict({"restorers": {"dae_magic": {}}}).resolved()
