@@ -28,9 +28,10 @@ from robustret.tracking import RunLogger
 log = logging.getLogger(__name__)
 
 #: the code that decides a trained retriever / its embeddings / a trained restorer
-RETRIEVER_CODE = ("robustret.models", "robustret.train", "robustret.augment")
+RETRIEVER_CODE = ("robustret.models", "robustret.train.classifier", "robustret.train.loop",
+                  "robustret.augment")
 EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
-RESTORER_CODE = ("restoration", "robustret.train", "degradations")
+RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations")
 
 
 def file_sha256(path: Path) -> str:

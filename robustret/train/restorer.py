@@ -60,7 +60,7 @@ VALIDATION_STREAM = "restorer/validation"
 """Seed stream of the validation subset and its degradation."""
 INIT_STREAM = "restorer/init"
 """Seed stream of the weight initialisation."""
-TRAINING_CODE = ("restoration", "robustret.train")
+TRAINING_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop")
 """Packages whose source is part of the resume key: editing them starts training afresh."""
 
 _NOT_LEARNED = ("epochs", "device")
