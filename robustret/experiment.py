@@ -35,9 +35,9 @@ def _degradation_names() -> list[str]:
 
 
 def _restorer_names() -> list[str]:
-    import restoration
+    from robustret.recipes import restorer_names
 
-    return restoration.available()
+    return restorer_names()
 
 
 def build_parser() -> argparse.ArgumentParser:
