@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from robustret.io import atomic_save, checksum_path, file_digest, load_checkpoint
 from robustret.rng import make_generator, sample_seed
 from robustret.tracking import RunLogger, read_metrics
 from robustret.train.loop import step_decay, train_loop
@@ -87,6 +88,58 @@ def test_checkpoint_from_other_config_is_refused(tmp_path) -> None:
     _run(1, checkpoint=checkpoint, fingerprint="a")
     with pytest.raises(ValueError, match="another configuration"):
         _run(2, checkpoint=checkpoint, fingerprint="b")
+
+
+def test_checkpoint_carries_its_checksum(tmp_path) -> None:
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint)
+    assert checksum_path(checkpoint).read_text() == f"{file_digest(checkpoint)}  last.pt\n"
+    assert load_checkpoint(checkpoint, required=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("damage", ["xor", "truncate", "sidecar"])
+def test_corrupt_checkpoint_is_moved_aside_and_training_starts_over(
+    tmp_path, caplog, damage: str
+) -> None:
+    straight, _ = _run(2)
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint)
+    data = bytearray(checkpoint.read_bytes())
+    if damage == "xor":
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(b ^ 0x5A for b in data[middle:middle + 64])
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    checkpoint.write_bytes(bytes(data))
+    if damage == "sidecar":  # right bytes, wrong digest: still not trusted
+        checksum_path(checkpoint).write_text(f"{'0' * 64}  last.pt\n")
+    retrained, result = _run(2, checkpoint=checkpoint)
+    assert result.resumed_from == 0 and len(result.history) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "last.pt" in warnings[0] and "from scratch" in warnings[0]
+    assert (tmp_path / "last.pt.corrupt").is_file()
+    for a, b in zip(straight.state_dict().values(), retrained.state_dict().values()):
+        assert torch.equal(a, b)
+    assert load_checkpoint(checkpoint, required=True)["epoch"] == 2
+
+
+def test_checkpoint_that_does_not_fit_the_model_is_not_resumed(tmp_path, caplog) -> None:
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint)
+    state = load_checkpoint(checkpoint)
+    state["model"] = {"weight": torch.zeros(3, 3)}
+    atomic_save(state, checkpoint, checksum=True)  # a valid checksum over a wrong structure
+    _, result = _run(1, checkpoint=checkpoint)
+    assert result.resumed_from == 0
+    assert any("do not fit" in r.getMessage() for r in caplog.records)
+
+
+def test_a_checkpoint_without_sidecar_still_resumes(tmp_path) -> None:
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint)
+    checksum_path(checkpoint).unlink()  # written before checksums, or copied alone
+    _, result = _run(2, checkpoint=checkpoint)
+    assert result.resumed_from == 1
 
 
 def test_step_decay_counts_real_epochs() -> None:
