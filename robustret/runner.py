@@ -37,6 +37,7 @@ from robustret.pipeline import (
     evaluate_condition,
     plan_conditions,
 )
+from robustret.preflight import check_against_data
 from robustret.report import table_lines, write_results
 from robustret.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex, extract_embeddings
@@ -110,9 +111,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     data = _load_data(config)
     timings["load_data_s"] = time.perf_counter() - tick
     log.info("data: %s", data.describe().replace("\n", "; "))
-    if max(config.ks) > len(data.gallery):
-        raise ConfigError(f"top-k {max(config.ks)} is larger than the gallery "
-                          f"({len(data.gallery)} images); choose smaller --topk values")
+    check_against_data(config, data)
     data_key = data_content_key(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = RunLogger(out_dir / "tb", tensorboard=config.tensorboard)

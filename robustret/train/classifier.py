@@ -69,6 +69,23 @@ class RetrieverTrainConfig:
     max_images: int | None = None
 
     def __post_init__(self) -> None:
+        from robustret.checks import ConfigError
+
+        # types first, so that a TOML value of the wrong kind is named (not a TypeError later)
+        for name, kind in (("epochs", "int"), ("batch_size", "int"), ("lr_step", "int"),
+                           ("seed", "int"), ("max_images", "int?"), ("lr", "number"),
+                           ("label_smoothing", "number"), ("augment", "bool"),
+                           ("channels_last", "bool")):
+            value = getattr(self, name)
+            if kind.endswith("?") and value is None:
+                continue
+            base = kind.rstrip("?")
+            ok = (isinstance(value, bool) if base == "bool" else not isinstance(value, bool)
+                  and isinstance(value, int if base == "int" else (int, float)))
+            if not ok:
+                words = {"int": "an integer", "number": "a number", "bool": "true or false"}
+                raise ConfigError(f"{name} must be {words[base]}"
+                                  f"{' or None' if kind.endswith('?') else ''}; got {value!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.lr_step < 1:
             raise ValueError(f"invalid RetrieverTrainConfig: {self}")
         if not 0 <= self.label_smoothing < 1:

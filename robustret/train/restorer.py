@@ -125,7 +125,28 @@ class RestorerTrainConfig:
     feature_layers: tuple[str, ...] = ("embedding",)
 
     def __post_init__(self) -> None:
+        from collections.abc import Mapping
+
         import degradations
+
+        # types first, so that a TOML value of the wrong kind is named (not a TypeError later)
+        for name, kind in (("model", "str"), ("degrade", "str"), ("dataset", "str"),
+                           ("device", "str"), ("pixel_loss", "str"), ("severity", "int"),
+                           ("epochs", "int"), ("batch_size", "int"), ("lr_step", "int"),
+                           ("val_images", "int"), ("seed", "int"), ("image_size", "int?"),
+                           ("samples_per_epoch", "int?"), ("crop_size", "int?"),
+                           ("lr", "number"), ("feature_weight", "number")):
+            value = getattr(self, name, None)
+            if kind.endswith("?") and value is None:
+                continue
+            expected = {"str": str, "int": int, "number": (int, float)}[kind.rstrip("?")]
+            if isinstance(value, bool) or not isinstance(value, expected):
+                words = {"str": "a string", "int": "an integer", "number": "a number"}
+                raise ConfigError(f"{name} must be {words[kind.rstrip('?')]}"
+                                  f"{' or None' if kind.endswith('?') else ''}; got {value!r}")
+        if not isinstance(self.model_options, Mapping):
+            raise ConfigError(f"model_options must be a table of constructor options; got "
+                              f"{self.model_options!r}")
 
         if self.pixel_loss not in PIXEL_LOSSES:
             raise ConfigError(f"pixel_loss must be one of {', '.join(PIXEL_LOSSES)}; "
