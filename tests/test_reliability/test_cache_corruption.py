@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
+from conftest import write_class_folders
 
 from robustret.experiment import main
 
 
-def _args(data: Path, tmp_path: Path, restore: str) -> list[str]:
+def _args(data: Path, tmp_path: Path) -> list[str]:
     return ["--dataset", f"folder:{data}", "--out", str(tmp_path / "run"), "--image-size", "32",
             "--retriever-epochs", "1", "--restorer-epochs", "1", "--backbone", "resnet18",
-            "--degrade", "gaussian_noise", "--restore", restore, "--topk", "1", "3", "-q",
+            "--degrade", "gaussian_noise", "--restore", "auto", "--topk", "1", "3", "-q",
             "--no-tensorboard", "--cache-dir", str(tmp_path / "cache")]
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[tuple]]:
+    """One finished run (data folder, run + cache folders, figures), made once per module."""
+    data = write_class_folders(tmp_path_factory.mktemp("data") / "data")
+    folder = tmp_path_factory.mktemp("clean")
+    assert main(_args(data, folder)) == 0
+    return data, folder, _figures(_rows(folder))
+
+
+def _copy_of(clean_run: tuple[Path, Path, list[tuple]], tmp_path: Path) -> list[str]:
+    """The clean run's folders copied into ``tmp_path``; returns the command that repeats it."""
+    data, folder, _ = clean_run
+    for name in ("run", "cache"):
+        shutil.copytree(folder / name, tmp_path / name)
+    return _args(data, tmp_path)
 
 
 def _rows(tmp_path: Path) -> list[dict]:
@@ -39,11 +58,9 @@ def _xor_64k(path: Path) -> None:
 
 
 def test_corrupt_checkpoints_are_retrained_and_the_figures_hold(
-    tiny_folder: Path, tmp_path: Path, caplog
+    clean_run, tmp_path: Path, caplog
 ) -> None:
-    args = _args(tiny_folder, tmp_path, "auto")
-    assert main(args) == 0
-    clean = _figures(_rows(tmp_path))
+    args, clean = _copy_of(clean_run, tmp_path), clean_run[2]
     models = tmp_path / "cache"
     (retriever,) = models.glob("retriever-*/last.pt")
     (dae,) = models.glob("dae-*/last.pt")
@@ -60,14 +77,12 @@ def test_corrupt_checkpoints_are_retrained_and_the_figures_hold(
 
 
 def test_edited_or_truncated_condition_files_are_recomputed(
-    tiny_folder: Path, tmp_path: Path, caplog
+    clean_run, tmp_path: Path, caplog
 ) -> None:
-    args = _args(tiny_folder, tmp_path, "none")
-    assert main(args) == 0
-    clean = _figures(_rows(tmp_path))
+    args, clean = _copy_of(clean_run, tmp_path), clean_run[2]
     files = {json.loads(path.read_text())["rows"][0]["query"]: path
              for path in (tmp_path / "run" / ".conditions").glob("*.json")}
-    assert set(files) == {"clean", "degraded"}
+    assert set(files) == {"clean", "degraded", "restored"}
     edited = json.loads(files["clean"].read_text())
     edited["rows"][0]["accuracy"] = 0.0 if edited["rows"][0]["accuracy"] > 0.5 else 1.0
     files["clean"].write_text(json.dumps(edited, indent=2) + "\n")
@@ -77,7 +92,7 @@ def test_edited_or_truncated_condition_files_are_recomputed(
     assert main(args) == 0
     rows = _rows(tmp_path)
     assert _figures(rows) == clean
-    assert not any(row["reused"] for row in rows)
+    assert {row["query"] for row in rows if not row["reused"]} == {"clean", "degraded"}
     warnings = _warnings(caplog)
     assert len(warnings) == 2
     assert any(files["clean"].name in w for w in warnings)
