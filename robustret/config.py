@@ -329,10 +329,12 @@ class ExperimentConfig:
         if self.weights is not None and not self.weights.is_file():
             raise ConfigError(f"weights file {self.weights} does not exist; pass the path of a "
                               "local torchvision checkpoint or leave --weights out")
-        for name in ("out_dir", "cache_dir"):
+        from robustret.preflight import check_writable_folder
+
+        for name, flag in (("out_dir", "--out"), ("cache_dir", "--cache-dir")):
             folder = getattr(self, name)
-            if folder is not None and folder.exists() and not folder.is_dir():
-                raise ConfigError(f"{name} {folder} is a file, not a folder; choose another path")
+            if folder is not None:  # a file, inside a file, or read-only
+                check_writable_folder(folder, name, flag)
         return self
 
 

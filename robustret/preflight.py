@@ -17,10 +17,19 @@ A ``crop_size`` larger than the images is an error, not silently clamped: the cr
 of the restorer's training fingerprint, so clamping would train (and cache) a model other than
 the one configured. Set ``crop_size`` in ``[restorers.NAME]`` to at most the image side, or to
 nothing (full images), as ``experiments/configs/smoke.toml`` does for its 32 px images.
+
+The command-line tools share the smaller checks here: :func:`check_writable_folder` (an
+output folder that is a file, lies inside a file or is read-only), :func:`check_training_size`
+(one network's training against an image size) and :func:`int_at_least` (an ``argparse``
+type for counts and seeds).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from robustret.checks import ConfigError
@@ -29,7 +38,8 @@ if TYPE_CHECKING:
     from robustret.config import ExperimentConfig
     from robustret.data import RetrievalData
 
-__all__ = ["check_against_data", "ssim_window"]
+__all__ = ["check_against_data", "check_training_size", "check_writable_folder", "int_at_least",
+           "ssim_window"]
 
 
 def ssim_window() -> int:
@@ -59,9 +69,8 @@ def check_against_data(config: ExperimentConfig, data: RetrievalData) -> None:
         raise ConfigError(f"top-k {max(config.ks)} is larger than the gallery "
                           f"({len(data.gallery)} images); choose smaller --topk values")
     height, width = (int(n) for n in data.queries.images.shape[-2:])
-    side = min(height, width)
     _check_degradations(config, data, (height, width))
-    _check_restorers(config, side, f"{height}x{width}")
+    _check_restorers(config, height, width)
 
 
 def _planned(config: ExperimentConfig) -> tuple[set[tuple[str, int]], set[str], set[str]]:
@@ -102,13 +111,13 @@ def _check_degradations(config: ExperimentConfig, data: RetrievalData,
                               "Use a larger --image-size or a lower --severity") from exc
 
 
-def _check_restorers(config: ExperimentConfig, side: int, size: str) -> None:
+def _check_restorers(config: ExperimentConfig, height: int, width: int) -> None:
     """Image side against each planned restorer's ``min_size`` and, for the networks trained,
     against SSIM's window and their ``crop_size``."""
     import restoration
 
     _, restorers, networks = _planned(config)
-    sections = config.restorers or {}
+    sections, side = config.restorers or {}, min(height, width)
     for name in sorted(restorers):
         # a trained restorer's section names its network (a recipe may rename it)
         model = sections[name].model if name in sections else name
@@ -117,18 +126,72 @@ def _check_restorers(config: ExperimentConfig, side: int, size: str) -> None:
         need = int(getattr(restoration.RESTORERS.get(model), "min_size", 1))
         if side < need:
             raise ConfigError(f"restorer {name} needs images of at least {need} px per side; "
-                              f"the data's are {size}. Use a larger --image-size or another "
+                              f"the data's are {height}x{width}. Use a larger --image-size "
+                              "or another "
                               "--restore")
-    window = ssim_window()
     for name in sorted(networks):
-        if side < window:
-            raise ConfigError(f"training restorer {name} validates with SSIM, which needs "
-                              f"images of at least {window} px per side; the data's are "
-                              f"{size}. Use --image-size {window} or more, or --restore "
-                              "classical")
-        crop = config.restorers[name].crop_size
-        if crop is not None and crop > side:
-            raise ConfigError(f"restorers.{name}.crop_size = {crop} is larger than the "
-                              f"{size} images; set crop_size to at most {side} (or leave "
-                              f"it out for full images) in [restorers.{name}], or use "
-                              f"--image-size {crop} or more")
+        check_training_size(name, sections[name].crop_size, height, width,
+                            where=f"[restorers.{name}]")
+
+
+def check_training_size(name: str, crop_size: int | None, height: int, width: int, *,
+                        where: str = "the training settings") -> None:
+    """Raise :class:`ConfigError` when network ``name`` cannot be trained on H x W images.
+
+    Restorer training validates with SSIM (:func:`ssim_window` px at least) and crops
+    ``crop_size`` px windows (at most the image side).
+
+    Args:
+        name: the restorer (for the message).
+        crop_size: its training crop, None for full images.
+        height, width: the image size.
+        where: where ``crop_size`` is set (for the message).
+    """
+    side, window = min(height, width), ssim_window()
+    if side < window:
+        raise ConfigError(f"training restorer {name} validates with SSIM, which needs images "
+                          f"of at least {window} px per side; the data's are {height}x{width}. "
+                          f"Use --image-size {window} or more")
+    if crop_size is not None and crop_size > side:
+        raise ConfigError(f"{name}'s crop_size {crop_size} is larger than the {height}x{width} "
+                          f"images; set crop_size to at most {side} (or leave it out for full "
+                          f"images) in {where}, or use --image-size {crop_size} or more")
+
+
+def check_writable_folder(folder: Path, name: str, flag: str) -> None:
+    """Raise :class:`ConfigError` unless ``folder`` can be created or written.
+
+    Args:
+        folder: the output folder (it need not exist yet).
+        name: what it is called in the message (``out_dir``).
+        flag: the command-line flag that sets it (``--out``).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{name} {folder} is a file, not a folder; choose another path "
+                          f"with {flag}")
+    existing = folder  # the folder, or the nearest parent that exists (made on demand)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{name} {folder} lies inside {existing}, which is a file; choose "
+                          f"another path with {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name} {folder} cannot be written ({existing} is read-only); "
+                          f"choose a writable folder with {flag}")
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An ``argparse`` type: an integer >= ``low`` (else argparse's one-line usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse

@@ -11,10 +11,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from torch import Tensor
 
 import restoration
 from robustret.checks import ConfigError
 from robustret.io import sigterm_as_interrupt
+from robustret.preflight import check_training_size, check_writable_folder, int_at_least
 from robustret.train.restorer import RestorerTrainConfig, train_restorer
 
 PROG = "python -m restoration.train"
@@ -30,13 +34,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="robustret.data.load spec (default: synthetic)")
     parser.add_argument("--out", required=True, help="run folder (last.pt, config.json, logs/)")
     parser.add_argument("--profile", choices=("quick", "paper"), default="quick")
-    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--severity", type=int, default=3)
-    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--epochs", type=int_at_least(0), default=None,
+                        help="override the profile's epochs (>= 0)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--severity", type=int, choices=range(1, 6), default=3,
+                        help="degradation severity 1..5 (default 3, the study's)")
+    parser.add_argument("--image-size", type=int_at_least(1), default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-tensorboard", action="store_true")
     return parser
+
+
+def _checked_inputs(config: RestorerTrainConfig, out: str) -> tuple[Tensor, Tensor]:
+    """Check the output folder, device and data before training; the data's (gallery,
+    queries) images. Every problem a user can fix is a :class:`ConfigError`."""
+    from robustret import data as rdata
+    from robustret.device import resolve_device
+
+    check_writable_folder(Path(out), "out", "--out")
+    try:
+        resolve_device(config.device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:  # the data set the trainer would load itself
+        bundle = rdata.load(config.dataset, image_size=config.image_size, seed=config.seed)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"dataset {config.dataset!r}: {exc}") from exc
+    height, width = bundle.gallery.images.shape[-2:]
+    check_training_size(config.model, config.crop_size, int(height), int(width),
+                        where="the profile's preset")
+    if len(bundle.gallery) == 0 or len(bundle.queries) == 0:
+        raise ConfigError(f"dataset {config.dataset!r} has an empty gallery or query split")
+    return bundle.gallery.images, bundle.queries.images
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():  # kill ends training like Ctrl-C; last.pt stays intact
             config = preset(args.model, args.degrade, **overrides)
-            result = train_restorer(config, args.out, tensorboard=not args.no_tensorboard)
+            gallery, queries = _checked_inputs(config, args.out)
+            result = train_restorer(config, args.out, train_images=gallery, val_images=queries,
+                                    tensorboard=not args.no_tensorboard)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -28,6 +28,7 @@ import restoration
 from robustret import policy
 from robustret.checks import ConfigError, check_images
 from robustret.device import resolve_device
+from robustret.preflight import int_at_least, ssim_window
 from robustret.quality import psnr, ssim
 from robustret.rng import stream_seed
 
@@ -111,12 +112,20 @@ def evaluate(images: Tensor, degradation_names: Sequence[str], restorer_names: S
     Returns:
         Rows in the order degradation, then the named restorers, then the networks.
     Raises:
-        ConfigError: a network among ``restorer_names`` (it needs trained weights), or an
-            unknown restorer or degradation name.
+        ConfigError: a network among ``restorer_names`` (it needs trained weights), an
+            unknown restorer or degradation name, a severity outside 1..5, images smaller than
+            SSIM's window or an empty query set, or an unknown device.
     """
     import degradations
 
     check_images(images, "images")
+    if images.shape[0] == 0:
+        raise ConfigError("there are no query images to evaluate; use a data set with queries")
+    if min(images.shape[-2:]) < ssim_window():
+        raise ConfigError(f"SSIM needs images of at least {ssim_window()} px per side; got "
+                          f"{tuple(images.shape[-2:])}. Use larger images")
+    if isinstance(severity, bool) or severity not in range(1, 6):
+        raise ConfigError(f"severity must be an integer in 1..5; got {severity!r}")
     untrained = [name for name in restorer_names if name in restoration.networks()]
     if untrained:
         raise ConfigError(f"{', '.join(untrained)} are networks and need trained weights: pass "
@@ -129,7 +138,10 @@ def evaluate(images: Tensor, degradation_names: Sequence[str], restorer_names: S
     if unknown:
         raise ConfigError(f"unknown degradation(s) {', '.join(unknown)}; available: "
                           f"{', '.join(degradations.available())}")
-    device = resolve_device(device)
+    try:
+        device = resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     models = []
     for path in map(Path, model_paths):
         model = restoration.load(path, device=device)
@@ -181,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="registry restorers without weights (default: identity + classical)")
     parser.add_argument("--models-dir", nargs="*", default=[],
                         help="folders searched for last.pt checkpoints")
-    parser.add_argument("--queries", type=int, default=256, help="first N query images (0: all)")
-    parser.add_argument("--severity", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--queries", type=int_at_least(0), default=256,
+                        help="first N query images (0: all)")
+    parser.add_argument("--severity", type=int, choices=range(1, 6), default=3,
+                        help="degradation severity 1..5 (default 3, the study's)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--all-pairs", action="store_true")
     parser.add_argument("--device", default="auto")
     return parser
@@ -198,7 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from robustret import data as rdata
 
     try:
-        images = rdata.load(args.dataset, seed=args.seed).queries.images
+        try:
+            images = rdata.load(args.dataset, seed=args.seed).queries.images
+        except (ValueError, TypeError) as exc:  # the data readers' bad-input errors
+            raise ConfigError(f"dataset {args.dataset!r}: {exc}") from exc
         if args.queries:
             images = images[: args.queries]
         restorers = args.restorers or [restoration.IDENTITY, *restoration.classical()]

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from robustret.checks import ConfigError
 from robustret.data import RetrievalData, load
 from robustret.io import atomic_write_bytes
+from robustret.preflight import check_writable_folder, int_at_least
 
 logger = logging.getLogger("robustret.data")
 
@@ -87,6 +89,13 @@ def write_preview(data: RetrievalData, path: str | Path, per_class: int = 8, see
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _check_preview_path(path: Path) -> None:
+    """Raise :class:`ConfigError` when the preview PNG cannot be written at ``path``."""
+    if path.is_dir():
+        raise ConfigError(f"--preview {path} is a folder; name a .png file inside it")
+    check_writable_folder(path.parent, "the folder of --preview", "--preview")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad spec / data)."""
     parser = argparse.ArgumentParser(
@@ -95,21 +104,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print classes, counts per split and per class, image shape")
     info.add_argument("--dataset", required=True, help="synthetic | smallnorb:PATH | folder:PATH")
-    info.add_argument("--image-size", type=int, default=None, help="resize to N x N")
+    info.add_argument("--image-size", type=int_at_least(1), default=None, help="resize to N x N")
     info.add_argument(
-        "--per-class", type=int, default=None, help="cap images per class in each split"
+        "--per-class", type=int_at_least(1), default=None,
+        help="cap images per class in each split",
     )
     info.add_argument("--channels", choices=("gray", "rgb"), default=None)
-    info.add_argument("--seed", type=int, default=0)
+    info.add_argument("--seed", type=int_at_least(0), default=0)
     info.add_argument(
         "--preview", default=None, metavar="FILE.png", help="write a grid of samples per class"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        if args.preview:  # before the (maybe slow) load: a preview that cannot be written
+            _check_preview_path(Path(args.preview))
         data = load(args.dataset, image_size=args.image_size, channels=args.channels,
                     per_class=args.per_class, seed=args.seed)
     except (ValueError, FileNotFoundError, OSError) as exc:
+        # ConfigError and the readers' bad-input errors (a bad spec, a missing or corrupt
+        # file): one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(data.describe() + "\n")
