@@ -38,7 +38,8 @@ def checkpoint_meta(model: Restorer) -> dict[str, Any]:
 
 
 def save(model: Restorer, path: str | Path, **extra: Any) -> Path:
-    """Save ``model`` (architecture, options, weights) atomically to ``path``.
+    """Save ``model`` (architecture, options, weights) atomically to ``path``, with a
+    ``path.sha256`` checksum that :func:`load` verifies.
 
     Args:
         model: a restorer built with ``restoration.build``.
@@ -50,7 +51,7 @@ def save(model: Restorer, path: str | Path, **extra: Any) -> Path:
         ValueError: see :func:`checkpoint_meta`.
     """
     return atomic_save({"restorer": checkpoint_meta(model), "model": model.state_dict(),
-                        "version": __version__, **extra}, path)
+                        "version": __version__, **extra}, path, checksum=True)
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Restorer:

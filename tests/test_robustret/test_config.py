@@ -74,13 +74,13 @@ def test_unknown_keys_list_the_valid_ones() -> None:
 
 
 def test_resolved_fills_the_profile_once_and_folds_in_the_epoch_shortcuts() -> None:
-    import restoration
+    from robustret.recipes import recipe, recipe_names
 
     config = ExperimentConfig(retriever_epochs=2, restorer_epochs=1).resolved()
     assert config.is_resolved and config.image_size == 64
     assert config.retriever is not None and config.retriever.epochs == 2
-    assert config.restorers is not None and set(config.restorers) == set(restoration.networks())
-    assert all(section.epochs == 1 and section.model == name
+    assert config.restorers is not None and set(config.restorers) == set(recipe_names())
+    assert all(section.epochs == 1 and section.model == recipe(name).model
                for name, section in config.restorers.items())
     assert config.retriever_epochs is None and config.restorer_epochs is None
     assert config.resolved() == config  # resolving twice changes nothing
