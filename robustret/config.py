@@ -109,6 +109,9 @@ class ExperimentConfig:
             and of every entry of ``restorers``; a resolved configuration has them folded in.
         cache_dir: where trained models are cached (None: ``robustret.paths.cache_dir()``).
         tensorboard: write TensorBoard logs.
+        adapt: test-time BatchNorm adaptation rows to add: ``queries`` (the retriever adapted
+            on the degraded queries embeds them; the gallery keeps its embeddings) and/or
+            ``both`` (the adapted retriever embeds the gallery too).
         retriever: the retriever's training settings (None: the profile's preset). In a file,
             a table of overrides of the preset (``[retriever]`` with ``epochs = 3``).
         restorers: each restorer recipe's training settings by name (:mod:`robustret.recipes`;
@@ -138,6 +141,7 @@ class ExperimentConfig:
     restorer_epochs: int | None = None
     cache_dir: Path | None = None
     tensorboard: bool = True
+    adapt: tuple[str, ...] = ()
     retriever: RetrieverTrainConfig | None = None
     restorers: dict[str, RestorerTrainConfig] | None = None
 
@@ -153,6 +157,12 @@ class ExperimentConfig:
         set_(self, "degradations", _strings(self.degradations, "degradations"))
         set_(self, "train_degrade", _strings(self.train_degrade, "train_degrade"))
         set_(self, "metrics", _strings(self.metrics, "metrics"))
+        set_(self, "adapt", _strings(self.adapt, "adapt"))
+        bad_sides = [s for s in self.adapt if s not in ("queries", "both")]
+        if bad_sides or len(set(self.adapt)) != len(self.adapt):
+            raise ConfigError(
+                f"adapt must list queries and/or both, once each; got {list(self.adapt)}"
+            )
         set_(self, "severities", _ints(self.severities, "severities", 1, 5))
         set_(self, "ks", _ints(self.ks, "ks (top-k)", 1))
         _int(self.seed, "seed", 0)

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "for noise, SRCNN for low resolution and motion blur), classical, all, none, or one "
         f"restorer: {', '.join(_restorer_names())}")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
+    add("--adapt", nargs="+", choices=["none", "queries", "both"], metavar="SIDE",
+        help="also report test-time BatchNorm adaptation of the retriever on the degraded "
+        "queries: queries (only they are embedded by the adapted retriever) and/or both")
     add(
         "--topk",
         nargs="+",
@@ -144,6 +147,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             list(METRICS) if args.metric == "both" else [args.metric] if args.metric else None
         ),
         "ks": args.topk,
+        "adapt": ([] if args.adapt and "none" in args.adapt else args.adapt),
         "profile": args.profile,
         "seed": args.seed,
         "device": args.device,

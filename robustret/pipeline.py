@@ -31,8 +31,8 @@ Embed = Callable[[Tensor], Tensor]
 
 def plan_conditions(config: ExperimentConfig) -> list[Condition]:
     """Every condition ``config`` asks for: clean, then per degradation and severity the
-    degraded queries and each restorer that :func:`robustret.policy.restorers_for` pairs
-    with it under ``config.restore``."""
+    degraded queries, each restorer that :func:`robustret.policy.restorers_for` pairs
+    with it under ``config.restore``, and each test-time adaptation of ``config.adapt``."""
     from robustret.policy import restorers_for
 
     plan = [Condition("clean")]
@@ -41,6 +41,8 @@ def plan_conditions(config: ExperimentConfig) -> list[Condition]:
         for severity in config.severities:
             plan.append(Condition("degraded", degradation, severity))
             plan += [Condition("restored", degradation, severity, r) for r in restorers]
+            plan += [Condition("adapted", degradation, severity, adaptation=side)
+                     for side in config.adapt]
     return plan
 
 
@@ -115,8 +117,10 @@ def evaluate_condition(
         condition: which line of the table.
         queries: (Q, C, H, W) float in [0, 1], the clean query split.
         labels: (Q,) int64 query labels.
-        embed: the retriever's embedding function (see :data:`Embed`).
-        indexes: one gallery index per metric name.
+        embed: the retriever's embedding function (see :data:`Embed`); for an adapted
+            condition, the adapted retriever's.
+        indexes: one gallery index per metric name (for ``adaptation="both"``, of the gallery
+            embedded by the adapted retriever).
         ks: the k values of the top-k hit rate, each <= the gallery size.
         degraded: the condition's degraded queries (from :func:`degrade_queries`); required
             for degraded and restored conditions.
@@ -134,8 +138,8 @@ def evaluate_condition(
         if degraded is None or degraded.images.shape != queries.shape:
             raise ValueError(f"{condition.name}: degraded queries of shape "
                              f"{tuple(queries.shape)} are required")
-        if condition.query == "degraded":
-            images = degraded.images
+        if condition.query in ("degraded", "adapted"):
+            images = degraded.images  # adapted: the caller's embed and indexes are adapted
         else:
             if restorer is None:
                 raise ValueError(f"{condition.name}: a restorer is required")

@@ -126,6 +126,19 @@ def training_degradation(degradation: str) -> str:
     return rule.trained_on
 
 
+BLIND = "mixture"
+"""The training target of a blind recipe (:func:`blind_mixture`), in its cache names."""
+
+
+def blind_mixture() -> list[str]:
+    """What a blind restorer learns: one draw per batch from these degradations, the training
+    degradation of every registered degradation, once each, sorted (built in: ``lowres``,
+    ``motion_blur``, ``noise``)."""
+    import degradations
+
+    return sorted({training_degradation(name) for name in degradations.available()})
+
+
 def restorers_for(degradation: str, mode: str) -> list[str]:
     """The restorers applied to ``degradation`` under restore ``mode``.
 

@@ -28,12 +28,16 @@ class Recipe:
         overrides: training settings replacing the model's profile preset
             (fields of :class:`robustret.train.restorer.RestorerTrainConfig`).
         summary: one line for the docs and ``--help``.
+        blind: trained once on the mixture of every family
+            (:func:`robustret.policy.blind_mixture`) and applied to any degraded query without
+            knowing its degradation; otherwise trained per degradation (or family).
     """
 
     name: str
     model: str
     overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     summary: str = ""
+    blind: bool = False
 
 
 #: the feature term of the retrieval-aware recipes (weight lambda, layers); see docs/restoration.md
@@ -49,6 +53,9 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
                          "SRCNN trained with pixel MSE + retriever feature loss"),
     "hybrid": Recipe("hybrid", "hybrid", RETRIEVAL_LOSS,
                      "the family's classical filter + a learned residual, pixel + feature loss"),
+    "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
+                    "one autoencoder for every family (pixel + feature loss), degradation unknown",
+                    blind=True),
 })
 
 

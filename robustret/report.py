@@ -3,9 +3,12 @@
 Rows are :class:`~robustret.results.ResultRow`; ``results.json`` holds their
 :meth:`~robustret.results.ResultRow.to_dict` form::
 
-    {"query": "clean" | "degraded" | "restored", "degradation": str | None,
-     "severity": int | None, "restorer": str | None, "metric": "l2" | "cosine",
-     "k": int, "accuracy": float in [0, 1], "reused": bool}
+    {"query": "clean" | "degraded" | "restored" | "adapted", "degradation": str | None,
+     "severity": int | None, "restorer": str | None, "adaptation": "queries" | "both" | None,
+     "metric": "l2" | "cosine", "k": int, "accuracy": float in [0, 1], "reused": bool}
+
+In the table, adapted rows (test-time BatchNorm adaptation) show ``bn:queries`` or
+``bn:both`` in the restorer column.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True) -> list[str
     for condition in sorted(cells, key=Condition.sort_key):
         values = [cells[condition].get((m, k)) for m in metrics for k in ks]
         severity = "-" if condition.severity is None else str(condition.severity)
-        body.append([condition.query, condition.degradation or "-", severity,
-                     condition.restorer or "-"]
+        restorer = condition.restorer or (
+            f"bn:{condition.adaptation}" if condition.adaptation else "-")
+        body.append([condition.query, condition.degradation or "-", severity, restorer]
                     + ["" if v is None else f"{100 * v:.2f}" for v in values])
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

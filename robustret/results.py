@@ -15,7 +15,8 @@ from typing import Any
 
 from robustret.keys import fingerprint
 
-QUERY_KINDS = ("clean", "degraded", "restored")
+QUERY_KINDS = ("clean", "degraded", "restored", "adapted")
+ADAPTATION_SIDES = ("queries", "both")
 
 
 @dataclass(frozen=True, order=True)
@@ -23,16 +24,20 @@ class Condition:
     """One query condition of an experiment.
 
     Attributes:
-        query: ``"clean"``, ``"degraded"`` or ``"restored"``.
+        query: ``"clean"``, ``"degraded"``, ``"restored"`` or ``"adapted"`` (degraded queries
+            searched by a retriever whose BatchNorm statistics were re-estimated on them).
         degradation: the degradation name (None for clean queries).
         severity: its level 1..5 (None for clean queries).
         restorer: the restorer name (only for restored queries).
+        adaptation: for adapted queries, which side the adapted retriever embeds:
+            ``"queries"`` or ``"both"`` (the gallery too).
     """
 
     query: str
     degradation: str | None = None
     severity: int | None = None
     restorer: str | None = None
+    adaptation: str | None = None
 
     def __post_init__(self) -> None:
         if self.query not in QUERY_KINDS:
@@ -43,6 +48,11 @@ class Condition:
                              f"{'set' if degraded else 'unset'}; got {self}")
         if (self.query == "restored") != (self.restorer is not None):
             raise ValueError(f"only restored conditions name a restorer; got {self}")
+        if (self.query == "adapted") != (self.adaptation is not None):
+            raise ValueError(f"only adapted conditions name an adaptation side; got {self}")
+        if self.adaptation is not None and self.adaptation not in ADAPTATION_SIDES:
+            raise ValueError(f"adaptation must be one of {', '.join(ADAPTATION_SIDES)}; "
+                             f"got {self.adaptation!r}")
 
     @property
     def name(self) -> str:
@@ -52,6 +62,8 @@ class Condition:
             parts.append(f"s{self.severity}")
         if self.restorer is not None:
             parts.append(self.restorer)
+        if self.adaptation is not None:
+            parts.append(f"adapted-{self.adaptation}")
         return "-".join(parts)
 
     def key(self, *salt: object) -> str:
@@ -63,7 +75,7 @@ class Condition:
         """The study's table order: clean first, then per degradation and severity the
         degraded queries followed by each restorer."""
         return (self.degradation or "", self.severity or 0, QUERY_KINDS.index(self.query),
-                self.restorer or "")
+                self.restorer or self.adaptation or "")
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,10 @@ class ResultRow:
     def restorer(self) -> str | None:
         return self.condition.restorer
 
+    @property
+    def adaptation(self) -> str | None:
+        return self.condition.adaptation
+
     def to_dict(self) -> dict[str, Any]:
         """The row as ``results.json`` stores it (flat keys)."""
         return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
@@ -121,14 +137,15 @@ class ResultRow:
         """
         try:
             condition = Condition(values["query"], values["degradation"], values["severity"],
-                                  values["restorer"])
+                                  values["restorer"], values.get("adaptation"))
             return cls(condition, str(values["metric"]), int(values["k"]),
                        float(values["accuracy"]), bool(values.get("reused", False)))
         except KeyError as exc:
             raise ValueError(f"result row lacks {exc.args[0]!r}: {dict(values)}") from None
 
 
-ROW_FIELDS = ("query", "degradation", "severity", "restorer", "metric", "k", "accuracy", "reused")
+ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "metric", "k",
+              "accuracy", "reused")
 
 
 def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:

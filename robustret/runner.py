@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from robustret import __version__
+from robustret.adaptation import adapt_batchnorm
 from robustret.checks import ConfigError
 from robustret.condition_store import ConditionStore
 from robustret.config import ExperimentConfig
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 GRID_QUERIES = 8
 #: the code that turns a trained model and queries into figures
 SCORING_CODE = ("robustret.pipeline", "robustret.metrics", "robustret.retrieval",
-                "robustret.results", "robustret.batching")
+                "robustret.results", "robustret.batching", "robustret.adaptation")
 
 
 @dataclass
@@ -201,6 +203,7 @@ class _ConditionLoop:
         self.computed = self.reused = 0
         self._degraded: tuple[tuple[str, int], DegradedQueries] | None = None
         self._restorers: dict[tuple[str, str], TrainedModel] = {}
+        self._adapted: tuple[tuple, torch.nn.Module, dict[str, GalleryIndex] | None] | None = None
         count = len(data.queries)
         self.grid_index = torch.linspace(0, count - 1, min(GRID_QUERIES, count)).long()
         self._scoring_code = source_hash(*SCORING_CODE)
@@ -232,9 +235,12 @@ class _ConditionLoop:
             return cached
         tick = time.perf_counter()
         data = self.data
+        embed, indexes = self.embed, self.indexes
+        if condition.adaptation is not None:
+            embed, indexes = self.adapted(condition)
         result = evaluate_condition(
             condition, queries=data.queries.images, labels=data.queries.labels,
-            embed=self.embed, indexes=self.indexes, ks=self.config.ks,
+            embed=embed, indexes=indexes, ks=self.config.ks,
             degraded=self.degraded(condition) if condition.degradation is not None else None,
             restorer=restorer.model if restorer is not None else None, device=self.device)
         self.store.save(condition, key, result.rows)
@@ -250,6 +256,30 @@ class _ConditionLoop:
     def embed(self, images: Tensor) -> Tensor:
         return extract_embeddings(self.retriever.model, images, device=self.device)
 
+    def adapted(self, condition: Condition) -> tuple[Callable[[Tensor], Tensor],
+                                                     dict[str, GalleryIndex]]:
+        """The embedding function and indexes of an adapted condition: the retriever with
+        BatchNorm statistics of the condition's degraded queries (made once per degradation
+        and severity) embeds the queries, and for ``both`` the gallery as well."""
+        which = (condition.degradation, condition.severity)
+        if self._adapted is None or self._adapted[0] != which:
+            model = adapt_batchnorm(self.retriever.model, self.degraded(condition).images,
+                                    device=self.device)
+            self._adapted = (which, model, None)
+        _, model, both = self._adapted
+
+        def embed(images: Tensor) -> Tensor:
+            return extract_embeddings(model, images, device=self.device)
+
+        if condition.adaptation == "queries":
+            return embed, self.indexes
+        if both is None:
+            gallery = embed(self.data.gallery.images)
+            both = {metric: GalleryIndex(gallery, self.data.gallery.labels, metric)
+                    for metric in self.config.metrics}
+            self._adapted = (which, model, both)
+        return embed, both
+
     def degraded(self, condition: Condition) -> DegradedQueries:
         """The degraded queries of the condition's (degradation, severity), made once."""
         assert condition.degradation is not None and condition.severity is not None
@@ -260,11 +290,14 @@ class _ConditionLoop:
         return self._degraded[1]
 
     def restorer(self, condition: Condition) -> TrainedModel:
-        """The condition's restorer, trained or built once per (name, training degradation)."""
-        from robustret.policy import training_degradation
+        """The condition's restorer, trained or built once per (name, training degradation);
+        a blind recipe once for all degradations."""
+        from robustret.policy import BLIND, training_degradation
+        from robustret.recipes import RECIPES
 
         assert condition.restorer is not None and condition.degradation is not None
-        target = training_degradation(condition.degradation)
+        blind = condition.restorer in RECIPES and RECIPES[condition.restorer].blind
+        target = BLIND if blind else training_degradation(condition.degradation)
         which = (condition.restorer, target)
         if which not in self._restorers:
             tick = time.perf_counter()

@@ -188,7 +188,7 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     """
     import degradations
     import restoration
-    from robustret.policy import classical_for
+    from robustret.policy import BLIND, blind_mixture, classical_for
     from robustret.train.restorer import RetrievalGuide, train_restorer
 
     if name not in config.restorers:
@@ -202,25 +202,27 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     options = dict(section.model_options)
     if section.model == "hybrid" and "front" not in options:
         options["front"] = classical_for(training_degradation) or "identity"
-    train_config = dataclasses.replace(section, degrade=training_degradation,
+    # a blind recipe draws one degradation of the mixture per batch
+    targets = blind_mixture() if training_degradation == BLIND else [training_degradation]
+    train_config = dataclasses.replace(section, degrade=targets[0],
                                        severity=severities[len(severities) // 2],
                                        device=str(device), model_options=options)
 
     def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
+        target = targets[int(torch.randint(len(targets), (1,), generator=generator))
+                         if len(targets) > 1 else 0]
         pick = (
             int(torch.randint(len(severities), (1,), generator=generator))
             if len(severities) > 1
             else 0
         )
-        return degradations.apply(
-            images, training_degradation, severities[pick], generator=generator
-        )
+        return degradations.apply(images, target, severities[pick], generator=generator)
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)
     guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],
                            data.gallery.labels[train_part], data.gallery.labels[held])
     steering = retriever.content_key if train_config.feature_weight > 0 else None
-    key = fingerprint("restorer", data_key, severities, train_config.fingerprint(),
+    key = fingerprint("restorer", data_key, severities, targets, train_config.fingerprint(),
                       train_config.epochs, steering, source_hash(*RESTORER_CODE))
     folder = models_dir / f"{name}-{training_degradation}-{key}"
     result = train_restorer(train_config, folder, train_images=data.gallery.images[train_part],

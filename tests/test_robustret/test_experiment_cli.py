@@ -9,7 +9,8 @@ import pytest
 
 from robustret.experiment import main
 
-ROW_KEYS = {"query", "degradation", "severity", "restorer", "metric", "k", "accuracy", "reused"}
+ROW_KEYS = {"query", "degradation", "severity", "restorer", "adaptation", "metric", "k", "accuracy",
+            "reused"}
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -64,7 +65,7 @@ def test_end_to_end_writes_results_and_reuses_cache(
     )
     assert Path(results["resolved"]["retriever_checkpoint"]).is_file()
     assert (out / "results.csv").read_text().startswith(
-        "query,degradation,severity,restorer,metric,k,accuracy,reused")
+        "query,degradation,severity,restorer,adaptation,metric,k,accuracy,reused")
     assert "top-1" in (out / "results.md").read_text()
     assert list((out / "tb").glob("events.out.tfevents.*"))
 
@@ -218,3 +219,31 @@ def test_interrupt_exits_130_and_writes_no_result(tmp_path: Path, monkeypatch, c
     assert main(["--out", str(out), "-q"]) == 130
     assert "re-run the same command" in capsys.readouterr().err
     assert not (out / "results.json").exists()
+
+
+def test_adapted_rows_are_their_own_conditions(tiny_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(_args(tiny_folder, out, "--degrade", "gaussian_noise", "--restore", "none",
+                      "--adapt", "queries", "both", "--no-tensorboard", "--cache-dir",
+                      str(tmp_path / "cache"))) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    kinds = [(row["query"], row["adaptation"]) for row in rows if row["metric"] == "l2"
+             and row["k"] == 1]
+    assert kinds == [("clean", None), ("degraded", None), ("adapted", "queries"),
+                     ("adapted", "both")]
+    table = (out / "results.md").read_text()
+    assert "bn:queries" in table and "bn:both" in table
+
+
+def test_a_blind_restorer_is_trained_once_for_every_degradation(tiny_folder: Path,
+                                                                 tmp_path: Path) -> None:
+    from robustret.policy import blind_mixture
+
+    assert blind_mixture() == ["lowres", "motion_blur", "noise"]
+    cache = tmp_path / "cache"
+    assert main(_args(tiny_folder, tmp_path / "run", "--degrade", "gaussian_noise", "lowres",
+                      "--restore", "blind", "--no-tensorboard", "--cache-dir", str(cache))) == 0
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    restored = {row["degradation"] for row in rows if row["restorer"] == "blind"}
+    assert restored == {"gaussian_noise", "lowres"}
+    assert [p.name.split("-")[:2] for p in cache.glob("blind-*")] == [["blind", "mixture"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from restoration import Restorer
 from robustret.config import ExperimentConfig
@@ -144,3 +144,40 @@ def test_rows_round_trip_and_select() -> None:
         ResultRow(Condition("clean"), "l2", 1, 1.5)
     with pytest.raises(ValueError, match="lacks"):
         ResultRow.from_dict({"query": "clean"})
+
+
+def test_adapted_conditions_name_their_side() -> None:
+    condition = Condition("adapted", "noise", 3, adaptation="both")
+    assert condition.name == "noise-s3-adapted-both"
+    with pytest.raises(ValueError, match="adaptation"):
+        Condition("adapted", "noise", 3)
+    with pytest.raises(ValueError, match="adaptation"):
+        Condition("degraded", "noise", 3, adaptation="queries")
+    with pytest.raises(ValueError, match="adaptation must be"):
+        Condition("adapted", "noise", 3, adaptation="gallery")
+    plan = plan_conditions(ExperimentConfig(restore="none", adapt=("queries", "both")))
+    assert plan[-2:] == [Condition("adapted", "noise", 3, adaptation="queries"),
+                         Condition("adapted", "noise", 3, adaptation="both")]
+
+
+def test_batchnorm_adaptation_takes_the_statistics_of_the_new_images() -> None:
+    from robustret.adaptation import adapt_batchnorm
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)
+
+        def embed(self, x: Tensor) -> Tensor:
+            return self.norm(self.conv(x)).mean(dim=(2, 3))
+
+    model = Tiny().eval()
+    images = torch.rand(16, 1, 4, 4) * 0.5 + 0.5
+    adapted = adapt_batchnorm(model, images, batch_size=4)
+    with torch.no_grad():
+        features = model.conv(images)
+    assert torch.allclose(adapted.norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.equal(model.norm.running_mean, torch.zeros(2))  # the original is untouched
+    assert not adapted.training and torch.equal(adapted.conv.weight, model.conv.weight)
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        adapt_batchnorm(nn.Conv2d(1, 1, 1), images)

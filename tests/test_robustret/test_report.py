@@ -38,8 +38,8 @@ def test_write_results_writes_three_consistent_files(tmp_path) -> None:
     data = json.loads(paths["json"].read_text())
     assert read_rows(data) == rows and data["seed"] == 0
     assert data["rows"][0] == {"query": "clean", "degradation": None, "severity": None,
-                               "restorer": None, "metric": "l2", "k": 1, "accuracy": 0.9,
-                               "reused": False}
+                               "restorer": None, "adaptation": None, "metric": "l2", "k": 1,
+                               "accuracy": 0.9, "reused": False}
     with paths["csv"].open() as handle:
         records = list(csv.DictReader(handle))
     assert len(records) == len(rows) and records[0]["query"] == "clean"
