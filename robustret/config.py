@@ -108,6 +108,9 @@ class ExperimentConfig:
         retriever_epochs, restorer_epochs: shortcuts that override the epochs of ``retriever``
             and of every entry of ``restorers``; a resolved configuration has them folded in.
         cache_dir: where trained models are cached (None: ``robustret.paths.cache_dir()``).
+        queries_dir: a query set folder written by ``python -m robustret.data export``
+            (:mod:`robustret.query_sets`); the degraded queries of each condition are then read
+            from it, verified, instead of drawn (None: drawn on the fly, identically).
         tensorboard: write TensorBoard logs.
         adapt: test-time BatchNorm adaptation rows to add: ``queries`` (the retriever adapted
             on the degraded queries embeds them; the gallery keeps its embeddings) and/or
@@ -140,6 +143,7 @@ class ExperimentConfig:
     retriever_epochs: int | None = None
     restorer_epochs: int | None = None
     cache_dir: Path | None = None
+    queries_dir: Path | None = None
     tensorboard: bool = True
     adapt: tuple[str, ...] = ()
     retriever: RetrieverTrainConfig | None = None
@@ -170,6 +174,7 @@ class ExperimentConfig:
             set_(self, name, _path(getattr(self, name), name))
         if self.out_dir is None:
             raise ConfigError("out_dir must be a path; got None")
+        set_(self, "queries_dir", _path(self.queries_dir, "queries_dir"))
         for name in ("image_size", "per_class"):
             if getattr(self, name) is not None:
                 _int(getattr(self, name), name, 1)
@@ -339,6 +344,10 @@ class ExperimentConfig:
         if self.weights is not None and not self.weights.is_file():
             raise ConfigError(f"weights file {self.weights} does not exist; pass the path of a "
                               "local torchvision checkpoint or leave --weights out")
+        if self.queries_dir is not None:  # exists, manifests readable, checksums match
+            from robustret.query_sets import check_query_sets
+
+            check_query_sets(self.queries_dir, self.degradations, self.severities, self.seed)
         from robustret.preflight import check_writable_folder
 
         for name, flag in (("out_dir", "--out"), ("cache_dir", "--cache-dir")):

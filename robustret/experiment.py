@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="cache of trained models (default ~/.cache/robustret)",
     )
+    add("--queries", dest="queries_dir", type=Path, metavar="DIR",
+        help="evaluate on a shareable query set written by python -m robustret.data export "
+        "(verified: checksums, degradation, severity, seed and data must match the run) instead "
+        "of degrading the queries on the fly; the rows are identical")
     add("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
         help="do not write TensorBoard event files")
     add("-q", "--quiet", action="store_true", help="only print the result table")
@@ -160,6 +164,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "retriever_epochs": args.retriever_epochs,
         "restorer_epochs": args.restorer_epochs,
         "cache_dir": args.cache_dir,
+        "queries_dir": args.queries_dir,
         "tensorboard": args.tensorboard,
     }
     values.update({key: value for key, value in flags.items() if value is not None})

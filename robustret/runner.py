@@ -281,12 +281,23 @@ class _ConditionLoop:
         return embed, both
 
     def degraded(self, condition: Condition) -> DegradedQueries:
-        """The degraded queries of the condition's (degradation, severity), made once."""
+        """The degraded queries of the condition's (degradation, severity), made once; with
+        ``config.queries_dir`` read from its query set instead, which must verify and match the
+        condition, the seed and the clean queries (else a one-line ConfigError)."""
         assert condition.degradation is not None and condition.severity is not None
         which = (condition.degradation, condition.severity)
         if self._degraded is None or self._degraded[0] != which:
-            seed = degradation_seed(self.config.seed, condition.severity)
-            self._degraded = (which, degrade_queries(self.data.queries.images, *which, seed=seed))
+            if self.config.queries_dir is not None:
+                from robustret.query_sets import query_set_for
+
+                made = query_set_for(self.config.queries_dir, *which, seed=self.config.seed,
+                                     queries=self.data.queries)
+                log.info("%s severity %d: degraded queries read from the query set in %s",
+                         *which, self.config.queries_dir)
+            else:
+                seed = degradation_seed(self.config.seed, condition.severity)
+                made = degrade_queries(self.data.queries.images, *which, seed=seed)
+            self._degraded = (which, made)
         return self._degraded[1]
 
     def restorer(self, condition: Condition) -> TrainedModel:

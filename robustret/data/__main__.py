@@ -1,9 +1,17 @@
-"""``python -m robustret.data info --dataset SPEC``: summarise a data set, optionally preview it.
+"""``python -m robustret.data``: summarise a data set (``info``) or export its degraded queries.
 
 Examples::
 
     python -m robustret.data info --dataset synthetic --preview docs/img/datasets_synthetic.png
     python -m robustret.data info --dataset folder:path/to/coil-20 --image-size 64
+    python -m robustret.data export --dataset folder:path/to/photos --degrade gaussian_noise \
+        --severity 3 --seed 0 --out queries/noise3
+
+``info`` on a ``folder:PATH`` first describes the folder (images per class, sizes, colour
+modes, unreadable files). ``export`` writes the degraded queries of one condition exactly as
+the experiment makes them (PNGs to look at, the exact float32 images in ``queries.npy``, a
+checksummed ``manifest.json``; :mod:`robustret.query_sets`), for
+``python -m robustret.experiment --queries DIR``.
 
 A bad spec, a missing path or a corrupt file prints one line on stderr and exits with 2.
 """
@@ -20,6 +28,7 @@ import numpy as np
 
 from robustret.checks import ConfigError
 from robustret.data import RetrievalData, load
+from robustret.data.folder import survey_folder
 from robustret.io import atomic_write_bytes
 from robustret.preflight import check_writable_folder, int_at_least
 
@@ -96,15 +105,61 @@ def _check_preview_path(path: Path) -> None:
     check_writable_folder(path.parent, "the folder of --preview", "--preview")
 
 
+FOLDER_SIZES = (
+    "folder images of other sizes or shapes are centre-cropped to a square (the shorter side) "
+    "and resized to N x N; without --image-size a folder of one size keeps it and one of several "
+    "sizes goes to its smallest shorter side"
+)
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``export``: the degraded queries of each (degradation, severity) asked for."""
+    import degradations
+    from robustret.config import PROFILE_IMAGE_SIZE, ExperimentConfig, load_config_file
+    from robustret.query_sets import export_query_set
+
+    values = dict(load_config_file(args.config)) if args.config else {}
+    flags = {"dataset": args.dataset, "image_size": args.image_size,
+             "per_class": args.per_class, "seed": args.seed}
+    values.update({key: value for key, value in flags.items() if value is not None})
+    config = ExperimentConfig.from_dict(values)
+    image_size = config.image_size or PROFILE_IMAGE_SIZE[config.profile]
+    names = degradations.available() if "all" in args.degrade else args.degrade
+    severities = range(1, 6) if "all" in args.severity else sorted({int(s) for s in args.severity})
+    wanted = [(name, severity) for name in names for severity in severities]
+    out = Path(args.out)
+    for name, severity in wanted:
+        folder = out if len(wanted) == 1 else out / f"{name}-s{severity}"
+        made = export_query_set(folder, dataset=config.dataset, degradation=name,
+                                severity=severity, seed=config.seed, image_size=image_size,
+                                per_class=config.per_class,
+                                dataset_options=config.dataset_options)
+        sys.stdout.write(f"{name} severity {severity}: {len(made.labels)} queries, "
+                         f"seed {config.seed} -> {folder}\n")
+    return 0
+
+
+def _degradation_names() -> list[str]:
+    import degradations
+
+    return degradations.available()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad spec / data)."""
     parser = argparse.ArgumentParser(
         prog="python -m robustret.data", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="print classes, counts per split and per class, image shape")
+    info = sub.add_parser(
+        "info", help="print classes, counts per split and per class, image shape",
+        description="Print classes, counts per split and per class and the image shape; for a "
+        "folder first its images per class, sizes, colour modes and unreadable files. "
+        + FOLDER_SIZES + ".",
+    )
     info.add_argument("--dataset", required=True, help="synthetic | smallnorb:PATH | folder:PATH")
-    info.add_argument("--image-size", type=int_at_least(1), default=None, help="resize to N x N")
+    info.add_argument("--image-size", type=int_at_least(1), default=None,
+                      help="resize to N x N; " + FOLDER_SIZES)
     info.add_argument(
         "--per-class", type=int_at_least(1), default=None,
         help="cap images per class in each split",
@@ -114,11 +169,48 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument(
         "--preview", default=None, metavar="FILE.png", help="write a grid of samples per class"
     )
+    export = sub.add_parser(
+        "export", help="write the degraded queries of a condition as a shareable query set",
+        description="Write the degraded queries of each (degradation, severity) exactly as "
+        "python -m robustret.experiment makes them (same data loading, same seeds): 8-bit PNGs "
+        "to look at, the exact float32 images in queries.npy and a manifest.json with per "
+        "image the label, the drawn parameters, the seed and the SHA-256 of its files. "
+        "Evaluate on it with python -m robustret.experiment --queries DIR. " + FOLDER_SIZES + ".",
+    )
+    export.add_argument("--config", type=Path, metavar="FILE",
+                        help="take dataset, dataset_options, image_size, per_class, seed and "
+                        "profile from an experiment config (flags override it)")
+    export.add_argument("--dataset", default=None, metavar="SPEC",
+                        help="synthetic (default) | smallnorb:PATH | folder:PATH")
+    export.add_argument("--degrade", nargs="+", required=True, metavar="NAME",
+                        choices=[*_degradation_names(), "all"],
+                        help=f"degradation(s): {', '.join(_degradation_names())} or all")
+    export.add_argument("--severity", nargs="+", default=["3"], metavar="LEVEL",
+                        choices=[str(i) for i in range(1, 6)] + ["all"],
+                        help="levels 1..5 or all (default 3)")
+    export.add_argument("--seed", type=int_at_least(0), default=None,
+                        help="the experiment seed (default 0): data split and draws")
+    export.add_argument("--image-size", type=int_at_least(1), default=None, metavar="N",
+                        help="as the experiment's --image-size (default: the quick profile's 64)")
+    export.add_argument("--per-class", type=int_at_least(1), default=None, metavar="N",
+                        help="as the experiment's --per-class (default: all)")
+    export.add_argument("--out", required=True, metavar="DIR",
+                        help="the set's folder; several conditions go to DIR/NAME-sLEVEL/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.command == "export":
+        try:
+            return _export(args)
+        except (ValueError, FileNotFoundError, OSError) as exc:  # ConfigError is a ValueError
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         if args.preview:  # before the (maybe slow) load: a preview that cannot be written
             _check_preview_path(Path(args.preview))
+        scheme, _, location = args.dataset.strip().partition(":")
+        if scheme.lower() == "folder" and location and Path(location).expanduser().is_dir():
+            survey = survey_folder(Path(location).expanduser(), args.image_size)
+            sys.stdout.write(survey.describe() + "\n\n")
         data = load(args.dataset, image_size=args.image_size, channels=args.channels,
                     per_class=args.per_class, seed=args.seed)
     except (ValueError, FileNotFoundError, OSError) as exc:

@@ -189,6 +189,20 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def crop_resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop one (H, W) or (H, W, C) image to a square and resize it to (size, size[, C]).
+
+    The square is the shorter side, taken from the middle of the longer one (an odd remainder
+    leaves the extra pixel at the end), then :func:`resize_square` brings it to ``size``: the
+    same as resizing the shorter side to ``size`` and centre-cropping, without distorting the
+    aspect ratio. A square image is only resized. The dtype is kept.
+    """
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return resize_square(np.ascontiguousarray(image[top:top + side, left:left + side]), size)
+
+
 def to_float_images(
     array: np.ndarray, image_size: int | None = None, channels: str | None = None
 ) -> Tensor:

@@ -7,7 +7,15 @@ Layout::
       class_b/ ...
 
 Files are found recursively inside each class folder; names with an image extension that
-OpenCV cannot decode are skipped and listed in one logging warning. Decoded images are
+OpenCV cannot decode are skipped and listed in one logging warning.
+
+Sizes, orientations and colour modes may be mixed (a Corel-style folder of 384x256 and 256x384
+JPEGs, gray and RGB files together). The default: every image is centre-cropped to a square
+(its shorter side, from the middle of the longer one) and resized to ``image_size``; without
+``image_size`` a folder of one size keeps it, and a folder of several sizes goes to the
+smallest shorter side among its images. Gray files are repeated to RGB when any file is colour,
+8-bit files scaled to 16 bits when any file is 16-bit. :func:`survey_folder` describes a folder
+(counts per class, size and mode distribution, unreadable files). Decoded images are
 cached under ``cache_dir('folders')`` keyed by the path, size, mtime, ctime and inode of every
 file (``rsync -t`` and ``cp -p`` restore an mtime, never a ctime), the decode options and the
 source of the decoding code, so a second load skips decoding. The cache file is verified
@@ -23,6 +31,8 @@ import logging
 import os
 import time
 import zipfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -35,7 +45,7 @@ from robustret.data.base import (
     cap_per_class,
     check_channels,
     check_image_size,
-    resize_square,
+    crop_resize_square,
     to_float_images,
 )
 from robustret.data.splits import instance_ids, instance_split, split_from_file, stratified_split
@@ -90,8 +100,9 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     return with_images, [e for e in entries if e[0] in with_images]
 
 
-def decode_image(path: Path, image_size: int | None) -> np.ndarray | None:
-    """Decode one file to (C, H, W), C in {1, 3} RGB order, uint8 or uint16; None if unreadable."""
+def _decode(path: Path) -> tuple[np.ndarray, str] | None:
+    """One file as decoded, (H, W) or (H, W, 3) RGB, uint8 or uint16, and its mode ('RGB 8-bit',
+    'gray 16-bit', 'RGBA 8-bit', ...); None if unreadable."""
     try:
         buffer = np.fromfile(path, dtype=np.uint8)  # works for unicode paths, unlike cv2.imread
     except OSError:
@@ -101,17 +112,37 @@ def decode_image(path: Path, image_size: int | None) -> np.ndarray | None:
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         return None
+    depth = {np.dtype(np.uint8): "8-bit", np.dtype(np.uint16): "16-bit"}.get(image.dtype, "float")
     if image.dtype not in (np.uint8, np.uint16):
         image = (np.clip(image.astype(np.float32), 0, 1) * 65535).astype(np.uint16)
+    kind = "gray"
     if image.ndim == 3:
+        kind = {1: "gray", 3: "RGB", 4: "RGBA"}.get(image.shape[2], f"{image.shape[2]}-channel")
         if image.shape[2] == 4:
             image = image[:, :, :3]
         if image.shape[2] == 1:
             image = image[:, :, 0]
         else:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image, f"{kind} {depth}"
+
+
+def decode_image(path: Path, image_size: int | None) -> np.ndarray | None:
+    """Decode one file to (C, H, W), C in {1, 3} RGB order, uint8 or uint16; None if unreadable.
+
+    With ``image_size`` the image is centre-cropped to a square and resized to it
+    (:func:`robustret.data.base.crop_resize_square`); without, it keeps its size.
+    """
+    decoded = _decode(path)
+    if decoded is None:
+        return None
+    image = decoded[0]
     if image_size is not None:
-        image = resize_square(image, image_size)
+        image = crop_resize_square(image, image_size)
+    return _to_chw(image)
+
+
+def _to_chw(image: np.ndarray) -> np.ndarray:
     return image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
 
 
@@ -136,12 +167,16 @@ def decode_folder(
 ) -> dict[str, object]:
     """Decode every image of a class-per-folder tree (cached).
 
+    Images are centre-cropped to a square and resized to ``image_size``; without it, a folder
+    of one size keeps it and a folder of several sizes goes to the smallest shorter side.
+
     Returns:
-        dict with ``images`` (N, C, H, W) uint8/uint16 (C = 3 if any image is colour),
-        ``labels`` (N,) int64, ``class_names`` list, ``files`` list of relative paths.
+        dict with ``images`` (N, C, S, S) or, for one native size, (N, C, H, W) uint8/uint16
+        (C = 3 if any image is colour), ``labels`` (N,) int64, ``class_names`` list, ``files``
+        list of relative paths, ``sizes`` (N, 2) int64 native (height, width), ``modes`` list
+        (e.g. ``'RGB 8-bit'``), ``unreadable`` list of relative paths skipped.
     Raises:
-        ValueError: see :func:`list_images`; no readable image; differing sizes without
-            ``image_size``.
+        ValueError: see :func:`list_images`; no readable image; readable images in one class.
     """
     class_names, entries = list_images(root)
     key = _cache_key(root, entries, image_size)
@@ -155,14 +190,18 @@ def decode_folder(
             logger.warning("decoded-image cache %s; decoding %s again", exc, root)
 
     start = time.perf_counter()
-    decoded, labels, files, bad = [], [], [], []
+    decoded, labels, files, bad, sizes, modes = [], [], [], [], [], []
     index = {name: i for i, name in enumerate(class_names)}
     for name, rel in entries:
-        image = decode_image(root / rel, image_size)
-        if image is None:
+        result = _decode(root / rel)
+        if result is None:
             bad.append(rel)
             continue
-        decoded.append(image)
+        image, mode = result
+        sizes.append(image.shape[:2])
+        modes.append(mode)
+        # with image_size, shrink at once: the native images are never all held in memory
+        decoded.append(image if image_size is None else crop_resize_square(image, image_size))
         labels.append(index[name])
         files.append(rel)
     if bad:
@@ -184,13 +223,15 @@ def decode_folder(
         remap = {old: new for new, old in enumerate(present)}
         labels = [remap[label] for label in labels]
         class_names = [class_names[i] for i in present]
-    sizes = {im.shape[1:] for im in decoded}
-    if len(sizes) > 1:
-        raise ValueError(
-            f"{root}: images have different sizes "
-            f"({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:4])} ...); "
-            "pass image_size=N to resize them to N x N"
+    if image_size is None and len(set(sizes)) > 1:
+        side = min(min(size) for size in sizes)
+        logger.info(
+            "folder %s: %d image sizes; each centre-cropped to a square and resized to %d x %d "
+            "(the smallest shorter side; pass image_size=N for another size)",
+            root, len(set(sizes)), side, side,
         )
+        decoded = [crop_resize_square(im, side) for im in decoded]
+    decoded = [_to_chw(im) for im in decoded]
     if any(im.shape[0] == 3 for im in decoded):
         decoded = [np.repeat(im, 3, axis=0) if im.shape[0] == 1 else im for im in decoded]
     dtype = np.uint16 if any(im.dtype == np.uint16 for im in decoded) else np.uint8
@@ -201,6 +242,9 @@ def decode_folder(
         "labels": np.asarray(labels, dtype=np.int64),
         "class_names": class_names,
         "files": files,
+        "sizes": np.asarray(sizes, dtype=np.int64).reshape(-1, 2),
+        "modes": modes,
+        "unreadable": bad,
     }
     logger.info(
         "folder %s: decoded %d images in %.2f s", root, len(files), time.perf_counter() - start
@@ -208,7 +252,9 @@ def decode_folder(
     if use_cache:
         buffer = io.BytesIO()
         np.savez(buffer, images=result["images"], labels=result["labels"],
-                 class_names=np.asarray(class_names), files=np.asarray(files))
+                 class_names=np.asarray(class_names), files=np.asarray(files),
+                 sizes=result["sizes"], modes=np.asarray(modes, dtype=str),
+                 unreadable=np.asarray(bad, dtype=str))
         remove_stale_temps(cache_file.parent)
         atomic_write_bytes(cache_file, buffer.getvalue(), checksum=True)
     return result
@@ -224,14 +270,90 @@ def _read_cache(path: Path) -> dict[str, object]:
                 "labels": saved["labels"],
                 "class_names": [str(s) for s in saved["class_names"]],
                 "files": [str(s) for s in saved["files"]],
+                "sizes": saved["sizes"],
+                "modes": [str(s) for s in saved["modes"]],
+                "unreadable": [str(s) for s in saved["unreadable"]],
             }
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptFileError(path, f"numpy cannot read it as decoded images ({exc})") from exc
     images, labels = cached["images"], cached["labels"]
     if (images.ndim != 4 or len(labels) != len(images) or len(cached["files"]) != len(images)
+            or cached["sizes"].shape != (len(images), 2) or len(cached["modes"]) != len(images)
             or labels.min(initial=0) < 0 or labels.max(initial=0) >= len(cached["class_names"])):
         raise CorruptFileError(path, "its arrays do not fit together")
     return cached
+
+
+@dataclass(frozen=True)
+class FolderSurvey:
+    """What a class-per-folder tree holds, as :func:`survey_folder` found it.
+
+    Attributes:
+        root: the folder.
+        class_names: classes with at least one readable image.
+        counts: readable images per class, aligned with ``class_names``.
+        sizes: native (width, height) -> number of images.
+        modes: colour mode (``'RGB 8-bit'``, ``'gray 8-bit'``, ``'RGBA 8-bit'``,
+            ``'gray 16-bit'``, ...) -> number of images.
+        unreadable: relative paths of image-named files OpenCV could not decode.
+        shape: the (C, H, W) every image is loaded as with these options.
+    """
+
+    root: Path
+    class_names: list[str]
+    counts: list[int]
+    sizes: dict[tuple[int, int], int]
+    modes: dict[str, int]
+    unreadable: list[str]
+    shape: tuple[int, int, int]
+
+    def describe(self) -> str:
+        """A multi-line summary (``python -m robustret.data info`` prints it for a folder)."""
+        total = sum(self.counts)
+        width = max([len(n) for n in self.class_names] + [5])
+        lines = [f"folder: {self.root}",
+                 f"images: {total} readable in {len(self.class_names)} classes, "
+                 f"{len(self.unreadable)} unreadable",
+                 f"{'class':<{width}}  {'images':>6}"]
+        lines += [f"{n:<{width}}  {c:>6}" for n, c in zip(self.class_names, self.counts)]
+        top = sorted(self.sizes.items(), key=lambda item: (-item[1], item[0]))
+        shown = ", ".join(f"{w}x{h}: {n}" for (w, h), n in top[:8])
+        more = f", ... ({len(top) - 8} more sizes)" if len(top) > 8 else ""
+        lines.append(f"sizes (width x height): {shown}{more}")
+        lines.append("modes: " + ", ".join(f"{m}: {n}" for m, n in sorted(self.modes.items())))
+        if self.unreadable:
+            listed = ", ".join(self.unreadable[:10])
+            extra = f" ... ({len(self.unreadable) - 10} more)" if len(self.unreadable) > 10 else ""
+            lines.append(f"unreadable: {listed}{extra}")
+        c, h, w = self.shape
+        lines.append(f"loaded as: (C, H, W) = ({c}, {h}, {w})"
+                     + ("" if list(self.sizes) == [(w, h)]
+                        else ", each centre-cropped to a square and resized"))
+        return "\n".join(lines)
+
+
+def survey_folder(path: str | os.PathLike, image_size: int | None = None) -> FolderSurvey:
+    """Describe a class-per-folder tree: counts per class, sizes, modes, unreadable files.
+
+    Decodes through the cache of :func:`decode_folder` (a later load with the same
+    ``image_size`` reuses it).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`decode_folder`.
+    """
+    root = Path(path)
+    data = decode_folder(root, check_image_size(image_size))
+    labels = np.asarray(data["labels"])
+    sizes = Counter((int(w), int(h)) for h, w in np.asarray(data["sizes"]).tolist())
+    return FolderSurvey(
+        root=root,
+        class_names=list(data["class_names"]),
+        counts=np.bincount(labels, minlength=len(data["class_names"])).tolist(),
+        sizes=dict(sizes),
+        modes=dict(Counter(data["modes"])),
+        unreadable=list(data["unreadable"]),
+        shape=tuple(int(v) for v in np.asarray(data["images"]).shape[1:]),
+    )
 
 
 def load_folder(
@@ -250,8 +372,9 @@ def load_folder(
 
     Args:
         path: the root folder (one sub-folder per class).
-        image_size: resize to (image_size, image_size) (INTER_AREA down); required when sizes
-            differ.
+        image_size: centre-crop each image to a square and resize it to (image_size,
+            image_size) (INTER_AREA down); None keeps one native size, and brings a folder of
+            several sizes to the smallest shorter side the same way.
         channels: 'gray', 'rgb' or None (native: 3 if any file is colour, else 1).
         per_class: cap images per class in each split (seeded choice, after splitting).
         seed: seed of the split and of the per-class choice.

@@ -57,3 +57,22 @@ def test_preview_leaves_matplotlib_global_state_alone(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_info_describes_a_folder_of_mixed_photos(tmp_path, capsys) -> None:
+    from test_data_folder import _mixed_photos
+
+    root = _mixed_photos(tmp_path / "photos")
+    assert main(["info", "--dataset", f"folder:{root}"]) == 0
+    out = capsys.readouterr().out
+    assert "images: 18 readable in 3 classes, 1 unreadable" in out
+    assert "sizes (width x height): 64x96: 9, 96x64: 9" in out
+    assert "modes: RGB 8-bit: 12, gray 8-bit: 6" in out and "class0/broken.jpg" in out
+    assert "(C, H, W) = (3, 64, 64)" in out
+
+
+def test_help_states_the_folder_default(capsys) -> None:
+    for command in ("info", "export"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "centre-cropped to a square" in " ".join(capsys.readouterr().out.split())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from robustret.data import load
 from robustret.data.folder import decode_folder
@@ -163,3 +165,75 @@ def test_class_without_readable_image_dropped(tmp_path, caplog) -> None:
         "dropped class(es) with no readable image" in caplog.text and "aaa, class9" in caplog.text
     )
     assert sorted(set(data.gallery.labels.tolist())) == [0, 1, 2]
+
+
+def _mixed_photos(root: Path, per_class: int = 6) -> Path:
+    """A Corel-style folder: JPEGs of 96x64 and 64x96 (width x height), RGB and gray, and one
+    unreadable file."""
+    rng = np.random.default_rng(3)
+    for c in range(3):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            h, w = (64, 96) if i % 2 else (96, 64)
+            image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            image[..., c] = 255  # a class colour
+            if i % 3 == 0:
+                image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            cv2.imwrite(str(folder / f"photo{i}.jpg"), image)
+    (root / "class0" / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_crop_resize_square_takes_the_middle() -> None:
+    from robustret.data.base import crop_resize_square
+
+    image = np.arange(4 * 8, dtype=np.uint8).reshape(4, 8)
+    assert np.array_equal(crop_resize_square(image, 4), image[:, 2:6])
+    tall = np.arange(6 * 2 * 3, dtype=np.uint8).reshape(6, 2, 3)
+    assert np.array_equal(crop_resize_square(tall, 2), tall[2:4])
+    assert crop_resize_square(tall, 5).shape == (5, 5, 3)
+
+
+def test_mixed_sizes_orientations_and_modes_load_with_the_default(tmp_path, caplog) -> None:
+    root = _mixed_photos(tmp_path / "photos")
+    with caplog.at_level(logging.INFO, logger="robustret.data.folder"):
+        data = load(f"folder:{root}")
+    assert "smallest shorter side" in caplog.text and "broken.jpg" in caplog.text
+    assert data.gallery.images.shape[1:] == (3, 64, 64)  # gray repeated, cropped to 64 x 64
+    assert len(data.gallery) + len(data.queries) == 18
+    sized = load(f"folder:{root}", image_size=32, channels="gray")
+    assert sized.queries.images.shape[1:] == (1, 32, 32)
+    # a landscape image (96 x 64): its centre square, not the squashed whole
+    landscape = cv2.cvtColor(cv2.imread(str(root / "class1" / "photo1.jpg")), cv2.COLOR_BGR2RGB)
+    files = data.gallery.metadata["file"] + data.queries.metadata["file"]
+    images = torch.cat([data.gallery.images, data.queries.images])
+    got = images[files.index("class1/photo1.jpg")]
+    expected = torch.from_numpy(landscape[:, 16:80].transpose(2, 0, 1).astype(np.float32) / 255)
+    assert torch.equal(got, expected)
+
+
+def test_survey_describes_a_mixed_folder(tmp_path) -> None:
+    from robustret.data.folder import survey_folder
+
+    survey = survey_folder(_mixed_photos(tmp_path / "photos"))
+    assert survey.counts == [6, 6, 6] and survey.unreadable == ["class0/broken.jpg"]
+    assert survey.sizes == {(96, 64): 9, (64, 96): 9}
+    assert survey.modes == {"RGB 8-bit": 12, "gray 8-bit": 6}
+    assert survey.shape == (3, 64, 64)
+    text = survey.describe()
+    assert "96x64: 9" in text and "gray 8-bit: 6" in text
+    assert "unreadable: class0/broken.jpg" in text
+
+
+def test_the_experiment_runs_on_mixed_photos_without_extra_flags(tmp_path) -> None:
+    from robustret.experiment import main
+
+    root = _mixed_photos(tmp_path / "photos")
+    out = tmp_path / "run"
+    assert main(["--dataset", f"folder:{root}", "--out", str(out), "--degrade", "gaussian_noise",
+                 "--restore", "none", "--retriever-epochs", "1", "--backbone", "resnet18",
+                 "--no-tensorboard", "--cache-dir", str(tmp_path / "cache"), "-q"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["image_size"] == 64  # the quick profile's size
+    assert json.loads((out / "results.json").read_text())["rows"]
