@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustret.checks import ConfigError
 from robustret.keys import fingerprint
+from robustret.metrics import MEASURES
 from robustret.policy import MODES
 from robustret.rng import stream_seed
 
@@ -35,11 +36,14 @@ PROFILES = ("quick", "paper")
 #: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
 RESTORE_MODES = MODES
 METRICS = ("l2", "cosine")
+#: ``--degrade-side``: where the degradation is applied
+DEGRADE_SIDES = ("query", "gallery", "both")
 #: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).
 PROFILE_IMAGE_SIZE: dict[str, int | None] = {"quick": 64, "paper": None}
 
 __all__ = [
-    "METRICS", "PROFILES", "RESTORE_MODES", "ConfigError", "ExperimentConfig", "load_config_file",
+    "DEGRADE_SIDES", "MEASURES", "METRICS", "PROFILES", "RESTORE_MODES", "ConfigError",
+    "ExperimentConfig", "load_config_file",
     "fingerprint",
 ]
 
@@ -94,7 +98,15 @@ class ExperimentConfig:
         restore: ``none``, ``auto`` (the study's pairing, :mod:`robustret.policy`),
             ``classical``, ``all``, or one registered restorer name.
         metrics: ``l2`` and/or ``cosine``.
-        ks: the k of top-k matching accuracy.
+        ks: the k of top-k matching accuracy (and of precision@k, recall@k).
+        measures: what each condition reports (:data:`MEASURES`): ``topk`` (the study's hit
+            rate), ``precision``, ``recall``, ``map`` (full ranking), ``map_at_r``,
+            ``r_precision``.
+        degrade_side: where the degradation (and the restorer) is applied: ``query`` (the
+            study), ``gallery`` (clean queries against a degraded, re-embedded gallery) or
+            ``both``.
+        reference: a ``results.json`` of an earlier run; the summary then holds the
+            corruption-error ratio against it (the mCE idea, with our own baseline).
         profile: ``quick`` (minutes on a laptop CPU) or ``paper`` (the study's schedule); it
             chooses the defaults of ``image_size``, ``retriever`` and ``restorers``.
         seed: the one seed every other seed derives from (named streams, :mod:`robustret.rng`).
@@ -131,6 +143,9 @@ class ExperimentConfig:
     restore: str = "auto"
     metrics: tuple[str, ...] = METRICS
     ks: tuple[int, ...] = (1, 5, 10)
+    measures: tuple[str, ...] = ("topk", "map", "precision")
+    degrade_side: str = "query"
+    reference: Path | None = None
     profile: str = "quick"
     seed: int = 0
     device: str = "auto"
@@ -161,6 +176,14 @@ class ExperimentConfig:
         set_(self, "degradations", _strings(self.degradations, "degradations"))
         set_(self, "train_degrade", _strings(self.train_degrade, "train_degrade"))
         set_(self, "metrics", _strings(self.metrics, "metrics"))
+        set_(self, "measures", _strings(self.measures, "measures"))
+        bad_measures = [m for m in self.measures if m not in MEASURES]
+        if bad_measures or not self.measures or len(set(self.measures)) != len(self.measures):
+            raise ConfigError(f"measures must list names from {', '.join(MEASURES)}, once "
+                              f"each; got {list(self.measures)}")
+        if self.degrade_side not in DEGRADE_SIDES:
+            raise ConfigError(f"degrade_side must be one of {', '.join(DEGRADE_SIDES)}; "
+                              f"got {self.degrade_side!r}")
         set_(self, "adapt", _strings(self.adapt, "adapt"))
         bad_sides = [s for s in self.adapt if s not in ("queries", "both")]
         if bad_sides or len(set(self.adapt)) != len(self.adapt):
@@ -170,7 +193,7 @@ class ExperimentConfig:
         set_(self, "severities", _ints(self.severities, "severities", 1, 5))
         set_(self, "ks", _ints(self.ks, "ks (top-k)", 1))
         _int(self.seed, "seed", 0)
-        for name in ("out_dir", "weights", "cache_dir"):
+        for name in ("out_dir", "weights", "cache_dir", "reference"):
             set_(self, name, _path(getattr(self, name), name))
         if self.out_dir is None:
             raise ConfigError("out_dir must be a path; got None")
@@ -194,6 +217,9 @@ class ExperimentConfig:
             raise ConfigError(f"unknown metric {bad}; choose from {', '.join(METRICS)}")
         if self.restorers is not None:
             set_(self, "restorers", dict(self.restorers))
+        if self.adapt and self.degrade_side != "query":
+            raise ConfigError("adapt (test-time BatchNorm adaptation on the degraded queries) "
+                              f"needs degrade_side 'query'; got {self.degrade_side!r}")
 
     # ------------------------------------------------------------------ reading and writing
     @classmethod
@@ -341,6 +367,9 @@ class ExperimentConfig:
         if location and not Path(location).is_dir():
             raise ConfigError(f"dataset folder {location} does not exist; check the path "
                               f"after '{scheme}:'")
+        if self.reference is not None and not self.reference.is_file():
+            raise ConfigError(f"reference {self.reference} does not exist; pass the "
+                              "results.json of an earlier run")
         if self.weights is not None and not self.weights.is_file():
             raise ConfigError(f"weights file {self.weights} does not exist; pass the path of a "
                               "local torchvision checkpoint or leave --weights out")

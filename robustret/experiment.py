@@ -22,7 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robustret.checks import ConfigError
-from robustret.config import METRICS, PROFILES, RESTORE_MODES, ExperimentConfig, load_config_file
+from robustret.config import (
+    DEGRADE_SIDES,
+    MEASURES,
+    METRICS,
+    PROFILES,
+    RESTORE_MODES,
+    ExperimentConfig,
+    load_config_file,
+)
 from robustret.io import sigterm_as_interrupt
 
 PROG = "python -m robustret.experiment"
@@ -125,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate on a shareable query set written by python -m robustret.data export "
         "(verified: checksums, degradation, severity, seed and data must match the run) instead "
         "of degrading the queries on the fly; the rows are identical")
+    add("--measures", nargs="+", choices=MEASURES, metavar="NAME",
+        help="what each condition reports: topk (the study's hit rate), precision, recall "
+        "(@k of --topk), map (full ranking), map_at_r, r_precision (default: topk map "
+        "precision); the printed table stays the study's top-k")
+    add("--degrade-side", choices=DEGRADE_SIDES,
+        help="where the degradation (and the restorer) is applied: query (default, the study), "
+        "gallery (clean queries against a degraded, re-embedded gallery) or both")
+    add("--seeds", nargs="+", type=int, metavar="N",
+        help="run the whole pipeline once per seed (into OUT/seed-N) and summarise: mean, std "
+        "and a 95%% bootstrap interval over queries (OUT/seeds_summary.json)")
+    add("--reference", type=Path, metavar="RESULTS_JSON",
+        help="results.json of an earlier run: the summary adds the corruption-error ratio "
+        "against it (mCE with our own baseline)")
     add("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
         help="do not write TensorBoard event files")
     add("-q", "--quiet", action="store_true", help="only print the result table")
@@ -166,6 +187,9 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "cache_dir": args.cache_dir,
         "queries_dir": args.queries_dir,
         "tensorboard": args.tensorboard,
+        "measures": args.measures,
+        "degrade_side": args.degrade_side,
+        "reference": args.reference,
     }
     values.update({key: value for key, value in flags.items() if value is not None})
     if values.get("degradations") == ["all"] or values.get("degradations") == "all":
@@ -190,7 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from robustret.runner import run
 
             command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-            result = run(config, command=command)
+            if args.seeds:
+                from robustret.seeds import run_seeds
+
+                seeds_result = run_seeds(config, args.seeds, command=command)
+            else:
+                result = run(config, command=command)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
@@ -198,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # only bad input is one line; anything else is a bug and shows its traceback
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.seeds:
+        print(seeds_result.table)
+        print(f"results: {seeds_result.paths['md']}  {seeds_result.paths['summary']}")
+        return 0
     print(result.table)
     print(f"\nconditions: {result.computed} computed, {result.reused} reused from {config.out_dir}")
     print(f"results: {result.paths['md']}  {result.paths['json']}  {result.paths['csv']}")

@@ -13,6 +13,14 @@ from torch import Tensor
 
 from robustret.checks import check_labels
 
+#: measures of a run (``--measures``): the study's top-k hit rate, precision@k, recall@k, and
+#: the k-free mean average precision (full ranking), MAP@R and R-precision
+MEASURES = ("topk", "precision", "recall", "map", "map_at_r", "r_precision")
+#: the measures without a k (one value per query over the ranking)
+K_FREE = ("map", "map_at_r", "r_precision")
+#: the measures that need the gallery's class counts
+NEEDS_COUNTS = ("recall", "map", "map_at_r", "r_precision")
+
 
 def _hits(retrieved_labels: Tensor, query_labels: Tensor) -> Tensor:
     if retrieved_labels.ndim != 2:
@@ -141,3 +149,76 @@ def map_at_r(retrieved_labels: Tensor, query_labels: Tensor, gallery_class_count
     """MAP@R: AP over the first R results, R = the query's relevant gallery count."""
     ap = average_precisions(retrieved_labels, query_labels, gallery_class_counts, at_r=True)
     return _per_class(ap, query_labels) if per_class else float(ap.mean())
+
+
+def r_precisions(retrieved_labels: Tensor, query_labels: Tensor,
+                 gallery_class_counts: Tensor) -> Tensor:
+    """(Q,) R-precision of each query: the fraction of relevant items among its first R
+    results, R = the query's relevant gallery count (needs K >= max R)."""
+    hits = _hits(retrieved_labels, query_labels).float()
+    relevant = _relevant_counts(query_labels, gallery_class_counts)
+    width = hits.shape[1]
+    if int(relevant.max()) > width:
+        raise ValueError(
+            f"r_precision needs at least R={int(relevant.max())} results per query; got {width}"
+        )
+    ranks = torch.arange(1, width + 1, device=hits.device)
+    return (hits * (ranks[None] <= relevant[:, None])).sum(dim=1) / relevant
+
+
+def r_precision(retrieved_labels: Tensor, query_labels: Tensor, gallery_class_counts: Tensor,
+                *, per_class: bool = False) -> float | dict[int, float]:
+    """Mean R-precision over queries (see :func:`r_precisions`)."""
+    values = r_precisions(retrieved_labels, query_labels, gallery_class_counts)
+    return _per_class(values, query_labels) if per_class else float(values.mean())
+
+
+def per_query_scores(retrieved_labels: Tensor, query_labels: Tensor, measures: Sequence[str],
+                     ks: Sequence[int], gallery_class_counts: Tensor | None = None
+                     ) -> dict[tuple[str, int | None], Tensor]:
+    """Every query's score under each measure: their means are the measures' values.
+
+    Args:
+        retrieved_labels: (Q, K) int64 classes of the ranked results, best first; ``map``
+            needs the full ranking (K = G), ``map_at_r`` and ``r_precision`` K >= max R.
+        query_labels: (Q,) int64.
+        measures: names from :data:`MEASURES`.
+        ks: the k of the k-measures (``topk``, ``precision``, ``recall``), each <= K.
+        gallery_class_counts: (C,) gallery items per class; needed for :data:`NEEDS_COUNTS`.
+    Returns:
+        ``{(measure, k): (Q,) float32 in [0, 1]}``, k None for the k-free measures; the
+        ``topk`` vectors are 0/1 hits.
+    Raises:
+        ValueError: an unknown measure, a k out of range, a ranking too short, or counts
+            missing.
+    """
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measure(s) {unknown}; choose from {', '.join(MEASURES)}")
+    if gallery_class_counts is None and any(m in NEEDS_COUNTS for m in measures):
+        raise ValueError(f"measures {', '.join(NEEDS_COUNTS)} need gallery_class_counts")
+    hits = _hits(retrieved_labels, query_labels).float()  # (Q, K)
+    if any(m not in K_FREE for m in measures):
+        _check_ks(ks, hits.shape[1])
+    relevant = (_relevant_counts(query_labels, gallery_class_counts)
+                if gallery_class_counts is not None and any(m in NEEDS_COUNTS for m in measures)
+                else None)
+    out: dict[tuple[str, int | None], Tensor] = {}
+    for measure in measures:
+        if measure in K_FREE:
+            if measure == "r_precision":
+                out[(measure, None)] = r_precisions(retrieved_labels, query_labels,
+                                                    gallery_class_counts)
+            else:
+                out[(measure, None)] = average_precisions(
+                    retrieved_labels, query_labels, gallery_class_counts,
+                    at_r=measure == "map_at_r")
+            continue
+        for k in ks:
+            if measure == "topk":
+                out[(measure, k)] = hits[:, :k].amax(dim=1)
+            elif measure == "precision":
+                out[(measure, k)] = hits[:, :k].mean(dim=1)
+            else:
+                out[(measure, k)] = hits[:, :k].sum(dim=1) / relevant
+    return out

@@ -10,14 +10,14 @@ runner's job.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from restoration import Restorer, restore_batches
-from robustret.metrics import topk_hit_rate
+from robustret.metrics import K_FREE, per_query_scores
 from robustret.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex
 from robustret.rng import stream_seed
@@ -50,6 +50,12 @@ def degradation_seed(seed: int, severity: int) -> int:
     """The seed of the degraded queries at ``severity`` (query i's draw then depends on
     ``(this seed, i)`` only); the same for every degradation, as in the study's sweeps."""
     return stream_seed(seed, "degrade", severity)
+
+
+def gallery_degradation_seed(seed: int, severity: int) -> int:
+    """The seed of the degraded gallery at ``severity`` (``--degrade-side gallery|both``): a
+    stream of its own, so gallery item i and query i never share a draw."""
+    return stream_seed(seed, "degrade/gallery", severity)
 
 
 @dataclass(frozen=True)
@@ -85,18 +91,63 @@ class ConditionResult:
     """What :func:`evaluate_condition` measured.
 
     Attributes:
-        rows: one row per (metric, k), in the order of ``indexes`` and ``ks``.
+        rows: one row per (metric, measure, k), in the order of ``indexes``, ``measures``
+            and ``ks`` (one row for a k-free measure).
         images: the (Q, C, H, W) query images that were searched with.
         retrieved: per metric the (Q, max(ks)) int64 gallery indices, best first.
+        per_query: ``{(metric, measure, k): (Q,) float32}``, each query's score (a row's
+            value is its mean); kept for bootstrap intervals (:mod:`robustret.seeds`), never
+            written into ``results.json``.
     """
 
     rows: list[ResultRow]
     images: Tensor
     retrieved: dict[str, Tensor]
+    per_query: dict[tuple[str, str, int | None], Tensor] = field(default_factory=dict)
 
 
 #: queries per restorer call (fixed: results never depend on the query count)
 RESTORE_BATCH = 128
+#: queries per scoring chunk: bounds a full ranking (mAP) to one (SCORE_CHUNK, G) block
+SCORE_CHUNK = 1024
+
+
+def restore_images(restorer: Restorer, degraded: DegradedQueries,
+                   device: torch.device | str = "cpu") -> Tensor:
+    """``restorer`` applied to degraded images (queries or gallery) in fixed batches, with
+    the drawn parameters it declares. Returns (N, C, H, W) float in [0, 1]."""
+    return restore_batches(restorer, degraded.images, degraded.params,
+                           batch_size=RESTORE_BATCH, device=device)
+
+
+def score_queries(index: GalleryIndex, embeddings: Tensor, labels: Tensor, *,
+                  measures: Sequence[str], ks: Sequence[int]
+                  ) -> tuple[Tensor, dict[tuple[str, int | None], Tensor]]:
+    """Search ``index`` with ``embeddings`` (Q, D) and score every query, in query chunks of
+    :data:`SCORE_CHUNK`: the k-free measures rank the whole gallery (``map``) or its first
+    max-R items (``map_at_r``, ``r_precision``) one chunk at a time, never a (Q, G) matrix.
+
+    Returns:
+        ``(retrieved, per_query)``: (Q, max(ks)) int64 gallery indices, best first, and
+        ``{(measure, k): (Q,) float32}`` (see :func:`robustret.metrics.per_query_scores`).
+    """
+    k_max = max(ks)
+    counts = torch.bincount(index.labels, minlength=int(labels.max()) + 1 if len(labels) else 0)
+    width = k_max
+    if "map" in measures:
+        width = len(index)
+    elif any(m in K_FREE for m in measures) and len(labels):
+        width = max(width, int(counts[labels].max()))
+    width = min(width, len(index))
+    retrieved, scores = [], {}
+    for start in range(0, len(embeddings), SCORE_CHUNK):
+        _, indices = index.search(embeddings[start:start + SCORE_CHUNK], width)  # (c, width)
+        retrieved.append(indices[:, :k_max])
+        chunk = per_query_scores(index.labels[indices], labels[start:start + SCORE_CHUNK],
+                                 measures, ks, counts)
+        for key, values in chunk.items():
+            scores.setdefault(key, []).append(values)
+    return torch.cat(retrieved), {key: torch.cat(parts) for key, parts in scores.items()}
 
 
 def evaluate_condition(
@@ -110,6 +161,8 @@ def evaluate_condition(
     degraded: DegradedQueries | None = None,
     restorer: Restorer | None = None,
     device: torch.device | str = "cpu",
+    measures: Sequence[str] = ("topk",),
+    degrade_side: str = "query",
 ) -> ConditionResult:
     """Compute one condition's rows: the query images it stands for, embedded and searched.
 
@@ -121,18 +174,23 @@ def evaluate_condition(
             condition, the adapted retriever's.
         indexes: one gallery index per metric name (for ``adaptation="both"``, of the gallery
             embedded by the adapted retriever).
-        ks: the k values of the top-k hit rate, each <= the gallery size.
+        ks: the k values of the k-measures, each <= the gallery size.
         degraded: the condition's degraded queries (from :func:`degrade_queries`); required
             for degraded and restored conditions.
         restorer: the restorer of a restored condition; it receives the drawn parameters it
             declares (``uses_params``).
         device: where the restorer runs.
+        measures: names of :data:`robustret.metrics.MEASURES` (``topk``: the study's).
+        degrade_side: ``query`` (the study), ``gallery`` or ``both``. For ``gallery`` the
+            clean queries are searched (the caller's ``indexes`` hold the degraded or restored
+            gallery) and ``degraded``/``restorer`` are not needed; for ``both`` the queries
+            are degraded (and restored) as for ``query``.
     Returns:
         A :class:`ConditionResult`.
     Raises:
         ValueError: ``degraded`` or ``restorer`` missing for the condition, or a mismatch.
     """
-    if condition.query == "clean":
+    if condition.query == "clean" or degrade_side == "gallery":
         images = queries
     else:
         if degraded is None or degraded.images.shape != queries.shape:
@@ -143,15 +201,17 @@ def evaluate_condition(
         else:
             if restorer is None:
                 raise ValueError(f"{condition.name}: a restorer is required")
-            images = restore_batches(restorer, degraded.images, degraded.params,
-                                     batch_size=RESTORE_BATCH, device=device)
+            images = restore_images(restorer, degraded, device)
     embeddings = embed(images)
     rows: list[ResultRow] = []
     retrieved: dict[str, Tensor] = {}
-    k_max = max(ks)
+    per_query: dict[tuple[str, str, int | None], Tensor] = {}
     for metric, index in indexes.items():
-        _, indices = index.search(embeddings, k_max)
-        retrieved[metric] = indices
-        rates = topk_hit_rate(index.labels[indices], labels, ks=tuple(ks))
-        rows += [ResultRow(condition, metric, int(k), rates[k]) for k in ks]
-    return ConditionResult(rows, images, retrieved)
+        retrieved[metric], scores = score_queries(index, embeddings, labels,
+                                                  measures=measures, ks=ks)
+        for (measure, k), values in scores.items():
+            per_query[(metric, measure, k)] = values
+            value = min(max(float(values.mean()), 0.0), 1.0)  # float rounding past 1
+            rows.append(ResultRow(condition, metric, None if k is None else int(k), value,
+                                  measure=measure, degrade_side=degrade_side))
+    return ConditionResult(rows, images, retrieved, per_query)

@@ -5,7 +5,12 @@ Rows are :class:`~robustret.results.ResultRow`; ``results.json`` holds their
 
     {"query": "clean" | "degraded" | "restored" | "adapted", "degradation": str | None,
      "severity": int | None, "restorer": str | None, "adaptation": "queries" | "both" | None,
-     "metric": "l2" | "cosine", "k": int, "accuracy": float in [0, 1], "reused": bool}
+     "metric": "l2" | "cosine", "k": int | None, "accuracy": float in [0, 1] (topk rows only),
+     "reused": bool, "measure": "topk" | "precision" | "recall" | "map" | "map_at_r" |
+     "r_precision", "value": float in [0, 1], "degrade_side": "query" | "gallery" | "both"}
+
+Rows of older runs (no ``measure``) read as top-k rows. ``results.json`` also holds a
+``"summary"`` (:mod:`robustret.summary`) beside the rows.
 
 In the table, adapted rows (test-time BatchNorm adaptation) show ``bn:queries`` or
 ``bn:both`` in the restorer column.
@@ -23,21 +28,30 @@ from robustret.io import atomic_write_json, atomic_write_text
 from robustret.results import ROW_FIELDS, Condition, ResultRow
 
 METRIC_TITLES = {"l2": "L2", "cosine": "cosine"}
+#: column titles per measure (``{k}`` filled in for the k-measures)
+MEASURE_TITLES = {"topk": "top-{k}", "precision": "P@{k}", "recall": "R@{k}", "map": "mAP",
+                  "map_at_r": "MAP@R", "r_precision": "R-prec"}
+MEASURE_NAMES = {"topk": "Top-k matching accuracy", "precision": "Precision@k",
+                 "recall": "Recall@k", "map": "Mean average precision (full ranking)",
+                 "map_at_r": "MAP@R", "r_precision": "R-precision"}
 
 
-def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True) -> list[str]:
-    """The study's layout: one line per query condition, top-k columns per metric (in %).
+def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True,
+                measure: str = "topk") -> list[str]:
+    """The study's layout: one line per query condition, a column per metric and k (in %).
 
     Conditions appear as: clean, then for each degradation and severity the degraded queries
-    followed by each restorer's output.
+    followed by each restorer's output. Only the rows of ``measure`` are shown (the study's
+    top-k hit rate by default).
     """
+    rows = [r for r in rows if r.measure == measure]
     metrics = [m for m in METRIC_TITLES if any(r.metric == m for r in rows)]
-    ks = sorted({r.k for r in rows})
+    ks = sorted({r.k for r in rows}, key=lambda k: k or 0)
     cells: dict[Condition, dict[tuple[str, int], float]] = {}
     for row in rows:
         cells.setdefault(row.condition, {})[(row.metric, row.k)] = row.accuracy
     header = ["query", "degradation", "severity", "restorer"] + [
-        f"{METRIC_TITLES[m]} top-{k}" for m in metrics for k in ks
+        f"{METRIC_TITLES[m]} {MEASURE_TITLES[measure].format(k=k)}" for m in metrics for k in ks
     ]
     body = []
     for condition in sorted(cells, key=Condition.sort_key):
@@ -87,8 +101,15 @@ def write_results(out_dir: str | Path, rows: Sequence[ResultRow], meta: dict[str
     title = f"# Results: {meta.get('config', {}).get('dataset', '')}\n\n"
     command = meta.get("command")
     md = title + (f"Command: `{command}`\n\n" if command else "")
+    side = next((r.degrade_side for r in rows), "query")
+    if side != "query":
+        md += f"Degradation applied to: {side}.\n\n"
     md += "Top-k matching accuracy (%), the study's metric: a query is a hit when one of its k "
     md += "nearest gallery images has its class.\n\n" + "\n".join(table_lines(rows)) + "\n"
+    for measure in dict.fromkeys(r.measure for r in rows):
+        if measure != "topk":
+            md += (f"\n### {MEASURE_NAMES[measure]} (%)\n\n"
+                   + "\n".join(table_lines(rows, measure=measure)) + "\n")
     if extra_markdown:
         md += "\n" + extra_markdown.rstrip() + "\n"
     return {

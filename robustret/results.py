@@ -1,9 +1,9 @@
 """Typed values between the stages of a run: the experiment ``Condition`` and its ``ResultRow``s.
 
 A condition is one line of the study's table (clean queries; degraded queries; degraded then
-restored queries); a result row is one figure of it (a metric and a k). Report, sweep summary,
-TensorBoard logging and the notebooks read rows through :func:`select`, never by parsing
-strings, and ``results.json`` is written from :meth:`ResultRow.to_dict`.
+restored queries); a result row is one figure of it (a metric, a measure and its k). Report,
+sweep summary, TensorBoard logging and the notebooks read rows through :func:`select`, never by
+parsing strings, and ``results.json`` is written from :meth:`ResultRow.to_dict`.
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ class Condition:
                 self.restorer or self.adaptation or "")
 
 
+DEGRADE_SIDES = ("query", "gallery", "both")  # as robustret.config.DEGRADE_SIDES
+
+
 @dataclass(frozen=True)
 class ResultRow:
     """One figure of the table.
@@ -85,22 +88,44 @@ class ResultRow:
     Attributes:
         condition: what was measured.
         metric: ``"l2"`` or ``"cosine"``.
-        k: the k of the top-k hit rate.
-        accuracy: top-k hit rate in [0, 1] (the study's top-k matching accuracy).
+        k: the k of a k-measure (``topk``, ``precision``, ``recall``); None for the k-free
+            measures (``map``, ``map_at_r``, ``r_precision``).
+        accuracy: the measure's value in [0, 1] (also :attr:`value`); for ``topk`` the
+            study's top-k matching accuracy, hence the name.
         reused: True when the figure came from the finished-condition cache of an earlier run.
+        measure: a name of :data:`robustret.metrics.MEASURES`.
+        degrade_side: where the degradation was applied: ``query`` (the study), ``gallery``
+            or ``both``.
     """
 
     condition: Condition
     metric: str
-    k: int
+    k: int | None
     accuracy: float
     reused: bool = False
+    measure: str = "topk"
+    degrade_side: str = "query"
 
     def __post_init__(self) -> None:
+        from robustret.metrics import K_FREE, MEASURES
+
         if not 0.0 <= self.accuracy <= 1.0:
-            raise ValueError(f"accuracy must be in [0, 1]; got {self.accuracy}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"accuracy ({self.measure}) must be in [0, 1]; got {self.accuracy}")
+        if self.measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {self.measure!r}")
+        if self.measure in K_FREE:
+            if self.k is not None:
+                raise ValueError(f"{self.measure} has no k; got k={self.k!r}")
+        elif isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"k must be a positive integer; got {self.k!r}")
+        if self.degrade_side not in DEGRADE_SIDES:
+            raise ValueError(f"degrade_side must be one of {', '.join(DEGRADE_SIDES)}; "
+                             f"got {self.degrade_side!r}")
+
+    @property
+    def value(self) -> float:
+        """The measure's value in [0, 1] (the same number as :attr:`accuracy`)."""
+        return self.accuracy
 
     # flat accessors, so rows read like the table's columns
     @property
@@ -124,13 +149,19 @@ class ResultRow:
         return self.condition.adaptation
 
     def to_dict(self) -> dict[str, Any]:
-        """The row as ``results.json`` stores it (flat keys)."""
-        return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
-                "accuracy": self.accuracy, "reused": self.reused}
+        """The row as ``results.json`` stores it (flat keys). Every row has ``measure`` and
+        ``value``; only ``topk`` rows also carry ``accuracy`` (the study's name), so a reader
+        of ``accuracy`` never mistakes a precision or mAP for a hit rate."""
+        out = {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k}
+        if self.measure == "topk":
+            out["accuracy"] = self.accuracy
+        return out | {"reused": self.reused, "measure": self.measure, "value": self.accuracy,
+                      "degrade_side": self.degrade_side}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
-        """Read a row written by :meth:`to_dict`.
+        """Read a row written by :meth:`to_dict`; rows of older runs without ``measure``
+        and ``value`` are top-k rows.
 
         Raises:
             ValueError: a key is missing or a value is out of its range.
@@ -138,14 +169,18 @@ class ResultRow:
         try:
             condition = Condition(values["query"], values["degradation"], values["severity"],
                                   values["restorer"], values.get("adaptation"))
-            return cls(condition, str(values["metric"]), int(values["k"]),
-                       float(values["accuracy"]), bool(values.get("reused", False)))
+            measure = str(values.get("measure", "topk"))
+            value = values["value"] if "value" in values else values["accuracy"]
+            k = values["k"]
+            return cls(condition, str(values["metric"]), None if k is None else int(k),
+                       float(value), bool(values.get("reused", False)), measure,
+                       str(values.get("degrade_side", "query")))
         except KeyError as exc:
             raise ValueError(f"result row lacks {exc.args[0]!r}: {dict(values)}") from None
 
 
 ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "metric", "k",
-              "accuracy", "reused")
+              "accuracy", "reused", "measure", "value", "degrade_side")
 
 
 def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:
@@ -171,3 +206,12 @@ def accuracy_of(rows: Iterable[ResultRow], **fields: Any) -> float:
     if len(found) != 1:
         raise LookupError(f"{len(found)} rows match {fields}; expected exactly one")
     return found[0].accuracy
+
+
+def value_of(rows: Iterable[ResultRow], **fields: Any) -> float:
+    """The value of the one row matching ``fields`` (e.g. ``measure="map", metric="l2"``).
+
+    Raises:
+        LookupError: no row or more than one row matches.
+    """
+    return accuracy_of(rows, **fields)

@@ -29,7 +29,7 @@ from robustret.config import ExperimentConfig
 from robustret.data import RetrievalData, load
 from robustret.device import resolve_device
 from robustret.grids import retrieval_grid
-from robustret.io import atomic_write_json
+from robustret.io import CorruptFileError, atomic_save, atomic_write_json, verified_load
 from robustret.keys import source_hash
 from robustret.paths import cache_dir
 from robustret.pipeline import (
@@ -37,12 +37,16 @@ from robustret.pipeline import (
     degradation_seed,
     degrade_queries,
     evaluate_condition,
+    gallery_degradation_seed,
     plan_conditions,
+    restore_images,
 )
 from robustret.preflight import check_against_data
 from robustret.report import table_lines, write_results
 from robustret.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex, extract_embeddings
+from robustret.summary import summarise_run
+from robustret.summary import summary_markdown as run_summary_markdown
 from robustret.sweep import plot_sweep, summarise_sweep, summary_markdown
 from robustret.tracking import RunLogger
 from robustret.trained import (
@@ -59,6 +63,8 @@ GRID_QUERIES = 8
 #: the code that turns a trained model and queries into figures
 SCORING_CODE = ("robustret.pipeline", "robustret.metrics", "robustret.retrieval",
                 "robustret.results", "robustret.batching", "robustret.adaptation")
+#: ``{(condition, metric, measure, k): (Q,) per-query scores}`` (see ConditionResult)
+PerQuery = dict[tuple[Condition, str, str, "int | None"], Tensor]
 
 
 @dataclass
@@ -74,6 +80,9 @@ class RunResult:
         computed, reused: how many conditions were computed in this run and reused.
         timings: seconds per stage.
         meta: everything else written into ``results.json``.
+        per_query: each row's per-query scores, ``{(condition, metric, measure, k): (Q,)}``
+            (for bootstrap intervals, :mod:`robustret.seeds`; not in ``results.json``).
+        summary: the summary scores (:mod:`robustret.summary`).
     """
 
     rows: list[ResultRow]
@@ -85,6 +94,8 @@ class RunResult:
     reused: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    per_query: PerQuery = field(default_factory=dict)
+    summary: list[Any] = field(default_factory=list)
 
 
 def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
@@ -144,12 +155,22 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
         summary = summarise_sweep(rows, metric=metric, k=k)
         atomic_write_json(out_dir / "sweep_summary.json", [item.to_dict() for item in summary])
         extra = summary_markdown(summary, metric=metric, k=k) + f"\n![sweep]({plot_path.name})\n"
+    reference = _reference_rows(config.reference) if config.reference is not None else None
+    scores = summarise_run(rows, reference)
+    headline = (config.metrics[0], "topk", min(config.ks))
+    extra = "\n".join(part for part in (
+        run_summary_markdown(scores, metric=headline[0], measure="topk", k=headline[2]),
+        extra) if part)
     meta = {
+        "summary": [score.to_dict() for score in scores],
         "config": config.to_dict(),
         "command": command,
         "seed": config.seed,
         "derived_seeds": {
             "degrade": {s: degradation_seed(config.seed, s) for s in config.severities},
+            **({"degrade_gallery": {s: gallery_degradation_seed(config.seed, s)
+                                    for s in config.severities}}
+               if config.degrade_side != "query" else {}),
             "retriever": config.retriever.seed,
         },
         "resolved": {
@@ -175,7 +196,19 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     return RunResult(rows=rows, table="\n".join(table_lines(rows, markdown=False)), paths=paths,
                      tensorboard_dir=out_dir / "tb" if config.tensorboard else None,
                      config=config, computed=loop.computed, reused=loop.reused, timings=timings,
-                     meta=meta)
+                     meta=meta, per_query=loop.per_query, summary=scores)
+
+
+def _reference_rows(path: Path) -> list[ResultRow]:
+    """The rows of a reference ``results.json``; one that cannot be read is a ConfigError."""
+    import json
+
+    from robustret.report import read_rows
+
+    try:
+        return read_rows(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"reference {path} is not a results.json of a run: {exc}") from exc
 
 
 def _load_data(config: ExperimentConfig) -> RetrievalData:
@@ -202,6 +235,9 @@ class _ConditionLoop:
         self.grids: dict[str, Tensor] = {}
         self.computed = self.reused = 0
         self._degraded: tuple[tuple[str, int], DegradedQueries] | None = None
+        self._gallery: tuple[tuple[str, int], DegradedQueries, dict[str, GalleryIndex]] | None
+        self._gallery = None
+        self.per_query: PerQuery = {}
         self._restorers: dict[tuple[str, str], TrainedModel] = {}
         self._adapted: tuple[tuple, torch.nn.Module, dict[str, GalleryIndex] | None] | None = None
         count = len(data.queries)
@@ -218,9 +254,12 @@ class _ConditionLoop:
     def key(self, condition: Condition, restorer: TrainedModel | None) -> str:
         """Everything that decides a condition's figures."""
         salt: list[object] = [self.retriever.content_key, self.gallery_key, self.data_key,
-                              list(self.config.metrics), list(self.config.ks), self._scoring_code]
+                              list(self.config.metrics), list(self.config.ks), self._scoring_code,
+                              list(self.config.measures), self.config.degrade_side]
         if condition.severity is not None:
             salt += [degradation_seed(self.config.seed, condition.severity), self._degrading_code]
+            if self.config.degrade_side != "query":
+                salt.append(gallery_degradation_seed(self.config.seed, condition.severity))
         if restorer is not None:
             salt.append(restorer.content_key)
         return condition.key(*salt)
@@ -229,32 +268,83 @@ class _ConditionLoop:
         restorer = self.restorer(condition) if condition.restorer is not None else None
         key = self.key(condition, restorer)
         cached = self.store.load(condition, key)
-        if cached is not None:
+        per_query = self._load_per_query(condition, key) if cached is not None else None
+        if cached is not None and per_query is not None:
             self.reused += 1
             log.info("%s: reused the finished condition", condition.name)
+            self.per_query.update(per_query)
             return cached
         tick = time.perf_counter()
         data = self.data
+        side = self.config.degrade_side
         embed, indexes = self.embed, self.indexes
+        gallery_images = data.gallery.images
         if condition.adaptation is not None:
             embed, indexes = self.adapted(condition)
+        if side != "query" and condition.degradation is not None:
+            gallery_images, indexes = self.gallery(condition, restorer)
+        query_degraded = condition.degradation is not None and side != "gallery"
         result = evaluate_condition(
             condition, queries=data.queries.images, labels=data.queries.labels,
             embed=embed, indexes=indexes, ks=self.config.ks,
-            degraded=self.degraded(condition) if condition.degradation is not None else None,
-            restorer=restorer.model if restorer is not None else None, device=self.device)
+            degraded=self.degraded(condition) if query_degraded else None,
+            restorer=restorer.model if restorer is not None else None, device=self.device,
+            measures=self.config.measures, degrade_side=side)
+        per_query = {(condition, *which): values for which, values in result.per_query.items()}
         self.store.save(condition, key, result.rows)
+        atomic_save({which[1:]: values for which, values in per_query.items()},
+                    self._per_query_path(condition, key), checksum=True)
+        self.per_query.update(per_query)
         first = result.retrieved[self.config.metrics[0]]
         k_grid = min(5, max(self.config.ks))
         self.grids[condition.name] = retrieval_grid(
             result.images[self.grid_index], data.queries.labels[self.grid_index],
-            data.gallery.images, data.gallery.labels, first[self.grid_index, :k_grid])
+            gallery_images, data.gallery.labels, first[self.grid_index, :k_grid])
         self.timings[f"{condition.name}_s"] = time.perf_counter() - tick
         self.computed += 1
         return result.rows
 
     def embed(self, images: Tensor) -> Tensor:
         return extract_embeddings(self.retriever.model, images, device=self.device)
+
+    def _per_query_path(self, condition: Condition, key: str) -> Path:
+        return self.store.folder / f"{condition.name}-{key}.per_query.pt"
+
+    def _load_per_query(self, condition: Condition, key: str) -> PerQuery | None:
+        """The stored per-query scores of a finished condition, or None (then it is
+        recomputed: the bootstrap intervals need them)."""
+        path = self._per_query_path(condition, key)
+        if not path.is_file():
+            return None
+        try:
+            stored = verified_load(path)
+            return {(condition, *which): values for which, values in stored.items()}
+        except (CorruptFileError, AttributeError, TypeError) as exc:
+            log.warning("per-query scores %s unusable (%s); recomputing the condition", path, exc)
+            return None
+
+    def gallery(self, condition: Condition, restorer: TrainedModel | None
+                ) -> tuple[Tensor, dict[str, GalleryIndex]]:
+        """The gallery images and indexes of a condition when the degradation is applied to
+        the gallery (``degrade_side`` ``gallery`` or ``both``): the gallery degraded with its
+        own seed stream (once per degradation and severity), restored by the condition's
+        restorer for a restored condition, and re-embedded."""
+        assert condition.degradation is not None and condition.severity is not None
+        which = (condition.degradation, condition.severity)
+        if self._gallery is None or self._gallery[0] != which:
+            seed = gallery_degradation_seed(self.config.seed, condition.severity)
+            degraded = degrade_queries(self.data.gallery.images, *which, seed=seed)
+            self._gallery = (which, degraded, self._indexes_of(degraded.images))
+        _, degraded, indexes = self._gallery
+        if restorer is None:
+            return degraded.images, indexes
+        images = restore_images(restorer.model, degraded, self.device)
+        return images, self._indexes_of(images)
+
+    def _indexes_of(self, gallery: Tensor) -> dict[str, GalleryIndex]:
+        embeddings = self.embed(gallery)
+        return {metric: GalleryIndex(embeddings, self.data.gallery.labels, metric)
+                for metric in self.config.metrics}
 
     def adapted(self, condition: Condition) -> tuple[Callable[[Tensor], Tensor],
                                                      dict[str, GalleryIndex]]:
@@ -329,7 +419,9 @@ def _log_run(config: ExperimentConfig, logger: RunLogger, rows: list[ResultRow],
         parts = [condition.degradation or "clean",
                  f"s{condition.severity}" if condition.severity else None,
                  condition.query, condition.restorer, row.metric]
-        logger.scalar("eval/" + "/".join(p for p in parts if p) + f"/top{row.k}", row.accuracy)
+        tail = f"top{row.k}" if row.measure == "topk" else (
+            row.measure if row.k is None else f"{row.measure}@{row.k}")
+        logger.scalar("eval/" + "/".join(p for p in parts if p) + f"/{tail}", row.value)
     for name, grid in grids.items():
         logger.image_grid(f"retrieval/{name}", grid)
     if config.tensorboard:
@@ -341,7 +433,7 @@ def _log_run(config: ExperimentConfig, logger: RunLogger, rows: list[ResultRow],
             f"{r.query}_{r.degradation or 'clean'}_{r.restorer or ''}_{r.metric}_top{r.k}":
                 r.accuracy
             for r in rows
-            if r.k == min(config.ks) and r.severity in (None, 3)
+            if r.measure == "topk" and r.k == min(config.ks) and r.severity in (None, 3)
         }
         hparams = {k: v if not isinstance(v, list) else ",".join(map(str, v))
                    for k, v in config.to_dict().items()

@@ -14,8 +14,10 @@ from robustret.results import ResultRow, select
 
 
 def accuracy_by_severity(rows: Sequence[ResultRow], **fields: Any) -> dict[int | None, float]:
-    """``{severity: accuracy}`` of the rows matching ``fields`` (see :func:`select`)."""
-    return {row.severity: row.accuracy for row in select(rows, **fields)}
+    """``{severity: value}`` of the rows matching ``fields`` (see :func:`select`); the top-k
+    rows unless ``fields`` names a ``measure``."""
+    fields.setdefault("measure", "topk")
+    return {row.severity: row.value for row in select(rows, **fields)}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from robustret.experiment import main
 
 ROW_KEYS = {"query", "degradation", "severity", "restorer", "adaptation", "metric", "k", "accuracy",
-            "reused"}
+            "reused", "measure", "value", "degrade_side"}
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -46,8 +46,13 @@ def test_end_to_end_writes_results_and_reuses_cache(
     assert "query" in printed and "degraded" in printed and "restored" in printed
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
-    assert rows and all(set(row) == ROW_KEYS for row in rows)
-    assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows)
+    topk = [row for row in rows if row["measure"] == "topk"]
+    assert topk and all(set(row) == ROW_KEYS for row in topk)
+    assert all(set(row) == ROW_KEYS - {"accuracy"} for row in rows if row["measure"] != "topk")
+    assert {row["measure"] for row in rows} == {"topk", "map", "precision"}  # the default
+    assert all(0.0 <= row["value"] <= 1.0 for row in rows)
+    assert all(row["accuracy"] == row["value"] for row in topk)
+    every, rows = rows, topk
     assert {row["query"] for row in rows} == {"clean", "degraded", "restored"}
     assert {row["metric"] for row in rows} == {"l2", "cosine"} and {row["k"] for row in rows} == {
         1,
@@ -77,7 +82,7 @@ def test_end_to_end_writes_results_and_reuses_cache(
     assert "3 reused" in capsys.readouterr().out
     again = json.loads((out / "results.json").read_text())
     assert all(row["reused"] for row in again["rows"])
-    assert [{**row, "reused": False} for row in again["rows"]] == rows
+    assert [{**row, "reused": False} for row in again["rows"]] == every
     assert again["resolved"]["retriever_checkpoint"] == results["resolved"]["retriever_checkpoint"]
 
 
@@ -228,7 +233,7 @@ def test_adapted_rows_are_their_own_conditions(tiny_folder: Path, tmp_path: Path
                       str(tmp_path / "cache"))) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
     kinds = [(row["query"], row["adaptation"]) for row in rows if row["metric"] == "l2"
-             and row["k"] == 1]
+             and row["k"] == 1 and row["measure"] == "topk"]
     assert kinds == [("clean", None), ("degraded", None), ("adapted", "queries"),
                      ("adapted", "both")]
     table = (out / "results.md").read_text()
@@ -247,3 +252,51 @@ def test_a_blind_restorer_is_trained_once_for_every_degradation(tiny_folder: Pat
     restored = {row["degradation"] for row in rows if row["restorer"] == "blind"}
     assert restored == {"gaussian_noise", "lowres"}
     assert [p.name.split("-")[:2] for p in cache.glob("blind-*")] == [["blind", "mixture"]]
+
+
+def test_seeds_write_per_seed_rows_and_a_summary(tiny_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(_args(tiny_folder, out, "--config", "experiments/configs/smoke.toml",
+                      "--degrade", "gaussian_noise", "--restore", "none", "--topk", "1",
+                      "--metric", "l2", "--seeds", "0", "1", "--no-tensorboard",
+                      "--cache-dir", str(tmp_path / "cache"))) == 0
+    for seed in (0, 1):
+        per_seed = json.loads((out / f"seed-{seed}" / "results.json").read_text())
+        assert per_seed["seed"] == seed and per_seed["rows"]
+    summary = json.loads((out / "seeds_summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    rows = summary["rows"]
+    assert {(r["query"], r["measure"]) for r in rows} == {
+        (q, m) for q in ("clean", "degraded") for m in ("topk", "map", "precision")}
+    for row in rows:
+        assert len(row["values"]) == 2 and row["std"] >= 0
+        assert row["low"] <= row["mean"] + 1e-9 and row["mean"] <= row["high"] + 1e-9
+    results = json.loads((out / "results.json").read_text())
+    assert {row["seed"] for row in results["rows"]} == {0, 1} and results["summary"] == rows
+    assert "95% bootstrap interval" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("side", ["gallery", "both"])
+def test_degrade_side_gallery_and_both_run(tiny_folder: Path, tmp_path: Path, side: str) -> None:
+    out = tmp_path / "run"
+    assert main(_args(tiny_folder, out, "--degrade", "gaussian_noise", "--restore", "auto",
+                      "--topk", "1", "--metric", "l2", "--measures", "topk", "r_precision",
+                      "--degrade-side", side, "--no-tensorboard",
+                      "--cache-dir", str(tmp_path / "cache"))) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["degrade_side"] == side
+    assert {row["degrade_side"] for row in results["rows"]} == {side}
+    assert {row["query"] for row in results["rows"]} == {"clean", "degraded", "restored"}
+    assert "degrade_gallery" in results["derived_seeds"]
+    assert results["summary"] and f"applied to: {side}" in (out / "results.md").read_text()
+
+
+def test_an_unknown_measure_exits_2(tmp_path: Path, capsys) -> None:
+    from robustret.checks import ConfigError
+    from robustret.config import ExperimentConfig
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--measures", "ndcg", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "map_at_r" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="r_precision"):
+        ExperimentConfig(measures=("topk", "mAP"))

@@ -85,3 +85,70 @@ def test_l2_and_cosine_disagree_on_hit_rate() -> None:
     cosine = GalleryIndex(gallery, gallery_labels, "cosine").retrieve_labels(queries, 1)
     assert topk_hit_rate(l2, query_labels, ks=(1,)) == {1: 0.0}
     assert topk_hit_rate(cosine, query_labels, ks=(1,)) == {1: 1.0}
+
+
+# ---------------------------------------------------------------- per-query measures (issue 15)
+def _brute(retrieved: torch.Tensor, queries: torch.Tensor, counts: torch.Tensor, measure: str,
+           k: int | None) -> list[float]:
+    """Each query's score by plain Python loops over its ranked labels."""
+    out = []
+    for ranked, label in zip(retrieved.tolist(), queries.tolist()):
+        rel = [1.0 if r == label else 0.0 for r in ranked]
+        total = int(counts[label])
+        if measure == "topk":
+            out.append(float(any(rel[:k])))
+        elif measure == "precision":
+            out.append(sum(rel[:k]) / k)
+        elif measure == "recall":
+            out.append(sum(rel[:k]) / total)
+        elif measure == "r_precision":
+            out.append(sum(rel[:total]) / total)
+        else:
+            upto = rel[:total] if measure == "map_at_r" else rel
+            found, ap = 0, 0.0
+            for i, r in enumerate(upto, start=1):
+                if r:
+                    found += 1
+                    ap += found / i
+            out.append(ap / total)
+    return out
+
+
+def test_every_measure_equals_a_brute_force_reference() -> None:
+    from robustret.metrics import MEASURES, per_query_scores
+
+    g = torch.Generator().manual_seed(3)
+    gallery = torch.randint(0, 3, (9,), generator=g)
+    gallery[:3] = torch.tensor([0, 1, 2])  # every class present
+    counts = torch.bincount(gallery, minlength=3)
+    queries = torch.randint(0, 3, (7,), generator=g)
+    order = torch.stack([torch.randperm(9, generator=g) for _ in range(7)])
+    retrieved = gallery[order]  # (7, 9): a full ranking
+    scores = per_query_scores(retrieved, queries, MEASURES, (1, 3, 9), counts)
+    for (measure, k), values in scores.items():
+        expected = torch.tensor(_brute(retrieved, queries, counts, measure, k))
+        assert torch.allclose(values, expected, atol=1e-6), (measure, k)
+    assert {m for m, _ in scores} == set(MEASURES)
+    assert torch.equal(scores[("precision", 1)], scores[("topk", 1)])  # P@1 == top-1 hit rate
+    assert float(scores[("recall", 9)].mean()) == pytest.approx(1.0)
+
+
+def test_a_perfect_ranking_scores_one() -> None:
+    from robustret.metrics import K_FREE, per_query_scores, r_precision
+
+    queries = torch.tensor([0, 1])
+    perfect = torch.tensor([[0, 0, 1, 1], [1, 1, 0, 0]])
+    scores = per_query_scores(perfect, queries, K_FREE, (), COUNTS)
+    assert all(float(v.mean()) == 1.0 for v in scores.values())
+    assert r_precision(RETRIEVED, QUERIES, COUNTS) == pytest.approx((0.5 + 0.5) / 2)
+
+
+def test_per_query_scores_reject_bad_requests() -> None:
+    from robustret.metrics import per_query_scores
+
+    with pytest.raises(ValueError, match="unknown measure"):
+        per_query_scores(RETRIEVED, QUERIES, ["mAP"], (1,), COUNTS)
+    with pytest.raises(ValueError, match="gallery_class_counts"):
+        per_query_scores(RETRIEVED, QUERIES, ["recall"], (1,))
+    with pytest.raises(ValueError, match="full ranking"):
+        per_query_scores(RETRIEVED[:, :3], QUERIES, ["map"], (), COUNTS)

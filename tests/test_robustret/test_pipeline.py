@@ -181,3 +181,55 @@ def test_batchnorm_adaptation_takes_the_statistics_of_the_new_images() -> None:
     assert not adapted.training and torch.equal(adapted.conv.weight, model.conv.weight)
     with pytest.raises(ValueError, match="no BatchNorm"):
         adapt_batchnorm(nn.Conv2d(1, 1, 1), images)
+
+
+def test_measures_of_a_condition_are_chunked_over_queries(gallery, monkeypatch) -> None:
+    import robustret.pipeline as pipeline
+    from robustret.metrics import MEASURES, mean_average_precision
+
+    images, labels = gallery
+    g = torch.Generator().manual_seed(1)
+    queries = (images + torch.rand(images.shape, generator=g) * 0.5).clamp(0, 1)
+    index = _indexes(images, labels)
+    whole = evaluate_condition(Condition("clean"), queries=queries, labels=labels, embed=_flat,
+                               indexes=index, ks=(1, 2), measures=MEASURES)
+    monkeypatch.setattr(pipeline, "SCORE_CHUNK", 1)  # one query per chunk: the same figures
+    chunked = evaluate_condition(Condition("clean"), queries=queries, labels=labels,
+                                 embed=_flat, indexes=index, ks=(1, 2), measures=MEASURES)
+    assert chunked.rows == whole.rows
+    _, full = index["l2"].search(_flat(queries), 4)  # the (Q, G) reference
+    reference = mean_average_precision(labels[full], labels, torch.bincount(labels))
+    assert select(whole.rows, metric="l2", measure="map")[0].value == pytest.approx(reference)
+    assert select(whole.rows, metric="l2", measure="map")[0].k is None
+    assert (select(whole.rows, metric="l2", measure="precision", k=1)[0].value
+            == accuracy_of(whole.rows, metric="l2", measure="topk", k=1))
+    assert set(whole.per_query) == {(r.metric, r.measure, r.k) for r in whole.rows}
+    assert all(v.shape == (4,) for v in whole.per_query.values())
+
+
+def test_gallery_side_searches_the_clean_queries(gallery) -> None:
+    images, labels = gallery
+    condition = Condition("degraded", "noise", 3)
+    swapped = images[[2, 3, 0, 1]]  # a "degraded" gallery: every item looks like the other class
+    result = evaluate_condition(condition, queries=images, labels=labels, embed=_flat,
+                                indexes=_indexes(swapped, labels), ks=(1,),
+                                degrade_side="gallery")
+    assert result.images is images
+    assert accuracy_of(result.rows, metric="l2", k=1) == 0.0
+    assert all(row.degrade_side == "gallery" for row in result.rows)
+
+
+def test_rows_of_other_measures_round_trip() -> None:
+    clean = Condition("clean")
+    rows = [ResultRow(clean, "l2", None, 0.7, measure="map", degrade_side="both"),
+            ResultRow(clean, "l2", 5, 0.4, measure="precision")]
+    assert [ResultRow.from_dict(r.to_dict()) for r in rows] == rows
+    assert "accuracy" not in rows[0].to_dict() and rows[0].to_dict()["value"] == 0.7
+    assert rows[0].value == 0.7 and select(rows, measure="map") == rows[:1]
+    old = {"query": "clean", "degradation": None, "severity": None, "restorer": None,
+           "metric": "l2", "k": 1, "accuracy": 0.5}  # a row of a run before measures
+    assert ResultRow.from_dict(old) == ResultRow(clean, "l2", 1, 0.5)
+    with pytest.raises(ValueError, match="has no k"):
+        ResultRow(clean, "l2", 1, 0.5, measure="map")
+    with pytest.raises(ValueError, match="measure"):
+        ResultRow(clean, "l2", 1, 0.5, measure="ndcg")

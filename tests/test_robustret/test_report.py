@@ -39,7 +39,8 @@ def test_write_results_writes_three_consistent_files(tmp_path) -> None:
     assert read_rows(data) == rows and data["seed"] == 0
     assert data["rows"][0] == {"query": "clean", "degradation": None, "severity": None,
                                "restorer": None, "adaptation": None, "metric": "l2", "k": 1,
-                               "accuracy": 0.9, "reused": False}
+                               "accuracy": 0.9, "reused": False, "measure": "topk",
+                               "value": 0.9, "degrade_side": "query"}
     with paths["csv"].open() as handle:
         records = list(csv.DictReader(handle))
     assert len(records) == len(rows) and records[0]["query"] == "clean"
@@ -63,3 +64,18 @@ def test_plot_sweep_writes_png_and_leaves_the_pyplot_backend_alone(tmp_path) -> 
     path = plot_sweep(_rows(), tmp_path / "sweep.png", metric="l2", k=1)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert matplotlib.get_backend() == before
+
+
+def test_results_md_has_a_table_per_measure(tmp_path) -> None:
+    rows = _rows() + [ResultRow(Condition("clean"), "l2", None, 0.8, measure="map"),
+                      ResultRow(Condition("clean"), "l2", 1, 0.9, measure="precision")]
+    assert table_lines(rows) == table_lines(_rows())  # the study's table: top-k only
+    assert table_lines(rows, measure="map")[0] == (
+        "| query | degradation | severity | restorer | L2 mAP |")
+    paths = write_results(tmp_path, rows, {"config": {"dataset": "synthetic"}})
+    md = paths["md"].read_text()
+    assert "Mean average precision" in md and "L2 P@1" in md and "| 80.00 |" in md
+    with paths["csv"].open() as handle:
+        records = list(csv.DictReader(handle))
+    assert records[-2]["measure"] == "map" and records[-2]["accuracy"] == ""
+    assert read_rows(json.loads(paths["json"].read_text())) == rows

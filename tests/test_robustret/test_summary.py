@@ -1,0 +1,51 @@
+"""Summary scores of a run: per family, corruption average (mPC / rPC), error ratio (mCE)."""
+
+from __future__ import annotations
+
+import pytest
+
+from robustret.results import Condition, ResultRow
+from robustret.summary import ALL, summarise_run, summary_markdown
+
+
+def _rows(shift: float = 0.0) -> list[ResultRow]:
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.8)]
+    values = {("gaussian_noise", 1): 0.6, ("gaussian_noise", 3): 0.4, ("lowres", 1): 0.5,
+              ("lowres", 3): 0.3}
+    for (name, severity), value in values.items():
+        rows.append(ResultRow(Condition("degraded", name, severity), "l2", 1, value + shift))
+        rows.append(ResultRow(Condition("restored", name, severity, "dae"), "l2", 1,
+                              value + shift + 0.1))
+    return rows
+
+
+def test_family_means_corruption_average_and_ratio_to_clean() -> None:
+    import degradations
+
+    summary = summarise_run(_rows())
+    degraded = {s.family: s for s in summary if s.method == "degraded"}
+    noise, res = degradations.family("gaussian_noise"), degradations.family("lowres")
+    assert degraded[noise].mean == pytest.approx(0.5)
+    assert degraded[res].mean == pytest.approx(0.4)
+    assert degraded[ALL].mean == pytest.approx(0.45)  # mPC
+    assert degraded[ALL].relative == pytest.approx(0.45 / 0.8)  # rPC
+    assert degraded[ALL].error_ratio is None  # no reference
+    restored = {s.family: s for s in summary if s.method == "dae"}
+    assert restored[ALL].mean == pytest.approx(0.55)
+    assert [s.method for s in summary][0] == "degraded"
+
+
+def test_error_ratio_against_a_reference_run() -> None:
+    summary = summarise_run(_rows(shift=0.1), reference=_rows())
+    degraded = {s.family: s for s in summary if s.method == "degraded"}
+    # noise: errors (0.3 + 0.5) vs (0.4 + 0.6); lowres: (0.4 + 0.6) vs (0.5 + 0.7)
+    ratios = [0.8 / 1.0, 1.0 / 1.2]
+    assert sorted(s.error_ratio for f, s in degraded.items() if f != ALL) == pytest.approx(
+        sorted(ratios))
+    assert degraded[ALL].error_ratio == pytest.approx(sum(ratios) / 2)  # mCE
+    same = {s.family: s for s in summarise_run(_rows(), reference=_rows())
+            if s.method == "degraded"}
+    assert same[ALL].error_ratio == pytest.approx(1.0)
+    text = summary_markdown(summary, metric="l2", measure="topk", k=1)
+    assert "mCE ratio" in text and "| degraded |" in text and "| dae |" in text
+    assert summary[0].to_dict()["method"] == "degraded"
