@@ -281,6 +281,29 @@ def _refuse(path: Path, reason: str) -> ConfigError:
                        "(python -m robustret.data export) or drop --queries")
 
 
+def read_manifest(folder: str | Path) -> QueryManifest:
+    """The manifest of the set in ``folder``, verified against its sidecar (the data files are
+    checked by :func:`load_query_set`).
+
+    Raises:
+        ConfigError: no folder or manifest, or a manifest that was changed or cannot be read.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"query set folder {root} does not exist; pass a folder written by "
+                          "python -m robustret.data export")
+    path = root / MANIFEST
+    try:
+        return QueryManifest.from_dict(json.loads(read_verified(path).decode("utf-8")))
+    except FileNotFoundError:
+        raise ConfigError(f"query set {root} has no {MANIFEST}; pass a folder written by "
+                          "python -m robustret.data export") from None
+    except CorruptFileError as exc:
+        raise _refuse(path, f"the manifest was changed or is incomplete ({exc.reason})") from None
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise _refuse(path, f"the manifest cannot be read ({exc})") from None
+
+
 def load_query_set(folder: str | Path) -> QuerySet:
     """Read and verify the set in ``folder``.
 
@@ -290,19 +313,8 @@ def load_query_set(folder: str | Path) -> QuerySet:
             fit the manifest; one line naming the file.
     """
     root = Path(folder)
-    if not root.is_dir():
-        raise ConfigError(f"query set folder {root} does not exist; pass a folder written by "
-                          "python -m robustret.data export")
+    manifest = read_manifest(root)
     path = root / MANIFEST
-    try:
-        manifest = QueryManifest.from_dict(json.loads(read_verified(path).decode("utf-8")))
-    except FileNotFoundError:
-        raise ConfigError(f"query set {root} has no {MANIFEST}; pass a folder written by "
-                          "python -m robustret.data export") from None
-    except CorruptFileError as exc:
-        raise _refuse(path, f"the manifest was changed or is incomplete ({exc.reason})") from None
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise _refuse(path, f"the manifest cannot be read ({exc})") from None
     tensor_path = root / manifest.tensor_file
     try:
         tensor_bytes = tensor_path.read_bytes()
@@ -365,15 +377,19 @@ def load_query_sets(folder: str | Path) -> dict[tuple[str, int], QuerySet]:
     Raises:
         ConfigError: see :func:`load_query_set`; two sets for one condition.
     """
-    sets: dict[tuple[str, int], QuerySet] = {}
+    return {which: load_query_set(root) for which, (root, _) in _manifests(folder).items()}
+
+
+def _manifests(folder: str | Path) -> dict[tuple[str, int], tuple[Path, QueryManifest]]:
+    found: dict[tuple[str, int], tuple[Path, QueryManifest]] = {}
     for root in set_folders(folder):
-        query_set = load_query_set(root)
-        if query_set.condition in sets:
-            raise ConfigError(f"query sets {sets[query_set.condition].root} and {root} are both "
-                              f"{query_set.condition[0]} severity {query_set.condition[1]}; "
-                              "keep one")
-        sets[query_set.condition] = query_set
-    return sets
+        manifest = read_manifest(root)
+        which = (manifest.degradation, manifest.severity)
+        if which in found:
+            raise ConfigError(f"query sets {found[which][0]} and {root} are both {which[0]} "
+                              f"severity {which[1]}; keep one")
+        found[which] = (root, manifest)
+    return found
 
 
 def check_query_sets(folder: str | Path, degradations: Iterable[str],
@@ -385,25 +401,27 @@ def check_query_sets(folder: str | Path, degradations: Iterable[str],
         ConfigError: see :func:`load_query_sets`; a planned condition without a set, or a set
             drawn with another seed.
     """
-    sets = load_query_sets(folder)
+    manifests = _manifests(folder)
     for degradation in degradations:
         for severity in severities:
-            _for_condition(folder, sets, degradation, severity, seed)
+            root = _for_condition(folder, manifests, degradation, severity, seed)
+            load_query_set(root)  # every file against its SHA-256
 
 
-def _for_condition(folder: str | Path, sets: Mapping[tuple[str, int], QuerySet],
-                   degradation: str, severity: int, seed: int) -> QuerySet:
-    query_set = sets.get((degradation, severity))
-    if query_set is None:
-        held = ", ".join(f"{d} severity {s}" for d, s in sorted(sets))
+def _for_condition(folder: str | Path,
+                   manifests: Mapping[tuple[str, int], tuple[Path, QueryManifest]],
+                   degradation: str, severity: int, seed: int) -> Path:
+    """The folder of the condition's set, drawn with ``seed``."""
+    if (degradation, severity) not in manifests:
+        held = ", ".join(f"{d} severity {s}" for d, s in sorted(manifests))
         raise ConfigError(f"query set folder {folder} holds {held}, not {degradation} severity "
                           f"{severity}; export that condition too (python -m robustret.data "
                           "export) or plan only the conditions it holds")
-    manifest = query_set.manifest
+    root, manifest = manifests[(degradation, severity)]
     if manifest.degradation_seed != degradation_seed(seed, severity):
-        raise ConfigError(f"query set {query_set.root} was drawn with seed {manifest.seed}; this "
+        raise ConfigError(f"query set {root} was drawn with seed {manifest.seed}; this "
                           f"run's seed is {seed}: pass --seed {manifest.seed} or export again")
-    return query_set
+    return root
 
 
 def query_set_for(folder: str | Path, degradation: str, severity: int, *, seed: int,
@@ -414,7 +432,8 @@ def query_set_for(folder: str | Path, degradation: str, severity: int, *, seed: 
         ConfigError: a set that fails verification, none for the condition, another seed, or
             one made from other clean queries than ``queries`` (other data, split, size or cap).
     """
-    query_set = _for_condition(folder, load_query_sets(folder), degradation, severity, seed)
+    root = _for_condition(folder, _manifests(folder), degradation, severity, seed)
+    query_set = load_query_set(root)
     manifest = query_set.manifest
     if manifest.queries_key != queries_key(queries):
         raise ConfigError(

@@ -144,3 +144,15 @@ def test_several_conditions_go_to_sub_folders(tiny_folder: Path, tmp_path: Path)
     made = query_set_for(out, "lowres", 2, seed=0, queries=data.queries)
     assert torch.equal(made.images, degrade_queries(data.queries.images, "lowres", 2,
                                                     seed=degradation_seed(0, 2)).images)
+
+
+def test_a_missing_or_empty_queries_folder_is_one_line(tiny_folder: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    for folder, expected in ((tmp_path / "nowhere", "does not exist"),
+                             (tmp_path / "empty", "has no manifest.json")):
+        args = _experiment(tiny_folder, tmp_path / "run", tmp_path / "cache",
+                           "--degrade", "gaussian_noise", "--queries", str(folder))
+        assert experiment_main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and expected in err and str(folder) in err
