@@ -5,7 +5,7 @@ Rows are :class:`~robustret.results.ResultRow`; ``results.json`` holds their
 
     {"query": "clean" | "degraded" | "restored" | "adapted", "degradation": str | None,
      "severity": int | None, "restorer": str | None, "adaptation": "queries" | "both" | None,
-     "metric": "l2" | "cosine", "k": int | None, "accuracy": float in [0, 1] (topk rows only),
+     "metric": "l2" | "cosine", "k": int | None, "accuracy": float in [0, 1] (= value),
      "reused": bool, "measure": "topk" | "precision" | "recall" | "map" | "map_at_r" |
      "r_precision", "value": float in [0, 1], "degrade_side": "query" | "gallery" | "both"}
 

@@ -150,13 +150,11 @@ class ResultRow:
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``results.json`` stores it (flat keys). Every row has ``measure`` and
-        ``value``; only ``topk`` rows also carry ``accuracy`` (the study's name), so a reader
-        of ``accuracy`` never mistakes a precision or mAP for a hit rate."""
-        out = {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k}
-        if self.measure == "topk":
-            out["accuracy"] = self.accuracy
-        return out | {"reused": self.reused, "measure": self.measure, "value": self.accuracy,
-                      "degrade_side": self.degrade_side}
+        ``value``, and ``accuracy`` as well (the same number: readers written before measures
+        existed keep working; for a ``topk`` row it is the study's accuracy)."""
+        return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
+                "accuracy": self.accuracy, "reused": self.reused, "measure": self.measure,
+                "value": self.accuracy, "degrade_side": self.degrade_side}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
@@ -197,12 +195,13 @@ def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:
 
 
 def accuracy_of(rows: Iterable[ResultRow], **fields: Any) -> float:
-    """The accuracy of the one row matching ``fields``.
+    """The accuracy of the one row matching ``fields``: a top-k row unless ``fields`` names
+    another ``measure`` (so a run that also reports precision@k reads as before).
 
     Raises:
         LookupError: no row or more than one row matches.
     """
-    found = select(rows, **fields)
+    found = select(rows, **({"measure": "topk"} | fields))
     if len(found) != 1:
         raise LookupError(f"{len(found)} rows match {fields}; expected exactly one")
     return found[0].accuracy
@@ -214,4 +213,7 @@ def value_of(rows: Iterable[ResultRow], **fields: Any) -> float:
     Raises:
         LookupError: no row or more than one row matches.
     """
-    return accuracy_of(rows, **fields)
+    found = select(rows, **fields)
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} rows match {fields}; expected exactly one")
+    return found[0].value

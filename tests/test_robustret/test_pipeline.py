@@ -14,7 +14,7 @@ from robustret.pipeline import (
     evaluate_condition,
     plan_conditions,
 )
-from robustret.results import Condition, ResultRow, accuracy_of, select
+from robustret.results import Condition, ResultRow, accuracy_of, select, value_of
 from robustret.retrieval import GalleryIndex
 
 
@@ -224,7 +224,10 @@ def test_rows_of_other_measures_round_trip() -> None:
     rows = [ResultRow(clean, "l2", None, 0.7, measure="map", degrade_side="both"),
             ResultRow(clean, "l2", 5, 0.4, measure="precision")]
     assert [ResultRow.from_dict(r.to_dict()) for r in rows] == rows
-    assert "accuracy" not in rows[0].to_dict() and rows[0].to_dict()["value"] == 0.7
+    assert rows[0].to_dict()["value"] == rows[0].to_dict()["accuracy"] == 0.7
+    with_precision = [ResultRow(clean, "l2", 5, 0.9), *rows]
+    assert accuracy_of(with_precision, metric="l2", k=5) == 0.9  # top-k unless asked
+    assert value_of(with_precision, measure="precision", k=5) == 0.4
     assert rows[0].value == 0.7 and select(rows, measure="map") == rows[:1]
     old = {"query": "clean", "degradation": None, "severity": None, "restorer": None,
            "metric": "l2", "k": 1, "accuracy": 0.5}  # a row of a run before measures

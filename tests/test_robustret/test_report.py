@@ -77,5 +77,5 @@ def test_results_md_has_a_table_per_measure(tmp_path) -> None:
     assert "Mean average precision" in md and "L2 P@1" in md and "| 80.00 |" in md
     with paths["csv"].open() as handle:
         records = list(csv.DictReader(handle))
-    assert records[-2]["measure"] == "map" and records[-2]["accuracy"] == ""
+    assert records[-2]["measure"] == "map" and records[-2]["value"] == "0.8"
     assert read_rows(json.loads(paths["json"].read_text())) == rows
