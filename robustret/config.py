@@ -376,6 +376,10 @@ class ExperimentConfig:
         if self.queries_dir is not None:  # exists, manifests readable, checksums match
             from robustret.query_sets import check_query_sets
 
+            if self.degrade_side != "query":
+                raise ConfigError(f"--queries holds degraded queries only; it cannot be used "
+                                  f"with degrade_side {self.degrade_side!r} (use query)")
+
             check_query_sets(self.queries_dir, self.degradations, self.severities, self.seed)
         from robustret.preflight import check_writable_folder
 

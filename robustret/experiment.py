@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size",
         type=int,
         metavar="N",
-        help="resize images to N x N (default: the profile's)",
+        help="centre-crop each image to a square and resize it to N x N (default: the "
+        "profile's, 64 for quick; paper keeps the native size)",
     )
     add(
         "--per-class",

@@ -10,6 +10,7 @@ code recomputes what it affects. Results are written only at the end, each file 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
 import time
@@ -260,6 +261,9 @@ class _ConditionLoop:
             salt += [degradation_seed(self.config.seed, condition.severity), self._degrading_code]
             if self.config.degrade_side != "query":
                 salt.append(gallery_degradation_seed(self.config.seed, condition.severity))
+            if self.config.queries_dir is not None:  # the exported set's exact values
+                images = self.degraded(condition).images.contiguous().numpy()
+                salt.append(hashlib.sha256(images.tobytes()).hexdigest())
         if restorer is not None:
             salt.append(restorer.content_key)
         return condition.key(*salt)

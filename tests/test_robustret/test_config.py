@@ -117,3 +117,8 @@ def test_bad_files_are_config_errors(tmp_path: Path) -> None:
             load_config_file(path)
     with pytest.raises(FileNotFoundError):
         load_config_file(tmp_path / "missing.toml")
+
+
+def test_an_exported_query_set_cannot_stand_for_a_degraded_gallery(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="degraded queries only"):
+        ExperimentConfig(queries_dir=tmp_path, degrade_side="gallery").validate()
