@@ -1,0 +1,51 @@
+"""Build a :class:`~robustret.demo.service.DemoService` from a finished experiment folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from robustret.checks import ConfigError
+
+if TYPE_CHECKING:
+    from robustret.demo.service import DemoService
+
+
+def load_run(cls: type[DemoService], run_dir: Path, device: str = "auto") -> DemoService:
+    """The service of ``run_dir``: its data set (reloaded from the resolved ``config.json``),
+    its retriever (``results.json["resolved"]["retriever_checkpoint"]``) and the gallery
+    embeddings cached beside that checkpoint (computed and cached when missing).
+
+    Raises:
+        ConfigError: a file is missing or does not describe a finished run.
+    """
+    from robustret.config import ExperimentConfig
+    from robustret.device import resolve_device
+    from robustret.models import load_retriever
+    from robustret.runner import _load_data
+    from robustret.trained import TrainedModel, gallery_embeddings, weights_key
+
+    files = {name: run_dir / name for name in ("config.json", "results.json")}
+    for name, path in files.items():
+        if not path.is_file():
+            raise ConfigError(f"{run_dir} is not a finished experiment folder: no {name}")
+    try:
+        config = ExperimentConfig.from_dict(json.loads(files["config.json"].read_text()))
+        resolved = json.loads(files["results.json"].read_text())["resolved"]
+        checkpoint = Path(resolved["retriever_checkpoint"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{run_dir}: cannot read the run's config.json / results.json "
+                          f"({exc})") from exc
+    if not checkpoint.is_file():
+        raise ConfigError(f"the run's retriever checkpoint {checkpoint} is missing "
+                          "(set ROBUSTRET_CACHE to the run's cache)")
+    torch_device = resolve_device(device)
+    data = _load_data(config)
+    model = load_retriever(checkpoint, torch_device)
+    trained = TrainedModel(model, str(resolved.get("retriever_key", "")), checkpoint,
+                           weights_key(model, checkpoint))
+    embeddings, _ = gallery_embeddings(trained, data.gallery.images, torch_device)
+    return cls(model, data.gallery.images, data.gallery.labels, data.queries.images,
+               data.queries.labels, data.class_names, gallery_embeddings=embeddings,
+               seed=config.seed, device=torch_device)

@@ -1,0 +1,118 @@
+"""The page in a real browser: Debian's chromium, headless, driven by Selenium.
+
+Skipped only when ``CI`` is unset and chromium is missing; with ``CI`` set it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from demo_fixtures import make_png, make_service
+
+from robustret.demo.app import bind, create_app, make_server
+from robustret.demo.service import DemoService
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+IN_CI = bool(os.environ.get("CI"))
+
+if not IN_CI and (CHROMIUM is None or DRIVER is None):
+    pytest.skip("chromium / chromium-driver not installed (apt-get install chromium "
+                "chromium-driver); CI runs this test", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def service() -> DemoService:
+    return make_service()
+
+
+@pytest.fixture(scope="module")
+def png_bytes() -> bytes:
+    return make_png()
+
+
+@pytest.fixture(scope="module")
+def server_url(service: DemoService) -> Iterator[str]:
+    sock = bind("127.0.0.1", 0)
+    server = make_server(create_app(service))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    assert CHROMIUM is not None and DRIVER is not None, (
+        "CI needs chromium and chromium-driver (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _ready(driver: webdriver.Chrome) -> bool:
+    return driver.find_element(By.ID, "results").get_attribute("data-state") == "ready"
+
+
+def test_upload_shows_k_framed_results(server_url: str, browser: webdriver.Chrome,
+                                       png_bytes: bytes, tmp_path: Path) -> None:
+    image = tmp_path / "query.png"
+    image.write_bytes(png_bytes)
+    browser.get(server_url)
+    wait = WebDriverWait(browser, 60)
+    wait.until(_ready)  # the first query of the split, searched on load
+    Select(browser.find_element(By.ID, "class_name")).select_by_visible_text("ring")
+    k = browser.find_element(By.ID, "k")
+    k.clear()
+    k.send_keys("7")
+    browser.execute_script("document.getElementById('results').dataset.state = 'stale';")
+    browser.find_element(By.ID, "image").send_keys(str(image))
+    wait.until(lambda d: _ready(d) and "uploaded" in d.find_element(By.ID, "summary").text)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".match")) == 21)
+    for name in ("original", "degraded", "restored"):
+        cells = browser.find_elements(By.CSS_SELECTOR, f'.row[data-row="{name}"] .match')
+        assert len(cells) == 7
+        for cell in cells:
+            assert {"hit", "miss"} & set(cell.get_attribute("class").split())
+    assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+def test_bad_input_is_shown_on_the_page(server_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(server_url)
+    wait = WebDriverWait(browser, 60)
+    wait.until(_ready)
+    box = browser.find_element(By.ID, "query_index")
+    box.clear()
+    box.send_keys("999")
+    browser.find_element(By.ID, "severity").click()  # blur: the index box's change event
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "query_index must be an integer" in browser.find_element(By.ID, "error").text
+    box.clear()
+    box.send_keys("1")
+    browser.find_element(By.ID, "severity").click()
+    wait.until(lambda d: not d.find_element(By.ID, "error").is_displayed() and _ready(d))
