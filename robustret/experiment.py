@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustret.checks import ConfigError
+from robustret.cli import run_command
 from robustret.config import (
     DEGRADE_SIDES,
     MEASURES,
@@ -31,7 +31,6 @@ from robustret.config import (
     ExperimentConfig,
     load_config_file,
 )
-from robustret.io import sigterm_as_interrupt
 
 PROG = "python -m robustret.experiment"
 
@@ -209,26 +208,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    try:
-        with sigterm_as_interrupt():  # kill ends the run like Ctrl-C; finished work is cached
-            config = config_from_args(args)
-            from robustret.runner import run
+    command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
 
-            command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-            if args.seeds:
-                from robustret.seeds import run_seeds
+    def work():  # kill ends the run like Ctrl-C; finished work is cached
+        config = config_from_args(args)
+        if args.seeds:
+            from robustret.seeds import run_seeds
 
-                seeds_result = run_seeds(config, args.seeds, command=command)
-            else:
-                result = run(config, command=command)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-    except (ConfigError, FileNotFoundError) as exc:
-        # only bad input is one line; anything else is a bug and shows its traceback
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+            return config, run_seeds(config, args.seeds, command=command)
+        from robustret.runner import run
+
+        return config, run(config, command=command)
+
+    status, outcome = run_command(PROG, work)
+    if outcome is None:
+        return status
+    config, result = outcome
     if args.seeds:
+        seeds_result = result
         print(seeds_result.table)
         print(f"results: {seeds_result.paths['md']}  {seeds_result.paths['summary']}")
         return 0

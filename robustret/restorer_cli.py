@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from torch import Tensor
 
 import restoration
 from robustret.checks import ConfigError
-from robustret.io import sigterm_as_interrupt
+from robustret.cli import run_command
 from robustret.preflight import check_training_size, check_writable_folder, int_at_least
 from robustret.train.restorer import RestorerTrainConfig, train_restorer
 
@@ -81,19 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "image_size": args.image_size, "device": args.device}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    try:
-        with sigterm_as_interrupt():  # kill ends training like Ctrl-C; last.pt stays intact
-            config = preset(args.model, args.degrade, **overrides)
-            gallery, queries = _checked_inputs(config, args.out)
-            result = train_restorer(config, args.out, train_images=gallery, val_images=queries,
-                                    tensorboard=not args.no_tensorboard)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-    except (ConfigError, FileNotFoundError) as exc:
-        # only bad input is one line; anything else is a bug and shows its traceback
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    def work():  # kill ends training like Ctrl-C; last.pt stays intact
+        config = preset(args.model, args.degrade, **overrides)
+        gallery, queries = _checked_inputs(config, args.out)
+        return config, train_restorer(config, args.out, train_images=gallery,
+                                      val_images=queries, tensorboard=not args.no_tensorboard)
+
+    status, outcome = run_command(PROG, work)
+    if outcome is None:
+        return status
+    config, result = outcome
     final = result.final
     print(f"{config.model} on {config.degrade}: epochs {len(result.history)} "
           f"(resumed from {result.resumed_from}); val PSNR {result.degraded_psnr:.2f} -> "
