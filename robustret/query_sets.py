@@ -276,6 +276,18 @@ def export_query_set(
                            dataset_options=options, image_size=image_size, per_class=per_class)
 
 
+def _verified_bytes(path: Path, expected_sha256: str) -> bytes:
+    """The bytes of ``path``, refused (one line naming it) when unreadable or when their
+    SHA-256 is not the manifest's."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _refuse(path, f"cannot be read ({exc.strerror or exc})") from None
+    if _sha256(data) != expected_sha256:
+        raise _refuse(path, f"its SHA-256 does not match {MANIFEST} (the file was changed)")
+    return data
+
+
 def _refuse(path: Path, reason: str) -> ConfigError:
     return ConfigError(f"query set {path}: {reason}; export the set again "
                        "(python -m robustret.data export) or drop --queries")
@@ -316,12 +328,7 @@ def load_query_set(folder: str | Path) -> QuerySet:
     manifest = read_manifest(root)
     path = root / MANIFEST
     tensor_path = root / manifest.tensor_file
-    try:
-        tensor_bytes = tensor_path.read_bytes()
-    except OSError as exc:
-        raise _refuse(tensor_path, f"cannot be read ({exc.strerror or exc})") from None
-    if _sha256(tensor_bytes) != manifest.tensor_sha256:
-        raise _refuse(tensor_path, f"its SHA-256 does not match {MANIFEST} (the file was changed)")
+    tensor_bytes = _verified_bytes(tensor_path, manifest.tensor_sha256)
     array = np.load(io.BytesIO(tensor_bytes), allow_pickle=False)
     count = len(manifest.images)
     if list(array.shape) != manifest.shape or str(array.dtype) != manifest.dtype or (
@@ -332,13 +339,7 @@ def load_query_set(folder: str | Path) -> QuerySet:
     for i, entry in enumerate(manifest.images):
         if entry.index != i or _sha256(array[i].tobytes()) != entry.tensor_sha256:
             raise _refuse(tensor_path, f"image {i} does not match its entry in {MANIFEST}")
-        png = root / entry.file
-        try:
-            png_bytes = png.read_bytes()
-        except OSError as exc:
-            raise _refuse(png, f"cannot be read ({exc.strerror or exc})") from None
-        if _sha256(png_bytes) != entry.sha256:
-            raise _refuse(png, f"its SHA-256 does not match {MANIFEST} (the file was changed)")
+        _verified_bytes(root / entry.file, entry.sha256)
     try:
         params = {name: torch.tensor([entry.params[name] for entry in manifest.images],
                                      dtype=getattr(torch, dtype))
