@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from robustret.data import RetrievalData
-from robustret.io import CorruptFileError, atomic_save, verified_load
+from robustret.io import CorruptFileError, atomic_save, file_digest, verified_load
 from robustret.keys import fingerprint, source_hash
 from robustret.retrieval import extract_embeddings
 from robustret.rng import make_generator, stream_seed
@@ -34,20 +34,11 @@ EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
 RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations")
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_key(model: nn.Module, checkpoint: Path) -> str:
     """What results computed with ``model`` are keyed by: the SHA-256 of its checkpoint file,
     or, where training wrote none (zero epochs), of its state dict's bytes."""
     if checkpoint.is_file():
-        return file_sha256(checkpoint)
+        return file_digest(checkpoint)
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -92,7 +83,7 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
     from robustret.models import build_retriever
     from robustret.train.classifier import train_retriever
 
-    weights_file = file_sha256(config.weights)[:16] if config.weights is not None else None
+    weights_file = file_digest(config.weights)[:16] if config.weights is not None else None
     code = source_hash(*RETRIEVER_CODE, *(("degradations",) if config.train_degrade else ()))
     key = fingerprint("retriever", data_key, config.backbone, weights_file,
                       dataclasses.asdict(config.retriever), list(config.train_degrade), code)
