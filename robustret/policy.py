@@ -1,26 +1,39 @@
-"""Which restorer serves which degradation: the study's pairing, in one table.
+"""Which restorer serves which degradation: the pairings, in one table.
 
 :data:`POLICY` maps a degradation *family* (the ``family`` class attribute of a registered
 degradation: ``noise``, ``blur``, ``resolution``) to
 
-- the network the study pairs with it (``--restore auto``): the denoising autoencoder for the
-  noise family, SRCNN for blur and low resolution;
-- what that network is trained on: one model for all noises (the study's ``noise`` mixture),
-  otherwise the degradation itself;
+- the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
+  (docs/results.md, section 0): ``hybrid`` for every family;
+- the front end a ``hybrid`` starts from: the family's classical filter where it helps
+  (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
+  resolution (the Haar approximation put back at full size already *is* the inverse Haar
+  transform with the detail bands zeroed, and bicubic smoothing of it costs retrieval accuracy:
+  recovery -0.31 in docs/results.md, section 1);
+- the network the study pairs with it (``--restore study``, the study's pixel-trained
+  configuration): the denoising autoencoder for the noise family, SRCNN for blur and low
+  resolution;
+- what a family's networks are trained on: one model for all noises (the study's ``noise``
+  mixture), otherwise the degradation itself;
 - the classical baseline (``--restore classical``), with per-degradation exceptions.
 
-=================  ==========  ===================  =========================================
-family             network     trained on           classical
-=================  ==========  ===================  =========================================
-``noise``          ``dae``     ``noise`` (mixture)  ``median`` (salt_pepper, the mixture);
-                                                    ``nlm`` gaussian_noise; ``bilateral`` speckle
-``blur``           ``srcnn``   itself               ``wiener`` (gets the drawn ``a``, ``b``)
-``resolution``     ``srcnn``   itself               ``bicubic`` (gets the drawn ``level``)
-=================  ==========  ===================  =========================================
+==============  ==========  ========  ===================  ================================
+family          ``auto``    ``study`` trained on           classical (hybrid front end)
+==============  ==========  ========  ===================  ================================
+``noise``       ``hybrid``  ``dae``   ``noise`` (mixture)  ``median`` (salt_pepper, the
+                                                           mixture); ``nlm`` gaussian_noise;
+                                                           ``bilateral`` speckle (front:
+                                                           ``median``)
+``blur``        ``hybrid``  ``srcnn`` itself               ``wiener`` (gets the drawn ``a``,
+                                                           ``b``; front: ``wiener``)
+``resolution``  ``hybrid``  ``srcnn`` itself               ``bicubic`` (gets the drawn
+                                                           ``level``; front: ``identity``)
+==============  ==========  ========  ===================  ================================
 
 A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
-one without a family) is not an error: ``auto`` and ``all`` give every network, each trained on
-that degradation itself, ``classical`` gives nothing, and a note is logged.
+one without a family) is not an error: ``auto``, ``study`` and ``all`` give every network, each
+trained on that degradation itself (a hybrid with the ``identity`` front), ``classical`` gives
+nothing, and a note is logged.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from robustret.checks import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODES = ("none", "auto", "classical", "all")
+MODES = ("none", "auto", "study", "classical", "all")
 """Restore modes besides a single restorer name."""
 
 
@@ -44,8 +57,13 @@ class FamilyPolicy:
     """The restorers of one degradation family.
 
     Attributes:
-        network: the network the study pairs with the family (``restoration.networks()``).
+        network: the network the study pairs with the family (``restoration.networks()``),
+            what ``--restore study`` runs.
         classical: the family's classical baseline (``restoration.classical()``).
+        hybrid_front: the front end of the family's ``hybrid`` (a classical restorer or
+            ``identity``).
+        learned: the toolkit's best learned recipe for the family (``--restore auto``), a
+            name of :func:`robustret.recipes.recipe_names`, chosen by measurement.
         trained_on: the one degradation the family's networks are trained on; None: each
             degradation trains its own.
         classical_by_degradation: degradations of the family served by another baseline.
@@ -53,6 +71,8 @@ class FamilyPolicy:
 
     network: str
     classical: str
+    hybrid_front: str
+    learned: str = "hybrid"
     trained_on: str | None = None
     classical_by_degradation: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}))
@@ -60,11 +80,11 @@ class FamilyPolicy:
 
 POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
     "noise": FamilyPolicy(
-        network="dae", classical="median", trained_on="noise",
+        network="dae", classical="median", hybrid_front="median", trained_on="noise",
         classical_by_degradation=MappingProxyType({"gaussian_noise": "nlm",
                                                    "speckle": "bilateral"})),
-    "blur": FamilyPolicy(network="srcnn", classical="wiener"),
-    "resolution": FamilyPolicy(network="srcnn", classical="bicubic"),
+    "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
+    "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity"),
 })
 """Family -> its restorers (the module table)."""
 
@@ -111,6 +131,20 @@ def _classical(rule: FamilyPolicy | None, degradation: str) -> str | None:
     return rule.classical_by_degradation.get(degradation, rule.classical)
 
 
+def hybrid_front_for(degradation: str) -> str:
+    """The front end of a ``hybrid`` serving ``degradation`` (its training degradation's
+    family's ``hybrid_front``; ``identity`` where the family has no row or for the blind
+    mixture :data:`BLIND`).
+
+    Raises:
+        ConfigError: ``degradation`` is neither registered nor :data:`BLIND`.
+    """
+    if degradation == BLIND:
+        return "identity"
+    rule = _policy(degradation)
+    return rule.hybrid_front if rule is not None else "identity"
+
+
 def training_degradation(degradation: str) -> str:
     """What a network restorer for ``degradation`` is trained on.
 
@@ -144,8 +178,9 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
 
     Args:
         degradation: a registered degradation name.
-        mode: ``none`` (no restorer), ``auto`` (the study's network for the family),
-            ``classical`` (the family's classical baseline), ``all`` (every network, then the
+        mode: ``none`` (no restorer), ``auto`` (the toolkit's best learned recipe for the
+            family), ``study`` (the study's pixel-trained network for the family),
+            ``classical`` (the family's classical baseline), ``all`` (every recipe, then the
             classical baseline), or one registered restorer name.
     Returns:
         Registry names of ``restoration``, in the order to run them (may be empty).
@@ -164,8 +199,10 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
         family_of(degradation)
         return [mode]
     rule = _policy(degradation)
-    if mode == "auto":
-        return [rule.network] if rule is not None else restoration.networks()
+    if mode in ("auto", "study"):
+        if rule is None:
+            return restoration.networks()
+        return [rule.learned if mode == "auto" else rule.network]
     baseline = _classical(rule, degradation)
     extra = [baseline] if baseline is not None else []
     if mode == "classical":

@@ -174,12 +174,12 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     ``severities`` (one drawn per batch when there are several), with the settings of
     ``config.restorers[name]``. Recipes with a feature term train through ``retriever``, and
     its weights are part of their key; ``gallery`` (G, D) are the gallery embeddings the
-    validation searches. A ``hybrid`` gets the classical filter of the degradation's family
-    as its front end.
+    validation searches. A ``hybrid`` gets the front end of the degradation's family
+    (:func:`robustret.policy.hybrid_front_for`).
     """
     import degradations
     import restoration
-    from robustret.policy import BLIND, blind_mixture, classical_for
+    from robustret.policy import BLIND, blind_mixture, hybrid_front_for
     from robustret.train.restorer import RetrievalGuide, train_restorer
 
     if name not in config.restorers:
@@ -192,14 +192,14 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     section = config.restorers[name]
     options = dict(section.model_options)
     if section.model == "hybrid" and "front" not in options:
-        options["front"] = classical_for(training_degradation) or "identity"
+        options["front"] = hybrid_front_for(training_degradation)
     # a blind recipe draws one degradation of the mixture per batch
     targets = blind_mixture() if training_degradation == BLIND else [training_degradation]
     train_config = dataclasses.replace(section, degrade=targets[0],
                                        severity=severities[len(severities) // 2],
                                        device=str(device), model_options=options)
 
-    def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
+    def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         target = targets[int(torch.randint(len(targets), (1,), generator=generator))
                          if len(targets) > 1 else 0]
         pick = (
@@ -207,7 +207,8 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
             if len(severities) > 1
             else 0
         )
-        return degradations.apply(images, target, severities[pick], generator=generator)
+        return degradations.apply(images, target, severities[pick], generator=generator,
+                                  return_params=True)  # a hybrid's front end needs them
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)
     guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],

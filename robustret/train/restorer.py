@@ -49,8 +49,12 @@ from robustret.train.loop import TrainResult, step_decay, train_loop
 
 log = logging.getLogger(__name__)
 
-DegradeFn = Callable[[Tensor, torch.Generator], Tensor]
-"""``(clean (B, C, H, W) in [0, 1], generator) -> degraded (B, C, H, W) in [0, 1]``."""
+Params = dict[str, Tensor]
+"""A degradation's drawn per-image parameters, each (B,) (blur ``a``/``b``, lowres ``level``)."""
+DegradeFn = Callable[[Tensor, torch.Generator], "Tensor | tuple[Tensor, Params]"]
+"""``(clean (B, C, H, W) in [0, 1], generator) -> degraded (B, C, H, W) in [0, 1]``, or
+``(degraded, params)``: the parameters the degradation drew, which a restorer that
+``uses_params`` (a hybrid's Wiener front end) is given in training as at evaluation."""
 
 EPOCH_STREAM = "restorer/epoch"
 """Seed stream of each epoch's image order (index: the epoch)."""
@@ -297,13 +301,26 @@ class RestorerTrainResult:
 
 
 def default_degrade(name: str, severity: int) -> DegradeFn:
-    """``degradations.apply`` with ``name`` and ``severity`` as a :data:`DegradeFn`."""
+    """``degradations.apply`` with ``name`` and ``severity`` as a :data:`DegradeFn` (with the
+    drawn parameters)."""
     import degradations
 
-    def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
-        return degradations.apply(images, name, severity, generator=generator)
+    def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Params]:
+        return degradations.apply(images, name, severity, generator=generator,
+                                  return_params=True)
 
     return degrade
+
+
+def degrade_with_params(degrade: DegradeFn, images: Tensor,
+                        generator: torch.Generator) -> tuple[Tensor, Params]:
+    """Call ``degrade`` and return ``(degraded, params)`` whichever form it returns
+    (``{}`` for a function that returns the images only)."""
+    out = degrade(images, generator)
+    if isinstance(out, tuple):
+        degraded, params = out
+        return degraded, dict(params)
+    return out, {}
 
 
 def random_crops(clean: Tensor, degraded: Tensor, size: int,
@@ -347,15 +364,16 @@ class _EpochBatches:
     def __len__(self) -> int:
         return -(-self.count // self.config.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Params]]:
         bs = self.config.batch_size
         for b in range(len(self)):
             generator = make_generator(stream_seed(self.config.seed, BATCH_STREAM, self.epoch, b))
             clean = self.images[self.order[b * bs:(b + 1) * bs]]
-            degraded = self.degrade(clean, generator)
-            if self.config.crop_size is not None:
+            degraded, params = degrade_with_params(self.degrade, clean, generator)
+            if self.config.crop_size is not None:  # per-image parameters survive a crop
                 clean, degraded = random_crops(clean, degraded, self.config.crop_size, generator)
-            yield degraded.to(self.device), clean.to(self.device)
+            yield (degraded.to(self.device), clean.to(self.device),
+                   {name: value.to(self.device) for name, value in params.items()})
 
 
 class _Frozen:
@@ -468,7 +486,7 @@ def train_restorer(
     val_gen = make_generator(stream_seed(config.seed, VALIDATION_STREAM))
     pick = torch.randperm(val_images.shape[0], generator=val_gen)[: config.val_images]
     val_clean = val_images[pick]
-    val_degraded = degrade(val_clean, val_gen)
+    val_degraded, val_params = degrade_with_params(degrade, val_clean, val_gen)
     base_psnr = float(psnr(val_degraded, val_clean).mean())
     base_ssim = float(ssim(val_degraded, val_clean).mean())
     retrieval_check = _RetrievalCheck(guide, val_clean, pick, device) if guide else None
@@ -491,9 +509,9 @@ def train_restorer(
 
     pixel = F.mse_loss if config.pixel_loss == "mse" else F.l1_loss
 
-    def step(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        degraded, clean = batch
-        restored = model.restore(degraded, clamp=False)
+    def step(batch: tuple[Tensor, Tensor, Params]) -> tuple[Tensor, dict[str, float]]:
+        degraded, clean, params = batch
+        restored = model.restore(degraded, params, clamp=False)
         loss = pixel(restored, clean)
         if config.feature_weight == 0:
             return loss, {}
@@ -503,8 +521,8 @@ def train_restorer(
             "pixel_loss": float(loss.detach()), "feature_loss": float(features.detach())}
 
     def evaluate(epoch: int) -> dict[str, float]:
-        restored = restoration.restore_batches(model, val_degraded, batch_size=config.batch_size,
-                                               device=device)
+        restored = restoration.restore_batches(model, val_degraded, val_params,
+                                               batch_size=config.batch_size, device=device)
         metrics = {"val_psnr": float(psnr(restored, val_clean).mean()),
                    "val_ssim": float(ssim(restored, val_clean).mean()),
                    "val_psnr_degraded": base_psnr, "val_ssim_degraded": base_ssim}
@@ -544,5 +562,6 @@ def train_restorer(
                                degraded_ssim=base_ssim, checkpoint=out_dir / "last.pt")
 
 
-__all__ = ["RestorerTrainConfig", "RestorerTrainResult", "RetrievalGuide", "default_degrade",
-           "feature_loss", "random_crops", "train_restorer"]
+__all__ = ["DegradeFn", "Params", "RestorerTrainConfig", "RestorerTrainResult", "RetrievalGuide",
+           "default_degrade", "degrade_with_params", "feature_loss", "random_crops",
+           "train_restorer"]

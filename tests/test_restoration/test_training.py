@@ -120,3 +120,29 @@ def test_cli_bad_degradation_is_one_line(tmp_path, capsys: pytest.CaptureFixture
     assert main(["--model", "dae", "--degrade", "fog", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown degradation 'fog'" in err and "Traceback" not in err
+
+
+def test_a_hybrid_front_end_gets_the_drawn_blur_in_training(tmp_path, monkeypatch) -> None:
+    """The parameters the degradation drew reach the restorer in training and validation,
+    as they do at evaluation (a Wiener front end must deconvolve the blur each image got)."""
+    from restoration.classical import WienerDeblur
+    from robustret.train.restorer import default_degrade
+
+    seen: list[torch.Tensor] = []
+    original = WienerDeblur.restore_raw
+
+    def recording(self, images, a=None, b=None):
+        seen.append(torch.as_tensor(a).clone())
+        return original(self, images, a=a, b=b)
+
+    monkeypatch.setattr(WienerDeblur, "restore_raw", recording)
+    config = _config("hybrid", model_options={"front": "wiener", "widths": [4]},
+                     degrade="motion_blur", samples_per_epoch=8, val_images=4)
+    train_restorer(config, tmp_path / "run", train_images=_images(8), val_images=_images(4, 1),
+                   degrade=default_degrade("motion_blur", 5), progress=False, tensorboard=False)
+    assert len(seen) >= 2  # one training batch (8 images), one validation pass (4)
+    gen = torch.Generator().manual_seed(0)
+    _, drawn = default_degrade("motion_blur", 5)(_images(8), gen)
+    assert set(drawn) >= {"a", "b"}
+    assert seen[0].shape == (8,) and seen[-1].shape == (4,)
+    assert not torch.all(seen[0] == seen[0][0])  # per-image draws, not one assumed blur

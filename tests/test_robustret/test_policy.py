@@ -14,13 +14,13 @@ from robustret.checks import ConfigError
 from robustret.recipes import recipe_names
 
 STUDY = {
-    # degradation: (auto, classical, trained on)
-    "noise": ("dae", "median", "noise"),
-    "gaussian_noise": ("dae", "nlm", "noise"),
-    "salt_pepper": ("dae", "median", "noise"),
-    "speckle": ("dae", "bilateral", "noise"),
-    "motion_blur": ("srcnn", "wiener", "motion_blur"),
-    "lowres": ("srcnn", "bicubic", "lowres"),
+    # degradation: (study, classical, trained on, hybrid front end)
+    "noise": ("dae", "median", "noise", "median"),
+    "gaussian_noise": ("dae", "nlm", "noise", "median"),
+    "salt_pepper": ("dae", "median", "noise", "median"),
+    "speckle": ("dae", "bilateral", "noise", "median"),
+    "motion_blur": ("srcnn", "wiener", "motion_blur", "wiener"),
+    "lowres": ("srcnn", "bicubic", "lowres", "identity"),
 }
 
 
@@ -49,8 +49,10 @@ class _MyNoise(_Fog):
 
 @pytest.mark.parametrize("name", sorted(STUDY))
 def test_the_study_pairing(name: str) -> None:
-    auto, classical, trained_on = STUDY[name]
-    assert policy.restorers_for(name, "auto") == [auto]
+    study, classical, trained_on, front = STUDY[name]
+    assert policy.restorers_for(name, "study") == [study]
+    assert policy.restorers_for(name, "auto") == ["hybrid"]  # the measured best learned recipe
+    assert policy.hybrid_front_for(name) == front
     assert policy.restorers_for(name, "classical") == [classical]
     assert policy.classical_for(name) == classical
     assert policy.restorers_for(name, "all") == [*recipe_names(), classical]
@@ -63,6 +65,8 @@ def test_every_registered_degradation_has_a_known_family_and_registered_restorer
         assert policy.family_of(name) in policy.POLICY, name
     for rule in policy.POLICY.values():
         assert rule.network in restoration.networks()
+        assert rule.learned in recipe_names()
+        assert rule.hybrid_front in {*restoration.classical(), "identity"}
         assert {rule.classical, *rule.classical_by_degradation.values()} <= set(
             restoration.classical())
         assert rule.trained_on is None or rule.trained_on in degradations.available()
@@ -74,8 +78,8 @@ def test_a_single_restorer_name_is_a_mode() -> None:
 
 
 def test_unknown_mode_and_unknown_degradation_say_what_is_valid() -> None:
-    with pytest.raises(ConfigError, match="unknown restore mode 'autoo'.*none, auto, classical, "
-                                          "all.*bicubic"):
+    with pytest.raises(ConfigError, match="unknown restore mode 'autoo'.*none, auto, study, "
+                                          "classical, all.*bicubic"):
         policy.restorers_for("noise", "autoo")
     with pytest.raises(ConfigError, match="unknown degradation 'blurr'; available: .*lowres"):
         policy.restorers_for("blurr", "auto")
@@ -89,6 +93,8 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
     with degradations.DEGRADATIONS.temporarily("test_fog", cls):
         with caplog.at_level(logging.INFO, logger="robustret.policy"):
             assert policy.restorers_for("test_fog", "auto") == restoration.networks()
+        assert policy.restorers_for("test_fog", "study") == restoration.networks()
+        assert policy.hybrid_front_for("test_fog") == "identity"
         assert "no restorer pairing for degradation 'test_fog'" in caplog.text
         assert policy.restorers_for("test_fog", "all") == recipe_names()
         assert policy.restorers_for("test_fog", "classical") == []
@@ -101,7 +107,9 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
 def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
     with degradations.DEGRADATIONS.temporarily("test_my_noise", _MyNoise):
         assert policy.family_of("test_my_noise") == "noise"
-        assert policy.restorers_for("test_my_noise", "auto") == ["dae"]
+        assert policy.restorers_for("test_my_noise", "study") == ["dae"]
+        assert policy.restorers_for("test_my_noise", "auto") == ["hybrid"]
+        assert policy.hybrid_front_for("test_my_noise") == "median"
         assert policy.classical_for("test_my_noise") == "median"  # the family's default
         assert policy.training_degradation("test_my_noise") == "noise"
     assert "test_my_noise" not in degradations.available()
