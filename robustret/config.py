@@ -116,7 +116,13 @@ class ExperimentConfig:
         backbone: retriever backbone (``resnet34`` as in the study).
         image_size: resize images to this square size (None: the profile's default).
         per_class: cap on images per class in each split (None: all).
-        train_degrade: degradations used as training augmentation for the retriever.
+        train_degrade: degradations used as training augmentation for the retriever (it is
+            trained from scratch with them).
+        robust_train: degradations the trained retriever is then fine-tuned on, with the
+            clean-vs-degraded embedding consistency term of :mod:`robustret.train.robust`
+            (empty: no fine-tuning).
+        robust_epochs: epochs of that fine-tuning.
+        robust_consistency: weight of its consistency term (0: degraded cross-entropy only).
         retriever_epochs, restorer_epochs: shortcuts that override the epochs of ``retriever``
             and of every entry of ``restorers``; a resolved configuration has them folded in.
         cache_dir: where trained models are cached (None: ``robustret.paths.cache_dir()``).
@@ -155,6 +161,9 @@ class ExperimentConfig:
     image_size: int | None = None
     per_class: int | None = None
     train_degrade: tuple[str, ...] = ()
+    robust_train: tuple[str, ...] = ()
+    robust_epochs: int = 3
+    robust_consistency: float = 1.0
     retriever_epochs: int | None = None
     restorer_epochs: int | None = None
     cache_dir: Path | None = None
@@ -175,6 +184,13 @@ class ExperimentConfig:
         set_(self, "dataset_options", dict(self.dataset_options))
         set_(self, "degradations", _strings(self.degradations, "degradations"))
         set_(self, "train_degrade", _strings(self.train_degrade, "train_degrade"))
+        set_(self, "robust_train", _strings(self.robust_train, "robust_train"))
+        _int(self.robust_epochs, "robust_epochs", 0)
+        if (isinstance(self.robust_consistency, bool)
+                or not isinstance(self.robust_consistency, (int, float))
+                or self.robust_consistency < 0):
+            raise ConfigError(f"robust_consistency must be a number >= 0; "
+                              f"got {self.robust_consistency!r}")
         set_(self, "metrics", _strings(self.metrics, "metrics"))
         set_(self, "measures", _strings(self.measures, "measures"))
         bad_measures = [m for m in self.measures if m not in MEASURES]
@@ -340,6 +356,7 @@ class ExperimentConfig:
         for label, names in (
             ("degradation", self.degradations),
             ("train_degrade", self.train_degrade),
+            ("robust_train", self.robust_train),
         ):
             bad = [n for n in names if n not in known]
             if bad:

@@ -120,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap images per class in each split (default: the profile's)",
     )
     add("--train-degrade", nargs="+", metavar="NAME", choices=names,
-        help="train the retriever with these degradations as augmentation (robust training)")
+        help="train the retriever from scratch with these degradations as augmentation")
+    add("--robust-train", nargs="+", metavar="NAME", choices=names,
+        help="fine-tune the trained retriever on these degradations with a clean-vs-degraded "
+        "embedding consistency term (stability training); rows record what it saw")
+    add("--robust-epochs", type=int, metavar="N",
+        help="epochs of that fine-tuning (default 3)")
     add("--retriever-epochs", type=int, metavar="N", help="override the profile's retriever epochs")
     add("--restorer-epochs", type=int, metavar="N", help="override the profile's restorer epochs")
     add(
@@ -182,6 +187,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "image_size": args.image_size,
         "per_class": args.per_class,
         "train_degrade": args.train_degrade,
+        "robust_train": args.robust_train,
+        "robust_epochs": args.robust_epochs,
         "retriever_epochs": args.retriever_epochs,
         "restorer_epochs": args.restorer_epochs,
         "cache_dir": args.cache_dir,

@@ -163,6 +163,7 @@ def evaluate_condition(
     device: torch.device | str = "cpu",
     measures: Sequence[str] = ("topk",),
     degrade_side: str = "query",
+    retriever_seen: Sequence[str] = (),
 ) -> ConditionResult:
     """Compute one condition's rows: the query images it stands for, embedded and searched.
 
@@ -185,6 +186,7 @@ def evaluate_condition(
             clean queries are searched (the caller's ``indexes`` hold the degraded or restored
             gallery) and ``degraded``/``restorer`` are not needed; for ``both`` the queries
             are degraded (and restored) as for ``query``.
+        retriever_seen: the degradations the retriever was trained on (recorded in the rows).
     Returns:
         A :class:`ConditionResult`.
     Raises:
@@ -213,5 +215,6 @@ def evaluate_condition(
             per_query[(metric, measure, k)] = values
             value = min(max(float(values.mean()), 0.0), 1.0)  # float rounding past 1
             rows.append(ResultRow(condition, metric, None if k is None else int(k), value,
-                                  measure=measure, degrade_side=degrade_side))
+                                  measure=measure, degrade_side=degrade_side,
+                                  retriever_seen=tuple(retriever_seen)))
     return ConditionResult(rows, images, retrieved, per_query)

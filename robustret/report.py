@@ -73,14 +73,15 @@ def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True,
 
 
 def rows_to_csv(rows: Iterable[ResultRow]) -> str:
-    """CSV text with the row fields as header."""
+    """CSV text with the row fields as header (a list field, ``retriever_seen``, as its names
+    joined by spaces; empty for None or an empty list)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(ROW_FIELDS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {key: "" if value is None else value for key, value in row.to_dict().items()}
-        )
+        writer.writerow({key: "" if value is None else " ".join(value)
+                         if isinstance(value, list) else value
+                         for key, value in row.to_dict().items()})
     return buffer.getvalue()
 
 

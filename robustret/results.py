@@ -96,6 +96,9 @@ class ResultRow:
         measure: a name of :data:`robustret.metrics.MEASURES`.
         degrade_side: where the degradation was applied: ``query`` (the study), ``gallery``
             or ``both``.
+        retriever_seen: the degradations the retriever saw in training (``train_degrade``
+            augmentation and ``robust_train`` fine-tuning), sorted; empty: trained on clean
+            images only. A degradation of the row that is not in it is *unseen*.
     """
 
     condition: Condition
@@ -105,9 +108,12 @@ class ResultRow:
     reused: bool = False
     measure: str = "topk"
     degrade_side: str = "query"
+    retriever_seen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from robustret.metrics import K_FREE, MEASURES
+
+        object.__setattr__(self, "retriever_seen", tuple(sorted(set(self.retriever_seen))))
 
         if not 0.0 <= self.accuracy <= 1.0:
             raise ValueError(f"accuracy ({self.measure}) must be in [0, 1]; got {self.accuracy}")
@@ -154,7 +160,8 @@ class ResultRow:
         existed keep working; for a ``topk`` row it is the study's accuracy)."""
         return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
                 "accuracy": self.accuracy, "reused": self.reused, "measure": self.measure,
-                "value": self.accuracy, "degrade_side": self.degrade_side}
+                "value": self.accuracy, "degrade_side": self.degrade_side,
+                "retriever_seen": list(self.retriever_seen)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
@@ -172,13 +179,14 @@ class ResultRow:
             k = values["k"]
             return cls(condition, str(values["metric"]), None if k is None else int(k),
                        float(value), bool(values.get("reused", False)), measure,
-                       str(values.get("degrade_side", "query")))
+                       str(values.get("degrade_side", "query")),
+                       tuple(values.get("retriever_seen", ())))
         except KeyError as exc:
             raise ValueError(f"result row lacks {exc.args[0]!r}: {dict(values)}") from None
 
 
 ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "metric", "k",
-              "accuracy", "reused", "measure", "value", "degrade_side")
+              "accuracy", "reused", "measure", "value", "degrade_side", "retriever_seen")
 
 
 def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:

@@ -54,6 +54,7 @@ from robustret.trained import (
     TrainedModel,
     data_content_key,
     gallery_embeddings,
+    robust_retriever,
     trained_restorer,
     trained_retriever,
 )
@@ -132,6 +133,8 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     try:
         tick = time.perf_counter()
         retriever = trained_retriever(config, data, data_key, device, models_dir, logger)
+        if config.robust_train:
+            retriever = robust_retriever(config, data, retriever, device, models_dir, logger)
         timings["retriever_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -293,7 +296,8 @@ class _ConditionLoop:
             embed=embed, indexes=indexes, ks=self.config.ks,
             degraded=self.degraded(condition) if query_degraded else None,
             restorer=restorer.model if restorer is not None else None, device=self.device,
-            measures=self.config.measures, degrade_side=side)
+            measures=self.config.measures, degrade_side=side,
+            retriever_seen=(*self.config.train_degrade, *self.config.robust_train))
         per_query = {(condition, *which): values for which, values in result.per_query.items()}
         self.store.save(condition, key, result.rows)
         atomic_save({which[1:]: values for which, values in per_query.items()},

@@ -107,6 +107,26 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
     return TrainedModel(model, key, checkpoint, weights_key(model, checkpoint))
 
 
+def robust_retriever(config, data: RetrievalData, start: TrainedModel, device: torch.device,
+                     models_dir: Path, logger: RunLogger | None) -> TrainedModel:
+    """``start`` (the trained retriever) fine-tuned on ``config.robust_train`` with the
+    consistency term of :mod:`robustret.train.robust`, or reused from the cache; its key names
+    the starting weights, the degradations and the settings."""
+    from robustret.train.robust import TRAINING_CODE, RobustTuneConfig, finetune_robust
+
+    tune = RobustTuneConfig(epochs=config.robust_epochs,
+                            consistency_weight=float(config.robust_consistency),
+                            seed=config.seed)
+    names = sorted(config.robust_train)
+    key = fingerprint("robust-retriever", start.content_key, names, dataclasses.asdict(tune),
+                      source_hash(*TRAINING_CODE))
+    folder = models_dir / f"retriever-robust-{key}"
+    finetune_robust(start.model, data.gallery, names, tune, device=device, out_dir=folder,
+                    start_key=start.content_key, logger=logger)
+    checkpoint = folder / "last.pt"
+    return TrainedModel(start.model.eval(), key, checkpoint, weights_key(start.model, checkpoint))
+
+
 def gallery_embeddings(
     retriever: TrainedModel, images: Tensor, device: torch.device
 ) -> tuple[Tensor, str]:

@@ -10,7 +10,7 @@ import pytest
 from robustret.experiment import main
 
 ROW_KEYS = {"query", "degradation", "severity", "restorer", "adaptation", "metric", "k", "accuracy",
-            "reused", "measure", "value", "degrade_side"}
+            "reused", "measure", "value", "degrade_side", "retriever_seen"}
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -59,7 +59,7 @@ def test_end_to_end_writes_results_and_reuses_cache(
         3,
     }
     restored = [row for row in rows if row["query"] == "restored"]
-    assert {row["restorer"] for row in restored} == {"dae"} and {
+    assert {row["restorer"] for row in restored} == {"hybrid"} and {
         row["severity"] for row in restored
     } == {3}
     assert (

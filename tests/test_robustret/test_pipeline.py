@@ -106,10 +106,13 @@ def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
     assert plan[0] == Condition("clean")
     assert plan[1:4] == [
         Condition("degraded", "noise", 1),
-        Condition("restored", "noise", 1, "dae"),
+        Condition("restored", "noise", 1, "hybrid"),
         Condition("degraded", "noise", 3),
     ]
-    assert Condition("restored", "lowres", 3, "srcnn") in plan and len(plan) == 9
+    assert Condition("restored", "lowres", 3, "hybrid") in plan and len(plan) == 9
+    study = plan_conditions(config.replace(restore="study"))
+    assert Condition("restored", "noise", 1, "dae") in study
+    assert Condition("restored", "lowres", 3, "srcnn") in study
     assert plan_conditions(config.replace(restore="none")) == [
         c for c in plan if c.query != "restored"]
     assert len(set(plan)) == len(plan)

@@ -40,11 +40,12 @@ def test_write_results_writes_three_consistent_files(tmp_path) -> None:
     assert data["rows"][0] == {"query": "clean", "degradation": None, "severity": None,
                                "restorer": None, "adaptation": None, "metric": "l2", "k": 1,
                                "accuracy": 0.9, "reused": False, "measure": "topk",
-                               "value": 0.9, "degrade_side": "query"}
+                               "value": 0.9, "degrade_side": "query", "retriever_seen": []}
     with paths["csv"].open() as handle:
         records = list(csv.DictReader(handle))
     assert len(records) == len(rows) and records[0]["query"] == "clean"
     assert records[0]["severity"] == "" and records[-1]["reused"] == "True"
+    assert records[0]["retriever_seen"] == ""
     assert "L2 top-1" in paths["md"].read_text()
 
 
