@@ -125,6 +125,9 @@ SPECS: dict[str, type[IVFSpec] | type[IVFPQSpec] | type[HNSWSpec]] = {
     spec.kind: spec for spec in (IVFSpec, IVFPQSpec, HNSWSpec)
 }
 _MINIMUM = {"refine": 0, "M": 2}
+#: the options :meth:`ApproximateIndex.tune` changes without rebuilding
+SEARCH_OPTIONS = {"faiss-ivf": ("nprobe",), "faiss-ivfpq": ("nprobe", "refine"),
+                  "faiss-hnsw": ("ef_search",)}
 
 
 def option_names(kind: str) -> tuple[str, ...]:
@@ -252,7 +255,7 @@ class ApproximateIndex:
                  gpu: bool | None = None) -> None:
         faiss = import_faiss()
         self.metric, self.spec = metric, spec
-        vectors = np.array(gallery.detach().float().cpu().numpy(), dtype=np.float32, order="C")
+        vectors = _as_float32(gallery, copy=metric == "cosine")  # (G, D), normalised in place
         if metric == "cosine":
             faiss.normalize_L2(vectors)
         faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
@@ -305,6 +308,31 @@ class ApproximateIndex:
         """JSON-ready: the kind, its parameters, the metric and whether it runs on the GPU."""
         return {**spec_dict(self.spec), "metric": self.metric, "gpu": self.on_gpu}
 
+    def tune(self, **changes: int) -> None:
+        """Change the search-time options without rebuilding: ``nprobe`` (IVF kinds),
+        ``ef_search`` (HNSW), ``refine`` (IVF-PQ built with ``refine > 0``).
+
+        Raises:
+            ValueError: an option that needs a rebuild, or a value out of range.
+        """
+        kind = self.spec.kind
+        allowed = SEARCH_OPTIONS[kind]
+        other = sorted(set(changes) - set(allowed))
+        if other:
+            raise ValueError(f"{', '.join(other)} of {kind} needs a new index; tune changes "
+                             f"{', '.join(allowed)}")
+        values = check_options(kind, changes)
+        spec = self.spec
+        if isinstance(spec, (IVFSpec, IVFPQSpec)) and values.get("nprobe", 0) > spec.nlist:
+            raise ValueError(f"{kind}: nprobe={values['nprobe']} exceeds nlist={spec.nlist}")
+        if isinstance(spec, IVFPQSpec) and "refine" in values:
+            if not spec.refine or values["refine"] < 1:
+                raise ValueError("refine can be tuned (to >= 1) only on an index built with "
+                                 "refine >= 1 (it keeps the exact vectors)")
+            self.index.k_factor = float(values["refine"])
+        self.spec = dataclasses.replace(spec, **values)
+        self._searched_k = 0
+
     def _set_search_params(self, k: int) -> None:
         if k == self._searched_k:
             return
@@ -335,7 +363,7 @@ class ApproximateIndex:
         scores_out, indices_out = [], []
         for start in range(0, queries.shape[0], chunk_size):
             chunk = queries[start:start + chunk_size]
-            q = np.array(chunk.detach().float().cpu().numpy(), dtype=np.float32, order="C")
+            q = _as_float32(chunk, copy=self.metric == "cosine")
             if self.metric == "cosine":
                 import faiss
 
@@ -356,6 +384,15 @@ class ApproximateIndex:
             return (torch.empty(0, k, device=queries.device),
                     torch.empty(0, k, dtype=torch.int64, device=queries.device))
         return torch.cat(scores_out).to(queries.device), torch.cat(indices_out).to(queries.device)
+
+
+def _as_float32(x: Tensor, *, copy: bool) -> np.ndarray:
+    """(N, D) C-contiguous float32 numpy array of ``x``: a view where possible, unless
+    ``copy`` (for faiss's in-place normalisation)."""
+    array = x.detach().float().cpu().numpy()
+    if copy:
+        return np.array(array, dtype=np.float32, order="C", copy=True)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def _complete_rows(values: Tensor, indices: Tensor, missing: Tensor, queries: Tensor,

@@ -351,6 +351,14 @@ class GalleryIndex:
         """Embedding dimension D."""
         return int(self.embeddings.shape[1])
 
+    def tune(self, **changes: int) -> None:
+        """An approximate index's search-time options (``nprobe``, ``ef_search``,
+        ``refine``), without rebuilding; see :meth:`robustret.retrieval.ann.ApproximateIndex.tune`.
+        """
+        if self._approximate is None:
+            raise ValueError(f"backend {self.backend!r} is exact: it has nothing to tune")
+        self._approximate.tune(**changes)
+
     def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """``(scores, indices)``, each (Q, k), best first; see :func:`search` (approximate
         backends: :meth:`robustret.retrieval.ann.ApproximateIndex.search`)."""

@@ -218,3 +218,21 @@ def test_an_approximate_run_writes_its_recall_beside_the_results(
     report = json.loads((out / "index.json").read_text())
     assert report["recalls"] == [] and report["not_measured"] == ["clean", "gaussian_noise-s3"]
     assert "not measured in this run" in capsys.readouterr().out
+
+
+def test_tune_changes_the_search_without_a_rebuild() -> None:
+    gallery, labels, queries = _clustered()
+    gallery = torch.randn(gallery.shape, generator=torch.Generator().manual_seed(1))  # no cells
+    index = GalleryIndex(gallery, labels, backend="faiss-ivf", options={"nlist": 15,
+                                                                         "nprobe": 1})
+    _, exact = search(queries, gallery, 10)
+    narrow = float(recall_at_k(index.search(queries, 10)[1], exact).mean())
+    index.tune(nprobe=15)  # every cell: exact
+    assert narrow < 1.0 and float(recall_at_k(index.search(queries, 10)[1], exact).mean()) == 1.0
+    assert index.describe()["nprobe"] == 15
+    with pytest.raises(ValueError, match="needs a new index"):
+        index.tune(nlist=4)
+    with pytest.raises(ValueError, match="exceeds nlist"):
+        index.tune(nprobe=16)
+    with pytest.raises(ValueError, match="built with refine"):
+        GalleryIndex(gallery, labels, backend="faiss-ivfpq").tune(refine=4)
