@@ -44,8 +44,10 @@ def _clustered(seed: int = 0, centres: int = 20, per: int = 30, dim: int = 16, q
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_index_finds_what_exact_search_finds(kind: str, metric: str) -> None:
     gallery, labels, queries = _clustered()
+    kept = gallery.clone(), queries.clone()
     index = GalleryIndex(gallery, labels, metric, backend=kind, options=OPTIONS[kind])
     scores, indices = index.search(queries, 10)
+    assert torch.equal(gallery, kept[0]) and torch.equal(queries, kept[1])  # not normalised
     assert scores.shape == indices.shape == (60, 10)
     assert scores.dtype == torch.float32 and indices.dtype == torch.int64
     exact_scores, exact = search(queries, gallery, 10, metric)
