@@ -238,3 +238,27 @@ def test_tune_changes_the_search_without_a_rebuild() -> None:
         index.tune(nprobe=16)
     with pytest.raises(ValueError, match="built with refine"):
         GalleryIndex(gallery, labels, backend="faiss-ivfpq").tune(refine=4)
+
+
+def test_gpu_is_refused_clearly_when_absent_and_a_failed_copy_stays_on_the_cpu(
+        monkeypatch, caplog) -> None:
+    import faiss
+
+    from robustret.retrieval import ann
+
+    gallery, labels, queries = _clustered()
+    monkeypatch.setattr(ann, "_gpu_resources", lambda faiss: None)
+    with pytest.raises(ValueError, match="faiss-gpu"):
+        GalleryIndex(gallery, labels, backend="faiss-ivf", gpu=True)
+
+    def refuse(resources, device, index):
+        raise RuntimeError("not on this GPU")
+
+    monkeypatch.setattr(ann, "_gpu_resources", lambda faiss: object())
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", refuse, raising=False)
+    index = GalleryIndex(gallery, labels, backend="faiss-ivf")
+    assert "using the CPU" in caplog.text and index.describe()["gpu"] is False
+    assert float(recall_at_k(index.search(queries, 10)[1], search(queries, gallery, 10)[1])
+                 .mean()) >= 0.95
+    hnsw = GalleryIndex(gallery, labels, backend="faiss-hnsw")  # no GPU HNSW: never tried
+    assert hnsw.describe()["gpu"] is False
