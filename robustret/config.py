@@ -38,11 +38,16 @@ RESTORE_MODES = MODES
 METRICS = ("l2", "cosine")
 #: ``--degrade-side``: where the degradation is applied
 DEGRADE_SIDES = ("query", "gallery", "both")
+#: ``--index``: the gallery index and the GalleryIndex backend it builds ("exact" is the
+#: torch search; the faiss-* ones but "faiss-flat" are approximate, :mod:`robustret.retrieval.ann`)
+INDEX_BACKENDS = {"exact": "torch", "faiss-flat": "faiss", "faiss-ivf": "faiss-ivf",
+                  "faiss-ivfpq": "faiss-ivfpq", "faiss-hnsw": "faiss-hnsw"}
+INDEXES = tuple(INDEX_BACKENDS)
 #: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).
 PROFILE_IMAGE_SIZE: dict[str, int | None] = {"quick": 64, "paper": None}
 
 __all__ = [
-    "DEGRADE_SIDES", "MEASURES", "METRICS", "PROFILES", "RESTORE_MODES", "ConfigError",
+    "DEGRADE_SIDES", "INDEXES", "MEASURES", "METRICS", "PROFILES", "RESTORE_MODES", "ConfigError",
     "ExperimentConfig", "load_config_file",
     "fingerprint",
 ]
@@ -130,6 +135,12 @@ class ExperimentConfig:
             (:mod:`robustret.query_sets`); the degraded queries of each condition are then read
             from it, verified, instead of drawn (None: drawn on the fly, identically).
         tensorboard: write TensorBoard logs.
+        index: the gallery index (:data:`INDEXES`): ``exact`` (the torch search), ``faiss-flat``
+            (exact, faiss) or an approximate one, ``faiss-ivf``, ``faiss-ivfpq``,
+            ``faiss-hnsw``; an approximate run also writes ``OUT/index.json``, its recall@k
+            against exact search.
+        index_options: the approximate index's parameters over its defaults from the gallery
+            size (``{nlist = 64, nprobe = 8}``; :func:`robustret.retrieval.ann.index_spec`).
         adapt: test-time BatchNorm adaptation rows to add: ``queries`` (the retriever adapted
             on the degraded queries embeds them; the gallery keeps its embeddings) and/or
             ``both`` (the adapted retriever embeds the gallery too).
@@ -170,6 +181,8 @@ class ExperimentConfig:
     queries_dir: Path | None = None
     tensorboard: bool = True
     adapt: tuple[str, ...] = ()
+    index: str = "exact"
+    index_options: dict[str, int] = field(default_factory=dict)
     retriever: RetrieverTrainConfig | None = None
     restorers: dict[str, RestorerTrainConfig] | None = None
 
@@ -206,6 +219,7 @@ class ExperimentConfig:
             raise ConfigError(
                 f"adapt must list queries and/or both, once each; got {list(self.adapt)}"
             )
+        set_(self, "index_options", _index_options(self.index, self.index_options))
         set_(self, "severities", _ints(self.severities, "severities", 1, 5))
         set_(self, "ks", _ints(self.ks, "ks (top-k)", 1))
         _int(self.seed, "seed", 0)
@@ -375,6 +389,13 @@ class ExperimentConfig:
             raise ConfigError(f"unknown backbone {self.backbone!r}; "
                               f"available: {', '.join(BACKBONES.names())}")
         _check_device(self.device)
+        if INDEX_BACKENDS[self.index] != "torch":
+            from robustret.retrieval.ann import import_faiss
+
+            try:
+                import_faiss()
+            except ImportError as exc:
+                raise ConfigError(f"index {self.index}: {exc}") from exc
         scheme, _, location = self.dataset.partition(":")
         if scheme not in ("synthetic", "smallnorb", "folder") or (
             scheme != "synthetic" and not location
@@ -417,6 +438,27 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _index_options(index: object, options: object) -> dict[str, int]:
+    """Check the index name and its options' names and kinds (values against the gallery
+    size are checked once the data is loaded, :func:`robustret.runner.run`)."""
+    if index not in INDEX_BACKENDS:
+        raise ConfigError(f"unknown index {index!r}; choose one of {', '.join(INDEXES)}")
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"index_options must be a table; got {options!r}")
+    backend = INDEX_BACKENDS[index]
+    if backend in ("torch", "faiss"):
+        if options:
+            raise ConfigError(f"index_options apply to the approximate indexes "
+                              f"(faiss-ivf, faiss-ivfpq, faiss-hnsw); index {index} takes none")
+        return {}
+    from robustret.retrieval.ann import check_options
+
+    try:
+        return check_options(backend, options)
+    except ValueError as exc:
+        raise ConfigError(f"index_options: {exc}") from exc
 
 
 def _check_device(spec: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from robustret.cli import run_command
 from robustret.config import (
     DEGRADE_SIDES,
+    INDEXES,
     MEASURES,
     METRICS,
     PROFILES,
@@ -45,6 +46,17 @@ def _restorer_names() -> list[str]:
     from robustret.recipes import restorer_names
 
     return restorer_names()
+
+
+def _index_option(text: str) -> tuple[str, int]:
+    """``KEY=INT`` of ``--index-option``."""
+    key, sep, value = text.partition("=")
+    if sep and key.strip():
+        try:
+            return key.strip(), int(value)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"expected KEY=INTEGER (e.g. nprobe=16); got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--degrade-side", choices=DEGRADE_SIDES,
         help="where the degradation (and the restorer) is applied: query (default, the study), "
         "gallery (clean queries against a degraded, re-embedded gallery) or both")
+    add("--index", choices=INDEXES, metavar="NAME",
+        help=f"gallery index: {', '.join(INDEXES)} (default exact: the torch search); an "
+        "approximate one (faiss-ivf, faiss-ivfpq, faiss-hnsw) also writes OUT/index.json, its "
+        "recall@k against exact search")
+    add("--index-option", dest="index_options", nargs="+", type=_index_option,
+        metavar="KEY=N", help="parameters of an approximate index over its defaults from the "
+        "gallery size: nlist, nprobe, train_size, m, nbits, refine (IVF, IVF-PQ); M, "
+        "ef_construction, ef_search (HNSW)")
     add("--seeds", nargs="+", type=int, metavar="N",
         help="run the whole pipeline once per seed (into OUT/seed-N) and summarise: mean, std "
         "and a 95%% bootstrap interval over queries (OUT/seeds_summary.json)")
@@ -197,6 +217,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "measures": args.measures,
         "degrade_side": args.degrade_side,
         "reference": args.reference,
+        "index": args.index,
+        "index_options": dict(args.index_options) if args.index_options else None,
     }
     values.update({key: value for key, value in flags.items() if value is not None})
     if values.get("degradations") == ["all"] or values.get("degradations") == "all":
@@ -239,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(result.table)
     print(f"\nconditions: {result.computed} computed, {result.reused} reused from {config.out_dir}")
     print(f"results: {result.paths['md']}  {result.paths['json']}  {result.paths['csv']}")
+    if result.index_report is not None:
+        print(result.index_report.line())
     if result.tensorboard_dir is not None:
         print(f"tensorboard --logdir {result.tensorboard_dir}")
     return 0

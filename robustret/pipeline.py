@@ -98,12 +98,15 @@ class ConditionResult:
         per_query: ``{(metric, measure, k): (Q,) float32}``, each query's score (a row's
             value is its mean); kept for bootstrap intervals (:mod:`robustret.seeds`), never
             written into ``results.json``.
+        embeddings: the (Q, D) float32 query embeddings that were searched (for the recall of
+            an approximate index against exact search).
     """
 
     rows: list[ResultRow]
     images: Tensor
     retrieved: dict[str, Tensor]
     per_query: dict[tuple[str, str, int | None], Tensor] = field(default_factory=dict)
+    embeddings: Tensor | None = None
 
 
 #: queries per restorer call (fixed: results never depend on the query count)
@@ -120,6 +123,20 @@ def restore_images(restorer: Restorer, degraded: DegradedQueries,
                            batch_size=RESTORE_BATCH, device=device)
 
 
+def search_width(index: GalleryIndex, labels: Tensor, *, measures: Sequence[str],
+                 ks: Sequence[int]) -> int:
+    """How many results :func:`score_queries` asks ``index`` for per query: max(ks), the whole
+    gallery for ``map``, the largest class count R of the queries' classes for the other
+    k-free measures; at most the gallery size."""
+    width = max(ks)
+    if "map" in measures:
+        width = len(index)
+    elif any(m in K_FREE for m in measures) and len(labels):
+        counts = torch.bincount(index.labels, minlength=int(labels.max()) + 1)
+        width = max(width, int(counts[labels].max()))
+    return min(width, len(index))
+
+
 def score_queries(index: GalleryIndex, embeddings: Tensor, labels: Tensor, *,
                   measures: Sequence[str], ks: Sequence[int]
                   ) -> tuple[Tensor, dict[tuple[str, int | None], Tensor]]:
@@ -133,12 +150,7 @@ def score_queries(index: GalleryIndex, embeddings: Tensor, labels: Tensor, *,
     """
     k_max = max(ks)
     counts = torch.bincount(index.labels, minlength=int(labels.max()) + 1 if len(labels) else 0)
-    width = k_max
-    if "map" in measures:
-        width = len(index)
-    elif any(m in K_FREE for m in measures) and len(labels):
-        width = max(width, int(counts[labels].max()))
-    width = min(width, len(index))
+    width = search_width(index, labels, measures=measures, ks=ks)
     retrieved, scores = [], {}
     for start in range(0, len(embeddings), SCORE_CHUNK):
         _, indices = index.search(embeddings[start:start + SCORE_CHUNK], width)  # (c, width)
@@ -217,4 +229,4 @@ def evaluate_condition(
             rows.append(ResultRow(condition, metric, None if k is None else int(k), value,
                                   measure=measure, degrade_side=degrade_side,
                                   retriever_seen=tuple(retriever_seen)))
-    return ConditionResult(rows, images, retrieved, per_query)
+    return ConditionResult(rows, images, retrieved, per_query, embeddings)

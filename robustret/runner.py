@@ -26,12 +26,14 @@ from robustret import __version__
 from robustret.adaptation import adapt_batchnorm
 from robustret.checks import ConfigError
 from robustret.condition_store import ConditionStore
-from robustret.config import ExperimentConfig
+from robustret.config import INDEX_BACKENDS, ExperimentConfig
 from robustret.data import RetrievalData, load
 from robustret.device import resolve_device
 from robustret.grids import retrieval_grid
+from robustret.index_report import IndexRecall, IndexReport, measure_recall, write_index_report
 from robustret.io import CorruptFileError, atomic_save, atomic_write_json, verified_load
 from robustret.keys import source_hash
+from robustret.metrics import K_FREE
 from robustret.paths import cache_dir
 from robustret.pipeline import (
     DegradedQueries,
@@ -41,11 +43,13 @@ from robustret.pipeline import (
     gallery_degradation_seed,
     plan_conditions,
     restore_images,
+    search_width,
 )
 from robustret.preflight import check_against_data
 from robustret.report import table_lines, write_results
 from robustret.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex, extract_embeddings
+from robustret.rng import stream_seed
 from robustret.summary import summarise_run
 from robustret.summary import summary_markdown as run_summary_markdown
 from robustret.sweep import plot_sweep, summarise_sweep, summary_markdown
@@ -85,6 +89,8 @@ class RunResult:
         per_query: each row's per-query scores, ``{(condition, metric, measure, k): (Q,)}``
             (for bootstrap intervals, :mod:`robustret.seeds`; not in ``results.json``).
         summary: the summary scores (:mod:`robustret.summary`).
+        index_report: an approximate index's recall against exact search (also written as
+            ``OUT/index.json``); None for an exact index.
     """
 
     rows: list[ResultRow]
@@ -98,6 +104,7 @@ class RunResult:
     meta: dict[str, Any] = field(default_factory=dict)
     per_query: PerQuery = field(default_factory=dict)
     summary: list[Any] = field(default_factory=list)
+    index_report: IndexReport | None = None
 
 
 def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
@@ -127,6 +134,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     timings["load_data_s"] = time.perf_counter() - tick
     log.info("data: %s", data.describe().replace("\n", "; "))
     check_against_data(config, data)
+    _check_index(config, len(data.gallery))
     data_key = data_content_key(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = RunLogger(out_dir / "tb", tensorboard=config.tensorboard)
@@ -139,7 +147,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
 
         tick = time.perf_counter()
         embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images, device)
-        indexes = {metric: GalleryIndex(embeddings, data.gallery.labels, metric)
+        indexes = {metric: gallery_index(config, embeddings, data.gallery.labels, metric)
                    for metric in config.metrics}
         timings["gallery_index_s"] = time.perf_counter() - tick
 
@@ -151,6 +159,16 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     finally:
         logger.close()
     log.info("conditions: %d computed, %d reused", loop.computed, loop.reused)
+    index_report = None
+    if INDEX_BACKENDS[config.index] not in ("torch", "faiss"):
+        index_report = IndexReport(
+            config.index, max(config.ks),
+            search_width(indexes[config.metrics[0]], data.queries.labels,
+                         measures=config.measures, ks=config.ks),
+            {metric: index.describe() for metric, index in indexes.items()},
+            tuple(loop.recalls), tuple(loop.reused_names))
+        write_index_report(out_dir / "index.json", index_report)
+        log.info("%s -> %s", index_report.line(), out_dir / "index.json")
 
     extra = ""
     if len(config.severities) > 1:
@@ -176,6 +194,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
                                     for s in config.severities}}
                if config.degrade_side != "query" else {}),
             "retriever": config.retriever.seed,
+            **({"index": index_seed(config)} if config.index != "exact" else {}),
         },
         "resolved": {
             "device": str(device),
@@ -186,6 +205,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
             "gallery_size": len(data.gallery),
             "query_size": len(data.queries),
             "classes": list(data.class_names),
+            "index": {metric: index.describe() for metric, index in indexes.items()},
         },
         "conditions": {"computed": loop.computed, "reused": loop.reused},
         "versions": {
@@ -200,7 +220,46 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     return RunResult(rows=rows, table="\n".join(table_lines(rows, markdown=False)), paths=paths,
                      tensorboard_dir=out_dir / "tb" if config.tensorboard else None,
                      config=config, computed=loop.computed, reused=loop.reused, timings=timings,
-                     meta=meta, per_query=loop.per_query, summary=scores)
+                     meta=meta, per_query=loop.per_query, summary=scores,
+                     index_report=index_report)
+
+
+def index_seed(config: ExperimentConfig) -> int:
+    """The seed of the approximate index's training sample: the ``"index"`` stream."""
+    return stream_seed(config.seed, "index")
+
+
+def _check_index(config: ExperimentConfig, gallery_size: int) -> None:
+    """An approximate index's options against the gallery size, before any training."""
+    backend = INDEX_BACKENDS[config.index]
+    if backend in ("torch", "faiss"):
+        return
+    from robustret.retrieval.ann import index_spec
+
+    try:
+        index_spec(backend, gallery_size, None, config.index_options)
+    except ValueError as exc:
+        raise ConfigError(f"index {config.index}: {exc}") from exc
+    wide = [m for m in config.measures if m in K_FREE]
+    if wide:
+        log.warning("index %s: %s rank past the top-k, so each query searches that far (IVF "
+                    "rows are completed by exact search, HNSW's ef rises to the width); for the "
+                    "index's own top-k speed use --measures topk precision", config.index,
+                    ", ".join(wide))
+
+
+def gallery_index(config: ExperimentConfig, embeddings: Tensor, labels: Tensor, metric: str
+                  ) -> GalleryIndex:
+    """The run's gallery index (``config.index``) of (G, D) ``embeddings`` for ``metric``; an
+    option the gallery cannot support is a :class:`ConfigError` saying what to use."""
+    backend = INDEX_BACKENDS[config.index]
+    if backend in ("torch", "faiss"):
+        return GalleryIndex(embeddings, labels, metric, backend=backend)
+    try:
+        return GalleryIndex(embeddings, labels, metric, backend=backend,
+                            options=config.index_options, seed=index_seed(config))
+    except ValueError as exc:
+        raise ConfigError(f"index {config.index}: {exc}") from exc
 
 
 def _reference_rows(path: Path) -> list[ResultRow]:
@@ -242,6 +301,8 @@ class _ConditionLoop:
         self._gallery: tuple[tuple[str, int], DegradedQueries, dict[str, GalleryIndex]] | None
         self._gallery = None
         self.per_query: PerQuery = {}
+        self.recalls: list[IndexRecall] = []  # approximate index vs exact, per computed one
+        self.reused_names: list[str] = []
         self._restorers: dict[tuple[str, str], TrainedModel] = {}
         self._adapted: tuple[tuple, torch.nn.Module, dict[str, GalleryIndex] | None] | None = None
         count = len(data.queries)
@@ -260,6 +321,9 @@ class _ConditionLoop:
         salt: list[object] = [self.retriever.content_key, self.gallery_key, self.data_key,
                               list(self.config.metrics), list(self.config.ks), self._scoring_code,
                               list(self.config.measures), self.config.degrade_side]
+        if self.config.index != "exact":  # (exact keys stay those of earlier runs)
+            salt += [self.config.index, sorted(self.config.index_options.items()),
+                     index_seed(self.config)]
         if condition.severity is not None:
             salt += [degradation_seed(self.config.seed, condition.severity), self._degrading_code]
             if self.config.degrade_side != "query":
@@ -278,6 +342,7 @@ class _ConditionLoop:
         per_query = self._load_per_query(condition, key) if cached is not None else None
         if cached is not None and per_query is not None:
             self.reused += 1
+            self.reused_names.append(condition.name)
             log.info("%s: reused the finished condition", condition.name)
             self.per_query.update(per_query)
             return cached
@@ -299,6 +364,11 @@ class _ConditionLoop:
             measures=self.config.measures, degrade_side=side,
             retriever_seen=(*self.config.train_degrade, *self.config.robust_train))
         per_query = {(condition, *which): values for which, values in result.per_query.items()}
+        for metric, index in indexes.items():
+            if not index.is_exact and result.embeddings is not None:
+                recall, worst = measure_recall(index, result.embeddings, result.retrieved[metric],
+                                               max(self.config.ks))
+                self.recalls.append(IndexRecall(condition.name, metric, recall, worst))
         self.store.save(condition, key, result.rows)
         atomic_save({which[1:]: values for which, values in per_query.items()},
                     self._per_query_path(condition, key), checksum=True)
@@ -351,7 +421,7 @@ class _ConditionLoop:
 
     def _indexes_of(self, gallery: Tensor) -> dict[str, GalleryIndex]:
         embeddings = self.embed(gallery)
-        return {metric: GalleryIndex(embeddings, self.data.gallery.labels, metric)
+        return {metric: gallery_index(self.config, embeddings, self.data.gallery.labels, metric)
                 for metric in self.config.metrics}
 
     def adapted(self, condition: Condition) -> tuple[Callable[[Tensor], Tensor],
@@ -373,7 +443,8 @@ class _ConditionLoop:
             return embed, self.indexes
         if both is None:
             gallery = embed(self.data.gallery.images)
-            both = {metric: GalleryIndex(gallery, self.data.gallery.labels, metric)
+            both = {metric: gallery_index(self.config, gallery, self.data.gallery.labels,
+                                          metric)
                     for metric in self.config.metrics}
             self._adapted = (which, model, both)
         return embed, both

@@ -21,11 +21,16 @@ general floats it may differ in the last bit, which then decides).
 Backend ``"faiss"`` (optional extra ``faiss``): ``IndexFlatL2`` / ``IndexFlatIP`` on
 normalised vectors, same interface and results (up to float rounding; its results are
 re-ordered by (score, index) within the ``k`` found, but a tie across the cut is faiss's choice).
+
+Backends ``"faiss-ivf"``, ``"faiss-ivfpq"``, ``"faiss-hnsw"``: approximate search, same
+interface (:mod:`robustret.retrieval.ann`); the index is trained when the ``GalleryIndex`` is
+made, with ``options`` (``nlist``, ``nprobe``, ``M``, ...) over defaults from the gallery size.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +55,9 @@ METRICS: dict[str, Metric] = {
     "l2": Metric("l2", larger_is_closer=False),
     "cosine": Metric("cosine", larger_is_closer=True),
 }
-BACKENDS = ("torch", "faiss")
+#: approximate backends (:mod:`robustret.retrieval.ann`)
+APPROXIMATE = ("faiss-ivf", "faiss-ivfpq", "faiss-hnsw")
+BACKENDS = ("torch", "faiss", *APPROXIMATE)
 
 
 def get_metric(name: str) -> Metric:
@@ -70,12 +77,12 @@ def get_metric(name: str) -> Metric:
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if backend == "faiss":
+    if backend.startswith("faiss"):
         try:
             import faiss  # noqa: F401
         except ImportError as exc:
             raise ImportError(
-                "backend='faiss' needs the faiss-cpu package: pip install 'robustret[faiss]'"
+                f"backend={backend!r} needs the faiss-cpu package: pip install 'robustret[faiss]'"
             ) from exc
 
 
@@ -222,7 +229,8 @@ def search(
         metric: ``"l2"`` (Euclidean distance, smaller is closer) or ``"cosine"`` (cosine
             similarity, larger is closer). No hidden normalisation for ``"l2"``.
         chunk_size: queries per matrix product; bounds the memory to one (chunk_size, G) buffer.
-        backend: ``"torch"`` or ``"faiss"`` (CPU, needs faiss-cpu).
+        backend: ``"torch"`` or ``"faiss"`` (CPU, needs faiss-cpu). Exact search only: the
+            approximate backends need a trained index, :class:`GalleryIndex`.
     Returns:
         ``(scores, indices)``: (Q, k) float32 distances (l2) or similarities (cosine) and
         (Q, k) int64 gallery indices, on the queries' device; ties go to the lower index.
@@ -252,6 +260,9 @@ def _search(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     _check_backend(backend)
+    if backend in APPROXIMATE:
+        raise ValueError(f"search() is exact (backend 'torch' or 'faiss'); for {backend!r} "
+                         f"build GalleryIndex(embeddings, labels, backend={backend!r})")
     if queries.shape[0] == 0:
         return (
             torch.empty(0, k, device=queries.device),
@@ -272,8 +283,19 @@ class GalleryIndex:
         labels: (G,) int64 class of each item.
         metric: ``"l2"`` or ``"cosine"``.
         metadata: JSON-like information kept with the index (source checkpoint hash, ...).
-        backend: ``"torch"`` or ``"faiss"``.
+        backend: ``"torch"`` or ``"faiss"`` (exact), or an approximate index:
+            ``"faiss-ivf"``, ``"faiss-ivfpq"``, ``"faiss-hnsw"`` (trained here).
         chunk_size: queries per matrix product (see :func:`search`).
+        options: the approximate index's parameters (``nlist``, ``nprobe``, ``train_size``,
+            ``m``, ``nbits``, ``refine``, ``M``, ``ef_construction``, ``ef_search``; see
+            :func:`robustret.retrieval.ann.index_spec`); the others get defaults from the
+            gallery size.
+        seed: seeds the approximate index's training sample and k-means.
+        gpu: approximate indexes: None uses faiss's GPU when it has one, False never.
+    Raises:
+        ValueError: bad shapes, metric, backend or options, or a gallery too small for them
+            (the message says what to use).
+        ImportError: a faiss backend without faiss installed (says how to install it).
     """
 
     def __init__(
@@ -285,6 +307,9 @@ class GalleryIndex:
         *,
         backend: str = "torch",
         chunk_size: int = 1024,
+        options: Mapping[str, int] | None = None,
+        seed: int = 0,
+        gpu: bool | None = None,
     ) -> None:
         check_embeddings(embeddings, "embeddings")
         check_labels(labels, embeddings.shape[0], "labels")
@@ -296,6 +321,27 @@ class GalleryIndex:
         self.backend = backend
         self.chunk_size = chunk_size
         self._prepared: _Prepared | None = None
+        self._approximate: Any = None  # ann.ApproximateIndex
+        if backend in APPROXIMATE:
+            from robustret.retrieval import ann
+
+            spec = ann.index_spec(backend, len(self), self.dim, options)
+            self._approximate = ann.ApproximateIndex(self.embeddings, self.metric.name, spec,
+                                                     seed=seed, gpu=gpu)
+        elif options:
+            raise ValueError(f"options apply to the approximate backends "
+                             f"({', '.join(APPROXIMATE)}); backend {backend!r} takes none")
+
+    @property
+    def is_exact(self) -> bool:
+        """True for the exact backends (``torch``, ``faiss``)."""
+        return self._approximate is None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready: the backend, the metric and, when approximate, its parameters."""
+        if self._approximate is not None:
+            return {"backend": self.backend, **self._approximate.describe()}
+        return {"backend": self.backend, "metric": self.metric.name}
 
     def __len__(self) -> int:
         return int(self.embeddings.shape[0])
@@ -305,9 +351,35 @@ class GalleryIndex:
         """Embedding dimension D."""
         return int(self.embeddings.shape[1])
 
+    def tune(self, **changes: int) -> None:
+        """An approximate index's search-time options (``nprobe``, ``ef_search``,
+        ``refine``), without rebuilding; see :meth:`robustret.retrieval.ann.ApproximateIndex.tune`.
+        """
+        if self._approximate is None:
+            raise ValueError(f"backend {self.backend!r} is exact: it has nothing to tune")
+        self._approximate.tune(**changes)
+
     def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """``(scores, indices)``, each (Q, k), best first; see :func:`search`."""
-        if self.backend == "torch" and self._prepared is None:
+        """``(scores, indices)``, each (Q, k), best first; see :func:`search` (approximate
+        backends: :meth:`robustret.retrieval.ann.ApproximateIndex.search`)."""
+        if self._approximate is None:
+            return self._exact(queries, k, self.backend)
+        check_embeddings(queries, "queries")
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"queries have dimension {queries.shape[1]} but the gallery has "
+                             f"{self.dim}")
+        _check_k(k, len(self))
+        with torch.inference_mode():
+            return self._approximate.search(queries, k, self.exact_search,
+                                            chunk_size=self.chunk_size)
+
+    def exact_search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """Exact ``(scores, indices)`` with the torch backend, whatever this index's backend
+        (the reference an approximate index is measured against)."""
+        return self._exact(queries, k, "torch")
+
+    def _exact(self, queries: Tensor, k: int, backend: str) -> tuple[Tensor, Tensor]:
+        if backend == "torch" and self._prepared is None:
             self._prepared = _Prepared(self.embeddings, self.metric)
         return _search(
             queries.to(self.embeddings.device),
@@ -315,8 +387,8 @@ class GalleryIndex:
             k,
             self.metric,
             self.chunk_size,
-            self.backend,
-            self._prepared,
+            backend,
+            self._prepared if backend == "torch" else None,
         )
 
     def retrieve_labels(self, queries: Tensor, k: int) -> Tensor:

@@ -81,6 +81,7 @@ def test_the_docs_show_the_main_commands() -> None:
         "bench_degradations.py",
         "bench_search.py",
         "bench_embed.py",
+        "bench_ann.py",
     ):
         assert name in shown, f"no command of {name} found in the docs: the extraction is broken"
 
