@@ -205,7 +205,10 @@ def slice_of(batch: Any, part: int, parts: int) -> tuple[Any, float]:
 
 
 def shard(batch: Any) -> tuple[Any, float]:
-    """This rank's slice of a global batch and its loss weight (:func:`slice_of`)."""
+    """This rank's slice of a global batch and its loss weight (:func:`slice_of`); on one
+    process ``(batch, 1.0)``, whatever the batch is."""
+    if world_size() == 1:
+        return batch, 1.0
     return slice_of(batch, rank(), world_size())
 
 

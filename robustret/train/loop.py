@@ -94,8 +94,8 @@ def train_loop(
             (:func:`robustret.distributed.data_parallel`); the loop saves ``model`` itself.
         optimizer: its optimizer.
         make_batches: ``epoch -> iterable of batches``; all randomness of the epoch lives here.
-            A batch is a tensor or a tuple of tensors of the same leading size (the global
-            batch; with several ranks each trains on its slice).
+            With several ranks a batch must be a tensor or a tuple of tensors of the same
+            leading size (the global batch; each rank trains on its slice).
         step: ``batch -> (loss, metrics)``; the loop calls ``backward`` and ``optimizer.step``.
             The loss and metrics are means over the batch it is given.
         epochs: total number of epochs to reach (a resumed run only does the missing ones).

@@ -37,6 +37,7 @@ def test_one_process_is_the_identity(monkeypatch) -> None:
     assert distributed.sum_over_ranks([1, 2.5]) == [1.0, 2.5]
     batch = (torch.arange(3), torch.arange(3))
     assert distributed.shard(batch) == (batch, 1.0)
+    assert distributed.shard({"any": "batch"}) == ({"any": "batch"}, 1.0)  # as before
     model = torch.nn.Linear(2, 1)
     assert distributed.data_parallel(model, cpu) is model
     distributed.cleanup()  # nothing to leave
