@@ -511,6 +511,9 @@ def _restorer_preset(profile: str, name: str, overrides: dict[str, Any]) -> Rest
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML config file, or the JSON ``config.json`` a run wrote, into a dict.
 
+    A ``config.json`` also records ``world_size`` (how many processes ran it, a fact of the
+    run, not a setting: torchrun decides it); it is left out of the returned settings.
+
     Raises:
         FileNotFoundError: no such file.
         ConfigError: the file is not valid TOML / JSON.
@@ -526,6 +529,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
         if not isinstance(values, dict):
             raise ConfigError(f"{path} must hold a JSON object of settings")
+        values.pop("world_size", None)
         return values
     if sys.version_info >= (3, 11):
         import tomllib

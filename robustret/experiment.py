@@ -6,6 +6,7 @@ Examples::
     python -m robustret.experiment --degrade all --restore all --severity all
     python -m robustret.experiment --dataset folder:PATH/TO/CLASS_FOLDERS --degrade lowres
     python -m robustret.experiment --config experiments/configs/smoke.toml --out /tmp/smoke
+    torchrun --nproc_per_node=2 -m robustret.experiment --config ...   # docs/distributed.md
 
 The pipeline: load data -> train (or reuse) the retriever -> index the gallery -> degrade the
 queries (seeded) -> restore -> embed -> search -> top-k accuracy -> report. Trained models are
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from robustret import distributed
 from robustret.cli import run_command
 from robustret.config import (
     DEGRADE_SIDES,
@@ -232,8 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+    logging.basicConfig(  # under torchrun the ranks above 0 log warnings only
+        level=logging.WARNING if args.quiet or distributed.env_rank() > 0 else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
@@ -249,8 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return config, run(config, command=command)
 
-    status, outcome = run_command(PROG, work)
-    if outcome is None:
+    try:
+        status, outcome = run_command(PROG, work)
+    finally:
+        distributed.cleanup()
+    if outcome is None or outcome[1] is None:  # None: a torchrun rank above 0, rank 0 reports
         return status
     config, result = outcome
     if args.seeds:

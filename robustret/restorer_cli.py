@@ -2,7 +2,8 @@
 
 ``python -m restoration.train --model dae --degrade noise --dataset synthetic --out runs/dae_noise``
 Re-running the same command resumes after the last finished epoch (``DIR/last.pt``); a larger
-``--epochs`` extends the run.
+``--epochs`` extends the run. ``torchrun --nproc_per_node=N -m robustret.restorer_cli ...``
+trains with N processes (docs/distributed.md); rank 0 writes the folder and prints the result.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from torch import Tensor
 
 import restoration
+from robustret import distributed
 from robustret.checks import ConfigError
 from robustret.cli import run_command
 from robustret.preflight import check_training_size, check_writable_folder, int_at_least
@@ -51,12 +53,13 @@ def _checked_inputs(config: RestorerTrainConfig, out: str) -> tuple[Tensor, Tens
     from robustret.device import resolve_device
 
     check_writable_folder(Path(out), "out", "--out")
-    try:
-        resolve_device(config.device)
+    try:  # under torchrun: join the process group before the first shared file
+        distributed.setup(resolve_device(config.device))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    try:  # the data set the trainer would load itself
-        bundle = rdata.load(config.dataset, image_size=config.image_size, seed=config.seed)
+    try:  # the data set the trainer would load itself; rank 0 caches it first
+        with distributed.main_first():
+            bundle = rdata.load(config.dataset, image_size=config.image_size, seed=config.seed)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"dataset {config.dataset!r}: {exc}") from exc
     height, width = bundle.gallery.images.shape[-2:]
@@ -74,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     re-running resumes).
     """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if distributed.env_rank() == 0 else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
     preset = RestorerTrainConfig.quick if args.profile == "quick" else RestorerTrainConfig.paper
     overrides = {"seed": args.seed, "severity": args.severity, "dataset": args.dataset,
                  "image_size": args.image_size, "device": args.device}
@@ -86,8 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config, train_restorer(config, args.out, train_images=gallery,
                                       val_images=queries, tensorboard=not args.no_tensorboard)
 
-    status, outcome = run_command(PROG, work)
-    if outcome is None:
+    try:
+        status, outcome = run_command(PROG, work)
+    finally:
+        distributed.cleanup()
+    if outcome is None or distributed.env_rank() > 0:  # rank 0 reports
         return status
     config, result = outcome
     final = result.final

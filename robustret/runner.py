@@ -6,6 +6,11 @@ gallery embeddings are stored beside the retriever, keyed by its checkpoint's ha
 finished condition is kept in ``OUT/.conditions`` under a key of the checkpoints, seeds and
 code that produced it, so an interrupted sweep continues where it stopped and a change to the
 code recomputes what it affects. Results are written only at the end, each file atomically.
+
+Under torchrun (:mod:`robustret.distributed`) every rank trains the retriever and the network
+restorers together; rank 0 loads (and caches) the data and the gallery embeddings first, the
+others then read them; then only rank 0 evaluates the conditions and writes TensorBoard and
+the results, while :func:`run` returns None on the other ranks.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from robustret.condition_store import ConditionStore
 from robustret.config import INDEX_BACKENDS, ExperimentConfig
 from robustret.data import RetrievalData, load
 from robustret.device import resolve_device
+from robustret.distributed import is_main, main_first, setup, world_size
 from robustret.grids import retrieval_grid
 from robustret.index_report import IndexRecall, IndexReport, measure_recall, write_index_report
 from robustret.io import CorruptFileError, atomic_save, atomic_write_json, verified_load
@@ -107,15 +113,17 @@ class RunResult:
     index_report: IndexReport | None = None
 
 
-def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
+def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult | None:
     """Run the experiment described by ``config`` and write its results.
+
+    Under torchrun all ranks train; rank 0 alone evaluates and writes (module docstring).
 
     Args:
         config: the configuration (resolved here when it is not yet).
         command: the command line, recorded in the results.
 
     Returns:
-        A :class:`RunResult`.
+        A :class:`RunResult`; None on a rank other than 0 of a torchrun run.
 
     Raises:
         ConfigError: a name, path or value in ``config`` that cannot work (before any work),
@@ -125,19 +133,21 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
     began = time.perf_counter()
     config = config.resolved().validate()
     timings: dict[str, float] = {}
-    device = resolve_device(config.device)
+    device = setup(resolve_device(config.device))  # under torchrun: this rank's device
     out_dir = config.out_dir
     models_dir = config.cache_dir or cache_dir("models")
 
     tick = time.perf_counter()
-    data = _load_data(config)
+    with main_first():  # rank 0 decodes and caches, the others read its cache
+        data = _load_data(config)
     timings["load_data_s"] = time.perf_counter() - tick
     log.info("data: %s", data.describe().replace("\n", "; "))
     check_against_data(config, data)
     _check_index(config, len(data.gallery))
     data_key = data_content_key(data)
     out_dir.mkdir(parents=True, exist_ok=True)
-    logger = RunLogger(out_dir / "tb", tensorboard=config.tensorboard)
+    main = is_main()
+    logger = RunLogger(out_dir / "tb", tensorboard=config.tensorboard) if main else None
     try:
         tick = time.perf_counter()
         retriever = trained_retriever(config, data, data_key, device, models_dir, logger)
@@ -146,18 +156,26 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
         timings["retriever_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images, device)
+        with main_first():  # rank 0 embeds and caches, the others read the cache
+            embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images, device)
         indexes = {metric: gallery_index(config, embeddings, data.gallery.labels, metric)
                    for metric in config.metrics}
         timings["gallery_index_s"] = time.perf_counter() - tick
 
         loop = _ConditionLoop(config, data, data_key, retriever, gallery_key, indexes, device,
                               models_dir, timings)
-        rows = loop.run(plan_conditions(config))
+        plan = plan_conditions(config)
+        if world_size() > 1:  # the networks train on every rank; rank 0 alone evaluates
+            loop.train_restorers(plan)
+            if not main:
+                return None
+        assert logger is not None
+        rows = loop.run(plan)
         timings["total_s"] = time.perf_counter() - began
         _log_run(config, logger, rows, loop.grids, data, indexes, data_key)
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     log.info("conditions: %d computed, %d reused", loop.computed, loop.reused)
     index_report = None
     if INDEX_BACKENDS[config.index] not in ("torch", "faiss"):
@@ -208,6 +226,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
             "index": {metric: index.describe() for metric, index in indexes.items()},
         },
         "conditions": {"computed": loop.computed, "reused": loop.reused},
+        "world_size": world_size(),
         "versions": {
             "robustret": __version__,
             "torch": torch.__version__,
@@ -215,7 +234,7 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult:
         },
         "timings": timings,
     }
-    atomic_write_json(out_dir / "config.json", config.to_dict())
+    atomic_write_json(out_dir / "config.json", {**config.to_dict(), "world_size": world_size()})
     paths = write_results(out_dir, rows, meta, extra_markdown=extra)
     return RunResult(rows=rows, table="\n".join(table_lines(rows, markdown=False)), paths=paths,
                      tensorboard_dir=out_dir / "tb" if config.tensorboard else None,
@@ -309,6 +328,13 @@ class _ConditionLoop:
         self.grid_index = torch.linspace(0, count - 1, min(GRID_QUERIES, count)).long()
         self._scoring_code = source_hash(*SCORING_CODE)
         self._degrading_code = source_hash("degradations")
+
+    def train_restorers(self, plan: list[Condition]) -> None:
+        """Train (or reuse) every restorer ``plan`` needs now, in plan order: under torchrun
+        all ranks train them together before rank 0 evaluates alone."""
+        for condition in plan:
+            if condition.restorer is not None:
+                self.restorer(condition)
 
     def run(self, plan: list[Condition]) -> list[ResultRow]:
         rows: list[ResultRow] = []

@@ -92,9 +92,15 @@ def run_seeds(config: ExperimentConfig, seeds: Sequence[int], *, command: str | 
     """Run ``config`` once per seed into ``config.out_dir / f"seed-{seed}"`` and summarise.
 
     Raises:
-        ConfigError: no seeds, a seed given twice or negative; whatever :func:`run` raises.
+        ConfigError: no seeds, a seed given twice or negative; started by torchrun (not
+            supported: run one torchrun per seed, ``--seed N``); whatever :func:`run` raises.
     """
+    from robustret.distributed import launched
     from robustret.runner import run
+
+    if launched():  # rank 0 evaluates each seed alone; the others would wait on it unbounded
+        raise ConfigError("--seeds is not supported under torchrun; start one torchrun per "
+                          "seed with --seed N and --out OUT/seed-N")
 
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or any(

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from robustret.data import RetrievalData
+from robustret.distributed import world_size
 from robustret.io import CorruptFileError, atomic_save, file_digest, verified_load
 from robustret.keys import fingerprint, source_hash
 from robustret.retrieval import extract_embeddings
@@ -32,6 +33,13 @@ RETRIEVER_CODE = ("robustret.models", "robustret.train.classifier", "robustret.t
                   "robustret.augment")
 EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
 RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations")
+
+
+def _world_salt() -> tuple[str, ...]:
+    """Part of a trained model's cache key: the world size when several processes train it
+    (they round and normalise differently, docs/distributed.md); nothing on one process, so
+    one-process keys are those of a plain run."""
+    return (f"world_size={world_size()}",) if world_size() > 1 else ()
 
 
 def weights_key(model: nn.Module, checkpoint: Path) -> str:
@@ -86,7 +94,8 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
     weights_file = file_digest(config.weights)[:16] if config.weights is not None else None
     code = source_hash(*RETRIEVER_CODE, *(("degradations",) if config.train_degrade else ()))
     key = fingerprint("retriever", data_key, config.backbone, weights_file,
-                      dataclasses.asdict(config.retriever), list(config.train_degrade), code)
+                      dataclasses.asdict(config.retriever), list(config.train_degrade), code,
+                      *_world_salt())
     model = build_retriever(config.backbone, num_classes=len(data.class_names),
                             in_channels=data.gallery.images.shape[1], weights=config.weights)
     model = model.to(device)
@@ -235,7 +244,8 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
                            data.gallery.labels[train_part], data.gallery.labels[held])
     steering = retriever.content_key if train_config.feature_weight > 0 else None
     key = fingerprint("restorer", data_key, severities, targets, train_config.fingerprint(),
-                      train_config.epochs, steering, source_hash(*RESTORER_CODE))
+                      train_config.epochs, steering, source_hash(*RESTORER_CODE),
+                      *_world_salt())
     folder = models_dir / f"{name}-{training_degradation}-{key}"
     result = train_restorer(train_config, folder, train_images=data.gallery.images[train_part],
                             val_images=data.gallery.images[held], degrade=degrade,

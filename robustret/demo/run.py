@@ -20,7 +20,7 @@ def load_run(cls: type[DemoService], run_dir: Path, device: str = "auto") -> Dem
     Raises:
         ConfigError: a file is missing or does not describe a finished run.
     """
-    from robustret.config import ExperimentConfig
+    from robustret.config import ExperimentConfig, load_config_file
     from robustret.device import resolve_device
     from robustret.models import load_retriever
     from robustret.runner import _load_data
@@ -31,7 +31,7 @@ def load_run(cls: type[DemoService], run_dir: Path, device: str = "auto") -> Dem
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a finished experiment folder: no {name}")
     try:
-        config = ExperimentConfig.from_dict(json.loads(files["config.json"].read_text()))
+        config = ExperimentConfig.from_dict(load_config_file(files["config.json"]))
         resolved = json.loads(files["results.json"].read_text())["resolved"]
         checkpoint = Path(resolved["retriever_checkpoint"])
     except (ValueError, KeyError, TypeError) as exc:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from robustret.augment import augment_batch
 from robustret.checks import check_images, check_labels
+from robustret.distributed import data_parallel, setup
 from robustret.keys import fingerprint, source_hash
 from robustret.models.retriever import Retriever, init_retriever, load_retriever
 from robustret.rng import make_generator, stream_seed
@@ -139,7 +140,9 @@ def train_retriever(
             ``model.weights_file``), then moved to ``device``.
         gallery: an ``ImageSet`` (``images`` (N, C, H, W) float in [0, 1], ``labels`` (N,) int64).
         config: see :class:`RetrieverTrainConfig`.
-        device: where training runs (CUDA when given a CUDA device).
+        device: where training runs (CUDA when given a CUDA device). Under torchrun the
+            ranks train together (:mod:`robustret.distributed`; a CUDA device becomes
+            ``cuda:LOCAL_RANK``) and only rank 0 writes ``last.pt`` and logs.
         out_dir: ``out_dir/last.pt`` is written atomically each epoch and resumed from when
             its key (config, data identity, architecture, whether ``train_degrade`` is set, and
             the source of :data:`TRAINING_CODE`) matches.
@@ -150,7 +153,7 @@ def train_retriever(
     Returns:
         The loop's :class:`TrainResult`; the model is left in ``eval()`` mode.
     """
-    device = torch.device(device)
+    device = setup(torch.device(device))  # under torchrun: this rank's device
     images = check_images(gallery.images, "gallery.images")
     labels = check_labels(gallery.labels, images.shape[0], "gallery.labels").long()
     if config.max_images is not None:
@@ -172,6 +175,7 @@ def train_retriever(
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
+    net = data_parallel(model, device)  # model itself on one process
 
     def make_batches(epoch: int):
         generator = make_generator(stream_seed(config.seed, EPOCH_STREAM, epoch))
@@ -189,7 +193,7 @@ def train_retriever(
 
     def step(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         x, y = batch
-        logits = model(x)
+        logits = net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         return loss, {"accuracy": float((logits.detach().argmax(1) == y).float().mean())}
 

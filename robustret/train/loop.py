@@ -5,6 +5,13 @@ degradation) comes from ``make_batches(epoch)``, which derives its generator fro
 ``(seed, epoch)``. Model, optimizer and scheduler state are saved after every epoch, so
 "2 epochs" equals "1 epoch, interrupt, resume, 1 epoch" exactly. The checkpoint resumed from
 is verified against its checksum first; a corrupt one is never trained on.
+
+Under torchrun (:mod:`robustret.distributed`) every rank makes the same batches, trains on its
+slice of each (:func:`robustret.distributed.shard`, the loss weighted so that the averaged
+gradient is the global batch's), and the epoch's loss and metrics are summed over the ranks;
+only rank 0 shows the progress bar, evaluates (its metrics are sent to the others), logs and
+writes the checkpoint. Rank 0 checks the checkpoint to resume from before the others read it,
+and every rank waits for the last checkpoint to be written before the loop returns.
 """
 
 from __future__ import annotations
@@ -20,6 +27,15 @@ import torch
 from torch import Tensor, nn
 
 from robustret import __version__
+from robustret.distributed import (
+    barrier,
+    broadcast,
+    is_main,
+    main_first,
+    shard,
+    sum_over_ranks,
+    world_size,
+)
 from robustret.io import (
     CorruptFileError,
     atomic_save,
@@ -73,10 +89,15 @@ def train_loop(
     """Train ``model`` for ``epochs`` epochs (numbered 1..epochs), resuming when possible.
 
     Args:
-        model: the network, already on its device; put in ``train()`` mode each epoch.
+        model: the network, already on its device; put in ``train()`` mode each epoch. With
+            several ranks, ``step`` calls its ``DistributedDataParallel`` wrapper
+            (:func:`robustret.distributed.data_parallel`); the loop saves ``model`` itself.
         optimizer: its optimizer.
         make_batches: ``epoch -> iterable of batches``; all randomness of the epoch lives here.
+            With several ranks a batch must be a tensor or a tuple of tensors of the same
+            leading size (the global batch; each rank trains on its slice).
         step: ``batch -> (loss, metrics)``; the loop calls ``backward`` and ``optimizer.step``.
+            The loss and metrics are means over the batch it is given.
         epochs: total number of epochs to reach (a resumed run only does the missing ones).
         scheduler: stepped once per epoch.
         checkpoint: path of ``last.pt``, written atomically with a ``.sha256`` sidecar after
@@ -103,7 +124,8 @@ def train_loop(
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     state = None
     if checkpoint is not None:
-        state = _resumable_state(checkpoint, model, fingerprint, tag)
+        with main_first():  # rank 0 moves a corrupt one aside before the others look
+            state = _resumable_state(checkpoint, model, fingerprint, tag)
     if state is not None:
         if state.get("fingerprint", "") != fingerprint:
             raise ValueError(
@@ -120,32 +142,43 @@ def train_loop(
         start_epoch = result.resumed_from + 1
         if start_epoch <= epochs:
             log.info("resuming %s from %s after epoch %d", tag, checkpoint, result.resumed_from)
+        if state.get("world_size", 1) != world_size():
+            log.info("%s: %s was written by %d process(es); continuing with %d", tag,
+                     checkpoint, state.get("world_size", 1), world_size())
 
     from tqdm.auto import tqdm
 
+    ranks = world_size()
     for epoch in range(start_epoch, epochs + 1):
         model.train()
         began = time.perf_counter()
-        total, count = 0.0, 0
+        total, count, shown = 0.0, 0, 0.0
         sums: dict[str, float] = {}
         batches = make_batches(epoch)
         bar = tqdm(
             batches,
             desc=f"{tag} {epoch}/{epochs}",
             leave=False,
-            disable=None if progress is None else not progress,
+            disable=(None if progress is None else not progress) if is_main() else True,
         )
         for batch in bar:
+            batch, weight = shard(batch)  # one process: the whole batch, weight 1
             loss, metrics = step(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             optimizer.step()
-            total += float(loss.detach())
+            share = weight / ranks  # this rank's part of the global batch's mean
+            shown += float(loss.detach())
+            total += share * float(loss.detach())
             count += 1
             for name, value in metrics.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-            bar.set_postfix(loss=f"{total / count:.4f}")
+                sums[name] = sums.get(name, 0.0) + share * float(value)
+            bar.set_postfix(loss=f"{shown / count:.4f}")
         bar.close()
+        if ranks > 1:
+            names = sorted(sums)
+            total, *summed = sum_over_ranks([total, *(sums[name] for name in names)])
+            sums = dict(zip(names, summed))
         if count == 0:
             raise ValueError(
                 f"{tag}: epoch {epoch} produced no batches; is the training set empty?"
@@ -160,17 +193,17 @@ def train_loop(
             scheduler.step()
         if evaluate is not None:
             model.eval()
-            record.update(evaluate(epoch))
+            record.update(broadcast(evaluate(epoch) if is_main() else None))
         record["seconds"] = time.perf_counter() - began
         result.history.append(record)
         log.info("%s epoch %d/%d: %s", tag, epoch, epochs, _format(record))
-        if logger is not None:
+        if logger is not None and is_main():
             logger.scalars(
                 {k: v for k, v in record.items() if k not in ("epoch", "seconds")},
                 step=epoch,
                 prefix=tag,
             )
-        if checkpoint is not None:
+        if checkpoint is not None and is_main():
             atomic_save(
                 {
                     "model": model.state_dict(),
@@ -180,12 +213,14 @@ def train_loop(
                     "history": result.history,
                     "fingerprint": fingerprint,
                     "version": __version__,
+                    "world_size": ranks,
                     **(extra_state or {}),
                 },
                 checkpoint,
                 checksum=True,
             )
     model.eval()
+    barrier()  # the last checkpoint is on disk before any rank reads or hashes it
     return result
 
 

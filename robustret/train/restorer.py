@@ -40,6 +40,7 @@ import restoration
 from restoration.base import init_weights
 from robustret.checks import ConfigError, check_images
 from robustret.device import resolve_device
+from robustret.distributed import data_parallel, is_main, setup, world_size
 from robustret.io import atomic_write_json
 from robustret.keys import fingerprint, source_hash
 from robustret.quality import psnr, ssim
@@ -376,6 +377,18 @@ class _EpochBatches:
                    {name: value.to(self.device) for name, value in params.items()})
 
 
+class _Unclamped(torch.nn.Module):
+    """``restorer.restore(images, clamp=False)`` as a module's ``forward``: the training
+    forward, which ``DistributedDataParallel`` can wrap (it hooks ``forward`` only)."""
+
+    def __init__(self, restorer: restoration.Restorer) -> None:
+        super().__init__()
+        self.restorer = restorer
+
+    def forward(self, images: Tensor, params: Params | None = None) -> Tensor:
+        return self.restorer.restore(images, params, clamp=False)
+
+
 class _Frozen:
     """Keeps a module in eval mode with gradients off for its parameters until released."""
 
@@ -445,7 +458,9 @@ def train_restorer(
         config: what to train and how.
         out_dir: run folder: ``last.pt``, ``config.json``, ``summary.json``, ``logs/``
             (TensorBoard scalars ``train/<model>/...`` and image grids clean | degraded |
-            restored, plus ``metrics.jsonl``).
+            restored, plus ``metrics.jsonl``); ``config.json`` and ``summary.json`` record
+            ``world_size``. Under torchrun the ranks train together
+            (:mod:`robustret.distributed`) and only rank 0 writes this folder.
         train_images: (N, C, H, W) float in [0, 1] clean training images; None loads the
             gallery split of ``config.dataset``.
         val_images: (M, C, H, W) clean validation images; None uses the query split.
@@ -462,7 +477,7 @@ def train_restorer(
         ValueError: bad images, or a checkpoint in ``out_dir`` from another configuration.
     """
     out_dir = Path(out_dir)
-    device = resolve_device(config.device)
+    device = setup(resolve_device(config.device))  # under torchrun: this rank's device
     if train_images is None or val_images is None:
         gallery, queries = _load_images(config)
         train_images = gallery if train_images is None else train_images
@@ -503,15 +518,19 @@ def train_restorer(
     resume_key = fingerprint(config.fingerprint(), steering)
 
     tag = f"train/{config.model}"
-    logger = RunLogger(out_dir / "logs", tensorboard=tensorboard)
-    atomic_write_json(out_dir / "config.json", {**asdict(config), "fingerprint": resume_key,
-                                                 "model_options_resolved": options})
+    main = is_main()  # only rank 0 writes files; the others train their slices
+    logger = RunLogger(out_dir / "logs", tensorboard=tensorboard) if main else None
+    if main:
+        atomic_write_json(out_dir / "config.json", {**asdict(config), "fingerprint": resume_key,
+                                                     "model_options_resolved": options,
+                                                     "world_size": world_size()})
+    net = data_parallel(_Unclamped(model), device)
 
     pixel = F.mse_loss if config.pixel_loss == "mse" else F.l1_loss
 
     def step(batch: tuple[Tensor, Tensor, Params]) -> tuple[Tensor, dict[str, float]]:
         degraded, clean, params = batch
-        restored = model.restore(degraded, params, clamp=False)
+        restored = net(degraded, params)
         loss = pixel(restored, clean)
         if config.feature_weight == 0:
             return loss, {}
@@ -520,7 +539,8 @@ def train_restorer(
         return loss + config.feature_weight * features, {
             "pixel_loss": float(loss.detach()), "feature_loss": float(features.detach())}
 
-    def evaluate(epoch: int) -> dict[str, float]:
+    def evaluate(epoch: int) -> dict[str, float]:  # rank 0 only
+        assert logger is not None
         restored = restoration.restore_batches(model, val_degraded, val_params,
                                                batch_size=config.batch_size, device=device)
         metrics = {"val_psnr": float(psnr(restored, val_clean).mean()),
@@ -549,14 +569,16 @@ def train_restorer(
             extra_state=extra,
         )
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
         if frozen is not None:
             frozen.release()
     final = {f"final_{k}": v for k, v in result.final.items()}
     summary = {"model": config.model, "degradation": config.degrade,
                "epochs": len(result.history), "degraded_psnr": base_psnr,
-               "degraded_ssim": base_ssim, **final}
-    atomic_write_json(out_dir / "summary.json", summary)
+               "degraded_ssim": base_ssim, "world_size": world_size(), **final}
+    if main:
+        atomic_write_json(out_dir / "summary.json", summary)
     return RestorerTrainResult(model=model.eval(), history=result.history,
                                resumed_from=result.resumed_from, degraded_psnr=base_psnr,
                                degraded_ssim=base_ssim, checkpoint=out_dir / "last.pt")
