@@ -237,7 +237,7 @@ def test_degrade_transform_and_numpy_bridge() -> None:
 @settings(max_examples=20, deadline=None)
 @given(
     name=st.sampled_from(NAMES), severity=st.integers(1, 5), seed=st.integers(0, 2**31),
-    h=st.integers(4, 20), w=st.integers(4, 20), c=st.sampled_from([1, 3]),
+    h=st.integers(8, 20), w=st.integers(8, 20), c=st.sampled_from([1, 3]),
 )
 def test_property_range_and_determinism(
     name: str, severity: int, seed: int, h: int, w: int, c: int,
@@ -247,3 +247,13 @@ def test_property_range_and_determinism(
     b = degradations.apply(x, name, severity, generator=make_generator(seed))
     assert torch.equal(a, b) and a.shape == x.shape
     assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+@pytest.mark.parametrize("side", [4, 7])
+def test_lowres_refuses_images_too_small_for_its_levels(side: int) -> None:
+    """Severity 5 (3 Haar levels) needs 8 px per side; smaller images get a clear error
+    (the property test above therefore draws sides of at least 8)."""
+    x = torch.rand(1, 1, side, side)
+    with pytest.raises(ValueError, match=r"levels must be at most log2\(min\(H, W\)\)"):
+        degradations.apply(x, "lowres", 5)
+    assert degradations.apply(x, "lowres", 4).shape == x.shape  # 2 levels fit from 4 px
