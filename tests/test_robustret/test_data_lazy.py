@@ -156,3 +156,20 @@ def test_the_experiment_gives_the_same_rows_with_lazy_decoding(tiny_folder: Path
     assert lazy["resolved"]["data_key"] == eager["resolved"]["data_key"]  # the same tensors
     assert lazy["resolved"]["gallery_key"] == eager["resolved"]["gallery_key"]
     assert [r["value"] for r in lazy["rows"]] == [r["value"] for r in eager["rows"]]
+
+
+@pytest.mark.slow  # imports torchvision and runs ResNet34 on 20 tiny images
+def test_the_large_gallery_benchmark_runs_at_tiny_scale(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_large_gallery.py"
+    spec = importlib.util.spec_from_file_location("bench_large_gallery", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    folder = tmp_path / "images"
+    assert bench.main(["--n", "20", "--size", "16", "--classes", "2", "--workers", "0",
+                       "--dir", str(folder)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 20 and result["embeddings_mb"] == round(20 * 512 * 4 / 2**20, 1)
+    assert result["peak_rss_parent_mb"] > 0 and result["embed_img_s"] > 0
+    assert len(list(folder.rglob("*.png"))) == 20  # --dir is kept; its images can be reused
