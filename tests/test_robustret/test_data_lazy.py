@@ -141,8 +141,15 @@ def test_bad_folders_and_options_fail_clearly(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # two tiny runs of the whole experiment
 def test_the_experiment_gives_the_same_rows_with_lazy_decoding(tiny_folder: Path,
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path,
+                                                               monkeypatch) -> None:
+    import robustret.data.lazy as lazy_module
     from robustret.experiment import main
+
+    calls = []
+    real = lazy_module.lazy_folder
+    monkeypatch.setattr(lazy_module, "lazy_folder",
+                        lambda *a, **k: calls.append(k) or real(*a, **k))
 
     def run(out: str, *extra: str) -> dict:
         assert main(["--dataset", f"folder:{tiny_folder}", "--out", str(tmp_path / out),
@@ -151,7 +158,10 @@ def test_the_experiment_gives_the_same_rows_with_lazy_decoding(tiny_folder: Path
                      "--cache-dir", str(tmp_path / "cache"), *extra]) == 0
         return json.loads((tmp_path / out / "results.json").read_text())
 
-    eager, lazy = run("eager"), run("lazy", "--decode", "lazy", "--workers", "2")
+    eager = run("eager")
+    assert calls == []
+    lazy = run("lazy", "--decode", "lazy", "--workers", "2")
+    assert [k["workers"] for k in calls] == [2]  # the lazy reader was used
     assert lazy["config"]["dataset_options"] == {"decode": "lazy", "workers": 2}
     assert lazy["resolved"]["data_key"] == eager["resolved"]["data_key"]  # the same tensors
     assert lazy["resolved"]["gallery_key"] == eager["resolved"]["gallery_key"]
