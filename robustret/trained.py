@@ -148,7 +148,10 @@ def gallery_embeddings(
         log.info("gallery embeddings in %s are stale; recomputing", folder)
     embeddings = write_embeddings(retriever.model, images, path, count=shape[0], device=device)
     for old in _old_gallery_files(folder, path):
-        old.unlink(missing_ok=True)
+        try:
+            old.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. still mapped by another process on Windows
+            log.info("could not remove the stale gallery embeddings %s (%s)", old, exc)
     return _checked_embeddings(embeddings, path), key
 
 
