@@ -33,6 +33,8 @@ RETRIEVER_CODE = ("robustret.models", "robustret.train.classifier", "robustret.t
                   "robustret.augment")
 EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
 RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations")
+#: the gallery embeddings' file beside the retriever checkpoint, named by their key
+GALLERY_FILE = "gallery_embeddings-{key}.npy"
 
 
 def weights_key(model: nn.Module, checkpoint: Path) -> str:
@@ -106,10 +108,6 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
     model.eval()
     checkpoint = folder / "last.pt"
     return TrainedModel(model, key, checkpoint, weights_key(model, checkpoint))
-
-
-GALLERY_FILE = "gallery_embeddings-{key}.npy"
-"""The gallery embeddings' file beside the retriever checkpoint, named by their key."""
 
 
 def gallery_embeddings(
