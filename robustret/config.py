@@ -97,7 +97,8 @@ class ExperimentConfig:
     Attributes:
         dataset: ``synthetic``, ``smallnorb:PATH`` or ``folder:PATH``.
         dataset_options: extra options of that reader (e.g. ``{"camera": 1}`` for smallNORB,
-            ``{"instance_pattern": "obj(\\d+)__"}`` for a folder, view counts for ``synthetic``).
+            ``{"instance_pattern": "obj(\\d+)__"}`` or ``{"decode": "lazy", "workers": 4}`` for a
+            folder, view counts for ``synthetic``).
         degradations: names from ``degradations.available()``.
         severities: levels 1..5 (3 = the study's parameters).
         restore: ``none``, ``auto`` (the study's pairing, :mod:`robustret.policy`),

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="synthetic (built in, default) | smallnorb:PATH | folder:PATH",
     )
+    add("--decode", choices=("eager", "lazy"),
+        help="folder data: eager (default) decodes the whole folder at once; lazy decodes one "
+        "file at a time through a DataLoader (identical images; dataset_options.decode)")
+    add("--workers", type=int, metavar="N",
+        help="folder data with --decode lazy: DataLoader processes that decode in parallel "
+        "(default 0; dataset_options.workers)")
     add("--degrade", nargs="+", metavar="NAME", choices=names + ["all"],
         help=f"degradations to apply to the queries: {', '.join(names)} or all (default: noise)")
     add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
@@ -223,6 +229,10 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "index_options": dict(args.index_options) if args.index_options else None,
     }
     values.update({key: value for key, value in flags.items() if value is not None})
+    reader = {"decode": args.decode, "workers": args.workers}  # options of the folder reader
+    if any(value is not None for value in reader.values()):
+        values["dataset_options"] = {**(values.get("dataset_options") or {}),
+                                     **{k: v for k, v in reader.items() if v is not None}}
     if values.get("degradations") == ["all"] or values.get("degradations") == "all":
         values["degradations"] = _degradation_names()
     if values.get("severities") in ("all", ["all"]):

@@ -244,15 +244,7 @@ def _atomic_write(
                 raise
             handle.flush()
             os.fsync(handle.fileno())
-        sidecar = checksum_path(path)
-        if checksum:  # new digest first; the old ones stay valid until the rename is done
-            old = (_read_digests_quietly(path) or []) if path.exists() else []
-            _write_digests(path, [sink.digest.hexdigest(), *old])
-        elif sidecar.exists():
-            sidecar.unlink()  # it would describe the previous contents
-        os.replace(tmp, path)
-        if checksum:
-            _write_digests(path, [sink.digest.hexdigest()])
+        _commit(tmp, path, sink.digest.hexdigest(), checksum)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -262,6 +254,114 @@ def _atomic_write(
     finally:
         _ACTIVE.discard(tmp)
     return path
+
+
+def _commit(tmp: Path, path: Path, digest: str, checksum: bool) -> None:
+    """Rename the finished ``tmp`` over ``path``; with ``checksum`` the sidecar lists ``digest``
+    before the rename (beside the old digests) and only it after."""
+    sidecar = checksum_path(path)
+    if checksum:  # new digest first; the old ones stay valid until the rename is done
+        old = (_read_digests_quietly(path) or []) if path.exists() else []
+        _write_digests(path, [digest, *old])
+    elif sidecar.exists():
+        sidecar.unlink()  # it would describe the previous contents
+    os.replace(tmp, path)
+    if checksum:
+        _write_digests(path, [digest])
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, checksum: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name of its own.
+
+    For writers that open the file themselves (``numpy.lib.format.open_memmap``, a memory map
+    filled in shards): the block writes the temporary file by any means; on a clean exit it is
+    fsynced, hashed (read back in 1 MiB blocks) and renamed over ``path`` exactly as
+    :func:`atomic_write_bytes` does, sidecar included. On an exception (``KeyboardInterrupt``
+    too) the temporary file is removed and ``path`` and its sidecar are untouched; one left by
+    a killed process is removed by the next write of ``path`` (:func:`remove_stale_temps`).
+
+    Raises:
+        FileNotFoundError: the block did not create the temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, path.name)
+    tmp, fd = _create_temp(path)
+    os.close(fd)
+    _ACTIVE.add(tmp)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _commit(tmp, path, file_digest(tmp), checksum)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    finally:
+        _ACTIVE.discard(tmp)
+
+
+def write_npy_blocks(
+    path: str | os.PathLike, blocks: Iterable[Any], count: int, dtype: Any, *,
+    checksum: bool = False,
+) -> Path:
+    """Write ``count`` items, arriving in order as blocks of rows, to one ``.npy`` file.
+
+    The file is created with ``numpy.lib.format.open_memmap`` at its full shape ``(count,
+    *item_shape)`` (the item shape is the first block's ``shape[1:]``); each block is written
+    into a memory map of its own rows that is closed before the next block is taken, so the
+    writer holds one block whatever ``count`` is. Written through :func:`atomic_output`: an
+    error or interrupt leaves nothing under ``path``.
+
+    Args:
+        path: the ``.npy`` file.
+        blocks: arrays (anything ``numpy.asarray`` takes) of shape ``(B, *item_shape)``, any
+            B >= 0, cast to ``dtype``.
+        count: total items, >= 1; the blocks must add up to exactly this.
+        dtype: the file's numpy dtype.
+        checksum: write a ``NAME.sha256`` sidecar.
+    Returns:
+        ``path``.
+    Raises:
+        ValueError: a block of another item shape, items beyond ``count``, or fewer in all.
+    """
+    import numpy as np
+    from numpy.lib.format import open_memmap
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive number of items; got {count!r}")
+    dtype = np.dtype(dtype)
+    with atomic_output(path, checksum=checksum) as tmp:
+        written, item, offset, item_bytes = 0, None, 0, 0
+        for block in blocks:
+            array = np.asarray(block)
+            if array.ndim < 1 or (item is not None and array.shape[1:] != item):
+                raise ValueError(f"a block of shape {array.shape} does not hold items of shape "
+                                 f"{item if item is not None else '(...)'}")
+            if item is None:
+                item = tuple(array.shape[1:])
+                header = open_memmap(tmp, mode="w+", dtype=dtype, shape=(count, *item))
+                offset = int(header.offset)  # bytes of the .npy header
+                item_bytes = dtype.itemsize * int(np.prod(item, dtype=np.int64))
+                del header  # the file now has its full (sparse) size
+            if written + len(array) > count:
+                raise ValueError(f"more than the {count} items announced")
+            if len(array):
+                shard = np.memmap(tmp, dtype=dtype, mode="r+", shape=array.shape,
+                                  offset=offset + written * item_bytes)
+                shard[:] = array
+                del shard  # unmapped: its pages leave this process
+            written += len(array)
+        if written != count:
+            raise ValueError(f"{written} items written, {count} announced")
+    return Path(path)
 
 
 def _read_digests_quietly(path: Path) -> list[str] | None:

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from robustret.data import RetrievalData
 from robustret.distributed import world_size
-from robustret.io import CorruptFileError, atomic_save, file_digest, verified_load
+from robustret.io import CorruptFileError, checksum_path, file_digest
 from robustret.keys import fingerprint, source_hash
-from robustret.retrieval import extract_embeddings
+from robustret.retrieval import load_embeddings, write_embeddings
 from robustret.rng import make_generator, stream_seed
 from robustret.tracking import RunLogger
 
@@ -33,6 +34,8 @@ RETRIEVER_CODE = ("robustret.models", "robustret.train.classifier", "robustret.t
                   "robustret.augment")
 EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
 RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations")
+#: the gallery embeddings' file beside the retriever checkpoint, named by their key
+GALLERY_FILE = "gallery_embeddings-{key}.npy"
 
 
 def _world_salt() -> tuple[str, ...]:
@@ -137,45 +140,72 @@ def robust_retriever(config, data: RetrievalData, start: TrainedModel, device: t
 
 
 def gallery_embeddings(
-    retriever: TrainedModel, images: Tensor, device: torch.device
+    retriever: TrainedModel, images: Tensor | DataLoader, device: torch.device
 ) -> tuple[Tensor, str]:
     """Gallery embeddings (N, D) float32, cached beside the retriever's checkpoint.
 
-    The cache file is keyed by the checkpoint's SHA-256, the gallery's size and the embedding
-    code; any mismatch recomputes and rewrites it. It is written with a ``.sha256`` sidecar; a
-    file that does not match it, that torch cannot read, or that holds no finite (N, D) float32
-    rows is reported in one warning and recomputed.
+    The cache file ``gallery_embeddings-KEY.npy`` is keyed by the checkpoint's SHA-256, the
+    gallery's shape and the embedding code; it is written in shards as the batches come
+    (:func:`robustret.retrieval.write_embeddings`, memory for one batch) with a ``.sha256``
+    sidecar, and older gallery files beside it are removed. A file that does not match its
+    sidecar, that numpy cannot map, or that holds no finite (N, D) float32 rows is reported in
+    one warning and recomputed.
 
+    Args:
+        retriever: the trained retriever (with a checkpoint path).
+        images: (N, C, H, W) float in [0, 1], or a DataLoader of ``(images, labels)`` batches
+            in gallery order over a dataset with ``image_shape`` (C, H, W), e.g.
+            :func:`robustret.data.lazy.folder_loader`; both give the same key and rows.
+        device: where the forward passes run.
     Returns:
-        ``(embeddings, key)``; ``key`` names them in the keys of the conditions.
+        ``(embeddings, key)``: (N, D) float32 memory-mapped from the cache file (copy-on-write:
+        the file is never changed through it); ``key`` names them in the conditions' keys.
     """
     assert retriever.checkpoint is not None
-    key = fingerprint("gallery", retriever.content_key, tuple(images.shape),
-                      source_hash(*EMBEDDING_CODE))
-    path = retriever.checkpoint.parent / "gallery_embeddings.pt"
+    shape = _gallery_shape(images)
+    key = fingerprint("gallery", retriever.content_key, shape, source_hash(*EMBEDDING_CODE))
+    folder = retriever.checkpoint.parent
+    path = folder / GALLERY_FILE.format(key=key)
     if path.is_file():
         try:
-            cached = verified_load(path, weights_only=True)
-            if not isinstance(cached, dict) or "key" not in cached:
-                raise CorruptFileError(path, "it holds no keyed embeddings")
-            if cached["key"] == key:
-                return _checked_embeddings(cached, len(images), path), key
-            log.info("gallery embeddings %s are stale; recomputing", path)
+            return _checked_embeddings(load_embeddings(path, count=shape[0]), path), key
         except CorruptFileError as exc:
             log.warning("gallery embeddings %s; recomputing them", exc)
-    embeddings = extract_embeddings(retriever.model, images, device=device)
-    atomic_save({"embeddings": embeddings, "n": len(images), "key": key}, path, checksum=True)
-    return embeddings, key
+    elif any(_old_gallery_files(folder, path)):
+        log.info("gallery embeddings in %s are stale; recomputing", folder)
+    embeddings = write_embeddings(retriever.model, images, path, count=shape[0], device=device)
+    for old in _old_gallery_files(folder, path):
+        try:
+            old.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. still mapped by another process on Windows
+            log.info("could not remove the stale gallery embeddings %s (%s)", old, exc)
+    return _checked_embeddings(embeddings, path), key
 
 
-def _checked_embeddings(cached: dict, n: int, path: Path) -> Tensor:
-    """``cached["embeddings"]`` if it is (n, D) finite float32, else :class:`CorruptFileError`."""
-    embeddings = cached.get("embeddings")
-    if (not isinstance(embeddings, Tensor) or embeddings.dtype != torch.float32
-            or embeddings.ndim != 2 or len(embeddings) != n or cached.get("n") != n):
-        raise CorruptFileError(path, f"it does not hold {n} rows of float32 embeddings")
-    if not bool(torch.isfinite(embeddings).all()):
-        raise CorruptFileError(path, "its embeddings are not all finite")
+def _gallery_shape(images: Tensor | DataLoader) -> tuple[int, ...]:
+    if isinstance(images, Tensor):
+        return tuple(images.shape)
+    dataset = getattr(images, "dataset", None)
+    if not hasattr(dataset, "image_shape"):
+        raise TypeError("gallery images must be a (N, C, H, W) tensor or a DataLoader over a "
+                        f"dataset with image_shape; got {type(images).__name__}")
+    return (len(dataset), *dataset.image_shape)
+
+
+def _old_gallery_files(folder: Path, keep: Path) -> list[Path]:
+    """Earlier gallery embedding files in ``folder`` (and their sidecars), not ``keep``'s."""
+    if not folder.is_dir():
+        return []
+    names = {keep.name, checksum_path(keep).name}
+    return [p for p in folder.iterdir() if p.name.startswith("gallery_embeddings")
+            and not p.name.startswith(".") and p.name not in names]
+
+
+def _checked_embeddings(embeddings: Tensor, path: Path) -> Tensor:
+    """``embeddings`` if all are finite (checked in blocks), else :class:`CorruptFileError`."""
+    for block in embeddings.split(1 << 14):
+        if not bool(torch.isfinite(block).all()):
+            raise CorruptFileError(path, "its embeddings are not all finite")
     return embeddings
 
 

@@ -4,7 +4,9 @@ Specs understood by :func:`load`:
 
 * ``synthetic``: the built-in procedural multi-view set (:mod:`robustret.data.synthetic`);
 * ``smallnorb:PATH``: the official smallNORB files in folder PATH (:mod:`robustret.data.smallnorb`);
-* ``folder:PATH``: one sub-folder per class (:mod:`robustret.data.folder`).
+* ``folder:PATH``: one sub-folder per class (:mod:`robustret.data.folder`; with
+  ``decode='lazy'`` decoded one file at a time through a DataLoader with ``workers``,
+  :mod:`robustret.data.lazy`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def load(
         per_class: cap on images per class in each split (seeded, deterministic), for quick runs.
         seed: seed of the split / generator / per-class choice.
         **reader_options: reader-specific options, e.g. ``camera='both'`` (smallnorb),
-            ``query_fraction``, ``split_file``, ``instance_pattern`` (folder), ``n_instances``,
+            ``query_fraction``, ``split_file``, ``instance_pattern``, ``use_cache``, ``decode``,
+            ``workers`` (folder), ``n_instances``,
             ``elevations``, ``azimuths``, ``lightings``, ``render_size`` (synthetic).
     Returns:
         :class:`RetrievalData` with gallery and query :class:`ImageSet` s, images

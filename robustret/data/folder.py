@@ -59,6 +59,8 @@ IMAGE_EXTENSIONS = frozenset(
     ".bmp .dib .jpg .jpeg .jpe .jp2 .png .webp .avif .pbm .pgm .ppm .pxm .pnm .pfm .sr .ras "
     ".tif .tiff .exr .hdr .pic".split()
 )
+DECODE_MODES = ("eager", "lazy")
+"""How :func:`load_folder` decodes: the whole folder at once, or one file at a time."""
 DECODE_CODE = ("robustret.data.folder", "robustret.data.base")
 """Modules whose source is part of the decoded-image cache key."""
 
@@ -204,25 +206,7 @@ def decode_folder(
         decoded.append(image if image_size is None else crop_resize_square(image, image_size))
         labels.append(index[name])
         files.append(rel)
-    if bad:
-        shown = ", ".join(bad[:20]) + (f" ... ({len(bad) - 20} more)" if len(bad) > 20 else "")
-        logger.warning("skipped %d unreadable image file(s) in %s: %s", len(bad), root, shown)
-    if not decoded:
-        raise ValueError(f"{root}: none of the {len(entries)} image files could be decoded")
-    present = sorted(set(labels))
-    if len(present) < 2:
-        raise ValueError(
-            f"{root}: readable images in a single class ({class_names[present[0]]!r}); need at "
-            "least 2"
-        )
-    if len(present) < len(class_names):  # drop classes left without a readable image
-        dropped = [name for i, name in enumerate(class_names) if i not in set(present)]
-        logger.warning(
-            "dropped class(es) with no readable image in %s: %s", root, ", ".join(dropped)
-        )
-        remap = {old: new for new, old in enumerate(present)}
-        labels = [remap[label] for label in labels]
-        class_names = [class_names[i] for i in present]
+    labels, class_names = readable_classes(root, len(entries), class_names, labels, bad)
     if image_size is None and len(set(sizes)) > 1:
         side = min(min(size) for size in sizes)
         logger.info(
@@ -258,6 +242,44 @@ def decode_folder(
         remove_stale_temps(cache_file.parent)
         atomic_write_bytes(cache_file, buffer.getvalue(), checksum=True)
     return result
+
+
+def readable_classes(
+    root: Path, listed: int, class_names: list[str], labels: list[int], bad: list[str]
+) -> tuple[list[int], list[str]]:
+    """The labels and class names of the readable images: classes left without one dropped.
+
+    Args:
+        root: the folder (for messages).
+        listed: how many image files were listed.
+        class_names: the listed classes.
+        labels: (N,) class index of each readable image, in listing order.
+        bad: relative paths of the unreadable files (one warning lists them).
+    Returns:
+        ``(labels, class_names)``, renumbered when a class was dropped (one warning names it).
+    Raises:
+        ValueError: no readable image, or readable images in one class only.
+    """
+    if bad:
+        shown = ", ".join(bad[:20]) + (f" ... ({len(bad) - 20} more)" if len(bad) > 20 else "")
+        logger.warning("skipped %d unreadable image file(s) in %s: %s", len(bad), root, shown)
+    if not labels:
+        raise ValueError(f"{root}: none of the {listed} image files could be decoded")
+    present = sorted(set(labels))
+    if len(present) < 2:
+        raise ValueError(
+            f"{root}: readable images in a single class ({class_names[present[0]]!r}); need at "
+            "least 2"
+        )
+    if len(present) < len(class_names):  # drop classes left without a readable image
+        dropped = [name for i, name in enumerate(class_names) if i not in set(present)]
+        logger.warning(
+            "dropped class(es) with no readable image in %s: %s", root, ", ".join(dropped)
+        )
+        remap = {old: new for new, old in enumerate(present)}
+        labels = [remap[label] for label in labels]
+        class_names = [class_names[i] for i in present]
+    return labels, class_names
 
 
 def _read_cache(path: Path) -> dict[str, object]:
@@ -367,6 +389,8 @@ def load_folder(
     split_file: str | os.PathLike | None = None,
     instance_pattern: str | None = None,
     use_cache: bool = True,
+    decode: str = "eager",
+    workers: int = 0,
 ) -> RetrievalData:
     """Load a class-per-folder tree and split it into gallery and queries.
 
@@ -382,7 +406,12 @@ def load_folder(
         split_file: explicit ``relative/path,gallery|query`` file; overrides the seeded split.
         instance_pattern: regex whose first group is the object id (e.g. ``r'obj(\\d+)__'``);
             requests an instance-disjoint split (each class needs >= 2 instances).
-        use_cache: read / write the decoded-image cache.
+        use_cache: read / write the decoded-image cache (with ``decode='lazy'``: the folder's
+            index and a memory-mapped cache of the decoded images, :mod:`robustret.data.lazy`).
+        decode: ``'eager'`` decodes the whole folder in this process (then converts it);
+            ``'lazy'`` decodes one file at a time through a DataLoader, straight into the
+            splits. Both give identical tensors.
+        workers: DataLoader worker processes that decode in parallel (``decode='lazy'``).
     Returns:
         :class:`RetrievalData` named ``'folder:<path>'``; metadata ``file`` (relative paths)
         and, with ``instance_pattern``, ``instance`` (ids as strings).
@@ -392,8 +421,53 @@ def load_folder(
     image_size = check_image_size(image_size)
     if split_file is not None and instance_pattern is not None:
         raise ValueError("pass either split_file or instance_pattern, not both")
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}; got {decode!r}")
+    if decode == "lazy":
+        from robustret.data.lazy import lazy_folder
+
+        return lazy_folder(
+            root, image_size=image_size, channels=channels, per_class=per_class, seed=seed,
+            query_fraction=query_fraction, split_file=split_file,
+            instance_pattern=instance_pattern, workers=workers, use_cache=use_cache,
+        ).load(workers=workers)
+    if workers:
+        raise ValueError(f"workers={workers} decode in parallel only with decode='lazy'")
     data = decode_folder(root, image_size, use_cache=use_cache)
     labels, files, class_names = data["labels"], data["files"], data["class_names"]
+    positions, metadata = split_positions(
+        labels, files, class_names, per_class=per_class, seed=seed,
+        query_fraction=query_fraction, split_file=split_file, instance_pattern=instance_pattern,
+    )
+    images = to_float_images(data["images"], None, channels)
+    full = ImageSet(images, torch.from_numpy(labels), list(class_names), metadata)
+    gallery, queries = (full.subset(side) for side in positions)
+    return RetrievalData(f"folder:{root}", gallery, queries, list(class_names))
+
+
+def split_positions(
+    labels: np.ndarray,
+    files: list[str],
+    class_names: list[str],
+    *,
+    per_class: int | None,
+    seed: int,
+    query_fraction: float,
+    split_file: str | os.PathLike | None,
+    instance_pattern: str | None,
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, object]]:
+    """The gallery and query positions of a folder's readable images, and their metadata.
+
+    Args:
+        labels: (N,) int64 labels of the readable images, in listing order.
+        files: (N,) their relative paths.
+        class_names, per_class, seed, query_fraction, split_file, instance_pattern: as
+            :func:`load_folder`.
+    Returns:
+        ``((gallery, query), metadata)``: int64 positions into the N images, each side capped
+        at ``per_class``; ``metadata`` holds the length-N columns ``file`` and, with
+        ``instance_pattern``, ``instance``.
+    """
     metadata: dict[str, object] = {"file": list(files)}
     if split_file is not None:
         gallery, query = split_from_file(files, split_file)
@@ -403,10 +477,8 @@ def load_folder(
         gallery, query = instance_split(labels, ids, query_fraction, seed, class_names)
     else:
         gallery, query = stratified_split(labels, query_fraction, seed)
-    images = to_float_images(data["images"], None, channels)
-    full = ImageSet(images, torch.from_numpy(labels), list(class_names), metadata)
-    sides = []
-    for side, positions in (("gallery", gallery), ("queries", query)):
-        positions = positions[cap_per_class(labels[positions], per_class, seed, side)]
-        sides.append(full.subset(positions))
-    return RetrievalData(f"folder:{root}", sides[0], sides[1], list(class_names))
+    sides = tuple(
+        positions[cap_per_class(labels[positions], per_class, seed, side)]
+        for side, positions in (("gallery", gallery), ("queries", query))
+    )
+    return sides, metadata

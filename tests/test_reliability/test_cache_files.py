@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -165,13 +166,20 @@ def retriever(tmp_path: Path) -> TrainedModel:
     return TrainedModel(model, "k", tmp_path / "retriever" / "last.pt", "content")
 
 
+def _gallery_file(retriever: TrainedModel) -> Path:
+    (path,) = retriever.checkpoint.parent.glob("gallery_embeddings-*.npy")
+    return path
+
+
 @pytest.mark.parametrize("damage", ["truncate", "zeros", "xor"])
 def test_damaged_gallery_embeddings_are_recomputed_with_one_warning(
     retriever: TrainedModel, images: torch.Tensor, damage: str, caplog, monkeypatch
 ) -> None:
     device = torch.device("cpu")
     first, key = gallery_embeddings(retriever, images, device)
-    path = retriever.checkpoint.parent / "gallery_embeddings.pt"
+    first = first.clone()
+    path = _gallery_file(retriever)
+    assert key in path.name
     size = path.stat().st_size
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: size // 2])
@@ -182,14 +190,14 @@ def test_damaged_gallery_embeddings_are_recomputed_with_one_warning(
     calls = []
     import robustret.trained
 
-    real = robustret.trained.extract_embeddings
-    monkeypatch.setattr(robustret.trained, "extract_embeddings",
+    real = robustret.trained.write_embeddings
+    monkeypatch.setattr(robustret.trained, "write_embeddings",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     with caplog.at_level(logging.INFO):
         again, again_key = gallery_embeddings(retriever, images, device)
     assert calls == [1] and again_key == key and torch.equal(again, first)
     warnings = _warnings(caplog)
-    assert len(warnings) == 1 and "gallery_embeddings.pt" in warnings[0]
+    assert len(warnings) == 1 and path.name in warnings[0]
     caplog.clear()
     gallery_embeddings(retriever, images, device)  # rewritten and verified: reused silently
     assert calls == [1] and not _warnings(caplog)
@@ -201,13 +209,30 @@ def test_embeddings_with_a_valid_checksum_but_wrong_rows_are_recomputed(
 ) -> None:
     device = torch.device("cpu")
     first, key = gallery_embeddings(retriever, images, device)
-    path = retriever.checkpoint.parent / "gallery_embeddings.pt"
+    first = first.clone()
+    path = _gallery_file(retriever)
     wrong = {"short": first[:2], "nan": first * float("nan"), "float64": first.double()}[bad]
-    rio.atomic_save({"embeddings": wrong, "n": len(images), "key": key}, path, checksum=True)
+    buffer = io.BytesIO()
+    np.save(buffer, wrong.numpy())
+    rio.atomic_write_bytes(path, buffer.getvalue(), checksum=True)
     again, _ = gallery_embeddings(retriever, images, device)
     assert torch.equal(again, first)
     warnings = _warnings(caplog)
-    assert len(warnings) == 1 and "gallery_embeddings.pt" in warnings[0]
+    assert len(warnings) == 1 and path.name in warnings[0]
+
+
+def test_gallery_embeddings_of_another_key_are_replaced(
+    retriever: TrainedModel, images: torch.Tensor
+) -> None:
+    device = torch.device("cpu")
+    folder = retriever.checkpoint.parent
+    folder.mkdir(parents=True)
+    rio.atomic_save({"embeddings": torch.zeros(4, 512)}, folder / "gallery_embeddings.pt",
+                    checksum=True)  # the format of earlier versions
+    gallery_embeddings(retriever, images, device)
+    _, other = gallery_embeddings(retriever, images[:3], device)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"gallery_embeddings-{other}.npy", f"gallery_embeddings-{other}.npy.sha256"]
 
 
 # --- finished conditions -------------------------------------------------------------------
