@@ -43,12 +43,14 @@ DEGRADE_SIDES = ("query", "gallery", "both")
 INDEX_BACKENDS = {"exact": "torch", "faiss-flat": "faiss", "faiss-ivf": "faiss-ivf",
                   "faiss-ivfpq": "faiss-ivfpq", "faiss-hnsw": "faiss-hnsw"}
 INDEXES = tuple(INDEX_BACKENDS)
+#: ``--executor``: where ``jobs`` evaluate conditions (:mod:`robustret.jobs`)
+EXECUTORS = ("local", "submitit")
 #: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).
 PROFILE_IMAGE_SIZE: dict[str, int | None] = {"quick": 64, "paper": None}
 
 __all__ = [
-    "DEGRADE_SIDES", "INDEXES", "MEASURES", "METRICS", "PROFILES", "RESTORE_MODES", "ConfigError",
-    "ExperimentConfig", "load_config_file",
+    "DEGRADE_SIDES", "EXECUTORS", "INDEXES", "MEASURES", "METRICS", "PROFILES", "RESTORE_MODES",
+    "ConfigError", "ExperimentConfig", "load_config_file",
     "fingerprint",
 ]
 
@@ -152,6 +154,14 @@ class ExperimentConfig:
             (``[restorers.dae]``). Their ``degrade``, ``severity``, ``dataset`` and ``device``
             are set per condition by the runner, and every ``seed`` inside a section is derived
             from ``seed`` (recomputed on load).
+        jobs: how many conditions are evaluated at once (:mod:`robustret.jobs`): 1 evaluates
+            them in this process; N > 1 in N worker processes (``local``) or at most N jobs
+            (``submitit``). The rows are those of ``jobs = 1``.
+        executor: ``local`` (a process pool on this machine) or ``submitit`` (Slurm jobs, or
+            submitit's ``local`` / ``debug`` cluster; the ``cluster`` extra).
+        executor_options: for ``submitit`` only: ``cluster`` (``slurm``, ``local``,
+            ``debug``; default: what submitit detects) and any ``update_parameters`` option
+            (``timeout_min``, ``gpus_per_node``, ``slurm_partition``, ...).
     """
 
     dataset: str = "synthetic"
@@ -186,6 +196,9 @@ class ExperimentConfig:
     index_options: dict[str, int] = field(default_factory=dict)
     retriever: RetrieverTrainConfig | None = None
     restorers: dict[str, RestorerTrainConfig] | None = None
+    jobs: int = 1
+    executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Normalise types (lists to tuples, strings to paths) and check simple values."""
@@ -248,6 +261,18 @@ class ExperimentConfig:
             raise ConfigError(f"unknown metric {bad}; choose from {', '.join(METRICS)}")
         if self.restorers is not None:
             set_(self, "restorers", dict(self.restorers))
+        _int(self.jobs, "jobs", 1)
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}; "
+                              f"got {self.executor!r}")
+        if not isinstance(self.executor_options, Mapping) or not all(
+                isinstance(k, str) for k in self.executor_options):
+            raise ConfigError(f"executor_options must be a table of submitit options; "
+                              f"got {self.executor_options!r}")
+        set_(self, "executor_options", dict(self.executor_options))
+        if self.executor_options and self.executor != "submitit":
+            raise ConfigError("executor_options are options of the submitit executor; set "
+                              "executor = \"submitit\" or leave them out")
         if self.adapt and self.degrade_side != "query":
             raise ConfigError("adapt (test-time BatchNorm adaptation on the degraded queries) "
                               f"needs degrade_side 'query'; got {self.degrade_side!r}")
@@ -420,6 +445,10 @@ class ExperimentConfig:
                                   f"with degrade_side {self.degrade_side!r} (use query)")
 
             check_query_sets(self.queries_dir, self.degradations, self.severities, self.seed)
+        if self.executor == "submitit":  # installed, cluster and options known to it
+            from robustret.jobs import check_submitit
+
+            check_submitit(self)
         from robustret.preflight import check_writable_folder
 
         for name, flag in (("out_dir", "--out"), ("cache_dir", "--cache-dir")):

@@ -26,6 +26,7 @@ from robustret import distributed
 from robustret.cli import run_command
 from robustret.config import (
     DEGRADE_SIDES,
+    EXECUTORS,
     INDEXES,
     MEASURES,
     METRICS,
@@ -179,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--reference", type=Path, metavar="RESULTS_JSON",
         help="results.json of an earlier run: the summary adds the corruption-error ratio "
         "against it (mCE with our own baseline)")
+    add("--jobs", type=int, metavar="N",
+        help="evaluate independent conditions in N worker processes (default 1); models are "
+        "trained first, once; the rows are those of --jobs 1")
+    add("--executor", choices=EXECUTORS,
+        help="local (default: processes on this machine) or submitit (Slurm jobs, options in "
+        "the config file's [executor_options]; pip install 'robustret[cluster]')")
     add("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
         help="do not write TensorBoard event files")
     add("-q", "--quiet", action="store_true", help="only print the result table")
@@ -227,6 +234,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "reference": args.reference,
         "index": args.index,
         "index_options": dict(args.index_options) if args.index_options else None,
+        "jobs": args.jobs,
+        "executor": args.executor,
     }
     values.update({key: value for key, value in flags.items() if value is not None})
     reader = {"decode": args.decode, "workers": args.workers}  # options of the folder reader

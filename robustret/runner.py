@@ -170,7 +170,12 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult | 
             if not main:
                 return None
         assert logger is not None
-        rows = loop.run(plan)
+        if config.jobs > 1 or config.executor != "local":  # worker processes or jobs
+            from robustret.jobs import run_parallel
+
+            rows = run_parallel(loop, plan)
+        else:
+            rows = loop.run(plan)
         timings["total_s"] = time.perf_counter() - began
         _log_run(config, logger, rows, loop.grids, data, indexes, data_key)
     finally:
@@ -361,16 +366,28 @@ class _ConditionLoop:
             salt.append(restorer.content_key)
         return condition.key(*salt)
 
-    def evaluate(self, condition: Condition) -> list[ResultRow]:
+    def reuse(self, condition: Condition) -> list[ResultRow] | None:
+        """The finished condition's rows from the store (counted, per-query scores kept), or
+        None; its restorer is trained or built here first, to key it."""
+        return self._lookup(condition)[2]
+
+    def _lookup(self, condition: Condition
+                ) -> tuple[TrainedModel | None, str, list[ResultRow] | None]:
         restorer = self.restorer(condition) if condition.restorer is not None else None
         key = self.key(condition, restorer)
         cached = self.store.load(condition, key)
         per_query = self._load_per_query(condition, key) if cached is not None else None
-        if cached is not None and per_query is not None:
-            self.reused += 1
-            self.reused_names.append(condition.name)
-            log.info("%s: reused the finished condition", condition.name)
-            self.per_query.update(per_query)
+        if cached is None or per_query is None:
+            return restorer, key, None
+        self.reused += 1
+        self.reused_names.append(condition.name)
+        log.info("%s: reused the finished condition", condition.name)
+        self.per_query.update(per_query)
+        return restorer, key, cached
+
+    def evaluate(self, condition: Condition) -> list[ResultRow]:
+        restorer, key, cached = self._lookup(condition)
+        if cached is not None:
             return cached
         tick = time.perf_counter()
         data = self.data
