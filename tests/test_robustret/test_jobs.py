@@ -37,7 +37,7 @@ def _args(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     return ["--dataset", f"folder:{data}", "--out", str(out), "--cache-dir", str(cache),
             "--image-size", "32", "--retriever-epochs", "1", "--restorer-epochs", "1",
             "--backbone", "resnet18", "--seed", "0", "--degrade", "gaussian_noise",
-            "--restore", "auto", "-q", "--no-tensorboard", *extra]
+            "--restore", "dae", "-q", "--no-tensorboard", *extra]
 
 
 @pytest.fixture(scope="module")
