@@ -4,7 +4,8 @@
 degradation: ``noise``, ``blur``, ``resolution``) to
 
 - the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
-  (docs/results.md, section 0): ``hybrid`` for every family;
+  (docs/results.md, section 0): ``hybrid`` for noise and blur, ``srcnn_feat`` (SRCNN trained
+  through the retriever) for low resolution, where the small hybrid residual barely moves;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
@@ -17,18 +18,20 @@ degradation: ``noise``, ``blur``, ``resolution``) to
   mixture), otherwise the degradation itself;
 - the classical baseline (``--restore classical``), with per-degradation exceptions.
 
-==============  ==========  ========  ===================  ================================
-family          ``auto``    ``study`` trained on           classical (hybrid front end)
-==============  ==========  ========  ===================  ================================
-``noise``       ``hybrid``  ``dae``   ``noise`` (mixture)  ``median`` (salt_pepper, the
-                                                           mixture); ``nlm`` gaussian_noise;
-                                                           ``bilateral`` speckle (front:
-                                                           ``median``)
-``blur``        ``hybrid``  ``srcnn`` itself               ``wiener`` (gets the drawn ``a``,
-                                                           ``b``; front: ``wiener``)
-``resolution``  ``hybrid``  ``srcnn`` itself               ``bicubic`` (gets the drawn
-                                                           ``level``; front: ``identity``)
-==============  ==========  ========  ===================  ================================
+==============  ==============  =========  ===================  ============================
+family          ``auto``        ``study``  trained on           classical (hybrid front end)
+==============  ==============  =========  ===================  ============================
+``noise``       ``hybrid``      ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper, the
+                                                                mixture); ``nlm``
+                                                                gaussian_noise; ``bilateral``
+                                                                speckle (front: ``median``)
+``blur``        ``hybrid``      ``srcnn``  itself               ``wiener`` (gets the drawn
+                                                                ``a``, ``b``; front:
+                                                                ``wiener``)
+``resolution``  ``srcnn_feat``  ``srcnn``  itself               ``bicubic`` (gets the drawn
+                                                                ``level``; front:
+                                                                ``identity``)
+==============  ==============  =========  ===================  ============================
 
 A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
 one without a family) is not an error: ``auto``, ``study`` and ``all`` give every network, each
@@ -84,7 +87,8 @@ POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
         classical_by_degradation=MappingProxyType({"gaussian_noise": "nlm",
                                                    "speckle": "bilateral"})),
     "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
-    "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity"),
+    "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity",
+                               learned="srcnn_feat"),
 })
 """Family -> its restorers (the module table)."""
 
