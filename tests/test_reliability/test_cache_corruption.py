@@ -16,7 +16,7 @@ from robustret.experiment import main
 def _args(data: Path, tmp_path: Path) -> list[str]:
     return ["--dataset", f"folder:{data}", "--out", str(tmp_path / "run"), "--image-size", "32",
             "--retriever-epochs", "1", "--restorer-epochs", "1", "--backbone", "resnet18",
-            "--degrade", "gaussian_noise", "--restore", "auto", "--topk", "1", "3", "-q",
+            "--degrade", "gaussian_noise", "--restore", "dae", "--topk", "1", "3", "-q",
             "--no-tensorboard", "--cache-dir", str(tmp_path / "cache")]
 
 

@@ -160,7 +160,7 @@ def _experiment_args(data: Path, out: Path, cache: Path) -> list[str]:
     return ["--dataset", f"folder:{data}", "--out", str(out), "--cache-dir", str(cache),
             "--image-size", "32", "--retriever-epochs", "1", "--restorer-epochs", "1",
             "--backbone", "resnet18", "--seed", "0", "--degrade", "gaussian_noise",
-            "--restore", "auto", "--topk", "1", "3", "--no-tensorboard", "-q"]
+            "--restore", "dae", "--topk", "1", "3", "--no-tensorboard", "-q"]
 
 
 def _shape(results: dict) -> list[tuple]:
