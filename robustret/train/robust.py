@@ -30,6 +30,7 @@ from torch import Tensor
 
 from robustret.augment import augment_batch
 from robustret.checks import ConfigError, check_images, check_labels
+from robustret.distributed import data_parallel
 from robustret.keys import fingerprint, source_hash
 from robustret.models.retriever import Retriever
 from robustret.rng import make_generator, stream_seed
@@ -82,6 +83,19 @@ class RobustTuneConfig:
         if self.lr <= 0 or self.consistency_weight < 0:
             raise ConfigError(f"robust: lr > 0 and consistency_weight >= 0 are needed; "
                               f"got lr={self.lr}, consistency_weight={self.consistency_weight}")
+
+
+class _EmbedAndClassify(torch.nn.Module):
+    """``x -> (embedding, logits)`` as one ``forward``, which ``DistributedDataParallel`` can
+    wrap (it averages the gradients of ``forward`` only)."""
+
+    def __init__(self, model: Retriever) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        embeddings = self.model.embed(x)
+        return embeddings, self.model.head(embeddings)
 
 
 def consistency_loss(degraded: Tensor, clean: Tensor) -> Tensor:
@@ -151,6 +165,7 @@ def finetune_robust(model: Retriever, gallery: Any, degradations_seen: Sequence[
     learned = {k: v for k, v in asdict(config).items() if k != "epochs"}  # more epochs resume
     resume_key = fingerprint("robust-retriever", learned, names, start_key,
                              source_hash(*TRAINING_CODE))
+    net = data_parallel(_EmbedAndClassify(model), device)  # itself on one process
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
 
@@ -165,9 +180,8 @@ def finetune_robust(model: Retriever, gallery: Any, degradations_seen: Sequence[
 
     def step(batch: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         clean, degraded, y = batch
-        embeddings = model.embed(torch.cat([clean, degraded]))
+        embeddings, logits = net(torch.cat([clean, degraded]))
         clean_e, degraded_e = embeddings.chunk(2)
-        logits = model.head(embeddings)
         clean_logits, degraded_logits = logits.chunk(2)
         consistency = consistency_loss(degraded_e, clean_e)
         loss = (F.cross_entropy(clean_logits, y) + F.cross_entropy(degraded_logits, y)
