@@ -234,8 +234,12 @@ def _worker_loop(spec: WorkerSpec) -> _ConditionLoop:
     """The run of ``spec`` rebuilt from the caches: data, retriever, gallery indexes."""
     from robustret import runner
     from robustret.device import resolve_device
-    from robustret.retrieval import GalleryIndex
-    from robustret.trained import data_content_key, gallery_embeddings, trained_retriever
+    from robustret.trained import (
+        data_content_key,
+        gallery_embeddings,
+        robust_retriever,
+        trained_retriever,
+    )
 
     if _WORKER_CACHE and _WORKER_CACHE[0][0] == spec:
         return _WORKER_CACHE[0][1]
@@ -244,6 +248,8 @@ def _worker_loop(spec: WorkerSpec) -> _ConditionLoop:
     data = runner._load_data(config)
     data_key = data_content_key(data)
     retriever = trained_retriever(config, data, data_key, device, spec.models_dir, None)
+    if config.robust_train:  # as the parent's run: the fine-tuned retriever, from the cache
+        retriever = robust_retriever(config, data, retriever, device, spec.models_dir, None)
     embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images, device)
     found = (data_key, retriever.content_key, gallery_key)
     if found != (spec.data_key, spec.retriever_key, spec.gallery_key):
@@ -251,8 +257,8 @@ def _worker_loop(spec: WorkerSpec) -> _ConditionLoop:
                            f"gallery keys {found}, expected {spec.data_key}, "
                            f"{spec.retriever_key}, {spec.gallery_key}): did the data or the "
                            "model cache change during the run?")
-    indexes = {metric: GalleryIndex(embeddings, data.gallery.labels, metric)
-               for metric in config.metrics}
+    indexes = {metric: runner.gallery_index(config, embeddings, data.gallery.labels, metric)
+               for metric in config.metrics}  # the parent's index kind (exact or approximate)
     loop = runner._ConditionLoop(config, data, data_key, retriever, gallery_key, indexes,
                                  device, spec.models_dir, {})
     if _WORKER_CACHE is not None:

@@ -320,3 +320,21 @@ def test_ctrl_c_stops_the_workers(serial_run, tmp_path: Path) -> None:
     assert not [pid for pid in workers if _alive(pid)]
     # stopped, not left to finish: the workers were still starting up when it came
     assert not list((tmp_path / "run" / ".conditions").glob("*-s*.json"))
+
+
+def test_workers_rebuild_the_fine_tuned_retriever_and_the_approximate_index(
+        serial_run, tmp_path: Path) -> None:
+    """A worker's run is the parent's: with ``--robust-train`` it takes the fine-tuned retriever
+    (else the keys differ and the task stops) and it searches the run's index kind."""
+    pytest.importorskip("submitit", reason=SUBMITIT)
+    pytest.importorskip("faiss")
+    data, cache, _, _ = serial_run
+    extra = ("--robust-train", "gaussian_noise", "--robust-epochs", "1", "--index", "faiss-hnsw",
+             "--measures", "topk", "--restore", "none")
+    serial = run(_config(_args(data, tmp_path / "serial", cache, *extra)))
+    config = tmp_path / "debug.toml"
+    config.write_text('executor = "submitit"\n[executor_options]\ncluster = "debug"\n')
+    parallel = run(_config(["--config", str(config),
+                            *_args(data, tmp_path / "run", cache, *extra, "--jobs", "2")]))
+    assert parallel.rows == serial.rows
+    assert {row.retriever_seen for row in parallel.rows} == {("gaussian_noise",)}
