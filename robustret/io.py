@@ -246,10 +246,7 @@ def _atomic_write(
             os.fsync(handle.fileno())
         _commit(tmp, path, sink.digest.hexdigest(), checksum)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)  # the unfinished temporary file; the target is untouched
         raise
     finally:
         _ACTIVE.discard(tmp)
@@ -299,10 +296,7 @@ def atomic_output(path: str | os.PathLike, *, checksum: bool = False) -> Iterato
             os.close(fd)
         _commit(tmp, path, file_digest(tmp), checksum)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)  # the unfinished temporary file; the target is untouched
         raise
     finally:
         _ACTIVE.discard(tmp)
