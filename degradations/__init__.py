@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .api import (
     SEVERITIES,
+    SEVERITY,
     apply,
     apply_indexed,
     available,
@@ -39,9 +40,9 @@ from .noise import gaussian_noise, noise_mixture, salt_pepper_noise, speckle_noi
 from .resolution import block_mean, haar_lowres
 
 __all__ = [
-    "DEGRADATIONS", "SEVERITIES", "SEVERITY_LEVELS", "Degradation", "Degrade", "GaussianNoise",
-    "HaarLowres", "MotionBlur", "NoiseMixture", "SaltPepperNoise", "SpeckleNoise", "apply",
-    "apply_indexed", "apply_numpy", "available", "blur_from_length", "block_mean",
+    "DEGRADATIONS", "SEVERITIES", "SEVERITY", "SEVERITY_LEVELS", "Degradation", "Degrade",
+    "GaussianNoise", "HaarLowres", "MotionBlur", "NoiseMixture", "SaltPepperNoise", "SpeckleNoise",
+    "apply", "apply_indexed", "apply_numpy", "available", "blur_from_length", "block_mean",
     "build_module", "check_degradation_class", "family", "from_uint8", "gaussian_noise",
     "haar_lowres", "motion_blur", "motion_blur_transfer", "noise_mixture", "salt_pepper_noise",
     "severity_params", "speckle_noise", "to_tensor",

@@ -108,7 +108,9 @@ def apply(
         generator: CPU ``torch.Generator``; same state, same output bytes. None: torch's
             global one.
         return_params: also return the drawn (B,) parameters (blur ``a``/``b``, lowres
-            ``level``, mixture ``kind``; {} for the plain noises).
+            ``level``, mixture ``kind``; none for the plain noises), plus :data:`SEVERITY`
+            (B,) float, the severity the parameters came from (left out where ``overrides``
+            replace a parameter of the level).
         **overrides: replace parameters of the level (``levels=2``, ``length=7, angle=30``,
             ``range_mode="minmax"``, ...).
 
@@ -120,7 +122,8 @@ def apply(
             values).
     """
     module = build_module(name, severity, **overrides)
-    return module(images, generator, return_params=return_params)
+    out = module(images, generator, return_params=return_params)
+    return _with_severity(out, severity, overrides) if return_params else out
 
 
 def apply_indexed(
@@ -143,4 +146,19 @@ def apply_indexed(
         As :func:`apply`.
     """
     module = build_module(name, severity, **overrides)
-    return module.forward_indexed(images, seed, indices, return_params=return_params)
+    out = module.forward_indexed(images, seed, indices, return_params=return_params)
+    return _with_severity(out, severity, overrides) if return_params else out
+
+
+SEVERITY = "severity"
+"""The entry of a returned params dict holding each image's severity (1..5, float): a
+restorer conditioned on the severity reads it, as a Wiener front end reads the drawn blur."""
+
+
+def _with_severity(out: tuple[Tensor, dict[str, Tensor]], severity: int,
+                   overrides: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+    images, params = out
+    if overrides:  # the level's parameters were replaced: the severity no longer names them
+        return images, params
+    drawn = torch.full((images.shape[0],), float(severity), device=images.device)
+    return images, {**params, SEVERITY: drawn}

@@ -1,21 +1,86 @@
 """A classical filter as front end with a small learned residual on top.
 
-``restored = front(degraded, params) + gate * net([degraded, front(degraded, params)])``: the
-front is a registered classical restorer (median for impulse noise, Wiener with the drawn blur,
-bicubic for low resolution; the experiment chooses it per family) and runs without gradients;
-the net is a few 3x3 convolutions that see both the degraded input and the front's output.
-``gate`` is a learned scalar that starts at 0, so an untrained hybrid is exactly its front.
+``restored = front(degraded, params) + gate * net([degraded, front(degraded, params), planes])``:
+the front is a registered classical restorer (median for impulse noise, Wiener with the drawn
+blur, bicubic for low resolution; the experiment chooses it per family) and runs without
+gradients; the net sees the degraded input, the front's output and, with ``condition``, one
+constant plane per known property of each image's degradation (:data:`CONDITIONS`: its
+severity, the noise kind, the low-resolution level), so that one model can serve every
+severity as a model per severity would (the way the Wiener front end is told each image's
+blur). ``gate`` is a learned scalar that starts at 0, so an untrained hybrid is exactly its
+front.
+
+Bodies (:data:`BODIES`): ``plain``, a stack of 3x3 convolutions at full resolution (receptive
+field ``2 * len(widths) + 3`` px); ``unet``, a three-scale encoder-decoder (full, 1/2, 1/4 of
+the side, widths ``w0, w1, w2``, skip concatenations) whose receptive field covers about
+50 px, for coarse degradations (8 px blocks of low resolution, heavy noise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from restoration.base import Restorer
+from restoration.dae import pad_to_multiple
 from restoration.registry import RESTORERS
+
+NOISE_KINDS = 3
+"""Kinds of the noise mixture's ``kind`` parameter (0 Gaussian, 1 salt-and-pepper, 2 speckle)."""
+
+
+def _scaled(centre: float, half_range: float) -> Callable[[Tensor], Tensor]:
+    def planes(value: Tensor) -> Tensor:
+        return ((value.float() - centre) / half_range).unsqueeze(1)
+    return planes
+
+
+def _one_hot_kind(value: Tensor) -> Tensor:
+    kind = value.long()
+    if bool(((kind < 0) | (kind >= NOISE_KINDS)).any()) or bool((kind != value).any()):
+        raise ValueError(f"params['kind'] must hold integers 0..{NOISE_KINDS - 1} (the noise "
+                         f"mixture's kinds); got {sorted(set(value.tolist()))}")
+    return F.one_hot(kind, NOISE_KINDS).float()
+
+
+CONDITIONS: dict[str, tuple[int, Callable[[Tensor], Tensor]]] = {
+    "severity": (1, _scaled(3.0, 2.0)),   # 1..5 -> [-1, 1]
+    "level": (1, _scaled(2.0, 1.0)),      # Haar levels 1..3 -> [-1, 1]
+    "kind": (NOISE_KINDS, _one_hot_kind),  # noise kind -> one-hot
+}
+"""Degradation parameters a hybrid can be conditioned on: name -> (planes, (B,) -> (B, planes))."""
+
+BODIES = ("plain", "unet")
+"""The residual network's shapes."""
+
+
+def _convs(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU(inplace=True))
+
+
+class _UNet(nn.Module):
+    """Three scales: (B, c_in, H, W) -> (B, c_out, H, W), H and W divisible by 4."""
+
+    def __init__(self, c_in: int, c_out: int, widths: Sequence[int]) -> None:
+        super().__init__()
+        w0, w1, w2 = widths
+        self.enc0, self.enc1, self.enc2 = _convs(c_in, w0), _convs(w0, w1), _convs(w1, w2)
+        self.down0 = nn.Conv2d(w0, w0, 3, stride=2, padding=1)
+        self.down1 = nn.Conv2d(w1, w1, 3, stride=2, padding=1)
+        self.dec1, self.dec0 = _convs(w2 + w1, w1), _convs(w1 + w0, w0)
+        self.out = nn.Conv2d(w0, c_out, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        e0 = self.enc0(x)
+        e1 = self.enc1(self.down0(e0))
+        e2 = self.enc2(self.down1(e1))
+        d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="nearest"), e1], 1))
+        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="nearest"), e0], 1))
+        return self.out(d0)
 
 
 class HybridRestorer(Restorer):
@@ -24,14 +89,19 @@ class HybridRestorer(Restorer):
     Args:
         channels: image channels C (1 or 3).
         front: a registered classical restorer (``restoration.classical()``), or ``identity``.
-        widths: channels of the hidden convolutions.
+        widths: channels of the hidden convolutions (``plain``: one per layer; ``unet``:
+            three, one per scale).
+        condition: names of :data:`CONDITIONS` the net is told per image; each must then be
+            passed in ``params`` (the experiment passes ``severity`` and the drawn ones).
+        body: ``plain`` or ``unet`` (:data:`BODIES`).
     """
 
     trainable = True
-    uses_params = ("a", "b", "level")
+    uses_params = ("a", "b", "level", "kind", "severity")
 
     def __init__(self, channels: int = 1, front: str = "median",
-                 widths: Sequence[int] = (32, 32, 32)) -> None:
+                 widths: Sequence[int] = (32, 32, 32), condition: Sequence[str] = (),
+                 body: str = "plain") -> None:
         super().__init__()
         if front not in RESTORERS or RESTORERS.is_trainable(front):
             raise ValueError(
@@ -40,19 +110,59 @@ class HybridRestorer(Restorer):
             )
         if not widths:
             raise ValueError("widths must name at least one hidden layer")
+        if body not in BODIES:
+            raise ValueError(f"body must be one of {', '.join(BODIES)}; got {body!r}")
+        if body == "unet" and len(widths) != 3:
+            raise ValueError(f"a unet body takes three widths (one per scale); got {list(widths)}")
+        unknown = [name for name in condition if name not in CONDITIONS]
+        if unknown or len(set(condition)) != len(condition):
+            raise ValueError(f"condition must name distinct entries of {', '.join(CONDITIONS)}; "
+                             f"got {list(condition)}")
         self.channels, self.front_name, self.widths = int(channels), front, tuple(widths)
+        self.condition, self.body = tuple(condition), body
         self.front = RESTORERS.build(front)
-        layers: list[nn.Module] = []
-        previous = 2 * self.channels
-        for width in self.widths:
-            layers += [nn.Conv2d(previous, width, 3, padding=1), nn.ReLU(inplace=True)]
-            previous = width
-        layers.append(nn.Conv2d(previous, self.channels, 3, padding=1))
-        self.net = nn.Sequential(*layers)
+        c_in = 2 * self.channels + sum(CONDITIONS[name][0] for name in self.condition)
+        if body == "unet":
+            self.net: nn.Module = _UNet(c_in, self.channels, self.widths)
+        else:
+            layers: list[nn.Module] = []
+            previous = c_in
+            for width in self.widths:
+                layers += [nn.Conv2d(previous, width, 3, padding=1), nn.ReLU(inplace=True)]
+                previous = width
+            layers.append(nn.Conv2d(previous, self.channels, 3, padding=1))
+            self.net = nn.Sequential(*layers)
         self.gate = nn.Parameter(torch.zeros(1))
+
+    def planes(self, images: Tensor, params: dict[str, Tensor | float]) -> Tensor:
+        """The (B, P, H, W) constant condition planes of ``images`` (P = 0 without
+        ``condition``).
+
+        Raises:
+            ValueError: a conditioned parameter is missing from ``params``.
+        """
+        b, _, h, w = images.shape
+        missing = [name for name in self.condition if name not in params]
+        if missing:
+            raise ValueError(
+                f"this hybrid is conditioned on {', '.join(self.condition)} but got no "
+                f"{', '.join(missing)}; pass the degradation's params "
+                "(degradations.apply(..., return_params=True) gives them with the severity)")
+        planes = [CONDITIONS[name][1](torch.as_tensor(params[name], device=images.device)
+                                      .expand(b)) for name in self.condition]
+        if not planes:
+            return images.new_zeros(b, 0, h, w)
+        stacked = torch.cat(planes, dim=1).to(images.dtype)  # (B, P)
+        return stacked[:, :, None, None].expand(-1, -1, h, w)
 
     def restore_raw(self, images: Tensor, **params: Tensor | float) -> Tensor:
         """(B, C, H, W) in [0, 1] -> front output plus the gated residual, unclamped."""
         with torch.no_grad():
             base = self.front(images, params or None)
-        return base + self.gate * self.net(torch.cat([images, base], dim=1))
+        inputs = torch.cat([images, base, self.planes(images, params)], dim=1)
+        if self.body == "plain":
+            return base + self.gate * self.net(inputs)
+        h, w = images.shape[-2:]
+        padded, (left, _, top, _) = pad_to_multiple(inputs, 4)
+        residual = self.net(padded)[..., top:top + h, left:left + w]
+        return base + self.gate * residual

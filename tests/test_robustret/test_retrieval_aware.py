@@ -114,6 +114,57 @@ def test_an_untrained_hybrid_is_exactly_its_front_end() -> None:
         restoration.build("hybrid", front="dae")
 
 
+def _gated(hybrid: restoration.Restorer) -> restoration.Restorer:
+    with torch.no_grad():
+        hybrid.gate.fill_(1.0)
+    return hybrid.eval()
+
+
+@pytest.mark.parametrize("body, widths", [("plain", (4,)), ("unet", (4, 4, 4))])
+def test_a_conditioned_hybrid_reads_each_images_severity_and_kind(body, widths) -> None:
+    x = _images(2)[:, :, :30, :30]  # a side not divisible by 4: the unet pads and crops
+    torch.manual_seed(0)
+    hybrid = _gated(restoration.build("hybrid", front="median", widths=widths, body=body,
+                                      condition=("severity", "kind")))
+    kind = torch.tensor([0, 2])
+    low, high = (hybrid.restore(x, {"severity": torch.tensor([s, s]), "kind": kind},
+                                clamp=False) for s in (1.0, 5.0))
+    assert low.shape == x.shape
+    assert not torch.allclose(low, high)  # the severity changes the output ...
+    per_image = hybrid.restore(x, {"severity": torch.tensor([1.0, 5.0]), "kind": kind},
+                               clamp=False)
+    assert torch.allclose(per_image[0], low[0], atol=1e-6)  # ... image by image
+    assert torch.allclose(per_image[1], high[1], atol=1e-6)
+    with pytest.raises(ValueError, match="conditioned on severity, kind but got no severity"):
+        hybrid(x, {"kind": kind})
+    with pytest.raises(ValueError, match="kind"):
+        hybrid(x, {"severity": 3.0, "kind": torch.tensor([0, 3])})
+
+
+def test_hybrid_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="condition"):
+        restoration.build("hybrid", condition=("fog",))
+    with pytest.raises(ValueError, match="body"):
+        restoration.build("hybrid", body="transformer")
+    with pytest.raises(ValueError, match="three widths"):
+        restoration.build("hybrid", body="unet", widths=(8, 8))
+
+
+def test_degradations_report_the_severity_of_their_parameters() -> None:
+    import degradations
+
+    x = _images(3)
+    _, params = degradations.apply(x, "noise", 4, generator=torch.Generator().manual_seed(0),
+                                   return_params=True)
+    assert params[degradations.SEVERITY].tolist() == [4.0, 4.0, 4.0] and "kind" in params
+    _, indexed = degradations.apply_indexed(x, "lowres", 2, seed=0, indices=[0, 1, 2],
+                                            return_params=True)
+    assert indexed["severity"].tolist() == [2.0, 2.0, 2.0]
+    _, replaced = degradations.apply(x, "lowres", 2, generator=torch.Generator(),
+                                     return_params=True, levels=3)
+    assert "severity" not in replaced  # an override: the severity no longer names the level
+
+
 def test_gallery_holdout_is_a_seeded_disjoint_tenth() -> None:
     train, held = gallery_holdout(50, seed=3)
     assert len(held) == 5 and len(train) == 45
@@ -131,6 +182,19 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
     assert config.restorers["dae_feat"].feature_weight == RECIPES["dae_feat"].overrides[
         "feature_weight"]
     assert config.restorers["dae"].feature_weight == 0.0  # the study's pixel-trained DAE
+    deeper = config.restorers["hybrid_unet"]  # one severity: the quick preset
+    assert (deeper.epochs, deeper.lr_step) == (10, 4)
+    assert deeper.model_options["body"] == "unet" and "layer1" in deeper.feature_layers
+    sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
+    assert (sweep.restorers["hybrid_unet"].epochs, sweep.restorers["hybrid_unet"].lr_step) == (
+        20, 8)  # one model for five severities: the recipe's longer sweep schedule
+    assert sweep.restorers["hybrid"].epochs == 10  # a recipe without one keeps its preset
+    parsed = ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
+        "hybrid_unet": {"lr": 2e-3}}})
+    assert (parsed.restorers["hybrid_unet"].epochs, parsed.restorers["hybrid_unet"].lr) == (
+        20, 2e-3)
+    paper = ExperimentConfig(profile="paper", severities=(1, 5)).validate().resolved()
+    assert paper.restorers["hybrid_unet"].epochs == 200  # the paper schedule is kept
     with pytest.raises(KeyError, match="unknown restorer recipe"):
         recipe("dae_magic")
     with pytest.raises(ConfigError, match="recipe"):
