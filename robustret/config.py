@@ -304,7 +304,8 @@ class ExperimentConfig:
             values["retriever"] = _retriever_preset(profile, dict(values["retriever"]))
         if isinstance(values.get("restorers"), Mapping):
             values["restorers"] = {
-                name: (_restorer_preset(profile, name, dict(section))
+                name: (_restorer_preset(profile, name, dict(section),
+                                        sweep=_several(values.get("severities")))
                        if isinstance(section, Mapping) else section)
                 for name, section in values["restorers"].items()
             }
@@ -360,7 +361,8 @@ class ExperimentConfig:
         retriever = dataclasses.replace(retriever, **changes)
         restorers = dict(self.restorers or {})
         for name in recipe_names():
-            restorers.setdefault(name, _restorer_preset(self.profile, name, {}))
+            restorers.setdefault(name, _restorer_preset(
+                self.profile, name, {}, sweep=_several(self.severities)))
         unknown = sorted(set(restorers) - set(recipe_names()))
         if unknown:
             raise ConfigError(f"restorers: {', '.join(unknown)} is not a restorer recipe; "
@@ -521,13 +523,20 @@ def _retriever_preset(profile: str, overrides: dict[str, Any]) -> RetrieverTrain
         raise ConfigError(f"[retriever]: {exc}") from exc
 
 
-def _restorer_preset(profile: str, name: str, overrides: dict[str, Any]) -> RestorerTrainConfig:
+def _several(severities: object) -> bool:
+    """Whether ``severities`` (a config value; None: the default, one) names more than one, so
+    that a restorer learns several at once (a recipe's ``sweep`` schedule)."""
+    return isinstance(severities, (list, tuple)) and len(set(severities)) > 1
+
+
+def _restorer_preset(profile: str, name: str, overrides: dict[str, Any], *,
+                     sweep: bool = False) -> RestorerTrainConfig:
     from robustret.train.restorer import RestorerTrainConfig
 
     values = _section_values(RestorerTrainConfig, overrides, f"restorers.{name}")
     model = values.pop("model", None)
     try:
-        section = RestorerTrainConfig.for_recipe(name, profile, **values)
+        section = RestorerTrainConfig.for_recipe(name, profile, sweep=sweep, **values)
         if model is not None and model != section.model:
             raise ConfigError(f"[restorers.{name}] trains model {model!r}; recipe {name} is the "
                               f"network {section.model!r}")

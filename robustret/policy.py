@@ -4,13 +4,18 @@
 degradation: ``noise``, ``blur``, ``resolution``) to
 
 - the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
-  (docs/results.md, section 0): ``hybrid`` for noise and blur, ``srcnn_feat`` (SRCNN trained
-  through the retriever) for low resolution, where the small hybrid residual barely moves;
+  (docs/results.md, section 00): ``hybrid_unet`` (the family's front end + a three-scale
+  residual told each image's severity, trained through three ResNet stages and the embedding)
+  for noise and low resolution, the plain ``hybrid`` for blur, whose Wiener front end already
+  gets each image's blur;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
   transform with the detail bands zeroed, and bicubic smoothing of it costs retrieval accuracy:
   recovery -0.31 in docs/results.md, section 1);
+- what a hybrid is told about each image (``restoration.hybrid.CONDITIONS``): the severity and
+  the noise kind for noise, the Haar level and the severity for low resolution, nothing more
+  for blur;
 - the network the study pairs with it (``--restore study``, the study's pixel-trained
   configuration): the denoising autoencoder for the noise family, SRCNN for blur and low
   resolution;
@@ -18,20 +23,22 @@ degradation: ``noise``, ``blur``, ``resolution``) to
   mixture), otherwise the degradation itself;
 - the classical baseline (``--restore classical``), with per-degradation exceptions.
 
-==============  ==============  =========  ===================  ============================
-family          ``auto``        ``study``  trained on           classical (hybrid front end)
-==============  ==============  =========  ===================  ============================
-``noise``       ``hybrid``      ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper, the
-                                                                mixture); ``nlm``
-                                                                gaussian_noise; ``bilateral``
-                                                                speckle (front: ``median``)
-``blur``        ``hybrid``      ``srcnn``  itself               ``wiener`` (gets the drawn
-                                                                ``a``, ``b``; front:
-                                                                ``wiener``)
-``resolution``  ``srcnn_feat``  ``srcnn``  itself               ``bicubic`` (gets the drawn
-                                                                ``level``; front:
-                                                                ``identity``)
-==============  ==============  =========  ===================  ============================
+==============  ===============  =========  ===================  ============================
+family          ``auto``         ``study``  trained on           classical (hybrid front end;
+                                                                 hybrid condition)
+==============  ===============  =========  ===================  ============================
+``noise``       ``hybrid_unet``  ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper, the
+                                                                 mixture); ``nlm``
+                                                                 gaussian_noise; ``bilateral``
+                                                                 speckle (front: ``median``;
+                                                                 severity, kind)
+``blur``        ``hybrid``       ``srcnn``  itself               ``wiener`` (gets the drawn
+                                                                 ``a``, ``b``; front:
+                                                                 ``wiener``; none)
+``resolution``  ``hybrid_unet``  ``srcnn``  itself               ``bicubic`` (gets the drawn
+                                                                 ``level``; front:
+                                                                 ``identity``; level, severity)
+==============  ===============  =========  ===================  ============================
 
 A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
 one without a family) is not an error: ``auto``, ``study`` and ``all`` give every network, each
@@ -65,6 +72,9 @@ class FamilyPolicy:
         classical: the family's classical baseline (``restoration.classical()``).
         hybrid_front: the front end of the family's ``hybrid`` (a classical restorer or
             ``identity``).
+        hybrid_condition: what the family's hybrids are told about each image's degradation
+            (``restoration.hybrid.CONDITIONS``: ``severity``, the noise ``kind``, the
+            low-resolution ``level``); empty: nothing beyond what the front end reads.
         learned: the toolkit's best learned recipe for the family (``--restore auto``), a
             name of :func:`robustret.recipes.recipe_names`, chosen by measurement.
         trained_on: the one degradation the family's networks are trained on; None: each
@@ -75,6 +85,7 @@ class FamilyPolicy:
     network: str
     classical: str
     hybrid_front: str
+    hybrid_condition: tuple[str, ...] = ()
     learned: str = "hybrid"
     trained_on: str | None = None
     classical_by_degradation: Mapping[str, str] = field(
@@ -84,11 +95,12 @@ class FamilyPolicy:
 POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
     "noise": FamilyPolicy(
         network="dae", classical="median", hybrid_front="median", trained_on="noise",
+        hybrid_condition=("severity", "kind"), learned="hybrid_unet",
         classical_by_degradation=MappingProxyType({"gaussian_noise": "nlm",
                                                    "speckle": "bilateral"})),
     "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
     "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity",
-                               learned="srcnn_feat"),
+                               hybrid_condition=("level", "severity"), learned="hybrid_unet"),
 })
 """Family -> its restorers (the module table)."""
 
@@ -147,6 +159,20 @@ def hybrid_front_for(degradation: str) -> str:
         return "identity"
     rule = _policy(degradation)
     return rule.hybrid_front if rule is not None else "identity"
+
+
+def hybrid_condition_for(degradation: str) -> tuple[str, ...]:
+    """What a ``hybrid`` serving ``degradation`` is conditioned on (its family's
+    ``hybrid_condition``); nothing where the family has no row, or for the blind mixture
+    :data:`BLIND` (a blind restorer is told nothing about the degradation).
+
+    Raises:
+        ConfigError: ``degradation`` is neither registered nor :data:`BLIND`.
+    """
+    if degradation == BLIND:
+        return ()
+    rule = _policy(degradation)
+    return rule.hybrid_condition if rule is not None else ()
 
 
 def training_degradation(degradation: str) -> str:

@@ -31,6 +31,9 @@ class Recipe:
         blind: trained once on the mixture of every family
             (:func:`robustret.policy.blind_mixture`) and applied to any degraded query without
             knowing its degradation; otherwise trained per degradation (or family).
+        sweep: settings for the quick profile when one model learns several severities at
+            once (``--severity all``), applied after ``overrides``: a longer schedule than the
+            network's quick preset for the harder task; the paper profile keeps its own.
     """
 
     name: str
@@ -38,11 +41,18 @@ class Recipe:
     overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     summary: str = ""
     blind: bool = False
+    sweep: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 #: the feature term of the retrieval-aware recipes (weight lambda, layers); see docs/restoration.md
 RETRIEVAL_LOSS: Mapping[str, Any] = MappingProxyType(
     {"feature_weight": 1.0, "feature_layers": ("embedding",), "crop_size": None})
+
+#: the deeper hybrid's feature term: activations of three ResNet stages and the embedding (denser
+#: targets than the embedding alone), and its three-scale body (receptive field about 50 px)
+MULTI_LAYER_LOSS: Mapping[str, Any] = MappingProxyType({
+    **RETRIEVAL_LOSS, "feature_layers": ("layer1", "layer2", "layer3", "embedding"),
+    "model_options": MappingProxyType({"body": "unet", "widths": [16, 32, 64]})})
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType({
     "dae": Recipe("dae", "dae", summary="the study's denoising autoencoder, pixel MSE"),
@@ -53,6 +63,11 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
                          "SRCNN trained with pixel MSE + retriever feature loss"),
     "hybrid": Recipe("hybrid", "hybrid", RETRIEVAL_LOSS,
                      "the family's classical filter + a learned residual, pixel + feature loss"),
+    "hybrid_unet": Recipe(
+        "hybrid_unet", "hybrid", MULTI_LAYER_LOSS,
+        "the family's classical filter + a three-scale residual told each image's severity "
+        "(and noise kind or resolution level), pixel + multi-layer feature loss",
+        sweep=MappingProxyType({"epochs": 20, "lr_step": 8})),
     "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
                     "one autoencoder for every family (pixel + feature loss), degradation unknown",
                     blind=True),

@@ -233,12 +233,18 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     ``severities`` (one drawn per batch when there are several), with the settings of
     ``config.restorers[name]``. Recipes with a feature term train through ``retriever``, and
     its weights are part of their key; ``gallery`` (G, D) are the gallery embeddings the
-    validation searches. A ``hybrid`` gets the front end of the degradation's family
-    (:func:`robustret.policy.hybrid_front_for`).
+    validation searches. A ``hybrid`` gets the front end and the conditioning of the
+    degradation's family (:func:`robustret.policy.hybrid_front_for`,
+    :func:`robustret.policy.hybrid_condition_for`) unless its options name them.
     """
     import degradations
     import restoration
-    from robustret.policy import BLIND, blind_mixture, hybrid_front_for
+    from robustret.policy import (
+        BLIND,
+        blind_mixture,
+        hybrid_condition_for,
+        hybrid_front_for,
+    )
     from robustret.train.restorer import RetrievalGuide, train_restorer
 
     if name not in config.restorers:
@@ -250,8 +256,9 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     severities = sorted(set(severities))
     section = config.restorers[name]
     options = dict(section.model_options)
-    if section.model == "hybrid" and "front" not in options:
-        options["front"] = hybrid_front_for(training_degradation)
+    if section.model == "hybrid":
+        options.setdefault("front", hybrid_front_for(training_degradation))
+        options.setdefault("condition", list(hybrid_condition_for(training_degradation)))
     # a blind recipe draws one degradation of the mixture per batch
     targets = blind_mixture() if training_degradation == BLIND else [training_degradation]
     train_config = dataclasses.replace(section, degrade=targets[0],

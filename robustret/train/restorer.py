@@ -27,7 +27,7 @@ The learning-rate schedule halves the rate every ``lr_step`` epochs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,15 +202,21 @@ class RestorerTrainConfig:
         return cls(**{**base, **overrides})
 
     @classmethod
-    def for_recipe(cls, name: str, profile: str, degrade: str = "noise",
-                   **overrides: Any) -> RestorerTrainConfig:
+    def for_recipe(cls, name: str, profile: str, degrade: str = "noise", *,
+                   sweep: bool = False, **overrides: Any) -> RestorerTrainConfig:
         """The settings of recipe ``name`` (:mod:`robustret.recipes`) under ``profile``:
-        the network's preset, then the recipe's overrides, then ``overrides``."""
+        the network's preset, then the recipe's overrides (and, with ``sweep`` under the
+        quick profile, its ``sweep`` settings: one model for several severities), then
+        ``overrides``."""
         from robustret.recipes import recipe
 
         chosen = recipe(name)
         preset = cls.paper if profile == "paper" else cls.quick
-        return preset(chosen.model, degrade, **{**dict(chosen.overrides), **overrides})
+        longer = dict(chosen.sweep) if sweep and profile != "paper" else {}
+        settings = {**dict(chosen.overrides), **longer}
+        if isinstance(settings.get("model_options"), Mapping):
+            settings["model_options"] = dict(settings["model_options"])
+        return preset(chosen.model, degrade, **{**settings, **overrides})
 
     @classmethod
     def quick(cls, model: str = "dae", degrade: str = "noise",

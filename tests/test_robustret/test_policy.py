@@ -9,18 +9,20 @@ import torch
 
 import degradations
 import restoration
+import restoration.hybrid
 from robustret import policy
 from robustret.checks import ConfigError
 from robustret.recipes import recipe_names
 
+NOISE_CONDITION = ("severity", "kind")
 STUDY = {
-    # degradation: (study, classical, trained on, hybrid front end)
-    "noise": ("dae", "median", "noise", "median"),
-    "gaussian_noise": ("dae", "nlm", "noise", "median"),
-    "salt_pepper": ("dae", "median", "noise", "median"),
-    "speckle": ("dae", "bilateral", "noise", "median"),
-    "motion_blur": ("srcnn", "wiener", "motion_blur", "wiener"),
-    "lowres": ("srcnn", "bicubic", "lowres", "identity"),
+    # degradation: (study, classical, trained on, hybrid front end, auto, hybrid condition)
+    "noise": ("dae", "median", "noise", "median", "hybrid_unet", NOISE_CONDITION),
+    "gaussian_noise": ("dae", "nlm", "noise", "median", "hybrid_unet", NOISE_CONDITION),
+    "salt_pepper": ("dae", "median", "noise", "median", "hybrid_unet", NOISE_CONDITION),
+    "speckle": ("dae", "bilateral", "noise", "median", "hybrid_unet", NOISE_CONDITION),
+    "motion_blur": ("srcnn", "wiener", "motion_blur", "wiener", "hybrid", ()),
+    "lowres": ("srcnn", "bicubic", "lowres", "identity", "hybrid_unet", ("level", "severity")),
 }
 
 
@@ -49,11 +51,11 @@ class _MyNoise(_Fog):
 
 @pytest.mark.parametrize("name", sorted(STUDY))
 def test_the_study_pairing(name: str) -> None:
-    study, classical, trained_on, front = STUDY[name]
+    study, classical, trained_on, front, best, condition = STUDY[name]
     assert policy.restorers_for(name, "study") == [study]
-    best = "srcnn_feat" if name == "lowres" else "hybrid"  # the measured best learned recipe
-    assert policy.restorers_for(name, "auto") == [best]
+    assert policy.restorers_for(name, "auto") == [best]  # the measured best learned recipe
     assert policy.hybrid_front_for(name) == front
+    assert policy.hybrid_condition_for(name) == condition
     assert policy.restorers_for(name, "classical") == [classical]
     assert policy.classical_for(name) == classical
     assert policy.restorers_for(name, "all") == [*recipe_names(), classical]
@@ -68,6 +70,7 @@ def test_every_registered_degradation_has_a_known_family_and_registered_restorer
         assert rule.network in restoration.networks()
         assert rule.learned in recipe_names()
         assert rule.hybrid_front in {*restoration.classical(), "identity"}
+        assert set(rule.hybrid_condition) <= set(restoration.hybrid.CONDITIONS)
         assert {rule.classical, *rule.classical_by_degradation.values()} <= set(
             restoration.classical())
         assert rule.trained_on is None or rule.trained_on in degradations.available()
@@ -96,6 +99,7 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
             assert policy.restorers_for("test_fog", "auto") == restoration.networks()
         assert policy.restorers_for("test_fog", "study") == restoration.networks()
         assert policy.hybrid_front_for("test_fog") == "identity"
+        assert policy.hybrid_condition_for("test_fog") == ()
         assert "no restorer pairing for degradation 'test_fog'" in caplog.text
         assert policy.restorers_for("test_fog", "all") == recipe_names()
         assert policy.restorers_for("test_fog", "classical") == []
@@ -109,8 +113,14 @@ def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
     with degradations.DEGRADATIONS.temporarily("test_my_noise", _MyNoise):
         assert policy.family_of("test_my_noise") == "noise"
         assert policy.restorers_for("test_my_noise", "study") == ["dae"]
-        assert policy.restorers_for("test_my_noise", "auto") == ["hybrid"]
+        assert policy.restorers_for("test_my_noise", "auto") == ["hybrid_unet"]
+        assert policy.hybrid_condition_for("test_my_noise") == NOISE_CONDITION
         assert policy.hybrid_front_for("test_my_noise") == "median"
         assert policy.classical_for("test_my_noise") == "median"  # the family's default
         assert policy.training_degradation("test_my_noise") == "noise"
     assert "test_my_noise" not in degradations.available()
+
+
+def test_the_blind_mixture_is_told_nothing() -> None:
+    assert policy.hybrid_front_for(policy.BLIND) == "identity"
+    assert policy.hybrid_condition_for(policy.BLIND) == ()
