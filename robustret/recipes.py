@@ -48,10 +48,10 @@ class Recipe:
 RETRIEVAL_LOSS: Mapping[str, Any] = MappingProxyType(
     {"feature_weight": 1.0, "feature_layers": ("embedding",), "crop_size": None})
 
-#: the deeper hybrid's feature term: activations of three ResNet stages and the embedding (denser
+#: the deeper hybrid's feature term: activations of two ResNet stages and the embedding (denser
 #: targets than the embedding alone), and its three-scale body (receptive field about 50 px)
 MULTI_LAYER_LOSS: Mapping[str, Any] = MappingProxyType({
-    **RETRIEVAL_LOSS, "feature_layers": ("layer1", "layer2", "layer3", "embedding"),
+    **RETRIEVAL_LOSS, "feature_layers": ("layer1", "layer2", "embedding"),
     "model_options": MappingProxyType({"body": "unet", "widths": [16, 32, 64]})})
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType({
