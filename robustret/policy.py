@@ -5,7 +5,7 @@ degradation: ``noise``, ``blur``, ``resolution``) to
 
 - the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
   (docs/results.md, section 00): ``hybrid_unet`` (the family's front end + a three-scale
-  residual told each image's severity, trained through three ResNet stages and the embedding)
+  residual told each image's severity, trained through two ResNet stages and the embedding)
   for noise and low resolution, the plain ``hybrid`` for blur, whose Wiener front end already
   gets each image's blur;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
