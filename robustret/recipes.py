@@ -31,6 +31,8 @@ class Recipe:
         blind: trained once on the mixture of every family
             (:func:`robustret.policy.blind_mixture`) and applied to any degraded query without
             knowing its degradation; otherwise trained per degradation (or family).
+        quick: settings for the quick profile, applied after ``overrides`` (the paper
+            profile keeps its own schedule).
         sweep: settings for the quick profile when one model learns several severities at
             once (``--severity all``), applied after ``overrides``: a longer schedule than the
             network's quick preset for the harder task; the paper profile keeps its own.
@@ -41,6 +43,7 @@ class Recipe:
     overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     summary: str = ""
     blind: bool = False
+    quick: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     sweep: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -67,6 +70,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         "hybrid_unet", "hybrid", MULTI_LAYER_LOSS,
         "the family's classical filter + a three-scale residual told each image's severity "
         "(and noise kind or resolution level), pixel + multi-layer feature loss",
+        quick=MappingProxyType({"epochs": 8}),  # the main job stays within 10 CPU minutes
         sweep=MappingProxyType({"epochs": 20, "lr_step": 8})),
     "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
                     "one autoencoder for every family (pixel + feature loss), degradation unknown",

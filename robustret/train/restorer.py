@@ -205,15 +205,16 @@ class RestorerTrainConfig:
     def for_recipe(cls, name: str, profile: str, degrade: str = "noise", *,
                    sweep: bool = False, **overrides: Any) -> RestorerTrainConfig:
         """The settings of recipe ``name`` (:mod:`robustret.recipes`) under ``profile``:
-        the network's preset, then the recipe's overrides (and, with ``sweep`` under the
-        quick profile, its ``sweep`` settings: one model for several severities), then
-        ``overrides``."""
+        the network's preset, then the recipe's overrides (under the quick profile its
+        ``quick`` settings, and with ``sweep``, one model for several severities, its
+        ``sweep`` settings), then ``overrides``."""
         from robustret.recipes import recipe
 
         chosen = recipe(name)
         preset = cls.paper if profile == "paper" else cls.quick
-        longer = dict(chosen.sweep) if sweep and profile != "paper" else {}
-        settings = {**dict(chosen.overrides), **longer}
+        quick = profile != "paper"
+        settings = {**dict(chosen.overrides), **(dict(chosen.quick) if quick else {}),
+                    **(dict(chosen.sweep) if quick and sweep else {})}
         if isinstance(settings.get("model_options"), Mapping):
             settings["model_options"] = dict(settings["model_options"])
         return preset(chosen.model, degrade, **{**settings, **overrides})

@@ -182,8 +182,8 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
     assert config.restorers["dae_feat"].feature_weight == RECIPES["dae_feat"].overrides[
         "feature_weight"]
     assert config.restorers["dae"].feature_weight == 0.0  # the study's pixel-trained DAE
-    deeper = config.restorers["hybrid_unet"]  # one severity: the quick preset
-    assert (deeper.epochs, deeper.lr_step) == (10, 4)
+    deeper = config.restorers["hybrid_unet"]  # one severity: the recipe's quick schedule
+    assert (deeper.epochs, deeper.lr_step) == (8, 4)
     assert deeper.model_options["body"] == "unet" and "layer1" in deeper.feature_layers
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
     assert (sweep.restorers["hybrid_unet"].epochs, sweep.restorers["hybrid_unet"].lr_step) == (
