@@ -97,7 +97,8 @@ def test_degrade_queries_is_seeded_and_records_params(gallery) -> None:
     b = degrade_queries(images, "motion_blur", 3, seed=5)
     c = degrade_queries(images, "motion_blur", 3, seed=6)
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
-    assert set(a.params) == {"a", "b"} and a.params["a"].shape == (4,) and a.seed == 5
+    assert set(a.params) == {"a", "b", "severity"} and a.params["a"].shape == (4,) and a.seed == 5
+    assert a.params["severity"].tolist() == [3.0] * 4  # what a conditioned restorer reads
 
 
 def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
@@ -106,10 +107,10 @@ def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
     assert plan[0] == Condition("clean")
     assert plan[1:4] == [
         Condition("degraded", "noise", 1),
-        Condition("restored", "noise", 1, "hybrid"),
+        Condition("restored", "noise", 1, "hybrid_unet"),
         Condition("degraded", "noise", 3),
     ]
-    assert Condition("restored", "lowres", 3, "srcnn_feat") in plan and len(plan) == 9
+    assert Condition("restored", "lowres", 3, "hybrid_unet") in plan and len(plan) == 9
     study = plan_conditions(config.replace(restore="study"))
     assert Condition("restored", "noise", 1, "dae") in study
     assert Condition("restored", "lowres", 3, "srcnn") in study
