@@ -39,26 +39,15 @@ def test_notebook_runs_tiny(name: str, tmp_path: Path, monkeypatch: pytest.Monke
     )
 
 
-#: notebooks committed executed in the quick profile, so their plots show without running them
-EXECUTED = ("02_restoration_ablation", "04_robust_training")
-
-
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_is_stored_stripped_or_executed_top_to_bottom(name: str) -> None:
+def test_notebook_stored_without_outputs(name: str) -> None:
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    if name in EXECUTED:  # one clean run, in order, without errors, ending in its figure
-        assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
-            f"{name}: not executed top to bottom in one kernel")
-        errors = [out for cell in code for out in cell.outputs if out.output_type == "error"]
-        assert not errors, f"{name}: stored with an error output"
-        assert _outputs_png(code[-1]), f"{name}: the stored last cell shows no figure"
-    else:
-        for cell in code:
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, (
                 f"{name}: outputs not stripped"
             )
-    first = code[0]
+    first = next(c for c in notebook.cells if c.cell_type == "code")
     assert "ROBUSTRET_NOTEBOOK_TINY" in first.source, (
         f"{name}: the first code cell must be the config"
     )
