@@ -17,6 +17,7 @@ from torch import Tensor
 from robustret.checks import ConfigError
 
 from .degradation import DEGRADATIONS, SEVERITY_LEVELS, Degradation, build, degradation_class
+from .noise import MIXTURE_KINDS
 
 
 def available() -> list[str]:
@@ -108,7 +109,8 @@ def apply(
         generator: CPU ``torch.Generator``; same state, same output bytes. None: torch's
             global one.
         return_params: also return the drawn (B,) parameters (blur ``a``/``b``, lowres
-            ``level``, mixture ``kind``; none for the plain noises), plus :data:`SEVERITY`
+            ``level``, mixture ``kind``, which a single noise of the mixture reports as its
+            own code), plus :data:`SEVERITY`
             (B,) float, the severity the parameters came from (left out where ``overrides``
             replace a parameter of the level).
         **overrides: replace parameters of the level (``levels=2``, ``length=7, angle=30``,
@@ -123,7 +125,7 @@ def apply(
     """
     module = build_module(name, severity, **overrides)
     out = module(images, generator, return_params=return_params)
-    return _with_severity(out, severity, overrides) if return_params else out
+    return _known_params(out, name, severity, overrides) if return_params else out
 
 
 def apply_indexed(
@@ -147,7 +149,7 @@ def apply_indexed(
     """
     module = build_module(name, severity, **overrides)
     out = module.forward_indexed(images, seed, indices, return_params=return_params)
-    return _with_severity(out, severity, overrides) if return_params else out
+    return _known_params(out, name, severity, overrides) if return_params else out
 
 
 SEVERITY = "severity"
@@ -155,10 +157,17 @@ SEVERITY = "severity"
 restorer conditioned on the severity reads it, as a Wiener front end reads the drawn blur."""
 
 
-def _with_severity(out: tuple[Tensor, dict[str, Tensor]], severity: int,
+def _known_params(out: tuple[Tensor, dict[str, Tensor]], name: str, severity: int,
                    overrides: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Add what is known without drawing: :data:`SEVERITY` (unless ``overrides`` replaced the
+    level's parameters) and, for one part of the noise mixture alone, the mixture's ``kind``
+    code of that part (so a restorer trained on the mixture reads the same parameter)."""
     images, params = out
+    batch = images.shape[0]
+    if name in MIXTURE_KINDS and "kind" not in params:
+        params = {**params, "kind": torch.full((batch,), MIXTURE_KINDS.index(name),
+                                               dtype=torch.int64, device=images.device)}
     if overrides:  # the level's parameters were replaced: the severity no longer names them
         return images, params
-    drawn = torch.full((images.shape[0],), float(severity), device=images.device)
+    drawn = torch.full((batch,), float(severity), device=images.device)
     return images, {**params, SEVERITY: drawn}

@@ -163,6 +163,9 @@ def test_degradations_report_the_severity_of_their_parameters() -> None:
     _, replaced = degradations.apply(x, "lowres", 2, generator=torch.Generator(),
                                      return_params=True, levels=3)
     assert "severity" not in replaced  # an override: the severity no longer names the level
+    for code, part in enumerate(degradations.noise.MIXTURE_KINDS):  # a single noise: its kind
+        _, alone = degradations.apply(x, part, 1, generator=torch.Generator(), return_params=True)
+        assert alone["kind"].tolist() == [code] * 3  # what the mixture-trained hybrid reads
 
 
 def test_gallery_holdout_is_a_seeded_disjoint_tenth() -> None:
