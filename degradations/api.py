@@ -110,9 +110,8 @@ def apply(
             global one.
         return_params: also return the drawn (B,) parameters (blur ``a``/``b``, lowres
             ``level``, mixture ``kind``, which a single noise of the mixture reports as its
-            own code), plus :data:`SEVERITY`
-            (B,) float, the severity the parameters came from (left out where ``overrides``
-            replace a parameter of the level).
+            own code), plus :data:`SEVERITY` (B,) float, the severity the parameters came
+            from (left out where ``overrides`` replace a parameter of the level).
         **overrides: replace parameters of the level (``levels=2``, ``length=7, angle=30``,
             ``range_mode="minmax"``, ...).
 
