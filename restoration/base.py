@@ -122,6 +122,11 @@ class Restorer(nn.Module):
                 f"channels={images.shape[1]} or convert the images to {expected} channel(s)")
         return images
 
+    def required_params(self) -> tuple[str, ...]:
+        """The parameters this restorer cannot work without: :attr:`requires_params`; a
+        subclass whose needs depend on how it was built (a conditioned hybrid) adds its own."""
+        return self.requires_params
+
     def select_params(self, params: Params | None, batch_size: int) -> dict[str, Tensor | float]:
         """The entries of ``params`` this restorer uses, checked.
 
@@ -132,11 +137,11 @@ class Restorer(nn.Module):
             ``{name: value}`` for every name of :attr:`uses_params` present in ``params``.
         Raises:
             TypeError: a used entry is neither a tensor nor a real number.
-            ValueError: a name of :attr:`requires_params` is missing, or a used entry has
+            ValueError: a name of :meth:`required_params` is missing, or a used entry has
                 the wrong shape or a NaN / infinite value.
         """
         params = {} if params is None else params
-        missing = [name for name in self.requires_params if name not in params]
+        missing = [name for name in self.required_params() if name not in params]
         if missing:
             raise ValueError(
                 f"restorer {self._label()} needs the degradation "

@@ -134,20 +134,15 @@ class HybridRestorer(Restorer):
             self.net = nn.Sequential(*layers)
         self.gate = nn.Parameter(torch.zeros(1))
 
+    def required_params(self) -> tuple[str, ...]:
+        """The base's required parameters and every conditioned one: a missing one is refused
+        in :meth:`select_params`, before any work."""
+        return (*self.requires_params, *self.condition)
+
     def planes(self, images: Tensor, params: dict[str, Tensor | float]) -> Tensor:
         """The (B, P, H, W) constant condition planes of ``images`` (P = 0 without
-        ``condition``).
-
-        Raises:
-            ValueError: a conditioned parameter is missing from ``params``.
-        """
+        ``condition``); ``params`` holds every conditioned name (:meth:`required_params`)."""
         b, _, h, w = images.shape
-        missing = [name for name in self.condition if name not in params]
-        if missing:
-            raise ValueError(
-                f"this hybrid is conditioned on {', '.join(self.condition)} but got no "
-                f"{', '.join(missing)}; pass the degradation's params "
-                "(degradations.apply(..., return_params=True) gives them with the severity)")
         planes = [CONDITIONS[name][1](torch.as_tensor(params[name], device=images.device)
                                       .expand(b)) for name in self.condition]
         if not planes:
