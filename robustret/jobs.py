@@ -334,20 +334,39 @@ def _run_local(spec: WorkerSpec, groups: list[list[Condition]],
 
 @contextmanager
 def _sigint_held() -> Iterator[None]:
-    """SIGINT blocked in this thread inside the block (POSIX). Processes started in it inherit
-    the blocked mask, so a worker never sees Ctrl-C, even while it starts up; a Ctrl-C pressed
-    meanwhile is delivered here, as ``KeyboardInterrupt``, when the block ends."""
+    """Ctrl-C and SIGTERM held back inside the block, delivered when it ends.
+
+    SIGINT is blocked in this thread (POSIX), so processes started in the block inherit the
+    blocked mask and a worker never sees Ctrl-C, even while it starts up. A signal the kernel
+    hands to another of this process's threads (torch's, a logger's) still runs Python's
+    handler in the main thread; that handler is replaced in the block by one that only records
+    the signal, so no ``KeyboardInterrupt`` lands half-way through starting a worker (one the
+    pool does not list yet, which nothing would stop). A signal recorded or pending is raised
+    again, with the previous handlers back, when the block ends. Outside the main thread only
+    the mask is set."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
+    import threading
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()  # starting it later would unblock SIGINT here
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    received: list[int] = []
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        previous_handlers = {number: signal.signal(number, lambda n, _: received.append(n))
+                             for number in (signal.SIGTERM, signal.SIGINT)}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        try:  # SIGINT's handler back last: an interrupt from here on still unblocks the mask
+            for number, handler in previous_handlers.items():
+                signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a pending one arrives
+        for number in dict.fromkeys(received):
+            signal.raise_signal(number)
 
 
 def _stop_workers(pool: Any) -> None:

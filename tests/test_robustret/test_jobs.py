@@ -277,6 +277,31 @@ def test_processes_started_while_sigint_is_held_never_see_it() -> None:
     assert done.stdout.split() == ["True", "False"], done.stderr  # the worker's, and ours after
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_another_thread_receives_waits_for_the_block_to_end(name: str) -> None:
+    """The kernel may hand Ctrl-C to any thread not blocking it (torch's, a logger's); Python
+    then raises in the main thread wherever it is, e.g. half-way through starting a worker the
+    pool does not list yet. In the block it is only recorded, and raised when the block ends."""
+    script = ("import os, signal, sys, threading, time\n"
+              "from robustret.io import sigterm_as_interrupt\n"
+              "from robustret.jobs import _sigint_held\n"
+              "threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
+              "try:\n"
+              "    with sigterm_as_interrupt(), _sigint_held():\n"
+              f"        os.kill(os.getpid(), signal.{name})  # taken by the other thread\n"
+              "        time.sleep(0.3)\n"
+              "        print('block ended', flush=True)\n"
+              "except KeyboardInterrupt:\n"
+              "    print('interrupted after it', flush=True)\n"
+              "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,\n"
+              "      signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.splitlines() == ["block ended", "interrupted after it", "True False"], \
+        done.stderr
+
+
 def _children(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
