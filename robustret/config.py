@@ -103,7 +103,8 @@ class ExperimentConfig:
             folder, view counts for ``synthetic``).
         degradations: names from ``degradations.available()``.
         severities: levels 1..5 (3 = the study's parameters).
-        restore: ``none``, ``auto`` (the study's pairing, :mod:`robustret.policy`),
+        restore: ``none``, ``auto`` (the best learned restorer per family), ``study`` (the
+            study's pixel-trained pairing; both in :mod:`robustret.policy`),
             ``classical``, ``all``, or one registered restorer name.
         metrics: ``l2`` and/or ``cosine``.
         ks: the k of top-k matching accuracy (and of precision@k, recall@k).

@@ -35,6 +35,7 @@ from robustret.config import (
     ExperimentConfig,
     load_config_file,
 )
+from robustret.policy import pairings
 
 PROG = "python -m robustret.experiment"
 
@@ -97,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
         help="severity levels 1..5 or all (default 3 = the study's parameters)")
     add("--restore", choices=[*RESTORE_MODES, *_restorer_names()], metavar="MODE",
-        help="restoration of degraded queries: auto (default; the study's pairing: autoencoder "
-        "for noise, SRCNN for low resolution and motion blur), classical, all, none, or one "
+        help="restoration of degraded queries: auto (default; the toolkit's best learned "
+        f"restorer per family, docs/results.md: {pairings('learned')}), study (the study's "
+        f"pixel-trained pairing: {pairings('network')}), classical, all, none, or one "
         f"restorer: {', '.join(_restorer_names())}")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
     add("--adapt", nargs="+", choices=["none", "queries", "both"], metavar="SIDE",

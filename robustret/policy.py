@@ -105,6 +105,12 @@ POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
 """Family -> its restorers (the module table)."""
 
 
+def pairings(choose: str) -> str:
+    """``choose`` (``learned`` or ``network``) of each family in words, for help texts:
+    e.g. ``"hybrid_unet for noise, hybrid for blur, hybrid_unet for resolution"``."""
+    return ", ".join(f"{getattr(rule, choose)} for {family}" for family, rule in POLICY.items())
+
+
 def family_of(degradation: str) -> str | None:
     """The family of the registered ``degradation`` (``degradations.family``).
 

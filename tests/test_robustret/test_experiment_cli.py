@@ -217,6 +217,19 @@ def test_help_reads_like_documentation(capsys) -> None:
         assert flag in text
 
 
+def test_help_names_what_auto_and_study_run(capsys) -> None:
+    """The --restore help follows the policy table (it once still named the study's pairing
+    as auto after auto changed)."""
+    from robustret.policy import POLICY
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for family, rule in POLICY.items():
+        assert f"{rule.learned} for {family}" in text.split("study (")[0]
+        assert f"{rule.network} for {family}" in text.split("study (")[1]
+
+
 def test_interrupt_exits_130_and_writes_no_result(tmp_path: Path, monkeypatch, capsys) -> None:
     import robustret.runner
 
