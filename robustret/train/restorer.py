@@ -14,10 +14,15 @@ The loss is a pixel term (``pixel_loss``: MSE or L1 against the clean image), pl
 ``feature_weight`` lambda > 0, a retrieval-aware term through the frozen retriever of the
 experiment (a :class:`RetrievalGuide`): for each of ``feature_layers``,
 ``mse(f(restored), f(clean)) / mean(f(clean) ** 2)``, the retriever kept in ``eval()`` mode
-and never updated. Validation (a fixed subset of ``val_images``, which the runner takes from a
-held-out part of the gallery split, never from the queries) reports PSNR and SSIM, and with a
-guide the embedding cosine to the clean image and the top-1 hit rate of the restored images
-against the rest of the gallery.
+and never updated. The clean images' features ``f(clean)`` are computed once per run
+(:func:`clean_features`) and looked up by image in every step, not recomputed each time the
+image is drawn; with ``crop_size`` (each step sees a new window) or when they would take more
+than :data:`FEATURE_CACHE_BYTES`, each step computes its own.
+
+Validation (a fixed subset of ``val_images``, which the runner takes from a held-out part of
+the gallery split, never from the queries) reports PSNR and SSIM, and with a guide the
+embedding cosine to the clean image and the top-1 hit rate of the restored images against the
+rest of the gallery.
 
 The learning-rate schedule halves the rate every ``lr_step`` epochs
 (:func:`robustret.train.loop.step_decay`), fixed by the config rather than derived from
@@ -260,8 +265,37 @@ class RetrievalGuide:
     val_labels: Tensor
 
 
+FEATURE_CACHE_BYTES = 1 << 30
+"""The most memory :func:`clean_features` of a training set may take (else steps compute them)."""
+
+
+def clean_features(retriever: torch.nn.Module, images: Tensor, layers: tuple[str, ...], *,
+                   batch_size: int, device: torch.device) -> dict[str, Tensor] | None:
+    """``retriever.features(images, layers)`` without gradients, batch by batch, on the CPU.
+
+    Args:
+        retriever: frozen, in eval mode.
+        images: (N, C, H, W) float in [0, 1], the clean training images.
+        layers: names of ``retriever.features``.
+        batch_size: images per forward pass.
+        device: where the forward passes run.
+    Returns:
+        ``{layer: (N, ...) float tensor}``, or None where they would take more than
+        :data:`FEATURE_CACHE_BYTES` (judged from the first image).
+    """
+    with torch.no_grad():
+        first = retriever.features(images[:1].to(device), layers)
+        per_image = sum(value.numel() * value.element_size() for value in first.values())
+        if per_image * images.shape[0] > FEATURE_CACHE_BYTES:
+            return None
+        parts = [{name: value.cpu() for name, value in
+                  retriever.features(images[i:i + batch_size].to(device), layers).items()}
+                 for i in range(0, images.shape[0], batch_size)]
+    return {name: torch.cat([part[name] for part in parts]) for name in layers}
+
+
 def feature_loss(retriever: torch.nn.Module, restored: Tensor, clean: Tensor,
-                 layers: tuple[str, ...]) -> Tensor:
+                 layers: tuple[str, ...], targets: Mapping[str, Tensor] | None = None) -> Tensor:
     """Sum over ``layers`` of ``mse(f(restored), f(clean)) / mean(f(clean) ** 2)``.
 
     Args:
@@ -269,11 +303,14 @@ def feature_loss(retriever: torch.nn.Module, restored: Tensor, clean: Tensor,
         restored: (B, C, H, W) restorer output (unclamped is fine).
         clean: (B, C, H, W) float in [0, 1].
         layers: names of ``retriever.features``.
+        targets: ``f(clean)`` already computed (:func:`clean_features` of these images), one
+            (B, ...) tensor per layer; None or empty: computed here.
     Returns:
         A scalar tensor.
     """
-    with torch.no_grad():
-        targets = retriever.features(clean, layers)
+    if not targets:
+        with torch.no_grad():
+            targets = retriever.features(clean, layers)
     outputs = retriever.features(restored, layers)
     total = restored.new_zeros(())
     for name in layers:
@@ -357,13 +394,22 @@ def random_crops(clean: Tensor, degraded: Tensor, size: int,
     return cc, dd
 
 
+Batch = tuple[Tensor, Tensor, Params, dict[str, Tensor]]
+"""A training step's ``(degraded, clean, params, clean features)``: images (B, C, H, W) in
+[0, 1], the degradation's drawn (B,) parameters, and ``{layer: (B, ...)}`` rows of
+:func:`clean_features` (empty: the step computes them)."""
+
+
 class _EpochBatches:
-    """The (degraded, clean) batches of one epoch, made lazily; ``len`` is the number of steps."""
+    """The batches of one epoch (:data:`Batch`), made lazily; ``len`` is the number of steps.
+    ``features``: :func:`clean_features` of ``images``, looked up by image (not with crops)."""
 
     def __init__(self, images: Tensor, config: RestorerTrainConfig, epoch: int,
-                 degrade: DegradeFn, device: torch.device) -> None:
+                 degrade: DegradeFn, device: torch.device,
+                 features: Mapping[str, Tensor] | None = None) -> None:
         self.images, self.config, self.epoch = images, config, epoch
         self.degrade, self.device = degrade, device
+        self.features = features if config.crop_size is None and features else {}
         n = images.shape[0]
         self.count = min(n, config.samples_per_epoch or n)
         order_gen = make_generator(stream_seed(config.seed, EPOCH_STREAM, epoch))
@@ -372,16 +418,18 @@ class _EpochBatches:
     def __len__(self) -> int:
         return -(-self.count // self.config.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Params]]:
+    def __iter__(self) -> Iterator[Batch]:
         bs = self.config.batch_size
         for b in range(len(self)):
             generator = make_generator(stream_seed(self.config.seed, BATCH_STREAM, self.epoch, b))
-            clean = self.images[self.order[b * bs:(b + 1) * bs]]
+            picked = self.order[b * bs:(b + 1) * bs]
+            clean = self.images[picked]
             degraded, params = degrade_with_params(self.degrade, clean, generator)
             if self.config.crop_size is not None:  # per-image parameters survive a crop
                 clean, degraded = random_crops(clean, degraded, self.config.crop_size, generator)
             yield (degraded.to(self.device), clean.to(self.device),
-                   {name: value.to(self.device) for name, value in params.items()})
+                   {name: value.to(self.device) for name, value in params.items()},
+                   {name: value[picked].to(self.device) for name, value in self.features.items()})
 
 
 class _Unclamped(torch.nn.Module):
@@ -535,14 +583,15 @@ def train_restorer(
 
     pixel = F.mse_loss if config.pixel_loss == "mse" else F.l1_loss
 
-    def step(batch: tuple[Tensor, Tensor, Params]) -> tuple[Tensor, dict[str, float]]:
-        degraded, clean, params = batch
+    def step(batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        degraded, clean, params, targets = batch
         restored = net(degraded, params)
         loss = pixel(restored, clean)
         if config.feature_weight == 0:
             return loss, {}
         assert guide is not None
-        features = feature_loss(guide.retriever, restored, clean, config.feature_layers)
+        features = feature_loss(guide.retriever, restored, clean, config.feature_layers,
+                                targets)
         return loss + config.feature_weight * features, {
             "pixel_loss": float(loss.detach()), "feature_loss": float(features.detach())}
 
@@ -567,10 +616,15 @@ def train_restorer(
     extra = {"restorer": restoration.checkpoint_meta(model), "config": asdict(config),
              "degradation": config.degrade, "severity": config.severity}
     frozen = _Frozen(guide.retriever) if guide is not None else None
+    features = None
+    if guide is not None and config.feature_weight > 0 and config.crop_size is None:
+        features = clean_features(guide.retriever, train_images, config.feature_layers,
+                                  batch_size=config.batch_size, device=device)
     try:
         result: TrainResult = train_loop(
             model=model, optimizer=optimizer, scheduler=scheduler,
-            make_batches=lambda epoch: _EpochBatches(train_images, config, epoch, degrade, device),
+            make_batches=lambda epoch: _EpochBatches(train_images, config, epoch, degrade, device,
+                                                     features),
             step=step, epochs=config.epochs, checkpoint=out_dir / "last.pt",
             fingerprint=resume_key, evaluate=evaluate, logger=logger, tag=tag, progress=progress,
             extra_state=extra,
@@ -591,6 +645,6 @@ def train_restorer(
                                degraded_ssim=base_ssim, checkpoint=out_dir / "last.pt")
 
 
-__all__ = ["DegradeFn", "Params", "RestorerTrainConfig", "RestorerTrainResult", "RetrievalGuide",
-           "default_degrade", "degrade_with_params", "feature_loss", "random_crops",
-           "train_restorer"]
+__all__ = ["FEATURE_CACHE_BYTES", "Batch", "DegradeFn", "Params", "RestorerTrainConfig",
+           "RestorerTrainResult", "RetrievalGuide", "clean_features", "default_degrade",
+           "degrade_with_params", "feature_loss", "random_crops", "train_restorer"]

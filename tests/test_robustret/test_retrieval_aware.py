@@ -13,6 +13,7 @@ from robustret.recipes import RECIPES, recipe, recipe_names, restorer_names
 from robustret.train.restorer import (
     RestorerTrainConfig,
     RetrievalGuide,
+    clean_features,
     feature_loss,
     train_restorer,
 )
@@ -86,6 +87,37 @@ def test_the_retriever_is_part_of_the_resume_key(tmp_path, retriever) -> None:
                            other.gallery_labels, other.val_labels)
     with pytest.raises(ValueError, match="another configuration"):
         train_restorer(_config(), tmp_path / "run", guide=other, **kwargs)
+
+
+def test_clean_features_are_the_retrievers_and_refused_past_the_memory_cap(
+        retriever, monkeypatch) -> None:
+    images = _images(5)
+    layers = ("layer1", "embedding")
+    got = clean_features(retriever, images, layers, batch_size=2, device=torch.device("cpu"))
+    with torch.no_grad():
+        want = retriever.features(images, layers)
+    assert got is not None and set(got) == set(layers)
+    for name in layers:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr("robustret.train.restorer.FEATURE_CACHE_BYTES", 1000)
+    assert clean_features(retriever, images, layers, batch_size=2,
+                          device=torch.device("cpu")) is None
+
+
+def test_training_on_the_cached_clean_features_is_training_on_fresh_ones(
+        tmp_path, retriever, monkeypatch) -> None:
+    """Each step looks its images' features up by index: the same losses and weights as
+    computing them in the step (a cap of 0 bytes turns the cache off)."""
+    kwargs = dict(train_images=_images(12), val_images=_images(4, 1), degrade=_noise,
+                  progress=False, tensorboard=False, guide=_guide(retriever, 4))
+    config = _config(epochs=2, feature_layers=("layer1", "embedding"))
+    cached = train_restorer(config, tmp_path / "cached", **kwargs)
+    monkeypatch.setattr("robustret.train.restorer.FEATURE_CACHE_BYTES", 0)
+    fresh = train_restorer(config, tmp_path / "fresh", **kwargs)
+    for a, b in zip(cached.history, fresh.history):
+        assert a["feature_loss"] == pytest.approx(b["feature_loss"], rel=1e-4)
+    for a, b in zip(cached.model.parameters(), fresh.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_a_feature_term_without_a_guide_or_with_an_unknown_layer_is_refused(
