@@ -71,7 +71,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         "the family's classical filter + a three-scale residual told each image's severity "
         "(and noise kind or resolution level), pixel + multi-layer feature loss",
         quick=MappingProxyType({"epochs": 8}),  # the main job stays within 10 CPU minutes
-        sweep=MappingProxyType({"epochs": 20, "lr_step": 8})),
+        sweep=MappingProxyType({"epochs": 24, "lr_step": 8})),
     "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
                     "one autoencoder for every family (pixel + feature loss), degradation unknown",
                     blind=True),

@@ -221,13 +221,15 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
     assert (deeper.epochs, deeper.lr_step) == (8, 4)
     assert deeper.model_options["body"] == "unet" and "layer1" in deeper.feature_layers
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
+    longer = RECIPES["hybrid_unet"].sweep
+    assert longer["epochs"] > RECIPES["hybrid_unet"].quick["epochs"]
     assert (sweep.restorers["hybrid_unet"].epochs, sweep.restorers["hybrid_unet"].lr_step) == (
-        20, 8)  # one model for five severities: the recipe's longer sweep schedule
+        longer["epochs"], longer["lr_step"])  # one model for five severities: the longer one
     assert sweep.restorers["hybrid"].epochs == 10  # a recipe without one keeps its preset
     parsed = ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
         "hybrid_unet": {"lr": 2e-3}}})
     assert (parsed.restorers["hybrid_unet"].epochs, parsed.restorers["hybrid_unet"].lr) == (
-        20, 2e-3)
+        longer["epochs"], 2e-3)
     paper = ExperimentConfig(profile="paper", severities=(1, 5)).validate().resolved()
     assert paper.restorers["hybrid_unet"].epochs == 200  # the paper schedule is kept
     with pytest.raises(KeyError, match="unknown restorer recipe"):
