@@ -39,12 +39,12 @@ def execute(name: str) -> float:
     os.environ.pop("ROBUSTRET_NOTEBOOK_TINY", None)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     notebook = nbformat.read(path, as_version=4)
-    started = time.monotonic()
+    commit, started = _commit(), time.monotonic()
     nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
     seconds = time.monotonic() - started
     notebook.metadata["robustret"] = {
-        "tiny": False, "command": f"python notebooks/execute.py {name}", "commit": _commit(),
+        "tiny": False, "command": f"python notebooks/execute.py {name}", "commit": commit,
         "date": datetime.date.today().isoformat(), "wall_s": round(seconds)}
     temporary = path.with_suffix(".ipynb.tmp")
     nbformat.write(notebook, temporary)
