@@ -39,9 +39,8 @@ def test_notebook_runs_tiny(name: str, tmp_path: Path, monkeypatch: pytest.Monke
     )
 
 
-EXECUTED = ("02_restoration_ablation",)
-"""Notebooks committed with the outputs of a quick-profile run, so their plots show unrun
-(04 is to join them: its quick run, a second retriever from scratch, is still to be made)."""
+EXECUTED = ("02_restoration_ablation", "04_robust_training")
+"""Notebooks committed with the outputs of a quick-profile run, so their plots show unrun."""
 
 
 def _code_cells(name: str) -> list:
