@@ -222,6 +222,7 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
     assert deeper.model_options["body"] == "unet" and "layer1" in deeper.feature_layers
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
     longer = RECIPES["hybrid_unet"].sweep
+    assert (longer["epochs"], longer["lr_step"]) == (24, 8)  # docs/results.md, section 00
     assert longer["epochs"] > RECIPES["hybrid_unet"].quick["epochs"]
     assert (sweep.restorers["hybrid_unet"].epochs, sweep.restorers["hybrid_unet"].lr_step) == (
         longer["epochs"], longer["lr_step"])  # one model for five severities: the longer one
