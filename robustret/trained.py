@@ -230,7 +230,8 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
 
     A network learns ``training_degradation`` on the clean gallery (less a held-out tenth,
     :func:`gallery_holdout`, that validates it) degraded on the fly at the experiment's
-    ``severities`` (one drawn per batch when there are several), with the settings of
+    ``severities`` (one drawn per batch when there are several, weighted by the section's
+    ``severity_bias``), with the settings of
     ``config.restorers[name]``. Recipes with a feature term train through ``retriever``, and
     its weights are part of their key; ``gallery`` (G, D) are the gallery embeddings the
     validation searches. A ``hybrid`` gets the front end and the conditioning of the
@@ -245,7 +246,7 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
         hybrid_condition_for,
         hybrid_front_for,
     )
-    from robustret.train.restorer import RetrievalGuide, train_restorer
+    from robustret.train.restorer import RetrievalGuide, draw_severity, train_restorer
 
     if name not in config.restorers:
         model = restoration.build(name).to(device).eval()
@@ -268,12 +269,8 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         target = targets[int(torch.randint(len(targets), (1,), generator=generator))
                          if len(targets) > 1 else 0]
-        pick = (
-            int(torch.randint(len(severities), (1,), generator=generator))
-            if len(severities) > 1
-            else 0
-        )
-        return degradations.apply(images, target, severities[pick], generator=generator,
+        severity = draw_severity(severities, train_config.severity_bias, generator)
+        return degradations.apply(images, target, severity, generator=generator,
                                   return_params=True)  # a hybrid's front end needs them
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)

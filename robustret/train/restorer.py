@@ -32,7 +32,7 @@ The learning-rate schedule halves the rate every ``lr_step`` epochs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,10 @@ class RestorerTrainConfig:
         feature_weight: lambda of the retrieval-aware feature term (0: pixels only, the study).
         feature_layers: retriever activations compared (``Retriever.feature_layers()``:
             ``embedding``, ``layer1`` .. ``layer4`` for ResNets).
+        severity_bias: when one model learns several severities (``--severity all``), each
+            batch's severity ``s`` is drawn with probability proportional to
+            ``s ** severity_bias`` (:func:`draw_severity`): 0 draws them uniformly, 2 draws
+            severity 5 25 times as often as severity 1 (where most accuracy is lost).
     """
 
     model: str = "dae"
@@ -133,6 +137,7 @@ class RestorerTrainConfig:
     pixel_loss: str = "mse"
     feature_weight: float = 0.0
     feature_layers: tuple[str, ...] = ("embedding",)
+    severity_bias: float = 0.0
 
     def __post_init__(self) -> None:
         from collections.abc import Mapping
@@ -145,7 +150,8 @@ class RestorerTrainConfig:
                            ("epochs", "int"), ("batch_size", "int"), ("lr_step", "int"),
                            ("val_images", "int"), ("seed", "int"), ("image_size", "int?"),
                            ("samples_per_epoch", "int?"), ("crop_size", "int?"),
-                           ("lr", "number"), ("feature_weight", "number")):
+                           ("lr", "number"), ("feature_weight", "number"),
+                           ("severity_bias", "number")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
@@ -190,6 +196,9 @@ class RestorerTrainConfig:
                     f"{name} must be a positive int (epochs may be 0), got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.severity_bias < 0:
+            raise ConfigError(f"severity_bias must be >= 0 (0: severities drawn uniformly), "
+                              f"got {self.severity_bias}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ConfigError(
                 f"samples_per_epoch must be >= 1 or None, got {self.samples_per_epoch}")
@@ -355,6 +364,17 @@ def default_degrade(name: str, severity: int) -> DegradeFn:
                                   return_params=True)
 
     return degrade
+
+
+def draw_severity(severities: Sequence[int], bias: float, generator: torch.Generator) -> int:
+    """One of ``severities`` (distinct ints >= 1), drawn with probability proportional to
+    ``severity ** bias``; ``bias`` 0 draws uniformly (one ``randint`` of ``generator``)."""
+    if len(severities) == 1:
+        return severities[0]
+    if bias == 0:
+        return severities[int(torch.randint(len(severities), (1,), generator=generator))]
+    weights = torch.tensor([float(s) ** bias for s in severities], dtype=torch.float64)
+    return severities[int(torch.multinomial(weights, 1, generator=generator))]
 
 
 def degrade_with_params(degrade: DegradeFn, images: Tensor,

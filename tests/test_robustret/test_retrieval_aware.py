@@ -131,6 +131,10 @@ def test_a_feature_term_without_a_guide_or_with_an_unknown_layer_is_refused(
                        guide=_guide(retriever, 4), **kwargs)
     with pytest.raises(ConfigError, match="feature_weight"):
         _config(feature_weight=-1.0)
+    for bad in (-1.0, "high"):
+        with pytest.raises(ConfigError, match="severity_bias"):
+            _config(severity_bias=bad)
+    assert _config(severity_bias=2.0).fingerprint() != _config().fingerprint()  # a new model
     with pytest.raises(ConfigError, match="pixel_loss"):
         _config(pixel_loss="huber")
 
@@ -180,6 +184,27 @@ def test_hybrid_options_are_checked() -> None:
         restoration.build("hybrid", body="transformer")
     with pytest.raises(ValueError, match="three widths"):
         restoration.build("hybrid", body="unet", widths=(8, 8))
+
+
+def test_severities_are_drawn_uniformly_or_weighted_by_their_power() -> None:
+    from robustret.train.restorer import draw_severity
+
+    def counts(bias: float) -> list[int]:
+        g = torch.Generator().manual_seed(0)
+        drawn = [draw_severity([1, 2, 3, 4, 5], bias, g) for _ in range(5000)]
+        return [drawn.count(s) for s in (1, 2, 3, 4, 5)]
+
+    uniform, squared = counts(0.0), counts(2.0)
+    assert all(900 < c < 1100 for c in uniform)
+    expected = [5000 * s * s / 55 for s in (1, 2, 3, 4, 5)]  # 91, 364, 818, 1455, 2273
+    assert all(abs(c - e) < 0.15 * e + 30 for c, e in zip(squared, expected))
+    # bias 0 keeps the stream of the uniform draw that preceded it: one randint per batch
+    g, h = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert [draw_severity([2, 4, 5], 0.0, g) for _ in range(20)] == [
+        [2, 4, 5][int(torch.randint(3, (1,), generator=h))] for _ in range(20)]
+    single = torch.Generator().manual_seed(1)
+    assert draw_severity([4], 2.0, single) == 4
+    assert torch.equal(single.get_state(), torch.Generator().manual_seed(1).get_state())
 
 
 def test_degradations_report_the_severity_of_their_parameters() -> None:
