@@ -262,3 +262,16 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
         recipe("dae_magic")
     with pytest.raises(ConfigError, match="recipe"):
         ExperimentConfig.from_dict({"restorers": {"dae_magic": {}}}).resolved()
+
+
+def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias() -> None:
+    import tomllib
+    from pathlib import Path
+
+    resolved = {}
+    for path in sorted(Path("experiments/configs").glob("*.toml")):
+        with path.open("rb") as handle:
+            resolved[path.stem] = ExperimentConfig.from_dict(tomllib.load(handle)).resolved()
+    bias = resolved["ablation_hybrid_unet_severity_bias"].restorers["hybrid_unet"]
+    assert (bias.severity_bias, bias.epochs, bias.lr_step) == (2.0, 24, 8)
+    assert resolved["smoke"].restorers["hybrid_unet"].severity_bias == 0.0
