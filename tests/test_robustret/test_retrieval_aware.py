@@ -265,8 +265,9 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
 
 
 def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias() -> None:
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     resolved = {}
     for path in sorted(Path("experiments/configs").glob("*.toml")):
