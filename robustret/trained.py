@@ -246,7 +246,7 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
         hybrid_condition_for,
         hybrid_front_for,
     )
-    from robustret.train.restorer import RetrievalGuide, draw_severity, train_restorer
+    from robustret.train.restorer import RetrievalGuide, draw_one, severity_weights, train_restorer
 
     if name not in config.restorers:
         model = restoration.build(name).to(device).eval()
@@ -266,10 +266,10 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
                                        severity=severities[len(severities) // 2],
                                        device=str(device), model_options=options)
 
+    weights = severity_weights(severities, train_config.severity_bias)
+
     def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        target = targets[int(torch.randint(len(targets), (1,), generator=generator))
-                         if len(targets) > 1 else 0]
-        severity = draw_severity(severities, train_config.severity_bias, generator)
+        target, severity = draw_one(targets, generator), draw_one(severities, generator, weights)
         return degradations.apply(images, target, severity, generator=generator,
                                   return_params=True)  # a hybrid's front end needs them
 

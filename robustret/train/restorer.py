@@ -115,7 +115,7 @@ class RestorerTrainConfig:
             ``embedding``, ``layer1`` .. ``layer4`` for ResNets).
         severity_bias: when one model learns several severities (``--severity all``), each
             batch's severity ``s`` is drawn with probability proportional to
-            ``s ** severity_bias`` (:func:`draw_severity`): 0 draws them uniformly, 2 draws
+            ``s ** severity_bias`` (:func:`severity_weights`): 0 draws them uniformly, 2 draws
             severity 5 25 times as often as severity 1 (where most accuracy is lost).
     """
 
@@ -366,15 +366,22 @@ def default_degrade(name: str, severity: int) -> DegradeFn:
     return degrade
 
 
-def draw_severity(severities: Sequence[int], bias: float, generator: torch.Generator) -> int:
-    """One of ``severities`` (distinct ints >= 1), drawn with probability proportional to
-    ``severity ** bias``; ``bias`` 0 draws uniformly (one ``randint`` of ``generator``)."""
-    if len(severities) == 1:
-        return severities[0]
-    if bias == 0:
-        return severities[int(torch.randint(len(severities), (1,), generator=generator))]
-    weights = torch.tensor([float(s) ** bias for s in severities], dtype=torch.float64)
-    return severities[int(torch.multinomial(weights, 1, generator=generator))]
+def severity_weights(severities: Sequence[int], bias: float) -> list[float] | None:
+    """``severity ** bias`` per severity, the draw's weights (:func:`draw_one`); None for
+    ``bias`` 0, the uniform draw."""
+    return None if bias == 0 else [float(s) ** bias for s in severities]
+
+
+def draw_one(choices: Sequence[Any], generator: torch.Generator,
+             weights: Sequence[float] | None = None) -> Any:
+    """One of ``choices``, drawn with probability proportional to ``weights`` (None: uniform,
+    one ``randint`` of ``generator``); a single choice is returned without drawing."""
+    if len(choices) == 1:
+        return choices[0]
+    if weights is None:
+        return choices[int(torch.randint(len(choices), (1,), generator=generator))]
+    chances = torch.tensor(list(weights), dtype=torch.float64)
+    return choices[int(torch.multinomial(chances, 1, generator=generator))]
 
 
 def degrade_with_params(degrade: DegradeFn, images: Tensor,

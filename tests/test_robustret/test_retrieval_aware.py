@@ -187,7 +187,10 @@ def test_hybrid_options_are_checked() -> None:
 
 
 def test_severities_are_drawn_uniformly_or_weighted_by_their_power() -> None:
-    from robustret.train.restorer import draw_severity
+    from robustret.train.restorer import draw_one, severity_weights
+
+    def draw_severity(severities: list[int], bias: float, g: torch.Generator) -> int:
+        return draw_one(severities, g, severity_weights(severities, bias))
 
     def counts(bias: float) -> list[int]:
         g = torch.Generator().manual_seed(0)
