@@ -57,6 +57,15 @@ MULTI_LAYER_LOSS: Mapping[str, Any] = MappingProxyType({
     **RETRIEVAL_LOSS, "feature_layers": ("layer1", "layer2", "embedding"),
     "model_options": MappingProxyType({"body": "unet", "widths": [16, 32, 64]})})
 
+#: the unet hybrids' quick schedule: 8 epochs at one severity (the main job stays within 10 CPU
+#: minutes), 24 with the lr halved every 8 when one model learns several severities
+UNET_QUICK: Mapping[str, Any] = MappingProxyType({"epochs": 8})
+UNET_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 24, "lr_step": 8})
+
+#: ``hybrid_unet_severe``'s ``severity_bias``: severity 5 drawn 125 times as often as severity 1
+#: (docs/results.md, section 00c: low resolution loses most of its accuracy at severity 5)
+SEVERE_BIAS = 3.0
+
 RECIPES: Mapping[str, Recipe] = MappingProxyType({
     "dae": Recipe("dae", "dae", summary="the study's denoising autoencoder, pixel MSE"),
     "srcnn": Recipe("srcnn", "srcnn", summary="the study's SRCNN, pixel MSE"),
@@ -70,8 +79,13 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         "hybrid_unet", "hybrid", MULTI_LAYER_LOSS,
         "the family's classical filter + a three-scale residual told each image's severity "
         "(and noise kind or resolution level), pixel + multi-layer feature loss",
-        quick=MappingProxyType({"epochs": 8}),  # the main job stays within 10 CPU minutes
-        sweep=MappingProxyType({"epochs": 24, "lr_step": 8})),
+        quick=UNET_QUICK, sweep=UNET_SWEEP),
+    "hybrid_unet_severe": Recipe(
+        "hybrid_unet_severe", "hybrid",
+        MappingProxyType({**MULTI_LAYER_LOSS, "severity_bias": SEVERE_BIAS}),
+        "hybrid_unet with each batch's severity s drawn with probability proportional to "
+        f"s ** {SEVERE_BIAS:g} when it learns several (the severest levels most often)",
+        quick=UNET_QUICK, sweep=UNET_SWEEP),
     "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
                     "one autoencoder for every family (pixel + feature loss), degradation unknown",
                     blind=True),

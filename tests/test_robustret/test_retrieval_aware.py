@@ -267,6 +267,26 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
         ExperimentConfig.from_dict({"restorers": {"dae_magic": {}}}).resolved()
 
 
+def test_the_severe_recipe_is_hybrid_unet_with_its_severity_bias() -> None:
+    from dataclasses import asdict, replace
+
+    from robustret.recipes import SEVERE_BIAS
+
+    for severities in ((3,), (1, 2, 3, 4, 5)):
+        for profile in ("quick", "paper"):
+            resolved = ExperimentConfig(profile=profile,
+                                        severities=severities).validate().resolved()
+            severe = resolved.restorers["hybrid_unet_severe"]
+            plain = resolved.restorers["hybrid_unet"]
+            assert severe.severity_bias == SEVERE_BIAS > 0 and plain.severity_bias == 0.0
+            # everything else, the schedule of the profile and of a sweep included, is shared
+            assert asdict(replace(severe, severity_bias=0.0)) == asdict(plain)
+            assert severe.fingerprint() != plain.fingerprint()
+    sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
+    assert (sweep.restorers["hybrid_unet_severe"].epochs,
+            sweep.restorers["hybrid_unet_severe"].lr_step) == (24, 8)
+
+
 def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias() -> None:
     from pathlib import Path
 
