@@ -275,8 +275,9 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)
     guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],
-                           data.gallery.labels[train_part], data.gallery.labels[held])
-    steering = retriever.content_key if train_config.feature_weight > 0 else None
+                           data.gallery.labels[train_part], data.gallery.labels[held],
+                           train_labels=data.gallery.labels[train_part])
+    steering = retriever.content_key if train_config.through_retriever else None
     key = fingerprint("restorer", data_key, severities, targets, train_config.fingerprint(),
                       train_config.epochs, steering, source_hash(*RESTORER_CODE),
                       *_world_salt())

@@ -117,6 +117,9 @@ class RestorerTrainConfig:
             batch's severity ``s`` is drawn with probability proportional to
             ``s ** severity_bias`` (:func:`severity_weights`): 0 draws them uniformly, 2 draws
             severity 5 25 times as often as severity 1 (where most accuracy is lost).
+        class_weight: weight of the task term, the cross-entropy of the frozen retriever's
+            classification head on the restored images against their class labels
+            (:func:`class_loss`; 0: none). Needs the guide's ``train_labels``.
     """
 
     model: str = "dae"
@@ -138,6 +141,7 @@ class RestorerTrainConfig:
     feature_weight: float = 0.0
     feature_layers: tuple[str, ...] = ("embedding",)
     severity_bias: float = 0.0
+    class_weight: float = 0.0
 
     def __post_init__(self) -> None:
         from collections.abc import Mapping
@@ -151,7 +155,7 @@ class RestorerTrainConfig:
                            ("val_images", "int"), ("seed", "int"), ("image_size", "int?"),
                            ("samples_per_epoch", "int?"), ("crop_size", "int?"),
                            ("lr", "number"), ("feature_weight", "number"),
-                           ("severity_bias", "number")):
+                           ("severity_bias", "number"), ("class_weight", "number")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
@@ -199,6 +203,9 @@ class RestorerTrainConfig:
         if self.severity_bias < 0:
             raise ConfigError(f"severity_bias must be >= 0 (0: severities drawn uniformly), "
                               f"got {self.severity_bias}")
+        if self.class_weight < 0:
+            raise ConfigError(f"class_weight must be >= 0 (0: no task term), "
+                              f"got {self.class_weight}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ConfigError(
                 f"samples_per_epoch must be >= 1 or None, got {self.samples_per_epoch}")
@@ -247,6 +254,12 @@ class RestorerTrainConfig:
         base = _QUICK.get(model, _QUICK_DEFAULT)
         return cls(**{"model": model, "degrade": degrade, **base, **overrides})
 
+    @property
+    def through_retriever(self) -> bool:
+        """Whether the retriever decides what is learned (a feature or a task term), so that
+        its key belongs in the restorer's cache and resume keys."""
+        return self.feature_weight > 0 or self.class_weight > 0
+
     def fingerprint(self) -> str:
         """Resume key: every setting that changes what is learned (not ``epochs`` nor
         ``device``) and the source of the training code (:data:`TRAINING_CODE`)."""
@@ -265,6 +278,8 @@ class RetrievalGuide:
         gallery_embeddings: (G, D) float, the gallery images the validation searches.
         gallery_labels: (G,) int64 labels of those.
         val_labels: (M,) int64 labels of the validation images given to the trainer.
+        train_labels: (N,) int64 labels of the training images given to the trainer, in
+            the head's classes (the task term, ``class_weight``); None: not known.
     """
 
     retriever: torch.nn.Module
@@ -272,6 +287,7 @@ class RetrievalGuide:
     gallery_embeddings: Tensor
     gallery_labels: Tensor
     val_labels: Tensor
+    train_labels: Tensor | None = None
 
 
 FEATURE_CACHE_BYTES = 1 << 30
@@ -304,7 +320,8 @@ def clean_features(retriever: torch.nn.Module, images: Tensor, layers: tuple[str
 
 
 def feature_loss(retriever: torch.nn.Module, restored: Tensor, clean: Tensor,
-                 layers: tuple[str, ...], targets: Mapping[str, Tensor] | None = None) -> Tensor:
+                 layers: tuple[str, ...], targets: Mapping[str, Tensor] | None = None,
+                 outputs: Mapping[str, Tensor] | None = None) -> Tensor:
     """Sum over ``layers`` of ``mse(f(restored), f(clean)) / mean(f(clean) ** 2)``.
 
     Args:
@@ -314,18 +331,35 @@ def feature_loss(retriever: torch.nn.Module, restored: Tensor, clean: Tensor,
         layers: names of ``retriever.features``.
         targets: ``f(clean)`` already computed (:func:`clean_features` of these images), one
             (B, ...) tensor per layer; None or empty: computed here.
+        outputs: ``f(restored)`` already computed (with gradients), holding at least
+            ``layers``; None: computed here.
     Returns:
         A scalar tensor.
     """
     if not targets:
         with torch.no_grad():
             targets = retriever.features(clean, layers)
-    outputs = retriever.features(restored, layers)
+    if outputs is None:
+        outputs = retriever.features(restored, layers)
     total = restored.new_zeros(())
     for name in layers:
         target = targets[name]
         total = total + F.mse_loss(outputs[name], target) / target.pow(2).mean().clamp_min(1e-12)
     return total
+
+
+def class_loss(retriever: torch.nn.Module, embedding: Tensor, labels: Tensor) -> Tensor:
+    """The task term: cross-entropy of ``retriever.head`` (its classification layer) on the
+    embeddings of restored images against their classes.
+
+    Args:
+        retriever: frozen, in eval mode, with a ``head`` from embeddings to class logits.
+        embedding: (B, D) ``retriever.features(restored)["embedding"]``, with gradients.
+        labels: (B,) int64 classes in ``[0, head.out_features)``.
+    Returns:
+        A scalar tensor.
+    """
+    return F.cross_entropy(retriever.head(embedding), labels)
 
 
 @dataclass(frozen=True)
@@ -421,20 +455,23 @@ def random_crops(clean: Tensor, degraded: Tensor, size: int,
     return cc, dd
 
 
-Batch = tuple[Tensor, Tensor, Params, dict[str, Tensor]]
-"""A training step's ``(degraded, clean, params, clean features)``: images (B, C, H, W) in
-[0, 1], the degradation's drawn (B,) parameters, and ``{layer: (B, ...)}`` rows of
-:func:`clean_features` (empty: the step computes them)."""
+Batch = tuple[Tensor, Tensor, Params, dict[str, Tensor], Tensor | None]
+"""A training step's ``(degraded, clean, params, clean features, labels)``: images
+(B, C, H, W) in [0, 1], the degradation's drawn (B,) parameters, ``{layer: (B, ...)}`` rows of
+:func:`clean_features` (empty: the step computes them) and the images' (B,) int64 classes
+(None: not given)."""
 
 
 class _EpochBatches:
     """The batches of one epoch (:data:`Batch`), made lazily; ``len`` is the number of steps.
-    ``features``: :func:`clean_features` of ``images``, looked up by image (not with crops)."""
+    ``features``: :func:`clean_features` of ``images``, looked up by image (not with crops);
+    ``labels``: (N,) classes of ``images``."""
 
     def __init__(self, images: Tensor, config: RestorerTrainConfig, epoch: int,
                  degrade: DegradeFn, device: torch.device,
-                 features: Mapping[str, Tensor] | None = None) -> None:
-        self.images, self.config, self.epoch = images, config, epoch
+                 features: Mapping[str, Tensor] | None = None,
+                 labels: Tensor | None = None) -> None:
+        self.images, self.labels, self.config, self.epoch = images, labels, config, epoch
         self.degrade, self.device = degrade, device
         self.features = features if config.crop_size is None and features else {}
         n = images.shape[0]
@@ -456,7 +493,8 @@ class _EpochBatches:
                 clean, degraded = random_crops(clean, degraded, self.config.crop_size, generator)
             yield (degraded.to(self.device), clean.to(self.device),
                    {name: value.to(self.device) for name, value in params.items()},
-                   {name: value[picked].to(self.device) for name, value in self.features.items()})
+                   {name: value[picked].to(self.device) for name, value in self.features.items()},
+                   None if self.labels is None else self.labels[picked].to(self.device))
 
 
 class _Unclamped(torch.nn.Module):
@@ -567,9 +605,21 @@ def train_restorer(
     check_images(train_images, "train_images")
     check_images(val_images, "val_images")
     degrade = degrade or default_degrade(config.degrade, config.severity)
-    if config.feature_weight > 0 and guide is None:
-        raise ConfigError(f"{config.model}: feature_weight {config.feature_weight} needs the "
-                          "experiment's retriever (a RetrievalGuide)")
+    if config.through_retriever and guide is None:
+        raise ConfigError(f"{config.model}: a feature or task term (feature_weight "
+                          f"{config.feature_weight}, class_weight {config.class_weight}) needs "
+                          "the experiment's retriever (a RetrievalGuide)")
+    train_labels = None
+    if guide is not None and config.class_weight > 0:
+        train_labels = guide.train_labels
+        if train_labels is None or tuple(train_labels.shape) != (train_images.shape[0],):
+            raise ValueError(f"class_weight {config.class_weight} needs one label per training "
+                             f"image in guide.train_labels ({train_images.shape[0]}); got "
+                             f"{None if train_labels is None else tuple(train_labels.shape)}")
+        classes = guide.retriever.head.out_features
+        if int(train_labels.min()) < 0 or int(train_labels.max()) >= classes:
+            raise ValueError(f"guide.train_labels must lie in [0, {classes}) (the retriever's "
+                             f"classes); got {int(train_labels.min())}..{int(train_labels.max())}")
     if guide is not None:
         unknown = sorted(set(config.feature_layers) - set(guide.retriever.feature_layers()))
         if unknown:
@@ -596,7 +646,7 @@ def train_restorer(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
     # the retriever decides what is learned only through the feature term
-    steering = guide.key if guide is not None and config.feature_weight > 0 else None
+    steering = guide.key if guide is not None and config.through_retriever else None
     resume_key = fingerprint(config.fingerprint(), steering)
 
     tag = f"train/{config.model}"
@@ -610,17 +660,30 @@ def train_restorer(
 
     pixel = F.mse_loss if config.pixel_loss == "mse" else F.l1_loss
 
+    # the retriever's activations a step needs: the feature term's, the embedding for the task's
+    through = tuple(dict.fromkeys((*(config.feature_layers if config.feature_weight > 0 else ()),
+                                   *(("embedding",) if config.class_weight > 0 else ()))))
+
     def step(batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        degraded, clean, params, targets = batch
+        degraded, clean, params, targets, labels = batch
         restored = net(degraded, params)
         loss = pixel(restored, clean)
-        if config.feature_weight == 0:
+        if not config.through_retriever:
             return loss, {}
         assert guide is not None
-        features = feature_loss(guide.retriever, restored, clean, config.feature_layers,
-                                targets)
-        return loss + config.feature_weight * features, {
-            "pixel_loss": float(loss.detach()), "feature_loss": float(features.detach())}
+        outputs = guide.retriever.features(restored, through)
+        total, logged = loss, {"pixel_loss": float(loss.detach())}
+        if config.feature_weight > 0:
+            features = feature_loss(guide.retriever, restored, clean, config.feature_layers,
+                                    targets, outputs=outputs)
+            total = total + config.feature_weight * features
+            logged["feature_loss"] = float(features.detach())
+        if config.class_weight > 0:
+            assert labels is not None
+            task = class_loss(guide.retriever, outputs["embedding"], labels)
+            total = total + config.class_weight * task
+            logged["class_loss"] = float(task.detach())
+        return total, logged
 
     def evaluate(epoch: int) -> dict[str, float]:  # rank 0 only
         assert logger is not None
@@ -651,7 +714,7 @@ def train_restorer(
         result: TrainResult = train_loop(
             model=model, optimizer=optimizer, scheduler=scheduler,
             make_batches=lambda epoch: _EpochBatches(train_images, config, epoch, degrade, device,
-                                                     features),
+                                                     features, train_labels),
             step=step, epochs=config.epochs, checkpoint=out_dir / "last.pt",
             fingerprint=resume_key, evaluate=evaluate, logger=logger, tag=tag, progress=progress,
             extra_state=extra,
@@ -673,5 +736,6 @@ def train_restorer(
 
 
 __all__ = ["FEATURE_CACHE_BYTES", "Batch", "DegradeFn", "Params", "RestorerTrainConfig",
-           "RestorerTrainResult", "RetrievalGuide", "clean_features", "default_degrade",
+           "RestorerTrainResult", "RetrievalGuide", "class_loss", "clean_features",
+           "default_degrade",
            "degrade_with_params", "feature_loss", "random_crops", "train_restorer"]

@@ -13,6 +13,8 @@ from robustret.recipes import RECIPES, recipe, recipe_names, restorer_names
 from robustret.train.restorer import (
     RestorerTrainConfig,
     RetrievalGuide,
+    _EpochBatches,
+    class_loss,
     clean_features,
     feature_loss,
     train_restorer,
@@ -87,6 +89,62 @@ def test_the_retriever_is_part_of_the_resume_key(tmp_path, retriever) -> None:
                            other.gallery_labels, other.val_labels)
     with pytest.raises(ValueError, match="another configuration"):
         train_restorer(_config(), tmp_path / "run", guide=other, **kwargs)
+
+
+def test_the_task_term_is_the_heads_cross_entropy_and_reaches_the_input(
+        retriever) -> None:
+    restored = _images(4).requires_grad_(True)
+    labels = torch.tensor([0, 1, 1, 0])
+    embedding = retriever.features(restored, ("layer1", "embedding"))["embedding"]
+    loss = class_loss(retriever, embedding, labels)
+    with torch.no_grad():
+        want = torch.nn.functional.cross_entropy(retriever(restored), labels)
+    torch.testing.assert_close(loss.detach(), want)
+    loss.backward()
+    assert restored.grad is not None and float(restored.grad.abs().sum()) > 0
+    retriever.zero_grad(set_to_none=True)
+
+
+def test_each_batch_carries_the_labels_of_its_own_images() -> None:
+    n = 10  # image i is the constant i / n, its label i: a batch's labels name its images
+    images = (torch.arange(n, dtype=torch.float32) / n).view(n, 1, 1, 1).expand(n, 1, 8, 8)
+    config = _config(batch_size=3, samples_per_epoch=None)
+    batches = _EpochBatches(images.contiguous(), config, 0, lambda x, g: x, torch.device("cpu"),
+                            labels=torch.arange(n))
+    seen = []
+    for _, clean, _, _, labels in batches:
+        torch.testing.assert_close(clean[:, 0, 0, 0] * n, labels.float())
+        seen += labels.tolist()
+    assert sorted(seen) == list(range(n)) and seen != list(range(n))  # shuffled, all once
+    unlabeled = _EpochBatches(images.contiguous(), config, 0, lambda x, g: x, torch.device("cpu"))
+    assert all(batch[4] is None for batch in unlabeled)
+
+
+def test_training_with_the_task_term_needs_labels_and_logs_it(tmp_path, retriever) -> None:
+    import dataclasses
+
+    kwargs = dict(train_images=_images(8), val_images=_images(4, 1), degrade=_noise,
+                  progress=False, tensorboard=False)
+    guide = _guide(retriever, 4)
+    config = _config(class_weight=0.5, feature_weight=0.0)
+    with pytest.raises(ValueError, match="one label per training image"):
+        train_restorer(config, tmp_path / "a", guide=guide, **kwargs)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+        train_restorer(config, tmp_path / "b", **kwargs,
+                       guide=dataclasses.replace(guide, train_labels=torch.arange(8)))
+    with pytest.raises(ConfigError, match="needs the experiment's retriever"):
+        train_restorer(config, tmp_path / "c", **kwargs)
+    labeled = dataclasses.replace(guide, train_labels=torch.tensor([0, 1] * 4))
+    record = train_restorer(config, tmp_path / "d", guide=labeled, **kwargs).history[-1]
+    assert record["class_loss"] > 0 and "feature_loss" not in record
+    with pytest.raises(ValueError, match="another configuration"):  # the retriever steers it
+        train_restorer(config, tmp_path / "d", **kwargs,
+                       guide=dataclasses.replace(labeled, key="another-retriever"))
+    for bad in (-1.0, "high"):
+        with pytest.raises(ConfigError, match="class_weight"):
+            _config(class_weight=bad)
+    assert config.through_retriever and not _config(feature_weight=0.0).through_retriever
+    assert config.fingerprint() != _config(feature_weight=0.0).fingerprint()
 
 
 def test_clean_features_are_the_retrievers_and_refused_past_the_memory_cap(
