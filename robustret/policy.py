@@ -4,10 +4,11 @@
 degradation: ``noise``, ``blur``, ``resolution``) to
 
 - the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
-  (docs/results.md, section 00): ``hybrid_unet`` (the family's front end + a three-scale
-  residual told each image's severity, trained through two ResNet stages and the embedding)
-  for noise and low resolution, the plain ``hybrid`` for blur, whose Wiener front end already
-  gets each image's blur;
+  (docs/results.md, sections 00 and 00c): ``hybrid_unet`` (the family's front end + a
+  three-scale residual told each image's severity, trained through two ResNet stages and the
+  embedding) for noise, the same network trained mostly on the severest levels
+  (``hybrid_unet_severe``) for low resolution, the plain ``hybrid`` for blur, whose Wiener
+  front end already gets each image's blur;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
@@ -23,22 +24,24 @@ degradation: ``noise``, ``blur``, ``resolution``) to
   mixture), otherwise the degradation itself;
 - the classical baseline (``--restore classical``), with per-degradation exceptions.
 
-==============  ===============  =========  ===================  ============================
-family          ``auto``         ``study``  trained on           classical (hybrid front end;
-                                                                 hybrid condition)
-==============  ===============  =========  ===================  ============================
-``noise``       ``hybrid_unet``  ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper, the
-                                                                 mixture); ``nlm``
-                                                                 gaussian_noise; ``bilateral``
-                                                                 speckle (front: ``median``;
-                                                                 severity, kind)
-``blur``        ``hybrid``       ``srcnn``  itself               ``wiener`` (gets the drawn
-                                                                 ``a``, ``b``; front:
-                                                                 ``wiener``; none)
-``resolution``  ``hybrid_unet``  ``srcnn``  itself               ``bicubic`` (gets the drawn
-                                                                 ``level``; front:
-                                                                 ``identity``; level, severity)
-==============  ===============  =========  ===================  ============================
+==============  ======================  =========  ===================  =========================
+family          ``auto``                ``study``  trained on           classical (hybrid front
+                                                                        end; hybrid condition)
+==============  ======================  =========  ===================  =========================
+``noise``       ``hybrid_unet``         ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper,
+                                                                        the mixture); ``nlm``
+                                                                        gaussian_noise;
+                                                                        ``bilateral`` speckle
+                                                                        (front: ``median``;
+                                                                        severity, kind)
+``blur``        ``hybrid``              ``srcnn``  itself               ``wiener`` (gets the
+                                                                        drawn ``a``, ``b``;
+                                                                        front: ``wiener``; none)
+``resolution``  ``hybrid_unet_severe``  ``srcnn``  itself               ``bicubic`` (gets the
+                                                                        drawn ``level``; front:
+                                                                        ``identity``; level,
+                                                                        severity)
+==============  ======================  =========  ===================  =========================
 
 A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
 one without a family) is not an error: ``auto``, ``study`` and ``all`` give every network, each
@@ -100,14 +103,15 @@ POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
                                                    "speckle": "bilateral"})),
     "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
     "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity",
-                               hybrid_condition=("level", "severity"), learned="hybrid_unet"),
+                               hybrid_condition=("level", "severity"),
+                               learned="hybrid_unet_severe"),
 })
 """Family -> its restorers (the module table)."""
 
 
 def pairings(choose: str) -> str:
     """``choose`` (``learned`` or ``network``) of each family in words, for help texts:
-    e.g. ``"hybrid_unet for noise, hybrid for blur, hybrid_unet for resolution"``."""
+    e.g. ``"hybrid_unet for noise, hybrid for blur, hybrid_unet_severe for resolution"``."""
     return ", ".join(f"{getattr(rule, choose)} for {family}" for family, rule in POLICY.items())
 
 

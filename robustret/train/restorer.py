@@ -645,7 +645,7 @@ def train_restorer(
     init_weights(model, make_generator(stream_seed(config.seed, INIT_STREAM))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
-    # the retriever decides what is learned only through the feature term
+    # the retriever decides what is learned only through the feature and task terms
     steering = guide.key if guide is not None and config.through_retriever else None
     resume_key = fingerprint(config.fingerprint(), steering)
 

@@ -22,7 +22,8 @@ STUDY = {
     "salt_pepper": ("dae", "median", "noise", "median", "hybrid_unet", NOISE_CONDITION),
     "speckle": ("dae", "bilateral", "noise", "median", "hybrid_unet", NOISE_CONDITION),
     "motion_blur": ("srcnn", "wiener", "motion_blur", "wiener", "hybrid", ()),
-    "lowres": ("srcnn", "bicubic", "lowres", "identity", "hybrid_unet", ("level", "severity")),
+    "lowres": ("srcnn", "bicubic", "lowres", "identity", "hybrid_unet_severe",
+               ("level", "severity")),
 }
 
 
