@@ -171,12 +171,11 @@ class RestorerTrainConfig:
         if self.pixel_loss not in PIXEL_LOSSES:
             raise ConfigError(f"pixel_loss must be one of {', '.join(PIXEL_LOSSES)}; "
                               f"got {self.pixel_loss!r}")
-        if (
-            isinstance(self.feature_weight, bool)
-            or not isinstance(self.feature_weight, (int, float))
-            or self.feature_weight < 0
-        ):
-            raise ConfigError(f"feature_weight must be a number >= 0; got {self.feature_weight!r}")
+        for name, zero in (("feature_weight", "pixels only"),
+                           ("severity_bias", "severities drawn uniformly"),
+                           ("class_weight", "no task term")):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0: {zero}); got {getattr(self, name)!r}")
         layers = (
             (self.feature_layers,) if isinstance(self.feature_layers, str) else self.feature_layers
         )
@@ -200,12 +199,6 @@ class RestorerTrainConfig:
                     f"{name} must be a positive int (epochs may be 0), got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.severity_bias < 0:
-            raise ConfigError(f"severity_bias must be >= 0 (0: severities drawn uniformly), "
-                              f"got {self.severity_bias}")
-        if self.class_weight < 0:
-            raise ConfigError(f"class_weight must be >= 0 (0: no task term), "
-                              f"got {self.class_weight}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ConfigError(
                 f"samples_per_epoch must be >= 1 or None, got {self.samples_per_epoch}")

@@ -356,4 +356,8 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
             resolved[path.stem] = ExperimentConfig.from_dict(tomllib.load(handle)).resolved()
     bias = resolved["ablation_hybrid_unet_severity_bias"].restorers["hybrid_unet"]
     assert (bias.severity_bias, bias.epochs, bias.lr_step) == (2.0, 24, 8)
+    bias3 = resolved["ablation_hybrid_unet_severity_bias3"].restorers["hybrid_unet"]
+    task = resolved["ablation_hybrid_unet_task_term"].restorers["hybrid_unet"]
+    assert (bias3.severity_bias, bias3.class_weight, bias3.epochs) == (3.0, 0.0, 24)
+    assert (task.severity_bias, task.class_weight, task.epochs) == (3.0, 0.5, 24)
     assert resolved["smoke"].restorers["hybrid_unet"].severity_bias == 0.0
