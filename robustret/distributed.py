@@ -176,7 +176,8 @@ def slice_of(batch: Any, part: int, parts: int) -> tuple[Any, float]:
     Args:
         batch: a (B, ...) tensor, or a tuple or list of tensors sharing the leading size B;
             an item of the tuple may also be a mapping of such tensors (a degradation's drawn
-            per-image parameters), sliced value by value.
+            per-image parameters), sliced value by value, or None (an absent part, such as
+            labels not given), passed on as None.
         part: which slice, 0..parts-1 (a rank).
         parts: how many slices (the world size), >= 1.
     Returns:
@@ -189,7 +190,7 @@ def slice_of(batch: Any, part: int, parts: int) -> tuple[Any, float]:
         raise ValueError(f"part must be in 0..{parts - 1} (parts={parts}); got {part}")
     single = isinstance(batch, Tensor)
     items = [batch] if single else list(batch) if isinstance(batch, (tuple, list)) else None
-    tensors = [value for item in items or () for value in
+    tensors = [value for item in items or () if item is not None for value in
                (item.values() if isinstance(item, Mapping) else (item,))]
     if not items or not isinstance(items[0], Tensor) or not all(
             isinstance(t, Tensor) for t in tensors):
@@ -206,6 +207,8 @@ def slice_of(batch: Any, part: int, parts: int) -> tuple[Any, float]:
     if count == 0:
         return batch, 0.0
     def cut(item: Any) -> Any:
+        if item is None:
+            return None
         if isinstance(item, Mapping):
             return {name: value[start:start + count] for name, value in item.items()}
         return item[start:start + count]

@@ -93,6 +93,8 @@ def test_slice_cuts_a_mapping_of_per_image_parameters_with_its_images() -> None:
     assert empty == {}
     with pytest.raises(ValueError, match="leading size"):
         distributed.slice_of((x, {"a": a[:4]}), 0, 2)
+    (xs, absent, labels), _ = distributed.slice_of((x, None, a), 1, 2)  # labels not given
+    assert torch.equal(xs, x[3:]) and absent is None and torch.equal(labels, a[3:])
 
 
 def test_config_json_records_world_size_but_reads_back_as_settings(tmp_path: Path) -> None:
