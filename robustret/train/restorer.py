@@ -43,7 +43,7 @@ from torch import Tensor
 
 import restoration
 from restoration.base import init_weights
-from robustret.checks import ConfigError, check_images
+from robustret.checks import ConfigError, check_images, check_labels
 from robustret.device import resolve_device
 from robustret.distributed import data_parallel, is_main, setup, world_size
 from robustret.io import atomic_write_json
@@ -604,11 +604,11 @@ def train_restorer(
                           "the experiment's retriever (a RetrievalGuide)")
     train_labels = None
     if guide is not None and config.class_weight > 0:
-        train_labels = guide.train_labels
-        if train_labels is None or tuple(train_labels.shape) != (train_images.shape[0],):
+        if guide.train_labels is None:
             raise ValueError(f"class_weight {config.class_weight} needs one label per training "
-                             f"image in guide.train_labels ({train_images.shape[0]}); got "
-                             f"{None if train_labels is None else tuple(train_labels.shape)}")
+                             f"image in guide.train_labels ({train_images.shape[0]}); got None")
+        train_labels = check_labels(guide.train_labels, train_images.shape[0],
+                                    "guide.train_labels")
         classes = guide.retriever.head.out_features
         if int(train_labels.min()) < 0 or int(train_labels.max()) >= classes:
             raise ValueError(f"guide.train_labels must lie in [0, {classes}) (the retriever's "
@@ -730,5 +730,5 @@ def train_restorer(
 
 __all__ = ["FEATURE_CACHE_BYTES", "Batch", "DegradeFn", "Params", "RestorerTrainConfig",
            "RestorerTrainResult", "RetrievalGuide", "class_loss", "clean_features",
-           "default_degrade",
-           "degrade_with_params", "feature_loss", "random_crops", "train_restorer"]
+           "default_degrade", "degrade_with_params", "feature_loss", "random_crops",
+           "train_restorer"]
