@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from robustret.data import RetrievalData
+from robustret.data import ImageSet, RetrievalData
 from robustret.distributed import world_size
 from robustret.io import CorruptFileError, checksum_path, file_digest
 from robustret.keys import fingerprint, source_hash
@@ -222,6 +222,19 @@ def gallery_holdout(size: int, seed: int) -> tuple[Tensor, Tensor]:
     return order[held:].sort().values, order[:held].sort().values
 
 
+def instance_groups(images: ImageSet) -> Tensor | None:
+    """(N,) int64 group of each image: one per (class, object instance), from the set's
+    ``instance`` metadata (instance ids may repeat across classes); None where the set does
+    not know its instances."""
+    column = images.metadata.get("instance")
+    if column is None:
+        return None
+    ids = column.tolist() if isinstance(column, Tensor) else list(column)
+    codes: dict[tuple[int, object], int] = {}
+    return torch.tensor([codes.setdefault((label, ident), len(codes))
+                         for label, ident in zip(images.labels.tolist(), ids)], dtype=torch.int64)
+
+
 def trained_restorer(name: str, training_degradation: str, severities: list[int], config,
                      data: RetrievalData, data_key: str, device: torch.device,
                      models_dir: Path, retriever: TrainedModel,
@@ -274,9 +287,11 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
                                   return_params=True)  # a hybrid's front end needs them
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)
+    groups = instance_groups(data.gallery)
     guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],
                            data.gallery.labels[train_part], data.gallery.labels[held],
-                           train_labels=data.gallery.labels[train_part])
+                           train_labels=data.gallery.labels[train_part],
+                           train_groups=None if groups is None else groups[train_part])
     steering = retriever.content_key if train_config.through_retriever else None
     key = fingerprint("restorer", data_key, severities, targets, train_config.fingerprint(),
                       train_config.epochs, steering, source_hash(*RESTORER_CODE),

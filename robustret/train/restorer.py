@@ -120,6 +120,13 @@ class RestorerTrainConfig:
         class_weight: weight of the task term, the cross-entropy of the frozen retriever's
             classification head on the restored images against their class labels
             (:func:`class_loss`; 0: none). Needs the guide's ``train_labels``.
+        neighbour_weight: weight of the neighbour term, a soft nearest-neighbour loss of the
+            restored images' embeddings against the clean training images' embeddings, the
+            image's own group (instance) left out (:func:`neighbour_loss`; 0: none): the L2
+            search the experiment scores, made differentiable. Needs the guide's
+            ``train_labels`` (and ``train_groups``, where the data knows instances).
+        neighbour_temperature: its softmax temperature, in units of the mean squared distance
+            between two clean training embeddings (> 0; small: the nearest neighbour decides).
     """
 
     model: str = "dae"
@@ -142,6 +149,8 @@ class RestorerTrainConfig:
     feature_layers: tuple[str, ...] = ("embedding",)
     severity_bias: float = 0.0
     class_weight: float = 0.0
+    neighbour_weight: float = 0.0
+    neighbour_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         from collections.abc import Mapping
@@ -155,7 +164,8 @@ class RestorerTrainConfig:
                            ("val_images", "int"), ("seed", "int"), ("image_size", "int?"),
                            ("samples_per_epoch", "int?"), ("crop_size", "int?"),
                            ("lr", "number"), ("feature_weight", "number"),
-                           ("severity_bias", "number"), ("class_weight", "number")):
+                           ("severity_bias", "number"), ("class_weight", "number"),
+                           ("neighbour_weight", "number"), ("neighbour_temperature", "number")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
@@ -173,9 +183,13 @@ class RestorerTrainConfig:
                               f"got {self.pixel_loss!r}")
         for name, zero in (("feature_weight", "pixels only"),
                            ("severity_bias", "severities drawn uniformly"),
-                           ("class_weight", "no task term")):
+                           ("class_weight", "no task term"),
+                           ("neighbour_weight", "no neighbour term")):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: {zero}); got {getattr(self, name)!r}")
+        if self.neighbour_temperature <= 0:
+            raise ConfigError(f"neighbour_temperature must be > 0; got "
+                              f"{self.neighbour_temperature!r}")
         layers = (
             (self.feature_layers,) if isinstance(self.feature_layers, str) else self.feature_layers
         )
@@ -249,9 +263,14 @@ class RestorerTrainConfig:
 
     @property
     def through_retriever(self) -> bool:
-        """Whether the retriever decides what is learned (a feature or a task term), so that
-        its key belongs in the restorer's cache and resume keys."""
-        return self.feature_weight > 0 or self.class_weight > 0
+        """Whether the retriever decides what is learned (a feature, task or neighbour term),
+        so that its key belongs in the restorer's cache and resume keys."""
+        return self.feature_weight > 0 or self.class_weight > 0 or self.neighbour_weight > 0
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether a term needs the training images' classes (the task, neighbour terms)."""
+        return self.class_weight > 0 or self.neighbour_weight > 0
 
     def fingerprint(self) -> str:
         """Resume key: every setting that changes what is learned (not ``epochs`` nor
@@ -272,7 +291,10 @@ class RetrievalGuide:
         gallery_labels: (G,) int64 labels of those.
         val_labels: (M,) int64 labels of the validation images given to the trainer.
         train_labels: (N,) int64 labels of the training images given to the trainer, in
-            the head's classes (the task term, ``class_weight``); None: not known.
+            the head's classes (the task and neighbour terms); None: not known.
+        train_groups: (N,) int64 group of each training image (its object instance): images
+            of one group are never each other's neighbours in the neighbour term, as a query
+            never finds its own instance in the gallery; None: each image its own group.
     """
 
     retriever: torch.nn.Module
@@ -281,6 +303,7 @@ class RetrievalGuide:
     gallery_labels: Tensor
     val_labels: Tensor
     train_labels: Tensor | None = None
+    train_groups: Tensor | None = None
 
 
 FEATURE_CACHE_BYTES = 1 << 30
@@ -353,6 +376,52 @@ def class_loss(retriever: torch.nn.Module, embedding: Tensor, labels: Tensor) ->
         A scalar tensor.
     """
     return F.cross_entropy(retriever.head(embedding), labels)
+
+
+def mean_pair_distance(embeddings: Tensor) -> Tensor:
+    """Mean squared L2 distance over all ordered pairs (i, j) of rows, i == j included:
+    ``2 * (mean ||g||^2 - ||mean g||^2)``, exact, without the (N, N) matrix.
+
+    Args:
+        embeddings: (N, D) float, N >= 1.
+    Returns:
+        A scalar tensor >= 0.
+    """
+    rows = embeddings.double()
+    spread = rows.pow(2).sum(dim=1).mean() - rows.mean(dim=0).pow(2).sum()
+    return (2 * spread).clamp_min(0).to(embeddings.dtype)
+
+
+def neighbour_loss(embedding: Tensor, labels: Tensor, gallery: Tensor, gallery_labels: Tensor,
+                   excluded: Tensor, temperature: float | Tensor) -> Tensor:
+    """Soft nearest-neighbour loss: ``-log`` of the softmax mass that each embedding puts on
+    the gallery rows of its own class, over ``-||embedding - g||^2 / temperature``, the
+    ``excluded`` pairs (its own image, its instance) left out of the softmax.
+
+    Rows with no admissible row of their class in the gallery add nothing; where no row has
+    one the loss is zero (with a gradient of zeros).
+
+    Args:
+        embedding: (B, D) embeddings of restored images, with gradients.
+        labels: (B,) int64 their classes.
+        gallery: (N, D) clean embeddings searched (no gradients needed).
+        gallery_labels: (N,) int64 their classes.
+        excluded: (B, N) bool, True where row ``j`` of the gallery is not a neighbour of ``i``.
+        temperature: > 0, in squared-distance units.
+    Returns:
+        A scalar tensor.
+    """
+    squared = (embedding.pow(2).sum(dim=1, keepdim=True) + gallery.pow(2).sum(dim=1)
+               - 2 * embedding @ gallery.T).clamp_min(0)
+    logits = (-squared / temperature).masked_fill(excluded, float("-inf"))
+    same = (labels[:, None] == gallery_labels[None, :]) & ~excluded
+    usable = same.any(dim=1) & (~excluded).any(dim=1)
+    if not bool(usable.any()):
+        return embedding.sum() * 0
+    logits, same = logits[usable], same[usable]
+    total = torch.logsumexp(logits, dim=1)
+    hits = torch.logsumexp(logits.masked_fill(~same, float("-inf")), dim=1)
+    return (total - hits).mean()
 
 
 @dataclass(frozen=True)
@@ -448,23 +517,21 @@ def random_crops(clean: Tensor, degraded: Tensor, size: int,
     return cc, dd
 
 
-Batch = tuple[Tensor, Tensor, Params, dict[str, Tensor], Tensor | None]
-"""A training step's ``(degraded, clean, params, clean features, labels)``: images
+Batch = tuple[Tensor, Tensor, Params, dict[str, Tensor], Tensor]
+"""A training step's ``(degraded, clean, params, clean features, index)``: images
 (B, C, H, W) in [0, 1], the degradation's drawn (B,) parameters, ``{layer: (B, ...)}`` rows of
-:func:`clean_features` (empty: the step computes them) and the images' (B,) int64 classes
-(None: not given)."""
+:func:`clean_features` (empty: the step computes them) and the images' (B,) int64 positions in
+the training set (to look up their classes and groups)."""
 
 
 class _EpochBatches:
     """The batches of one epoch (:data:`Batch`), made lazily; ``len`` is the number of steps.
-    ``features``: :func:`clean_features` of ``images``, looked up by image (not with crops);
-    ``labels``: (N,) classes of ``images``."""
+    ``features``: :func:`clean_features` of ``images``, looked up by image (not with crops)."""
 
     def __init__(self, images: Tensor, config: RestorerTrainConfig, epoch: int,
                  degrade: DegradeFn, device: torch.device,
-                 features: Mapping[str, Tensor] | None = None,
-                 labels: Tensor | None = None) -> None:
-        self.images, self.labels, self.config, self.epoch = images, labels, config, epoch
+                 features: Mapping[str, Tensor] | None = None) -> None:
+        self.images, self.config, self.epoch = images, config, epoch
         self.degrade, self.device = degrade, device
         self.features = features if config.crop_size is None and features else {}
         n = images.shape[0]
@@ -487,7 +554,7 @@ class _EpochBatches:
             yield (degraded.to(self.device), clean.to(self.device),
                    {name: value.to(self.device) for name, value in params.items()},
                    {name: value[picked].to(self.device) for name, value in self.features.items()},
-                   None if self.labels is None else self.labels[picked].to(self.device))
+                   picked.to(self.device))
 
 
 class _Unclamped(torch.nn.Module):
@@ -602,17 +669,24 @@ def train_restorer(
         raise ConfigError(f"{config.model}: a feature or task term (feature_weight "
                           f"{config.feature_weight}, class_weight {config.class_weight}) needs "
                           "the experiment's retriever (a RetrievalGuide)")
-    train_labels = None
-    if guide is not None and config.class_weight > 0:
+    train_labels = train_groups = None
+    if guide is not None and config.needs_labels:
+        term = (f"class_weight {config.class_weight}" if config.class_weight > 0
+                else f"neighbour_weight {config.neighbour_weight}")
         if guide.train_labels is None:
-            raise ValueError(f"class_weight {config.class_weight} needs one label per training "
-                             f"image in guide.train_labels ({train_images.shape[0]}); got None")
+            raise ValueError(f"{term} needs one label per training image in guide.train_labels "
+                             f"({train_images.shape[0]}); got None")
         train_labels = check_labels(guide.train_labels, train_images.shape[0],
                                     "guide.train_labels")
         classes = guide.retriever.head.out_features
-        if int(train_labels.min()) < 0 or int(train_labels.max()) >= classes:
+        if config.class_weight > 0 and (int(train_labels.min()) < 0
+                                        or int(train_labels.max()) >= classes):
             raise ValueError(f"guide.train_labels must lie in [0, {classes}) (the retriever's "
                              f"classes); got {int(train_labels.min())}..{int(train_labels.max())}")
+        train_groups = (torch.arange(train_images.shape[0]) if guide.train_groups is None else
+                        check_labels(guide.train_groups, train_images.shape[0],
+                                     "guide.train_groups"))
+        train_labels, train_groups = train_labels.to(device), train_groups.to(device)
     if guide is not None:
         unknown = sorted(set(config.feature_layers) - set(guide.retriever.feature_layers()))
         if unknown:
@@ -653,12 +727,27 @@ def train_restorer(
 
     pixel = F.mse_loss if config.pixel_loss == "mse" else F.l1_loss
 
-    # the retriever's activations a step needs: the feature term's, the embedding for the task's
+    # the retriever's activations a step needs: the feature term's, the embedding for the
+    # task and neighbour terms
     through = tuple(dict.fromkeys((*(config.feature_layers if config.feature_weight > 0 else ()),
-                                   *(("embedding",) if config.class_weight > 0 else ()))))
+                                   *(("embedding",) if config.needs_labels else ()))))
+
+    frozen = _Frozen(guide.retriever) if guide is not None else None
+    features = None
+    if guide is not None and config.feature_weight > 0 and config.crop_size is None:
+        features = clean_features(guide.retriever, train_images, config.feature_layers,
+                                  batch_size=config.batch_size, device=device)
+    neighbours = scale = None
+    if guide is not None and config.neighbour_weight > 0:  # the clean training embeddings
+        neighbours = (features["embedding"] if features and "embedding" in features else
+                      clean_features(guide.retriever, train_images, ("embedding",),
+                                     batch_size=config.batch_size, device=device)["embedding"])
+        neighbours = neighbours.to(device)
+        scale = config.neighbour_temperature * float(mean_pair_distance(neighbours).clamp_min(
+            1e-12))
 
     def step(batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        degraded, clean, params, targets, labels = batch
+        degraded, clean, params, targets, index = batch
         restored = net(degraded, params)
         loss = pixel(restored, clean)
         if not config.through_retriever:
@@ -672,10 +761,18 @@ def train_restorer(
             total = total + config.feature_weight * features
             logged["feature_loss"] = float(features.detach())
         if config.class_weight > 0:
-            assert labels is not None
-            task = class_loss(guide.retriever, outputs["embedding"], labels)
+            assert train_labels is not None
+            task = class_loss(guide.retriever, outputs["embedding"], train_labels[index])
             total = total + config.class_weight * task
             logged["class_loss"] = float(task.detach())
+        if config.neighbour_weight > 0:
+            assert train_labels is not None and train_groups is not None
+            assert neighbours is not None and scale is not None
+            excluded = train_groups[index][:, None] == train_groups[None, :]
+            near = neighbour_loss(outputs["embedding"], train_labels[index], neighbours,
+                                  train_labels, excluded, scale)
+            total = total + config.neighbour_weight * near
+            logged["neighbour_loss"] = float(near.detach())
         return total, logged
 
     def evaluate(epoch: int) -> dict[str, float]:  # rank 0 only
@@ -698,16 +795,11 @@ def train_restorer(
 
     extra = {"restorer": restoration.checkpoint_meta(model), "config": asdict(config),
              "degradation": config.degrade, "severity": config.severity}
-    frozen = _Frozen(guide.retriever) if guide is not None else None
-    features = None
-    if guide is not None and config.feature_weight > 0 and config.crop_size is None:
-        features = clean_features(guide.retriever, train_images, config.feature_layers,
-                                  batch_size=config.batch_size, device=device)
     try:
         result: TrainResult = train_loop(
             model=model, optimizer=optimizer, scheduler=scheduler,
             make_batches=lambda epoch: _EpochBatches(train_images, config, epoch, degrade, device,
-                                                     features, train_labels),
+                                                     features),
             step=step, epochs=config.epochs, checkpoint=out_dir / "last.pt",
             fingerprint=resume_key, evaluate=evaluate, logger=logger, tag=tag, progress=progress,
             extra_state=extra,
@@ -730,5 +822,6 @@ def train_restorer(
 
 __all__ = ["FEATURE_CACHE_BYTES", "Batch", "DegradeFn", "Params", "RestorerTrainConfig",
            "RestorerTrainResult", "RetrievalGuide", "class_loss", "clean_features",
-           "default_degrade", "degrade_with_params", "feature_loss", "random_crops",
+           "default_degrade", "degrade_with_params", "feature_loss", "mean_pair_distance",
+           "neighbour_loss", "random_crops",
            "train_restorer"]

@@ -17,6 +17,8 @@ from robustret.train.restorer import (
     class_loss,
     clean_features,
     feature_loss,
+    mean_pair_distance,
+    neighbour_loss,
     train_restorer,
 )
 from robustret.trained import gallery_holdout
@@ -105,19 +107,96 @@ def test_the_task_term_is_the_heads_cross_entropy_and_reaches_the_input(
     retriever.zero_grad(set_to_none=True)
 
 
-def test_each_batch_carries_the_labels_of_its_own_images() -> None:
-    n = 10  # image i is the constant i / n, its label i: a batch's labels name its images
+def test_each_batch_carries_the_positions_of_its_own_images() -> None:
+    n = 10  # image i is the constant i / n: a batch's positions name its images
     images = (torch.arange(n, dtype=torch.float32) / n).view(n, 1, 1, 1).expand(n, 1, 8, 8)
     config = _config(batch_size=3, samples_per_epoch=None)
-    batches = _EpochBatches(images.contiguous(), config, 0, lambda x, g: x, torch.device("cpu"),
-                            labels=torch.arange(n))
+    batches = _EpochBatches(images.contiguous(), config, 0, lambda x, g: x, torch.device("cpu"))
     seen = []
-    for _, clean, _, _, labels in batches:
-        torch.testing.assert_close(clean[:, 0, 0, 0] * n, labels.float())
-        seen += labels.tolist()
+    for _, clean, _, _, index in batches:
+        assert index.dtype == torch.int64
+        torch.testing.assert_close(clean[:, 0, 0, 0] * n, index.float())
+        seen += index.tolist()
     assert sorted(seen) == list(range(n)) and seen != list(range(n))  # shuffled, all once
-    unlabeled = _EpochBatches(images.contiguous(), config, 0, lambda x, g: x, torch.device("cpu"))
-    assert all(batch[4] is None for batch in unlabeled)
+
+
+def test_the_neighbour_term_is_the_soft_nearest_neighbour_loss_of_admissible_rows() -> None:
+    gallery = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [5.0, 5.0]])
+    gallery_labels = torch.tensor([0, 0, 1, 1])
+    embedding = torch.tensor([[0.5, 0.5]], requires_grad=True)
+    excluded = torch.tensor([[True, False, False, False]])  # row 0: its own instance
+    loss = neighbour_loss(embedding, torch.tensor([0]), gallery, gallery_labels, excluded, 2.0)
+    squared = torch.tensor([0.5, 6.5, 24.5])  # to rows 1, 2, 3
+    weights = torch.softmax(-squared / 2.0, dim=0)
+    torch.testing.assert_close(loss.detach(), -torch.log(weights[0]))
+    loss.backward()  # pulls the embedding toward row 1, its one admissible same-class row
+    assert embedding.grad is not None and float(embedding.grad[0, 0]) < 0
+    # a row whose class has no admissible gallery row adds nothing; none at all: zero
+    alone = torch.tensor([[True, True, False, False]])
+    free = torch.zeros(1, 4, dtype=torch.bool)
+    both = neighbour_loss(torch.cat([embedding, embedding]).detach(), torch.tensor([0, 0]),
+                          gallery, gallery_labels, torch.cat([alone, free]), 2.0)
+    torch.testing.assert_close(both, neighbour_loss(embedding.detach(), torch.tensor([0]),
+                                                    gallery, gallery_labels, free, 2.0))
+    nothing = neighbour_loss(embedding, torch.tensor([0]), gallery, gallery_labels, alone, 2.0)
+    assert float(nothing.detach()) == 0.0 and nothing.requires_grad
+
+
+def test_mean_pair_distance_is_the_mean_over_all_pairs() -> None:
+    rows = torch.randn(7, 3, generator=torch.Generator().manual_seed(0))
+    want = torch.cdist(rows.double(), rows.double()).pow(2).mean().float()
+    torch.testing.assert_close(mean_pair_distance(rows), want)
+
+
+def test_instance_groups_are_one_per_class_and_instance() -> None:
+    from robustret.data import ImageSet
+    from robustret.trained import instance_groups
+
+    images = torch.zeros(5, 1, 4, 4)
+    labels = torch.tensor([0, 0, 1, 1, 0])
+    instance = torch.tensor([0, 1, 0, 0, 0])  # instance 0 of class 0 and of class 1 differ
+    groups = instance_groups(ImageSet(images, labels, ["a", "b"], {"instance": instance}))
+    assert groups.tolist() == [0, 1, 2, 2, 0]
+    assert instance_groups(ImageSet(images, labels, ["a", "b"])) is None
+
+
+def test_training_with_the_neighbour_term_leaves_out_each_images_group(
+        tmp_path, retriever, monkeypatch) -> None:
+    import dataclasses
+
+    import robustret.train.restorer as trainer
+
+    kwargs = dict(train_images=_images(8), val_images=_images(4, 1), degrade=_noise,
+                  progress=False, tensorboard=False)
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    guide = dataclasses.replace(_guide(retriever, 4), train_labels=torch.tensor([0, 1] * 4),
+                                train_groups=groups)
+    config = _config(neighbour_weight=0.5, feature_weight=0.0, epochs=1)
+    with pytest.raises(ValueError, match="neighbour_weight 0.5 needs one label"):
+        train_restorer(config, tmp_path / "a", **kwargs,
+                       guide=dataclasses.replace(guide, train_labels=None))
+    with pytest.raises(ValueError, match="train_groups"):
+        train_restorer(config, tmp_path / "b", **kwargs,
+                       guide=dataclasses.replace(guide, train_groups=groups[:4]))
+    calls = []
+    real = trainer.neighbour_loss
+
+    def spy(embedding, labels, gallery, gallery_labels, excluded, temperature):
+        calls.append((labels, gallery.shape, excluded))
+        return real(embedding, labels, gallery, gallery_labels, excluded, temperature)
+
+    monkeypatch.setattr(trainer, "neighbour_loss", spy)
+    record = train_restorer(config, tmp_path / "c", guide=guide, **kwargs).history[-1]
+    assert record["neighbour_loss"] > 0 and "class_loss" not in record
+    labels, shape, excluded = calls[0]
+    assert shape[0] == 8  # every training image is a candidate neighbour
+    # each row leaves out exactly its own pair of images (one group)
+    assert excluded.sum(dim=1).tolist() == [2] * excluded.shape[0]
+    assert config.through_retriever and config.fingerprint() != _config(
+        feature_weight=0.0).fingerprint()
+    for name, bad in (("neighbour_weight", -1.0), ("neighbour_temperature", 0.0)):
+        with pytest.raises(ConfigError, match=name):
+            _config(**{name: bad})
 
 
 def test_training_with_the_task_term_needs_labels_and_logs_it(tmp_path, retriever) -> None:
@@ -361,3 +440,8 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     assert (bias3.severity_bias, bias3.class_weight, bias3.epochs) == (3.0, 0.0, 24)
     assert (task.severity_bias, task.class_weight, task.epochs) == (3.0, 0.5, 24)
     assert resolved["smoke"].restorers["hybrid_unet"].severity_bias == 0.0
+    for stem, weight in (("ablation_hybrid_unet_neighbour", 0.1),
+                         ("ablation_hybrid_unet_neighbour_w03", 0.3)):
+        near = resolved[stem].restorers["hybrid_unet_severe"]
+        assert (near.neighbour_weight, near.neighbour_temperature, near.severity_bias,
+                near.epochs) == (weight, 0.1, 2.0, 24)
