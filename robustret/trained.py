@@ -291,7 +291,9 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],
                            data.gallery.labels[train_part], data.gallery.labels[held],
                            train_labels=data.gallery.labels[train_part],
-                           train_groups=None if groups is None else groups[train_part])
+                           train_groups=None if groups is None else groups[train_part],
+                           gallery_groups=None if groups is None else groups[train_part],
+                           val_groups=None if groups is None else groups[held])
     steering = retriever.content_key if train_config.through_retriever else None
     key = fingerprint("restorer", data_key, severities, targets, train_config.fingerprint(),
                       train_config.epochs, steering, source_hash(*RESTORER_CODE),

@@ -22,7 +22,8 @@ than :data:`FEATURE_CACHE_BYTES`, each step computes its own.
 Validation (a fixed subset of ``val_images``, which the runner takes from a held-out part of
 the gallery split, never from the queries) reports PSNR and SSIM, and with a guide the
 embedding cosine to the clean image and the top-1 hit rate of the restored images against the
-rest of the gallery.
+rest of the gallery (less the images of their own object instance, where the data knows
+instances, as for the queries).
 
 The learning-rate schedule halves the rate every ``lr_step`` epochs
 (:func:`robustret.train.loop.step_decay`), fixed by the config rather than derived from
@@ -295,6 +296,10 @@ class RetrievalGuide:
         train_groups: (N,) int64 group of each training image (its object instance): images
             of one group are never each other's neighbours in the neighbour term, as a query
             never finds its own instance in the gallery; None: each image its own group.
+        gallery_groups: (G,) int64 groups of the gallery images, and ``val_groups`` (M,) of
+            the validation images, in one numbering: the validation search leaves out the
+            gallery images of a validation image's own group (its instance), as the queries'
+            search does; None (either): the whole gallery is searched.
     """
 
     retriever: torch.nn.Module
@@ -304,6 +309,8 @@ class RetrievalGuide:
     val_labels: Tensor
     train_labels: Tensor | None = None
     train_groups: Tensor | None = None
+    gallery_groups: Tensor | None = None
+    val_groups: Tensor | None = None
 
 
 FEATURE_CACHE_BYTES = 1 << 30
@@ -587,12 +594,20 @@ class _Frozen:
 
 class _RetrievalCheck:
     """Validation through the retriever: embedding cosine to the clean image and top-1 (L2)
-    of the restored validation images against the guide's gallery."""
+    of the restored validation images against the guide's gallery, less each image's own
+    group where the guide knows the groups."""
 
     def __init__(self, guide: RetrievalGuide, val_clean: Tensor, pick: Tensor,
                  device: torch.device) -> None:
         self.guide, self.device = guide, device
         self.labels = guide.val_labels[pick]
+        self.excluded = None
+        if guide.gallery_groups is not None and guide.val_groups is not None:
+            gallery_groups = check_labels(guide.gallery_groups, guide.gallery_labels.shape[0],
+                                          "guide.gallery_groups")
+            val_groups = check_labels(guide.val_groups, guide.val_labels.shape[0],
+                                      "guide.val_groups")
+            self.excluded = val_groups[pick][:, None] == gallery_groups[None, :]
         self.clean = self._embed(val_clean)
 
     def _embed(self, images: Tensor) -> Tensor:
@@ -601,7 +616,10 @@ class _RetrievalCheck:
         return map_batches(self.guide.retriever.embed, images, batch_size=128, device=self.device)
 
     def _top1(self, embeddings: Tensor) -> float:
-        nearest = torch.cdist(embeddings, self.guide.gallery_embeddings).argmin(dim=1)
+        distances = torch.cdist(embeddings, self.guide.gallery_embeddings)
+        if self.excluded is not None:
+            distances = distances.masked_fill(self.excluded, float("inf"))
+        nearest = distances.argmin(dim=1)
         return float((self.guide.gallery_labels[nearest] == self.labels).float().mean())
 
     def __call__(self, restored: Tensor, degraded: Tensor) -> dict[str, float]:

@@ -445,3 +445,28 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
         near = resolved[stem].restorers["hybrid_unet_severe"]
         assert (near.neighbour_weight, near.neighbour_temperature, near.severity_bias,
                 near.epochs) == (weight, 0.1, 2.0, 24)
+
+
+def test_validation_leaves_out_the_gallery_images_of_a_val_images_own_instance() -> None:
+    import dataclasses
+
+    from robustret.train.restorer import _RetrievalCheck
+
+    class Flat(torch.nn.Module):
+        def embed(self, images: torch.Tensor) -> torch.Tensor:
+            return images.flatten(1)
+
+    own, other_class, same_class = torch.zeros(4), torch.full((4,), 0.1), torch.ones(4)
+    gallery = torch.stack([own, other_class, same_class])  # the val image is `own`, class 0
+    guide = RetrievalGuide(Flat(), "flat", gallery, torch.tensor([0, 1, 0]), torch.tensor([0]))
+    val = own.view(1, 1, 2, 2)
+    pick = torch.tensor([0])
+    whole = _RetrievalCheck(guide, val, pick, torch.device("cpu"))(val, val)
+    assert whole["val_top1_clean"] == 1.0  # it finds itself
+    grouped = dataclasses.replace(guide, gallery_groups=torch.tensor([0, 1, 2]),
+                                  val_groups=torch.tensor([0]))
+    honest = _RetrievalCheck(grouped, val, pick, torch.device("cpu"))(val, val)
+    assert honest["val_top1_clean"] == 0.0  # its own instance left out: the other class wins
+    with pytest.raises(ValueError, match="gallery_groups"):
+        _RetrievalCheck(dataclasses.replace(grouped, gallery_groups=torch.tensor([0, 1])), val,
+                        pick, torch.device("cpu"))
