@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 RETRIEVER_CODE = ("robustret.models", "robustret.train.classifier", "robustret.train.loop",
                   "robustret.augment")
 EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
-RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations")
+#: (this module too: it builds a restorer's degradation draw, holdout and instance groups)
+RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations",
+                 "robustret.trained")
 #: the gallery embeddings' file beside the retriever checkpoint, named by their key
 GALLERY_FILE = "gallery_embeddings-{key}.npy"
 
