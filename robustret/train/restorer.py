@@ -329,16 +329,18 @@ def clean_features(retriever: torch.nn.Module, images: Tensor, layers: tuple[str
         device: where the forward passes run.
     Returns:
         ``{layer: (N, ...) float tensor}``, or None where they would take more than
-        :data:`FEATURE_CACHE_BYTES` (judged from the first image).
+        :data:`FEATURE_CACHE_BYTES` (judged from the first batch).
     """
+    def batch(start: int) -> dict[str, Tensor]:
+        return {name: value.cpu() for name, value in
+                retriever.features(images[start:start + batch_size].to(device), layers).items()}
+
     with torch.no_grad():
-        first = retriever.features(images[:1].to(device), layers)
-        per_image = sum(value.numel() * value.element_size() for value in first.values())
+        first = batch(0)
+        per_image = sum(value[:1].numel() * value.element_size() for value in first.values())
         if per_image * images.shape[0] > FEATURE_CACHE_BYTES:
             return None
-        parts = [{name: value.cpu() for name, value in
-                  retriever.features(images[i:i + batch_size].to(device), layers).items()}
-                 for i in range(0, images.shape[0], batch_size)]
+        parts = [first, *(batch(i) for i in range(batch_size, images.shape[0], batch_size))]
     return {name: torch.cat([part[name] for part in parts]) for name in layers}
 
 
