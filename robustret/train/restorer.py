@@ -686,9 +686,10 @@ def train_restorer(
     check_images(val_images, "val_images")
     degrade = degrade or default_degrade(config.degrade, config.severity)
     if config.through_retriever and guide is None:
-        raise ConfigError(f"{config.model}: a feature or task term (feature_weight "
-                          f"{config.feature_weight}, class_weight {config.class_weight}) needs "
-                          "the experiment's retriever (a RetrievalGuide)")
+        raise ConfigError(f"{config.model}: a feature, task or neighbour term (feature_weight "
+                          f"{config.feature_weight}, class_weight {config.class_weight}, "
+                          f"neighbour_weight {config.neighbour_weight}) needs the experiment's "
+                          "retriever (a RetrievalGuide)")
     train_labels = train_groups = None
     if guide is not None and config.needs_labels:
         term = (f"class_weight {config.class_weight}" if config.class_weight > 0

@@ -178,6 +178,8 @@ def test_training_with_the_neighbour_term_leaves_out_each_images_group(
     with pytest.raises(ValueError, match="train_groups"):
         train_restorer(config, tmp_path / "b", **kwargs,
                        guide=dataclasses.replace(guide, train_groups=groups[:4]))
+    with pytest.raises(ConfigError, match="neighbour_weight 0.5.*needs the experiment's"):
+        train_restorer(config, tmp_path / "n", **kwargs)
     calls = []
     real = trainer.neighbour_loss
 
