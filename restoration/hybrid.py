@@ -11,9 +11,9 @@ blur). ``gate`` is a learned scalar that starts at 0, so an untrained hybrid is 
 front.
 
 Bodies (:data:`BODIES`): ``plain``, a stack of 3x3 convolutions at full resolution (receptive
-field ``2 * len(widths) + 3`` px); ``unet``, a three-scale encoder-decoder (full, 1/2, 1/4 of
-the side, widths ``w0, w1, w2``, skip concatenations) whose receptive field covers about
-50 px, for coarse degradations (8 px blocks of low resolution, heavy noise).
+field ``2 * len(widths) + 3`` px); ``unet``, an encoder-decoder of one scale per width (full,
+1/2, 1/4, ... of the side, skip concatenations; at least two): three widths cover about 50 px,
+for coarse degradations (8 px blocks of low resolution, heavy noise), four about 100 px.
 """
 
 from __future__ import annotations
@@ -63,24 +63,37 @@ def _convs(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class _UNet(nn.Module):
-    """Three scales: (B, c_in, H, W) -> (B, c_out, H, W), H and W divisible by 4."""
+    """``len(widths)`` scales: (B, c_in, H, W) -> (B, c_out, H, W), H and W divisible by
+    ``2 ** (len(widths) - 1)`` (:attr:`multiple`). Scale ``i`` runs ``enc{i}`` at
+    ``1 / 2**i`` of the side, ``down{i}`` halves it, ``dec{i}`` merges the upsampled coarser
+    scale with ``enc{i}``'s output (the three-scale names are those of earlier releases)."""
 
     def __init__(self, c_in: int, c_out: int, widths: Sequence[int]) -> None:
         super().__init__()
-        w0, w1, w2 = widths
-        self.enc0, self.enc1, self.enc2 = _convs(c_in, w0), _convs(w0, w1), _convs(w1, w2)
-        self.down0 = nn.Conv2d(w0, w0, 3, stride=2, padding=1)
-        self.down1 = nn.Conv2d(w1, w1, 3, stride=2, padding=1)
-        self.dec1, self.dec0 = _convs(w2 + w1, w1), _convs(w1 + w0, w0)
-        self.out = nn.Conv2d(w0, c_out, 1)
+        self.scales = len(widths)
+        for i, width in enumerate(widths):
+            setattr(self, f"enc{i}", _convs(c_in if i == 0 else widths[i - 1], width))
+        for i in range(self.scales - 1):
+            setattr(self, f"down{i}", nn.Conv2d(widths[i], widths[i], 3, stride=2, padding=1))
+        for i in reversed(range(self.scales - 1)):
+            setattr(self, f"dec{i}", _convs(widths[i + 1] + widths[i], widths[i]))
+        self.out = nn.Conv2d(widths[0], c_out, 1)
+
+    @property
+    def multiple(self) -> int:
+        """What H and W must be divisible by."""
+        return 2 ** (self.scales - 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        e0 = self.enc0(x)
-        e1 = self.enc1(self.down0(e0))
-        e2 = self.enc2(self.down1(e1))
-        d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="nearest"), e1], 1))
-        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="nearest"), e0], 1))
-        return self.out(d0)
+        skips = []
+        for i in range(self.scales):
+            x = getattr(self, f"enc{i}")(x if i == 0 else getattr(self, f"down{i - 1}")(x))
+            skips.append(x)
+        x = skips.pop()
+        for i in reversed(range(self.scales - 1)):
+            up = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = getattr(self, f"dec{i}")(torch.cat([up, skips.pop()], 1))
+        return self.out(x)
 
 
 class HybridRestorer(Restorer):
@@ -90,7 +103,7 @@ class HybridRestorer(Restorer):
         channels: image channels C (1 or 3).
         front: a registered classical restorer (``restoration.classical()``), or ``identity``.
         widths: channels of the hidden convolutions (``plain``: one per layer; ``unet``:
-            three, one per scale).
+            one per scale, at least two).
         condition: names of :data:`CONDITIONS` the net is told per image; each must then be
             passed in ``params`` (the experiment passes ``severity`` and the drawn ones).
         body: ``plain`` or ``unet`` (:data:`BODIES`).
@@ -112,8 +125,9 @@ class HybridRestorer(Restorer):
             raise ValueError("widths must name at least one hidden layer")
         if body not in BODIES:
             raise ValueError(f"body must be one of {', '.join(BODIES)}; got {body!r}")
-        if body == "unet" and len(widths) != 3:
-            raise ValueError(f"a unet body takes three widths (one per scale); got {list(widths)}")
+        if body == "unet" and len(widths) < 2:
+            raise ValueError(f"a unet body takes one width per scale, at least two; got "
+                             f"{list(widths)}")
         unknown = [name for name in condition if name not in CONDITIONS]
         if unknown or len(set(condition)) != len(condition):
             raise ValueError(f"condition must name distinct entries of {', '.join(CONDITIONS)}; "
@@ -158,6 +172,7 @@ class HybridRestorer(Restorer):
         if self.body == "plain":
             return base + self.gate * self.net(inputs)
         h, w = images.shape[-2:]
-        padded, (left, _, top, _) = pad_to_multiple(inputs, 4)
+        assert isinstance(self.net, _UNet)
+        padded, (left, _, top, _) = pad_to_multiple(inputs, self.net.multiple)
         residual = self.net(padded)[..., top:top + h, left:left + w]
         return base + self.gate * residual

@@ -321,8 +321,31 @@ def test_hybrid_options_are_checked() -> None:
         restoration.build("hybrid", condition=("fog",))
     with pytest.raises(ValueError, match="body"):
         restoration.build("hybrid", body="transformer")
-    with pytest.raises(ValueError, match="three widths"):
-        restoration.build("hybrid", body="unet", widths=(8, 8))
+    with pytest.raises(ValueError, match="one width per scale, at least two"):
+        restoration.build("hybrid", body="unet", widths=(8,))
+
+
+def test_a_three_scale_unet_is_the_earlier_releases_and_a_four_scale_one_pads_to_8() -> None:
+    """Checkpoints of the three-scale body keep loading and computing the same: its parameter
+    names and its forward pass are those of the earlier fixed three-scale network."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    three = restoration.build("hybrid", front="bicubic", widths=(4, 6, 8), body="unet").net
+    assert sorted({key.split(".")[0] for key in three.state_dict()}) == [
+        "dec0", "dec1", "down0", "down1", "enc0", "enc1", "enc2", "out"]
+    x = torch.rand(2, 2, 16, 20)  # (degraded, front) planes of one channel
+    with torch.no_grad():
+        e0 = three.enc0(x)
+        e1 = three.enc1(three.down0(e0))
+        e2 = three.enc2(three.down1(e1))
+        d1 = three.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0), e1], 1))
+        d0 = three.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0), e0], 1))
+        torch.testing.assert_close(three(x), three.out(d0))
+    four = _gated(restoration.build("hybrid", front="bicubic", widths=(4, 4, 4, 4), body="unet"))
+    assert four.net.multiple == 8 and hasattr(four.net, "enc3") and not hasattr(four.net, "enc4")
+    odd = _images(2)[:, :, :26, :26]  # padded to 32 (28 would not halve three times), cropped back
+    assert four.restore(odd, {"level": torch.tensor([1, 3])}, clamp=False).shape == odd.shape
 
 
 def test_severities_are_drawn_uniformly_or_weighted_by_their_power() -> None:
