@@ -14,6 +14,12 @@ Bodies (:data:`BODIES`): ``plain``, a stack of 3x3 convolutions at full resoluti
 field ``2 * len(widths) + 3`` px); ``unet``, an encoder-decoder of one scale per width (full,
 1/2, 1/4, ... of the side, skip concatenations; at least two): three widths cover about 50 px,
 for coarse degradations (8 px blocks of low resolution, heavy noise), four about 100 px.
+``shuffle = s`` runs the unet on ``s x s`` space-to-depth blocks (``pixel_unshuffle`` in,
+``pixel_shuffle`` out): its finest scale is ``1/s`` of the side and its output still full
+resolution. Full-resolution convolutions are most of a unet's cost; where the input holds no
+detail finer than ``s`` px (low resolution: every Haar level leaves 2x2 blocks or coarser), they
+see nothing a 1/s-scale convolution does not, so the same time buys twice the widths and one
+scale more (docs/restoration.md).
 """
 
 from __future__ import annotations
@@ -64,13 +70,16 @@ def _convs(c_in: int, c_out: int) -> nn.Sequential:
 
 class _UNet(nn.Module):
     """``len(widths)`` scales: (B, c_in, H, W) -> (B, c_out, H, W), H and W divisible by
-    ``2 ** (len(widths) - 1)`` (:attr:`multiple`). Scale ``i`` runs ``enc{i}`` at
-    ``1 / 2**i`` of the side, ``down{i}`` halves it, ``dec{i}`` merges the upsampled coarser
-    scale with ``enc{i}``'s output (the three-scale names are those of earlier releases)."""
+    ``shuffle * 2 ** (len(widths) - 1)`` (:attr:`multiple`). Scale ``i`` runs ``enc{i}`` at
+    ``1 / (shuffle * 2**i)`` of the side, ``down{i}`` halves it, ``dec{i}`` merges the upsampled
+    coarser scale with ``enc{i}``'s output (the three-scale names are those of earlier
+    releases); with ``shuffle`` s > 1 the input enters as ``pixel_unshuffle(x, s)`` (s*s*c_in
+    channels) and ``out``'s s*s*c_out channels leave through ``pixel_shuffle``."""
 
-    def __init__(self, c_in: int, c_out: int, widths: Sequence[int]) -> None:
+    def __init__(self, c_in: int, c_out: int, widths: Sequence[int], shuffle: int = 1) -> None:
         super().__init__()
-        self.scales = len(widths)
+        self.scales, self.shuffle = len(widths), int(shuffle)
+        c_in, c_out = c_in * self.shuffle ** 2, c_out * self.shuffle ** 2
         for i, width in enumerate(widths):
             setattr(self, f"enc{i}", _convs(c_in if i == 0 else widths[i - 1], width))
         for i in range(self.scales - 1):
@@ -82,9 +91,14 @@ class _UNet(nn.Module):
     @property
     def multiple(self) -> int:
         """What H and W must be divisible by."""
-        return 2 ** (self.scales - 1)
+        return self.shuffle * 2 ** (self.scales - 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.shuffle > 1:
+            return F.pixel_shuffle(self._scales(F.pixel_unshuffle(x, self.shuffle)), self.shuffle)
+        return self._scales(x)
+
+    def _scales(self, x: Tensor) -> Tensor:
         skips = []
         for i in range(self.scales):
             x = getattr(self, f"enc{i}")(x if i == 0 else getattr(self, f"down{i - 1}")(x))
@@ -107,6 +121,8 @@ class HybridRestorer(Restorer):
         condition: names of :data:`CONDITIONS` the net is told per image; each must then be
             passed in ``params`` (the experiment passes ``severity`` and the drawn ones).
         body: ``plain`` or ``unet`` (:data:`BODIES`).
+        shuffle: the unet's space-to-depth factor (1: none; 2: its finest scale is half the
+            side, module docstring); only with ``body="unet"``.
     """
 
     trainable = True
@@ -114,7 +130,7 @@ class HybridRestorer(Restorer):
 
     def __init__(self, channels: int = 1, front: str = "median",
                  widths: Sequence[int] = (32, 32, 32), condition: Sequence[str] = (),
-                 body: str = "plain") -> None:
+                 body: str = "plain", shuffle: int = 1) -> None:
         super().__init__()
         if front not in RESTORERS or RESTORERS.is_trainable(front):
             raise ValueError(
@@ -128,16 +144,20 @@ class HybridRestorer(Restorer):
         if body == "unet" and len(widths) < 2:
             raise ValueError(f"a unet body takes one width per scale, at least two; got "
                              f"{list(widths)}")
+        if isinstance(shuffle, bool) or not isinstance(shuffle, int) or shuffle < 1 or (
+                shuffle > 1 and body != "unet"):
+            raise ValueError(f"shuffle must be an integer >= 1, and above 1 only with the unet "
+                             f"body; got {shuffle!r} with body {body!r}")
         unknown = [name for name in condition if name not in CONDITIONS]
         if unknown or len(set(condition)) != len(condition):
             raise ValueError(f"condition must name distinct entries of {', '.join(CONDITIONS)}; "
                              f"got {list(condition)}")
         self.channels, self.front_name, self.widths = int(channels), front, tuple(widths)
-        self.condition, self.body = tuple(condition), body
+        self.condition, self.body, self.shuffle = tuple(condition), body, shuffle
         self.front = RESTORERS.build(front)
         c_in = 2 * self.channels + sum(CONDITIONS[name][0] for name in self.condition)
         if body == "unet":
-            self.net: nn.Module = _UNet(c_in, self.channels, self.widths)
+            self.net: nn.Module = _UNet(c_in, self.channels, self.widths, shuffle)
         else:
             layers: list[nn.Module] = []
             previous = c_in

@@ -348,6 +348,35 @@ def test_a_three_scale_unet_is_the_earlier_releases_and_a_four_scale_one_pads_to
     assert four.restore(odd, {"level": torch.tensor([1, 3])}, clamp=False).shape == odd.shape
 
 
+def test_a_shuffled_unet_runs_its_scales_on_space_to_depth_blocks(tmp_path) -> None:
+    """``shuffle = 2``: the finest scale works on 2x2 blocks (4 times the channels, half the
+    side), the output is full resolution, odd sides are padded to ``2 * 2 ** (scales - 1)``,
+    and a checkpoint rebuilds the same network."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    hybrid = _gated(restoration.build("hybrid", front="identity", widths=(4, 6, 8),
+                                      body="unet", shuffle=2, condition=("level",)))
+    net = hybrid.net
+    assert net.multiple == 8
+    assert net.enc0[0].in_channels == 4 * 3 and net.out.out_channels == 4  # (x, front, level)
+    x = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), F.pixel_shuffle(net._scales(F.pixel_unshuffle(x, 2)), 2))
+        # the finest convolutions see half the side: their output is 8 x 12 for 16 x 24
+        assert net.enc0(F.pixel_unshuffle(x, 2)).shape[-2:] == (8, 12)
+    odd = _images(2)[:, :, :26, :30]
+    params = {"level": torch.tensor([1, 3])}
+    out = hybrid.restore(odd, params, clamp=False)
+    assert out.shape == odd.shape and not torch.equal(out, odd)
+    again = restoration.load(restoration.save(hybrid, tmp_path / "shuffled.pt"))
+    assert again.shuffle == 2
+    torch.testing.assert_close(again.restore(odd, params, clamp=False), out)
+    for bad, body in ((0, "unet"), (True, "unet"), (1.5, "unet"), (2, "plain")):
+        with pytest.raises(ValueError, match="shuffle"):
+            restoration.build("hybrid", widths=(4, 4), body=body, shuffle=bad)
+
+
 def test_severities_are_drawn_uniformly_or_weighted_by_their_power() -> None:
     from robustret.train.restorer import draw_one, severity_weights
 
