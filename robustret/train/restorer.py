@@ -71,6 +71,8 @@ VALIDATION_STREAM = "restorer/validation"
 """Seed stream of the validation subset and its degradation."""
 INIT_STREAM = "restorer/init"
 """Seed stream of the weight initialisation."""
+FLIP_STREAM = "restorer/flip"
+"""Seed stream of which images of a batch are mirrored with ``hflip`` (index: epoch, batch)."""
 TRAINING_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop")
 """Packages whose source is part of the resume key: editing them starts training afresh."""
 
@@ -128,6 +130,11 @@ class RestorerTrainConfig:
             ``train_labels`` (and ``train_groups``, where the data knows instances).
         neighbour_temperature: its softmax temperature, in units of the mean squared distance
             between two clean training embeddings (> 0; small: the nearest neighbour decides).
+        hflip: mirror each training image left-right with probability 1/2 before it is
+            degraded (drawn per image from its own stream, so the degradations drawn are those
+            without it): the restorer also sees the mirrored objects, as it will see objects
+            of the query split that it never trained on. The clean features are then cached
+            for both orientations.
     """
 
     model: str = "dae"
@@ -152,6 +159,7 @@ class RestorerTrainConfig:
     class_weight: float = 0.0
     neighbour_weight: float = 0.0
     neighbour_temperature: float = 0.1
+    hflip: bool = False
 
     def __post_init__(self) -> None:
         from collections.abc import Mapping
@@ -175,6 +183,8 @@ class RestorerTrainConfig:
                 words = {"str": "a string", "int": "an integer", "number": "a number"}
                 raise ConfigError(f"{name} must be {words[kind.rstrip('?')]}"
                                   f"{' or None' if kind.endswith('?') else ''}; got {value!r}")
+        if not isinstance(self.hflip, bool):
+            raise ConfigError(f"hflip must be true or false; got {self.hflip!r}")
         if not isinstance(self.model_options, Mapping):
             raise ConfigError(f"model_options must be a table of constructor options; got "
                               f"{self.model_options!r}")
@@ -535,7 +545,8 @@ the training set (to look up their classes and groups)."""
 
 class _EpochBatches:
     """The batches of one epoch (:data:`Batch`), made lazily; ``len`` is the number of steps.
-    ``features``: :func:`clean_features` of ``images``, looked up by image (not with crops)."""
+    ``features``: :func:`clean_features` of ``images``, looked up by image (not with crops);
+    with ``config.hflip`` (2N, ...) rows, row ``N + i`` those of image ``i`` mirrored."""
 
     def __init__(self, images: Tensor, config: RestorerTrainConfig, epoch: int,
                  degrade: DegradeFn, device: torch.device,
@@ -556,13 +567,18 @@ class _EpochBatches:
         for b in range(len(self)):
             generator = make_generator(stream_seed(self.config.seed, BATCH_STREAM, self.epoch, b))
             picked = self.order[b * bs:(b + 1) * bs]
-            clean = self.images[picked]
+            clean, rows = self.images[picked], picked
+            if self.config.hflip:
+                flip_gen = make_generator(stream_seed(self.config.seed, FLIP_STREAM, self.epoch, b))
+                mirror = torch.rand(len(picked), generator=flip_gen) < 0.5
+                clean = torch.where(mirror[:, None, None, None], clean.flip(-1), clean)
+                rows = picked + mirror.long() * self.images.shape[0]
             degraded, params = degrade_with_params(self.degrade, clean, generator)
             if self.config.crop_size is not None:  # per-image parameters survive a crop
                 clean, degraded = random_crops(clean, degraded, self.config.crop_size, generator)
             yield (degraded.to(self.device), clean.to(self.device),
                    {name: value.to(self.device) for name, value in params.items()},
-                   {name: value[picked].to(self.device) for name, value in self.features.items()},
+                   {name: value[rows].to(self.device) for name, value in self.features.items()},
                    picked.to(self.device))
 
 
@@ -758,6 +774,12 @@ def train_restorer(
     if guide is not None and config.feature_weight > 0 and config.crop_size is None:
         features = clean_features(guide.retriever, train_images, config.feature_layers,
                                   batch_size=config.batch_size, device=device)
+        if features is not None and config.hflip:  # rows N..2N-1: the mirrored images
+            mirrored = clean_features(guide.retriever, train_images.flip(-1),
+                                      config.feature_layers, batch_size=config.batch_size,
+                                      device=device)
+            features = None if mirrored is None else {
+                name: torch.cat([value, mirrored[name]]) for name, value in features.items()}
     neighbours = scale = None
     if guide is not None and config.neighbour_weight > 0:  # the clean training embeddings
         neighbours = (features["embedding"] if features and "embedding" in features else

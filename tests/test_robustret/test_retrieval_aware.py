@@ -120,6 +120,62 @@ def test_each_batch_carries_the_positions_of_its_own_images() -> None:
     assert sorted(seen) == list(range(n)) and seen != list(range(n))  # shuffled, all once
 
 
+def test_hflip_mirrors_some_images_looks_up_their_mirrored_features_and_keeps_the_draws(
+        ) -> None:
+    n = 12  # image i: the constant i / n plus a left-to-right ramp, so a mirror is visible
+    ramp = torch.linspace(0.0, 0.05, 8).view(1, 1, 1, 8)
+    images = ((torch.arange(n, dtype=torch.float32) / n).view(n, 1, 1, 1) + ramp).expand(
+        n, 1, 8, 8).contiguous()
+    rows = {"embedding": torch.arange(2 * n, dtype=torch.float32)[:, None]}  # row r holds r
+
+    def recording(draws: list[float]):
+        def degrade(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+            draws.append(float(torch.rand(1, generator=g)))
+            return x
+        return degrade
+
+    plain_draws: list[float] = []
+    for _ in _EpochBatches(images, _config(batch_size=4, samples_per_epoch=None), 0,
+                           recording(plain_draws), torch.device("cpu"), rows):
+        pass
+    flip_draws: list[float] = []
+    mirrored = []
+    for _, clean, _, features, index in _EpochBatches(
+            images, _config(batch_size=4, samples_per_epoch=None, hflip=True), 0,
+            recording(flip_draws), torch.device("cpu"), rows):
+        for image, position, row in zip(clean, index, features["embedding"][:, 0]):
+            flipped = bool(image[0, 0, 0] > image[0, 0, -1])
+            torch.testing.assert_close(image, images[position].flip(-1) if flipped
+                                       else images[position])
+            assert int(row) == int(position) + (n if flipped else 0)
+            mirrored.append(flipped)
+    assert any(mirrored) and not all(mirrored)
+    assert flip_draws == plain_draws  # the degradations' stream is untouched
+    with pytest.raises(ConfigError, match="hflip"):
+        _config(hflip="yes")
+    assert _config(hflip=True).fingerprint() != _config().fingerprint()
+
+
+def test_training_with_hflip_caches_both_orientations_features(tmp_path, retriever,
+                                                                monkeypatch) -> None:
+    import robustret.train.restorer as trainer
+
+    computed = []
+    real = trainer.clean_features
+
+    def counting(model, images, layers, **kwargs):
+        computed.append(images.clone())
+        return real(model, images, layers, **kwargs)
+
+    monkeypatch.setattr(trainer, "clean_features", counting)
+    train = _images(8)
+    result = train_restorer(_config(hflip=True), tmp_path / "run", train_images=train,
+                            val_images=_images(4, 1), degrade=_noise, progress=False,
+                            tensorboard=False, guide=_guide(retriever, 4))
+    assert len(computed) == 2 and torch.equal(computed[1], train.flip(-1))
+    assert result.history[-1]["feature_loss"] > 0
+
+
 def test_the_neighbour_term_is_the_soft_nearest_neighbour_loss_of_admissible_rows() -> None:
     gallery = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [5.0, 5.0]])
     gallery_labels = torch.tensor([0, 0, 1, 1])
