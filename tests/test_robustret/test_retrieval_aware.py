@@ -557,8 +557,10 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
                 near.epochs) == (weight, 0.1, 2.0, 24)
     lr2 = resolved["ablation_hybrid_unet_lr2"].restorers["hybrid_unet_severe"]
     flip = resolved["ablation_hybrid_unet_hflip"].restorers["hybrid_unet_severe"]
+    both = resolved["ablation_hybrid_unet_lr2_hflip"].restorers["hybrid_unet_severe"]
     assert (lr2.lr, lr2.hflip, lr2.severity_bias, lr2.epochs) == (0.002, False, 2.0, 24)
-    assert (flip.lr, flip.hflip, flip.severity_bias) == (0.002, True, 2.0)
+    assert (flip.lr, flip.hflip, flip.severity_bias) == (0.001, True, 2.0)
+    assert (both.lr, both.hflip, both.severity_bias) == (0.002, True, 2.0)
     layers = resolved["ablation_hybrid_unet_layer2_embedding"].restorers["hybrid_unet_severe"]
     assert layers.feature_layers == ("layer2", "embedding")
     shuffled = resolved["ablation_hybrid_unet_shuffle"].restorers["hybrid_unet_severe"]
