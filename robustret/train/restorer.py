@@ -174,17 +174,18 @@ class RestorerTrainConfig:
                            ("samples_per_epoch", "int?"), ("crop_size", "int?"),
                            ("lr", "number"), ("feature_weight", "number"),
                            ("severity_bias", "number"), ("class_weight", "number"),
-                           ("neighbour_weight", "number"), ("neighbour_temperature", "number")):
+                           ("neighbour_weight", "number"), ("neighbour_temperature", "number"),
+                           ("hflip", "bool")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
-            expected = {"str": str, "int": int, "number": (int, float)}[kind.rstrip("?")]
-            if isinstance(value, bool) or not isinstance(value, expected):
-                words = {"str": "a string", "int": "an integer", "number": "a number"}
+            expected = {"str": str, "int": int, "number": (int, float),
+                        "bool": bool}[kind.rstrip("?")]
+            if (isinstance(value, bool) and kind != "bool") or not isinstance(value, expected):
+                words = {"str": "a string", "int": "an integer", "number": "a number",
+                         "bool": "true or false"}
                 raise ConfigError(f"{name} must be {words[kind.rstrip('?')]}"
                                   f"{' or None' if kind.endswith('?') else ''}; got {value!r}")
-        if not isinstance(self.hflip, bool):
-            raise ConfigError(f"hflip must be true or false; got {self.hflip!r}")
         if not isinstance(self.model_options, Mapping):
             raise ConfigError(f"model_options must be a table of constructor options; got "
                               f"{self.model_options!r}")
@@ -772,17 +773,14 @@ def train_restorer(
     frozen = _Frozen(guide.retriever) if guide is not None else None
     features = None
     if guide is not None and config.feature_weight > 0 and config.crop_size is None:
-        features = clean_features(guide.retriever, train_images, config.feature_layers,
+        # with hflip, rows N..2N-1 are the mirrored images (one call: one size check for all)
+        cached = torch.cat([train_images, train_images.flip(-1)]) if config.hflip else train_images
+        features = clean_features(guide.retriever, cached, config.feature_layers,
                                   batch_size=config.batch_size, device=device)
-        if features is not None and config.hflip:  # rows N..2N-1: the mirrored images
-            mirrored = clean_features(guide.retriever, train_images.flip(-1),
-                                      config.feature_layers, batch_size=config.batch_size,
-                                      device=device)
-            features = None if mirrored is None else {
-                name: torch.cat([value, mirrored[name]]) for name, value in features.items()}
     neighbours = scale = None
     if guide is not None and config.neighbour_weight > 0:  # the clean training embeddings
-        neighbours = (features["embedding"] if features and "embedding" in features else
+        neighbours = (features["embedding"][:len(train_images)]  # not hflip's mirrored rows
+                      if features and "embedding" in features else
                       clean_features(guide.retriever, train_images, ("embedding",),
                                      batch_size=config.batch_size, device=device)["embedding"])
         neighbours = neighbours.to(device)

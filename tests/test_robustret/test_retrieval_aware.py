@@ -172,7 +172,7 @@ def test_training_with_hflip_caches_both_orientations_features(tmp_path, retriev
     result = train_restorer(_config(hflip=True), tmp_path / "run", train_images=train,
                             val_images=_images(4, 1), degrade=_noise, progress=False,
                             tensorboard=False, guide=_guide(retriever, 4))
-    assert len(computed) == 2 and torch.equal(computed[1], train.flip(-1))
+    assert len(computed) == 1 and torch.equal(computed[0], torch.cat([train, train.flip(-1)]))
     assert result.history[-1]["feature_loss"] > 0
 
 
@@ -250,6 +250,10 @@ def test_training_with_the_neighbour_term_leaves_out_each_images_group(
     assert shape[0] == 8  # every training image is a candidate neighbour
     # each row leaves out exactly its own pair of images (one group)
     assert excluded.sum(dim=1).tolist() == [2] * excluded.shape[0]
+    calls.clear()  # with the feature term and hflip the cached features hold 2N rows
+    train_restorer(dataclasses.replace(config, feature_weight=1.0, feature_layers=("embedding",),
+                                       hflip=True), tmp_path / "d", guide=guide, **kwargs)
+    assert calls[0][1][0] == 8  # the mirrored images' rows are no neighbours
     assert config.through_retriever and config.fingerprint() != _config(
         feature_weight=0.0).fingerprint()
     for name, bad in (("neighbour_weight", -1.0), ("neighbour_temperature", 0.0)):
