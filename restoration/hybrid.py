@@ -16,10 +16,8 @@ field ``2 * len(widths) + 3`` px); ``unet``, an encoder-decoder of one scale per
 for coarse degradations (8 px blocks of low resolution, heavy noise), four about 100 px.
 ``shuffle = s`` runs the unet on ``s x s`` space-to-depth blocks (``pixel_unshuffle`` in,
 ``pixel_shuffle`` out): its finest scale is ``1/s`` of the side and its output still full
-resolution. Full-resolution convolutions are most of a unet's cost; where the input holds no
-detail finer than ``s`` px (low resolution: every Haar level leaves 2x2 blocks or coarser), they
-see nothing a 1/s-scale convolution does not, so the same time buys twice the widths and one
-scale more (docs/restoration.md).
+resolution. Full-resolution convolutions are most of a unet's cost, so the same time per step
+buys wider scales; what that is worth is measured in docs/results.md, section 00f.
 """
 
 from __future__ import annotations
