@@ -31,10 +31,11 @@ log = logging.getLogger(__name__)
 
 #: the code that decides a trained retriever / its embeddings / a trained restorer
 RETRIEVER_CODE = ("robustret.models", "robustret.train.classifier", "robustret.train.loop",
-                  "robustret.augment")
+                  "robustret.train.averaging", "robustret.augment")
 EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
 #: (this module too: it builds a restorer's degradation draw, holdout and instance groups)
-RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop", "degradations",
+RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop",
+                 "robustret.train.averaging", "degradations",
                  "robustret.trained")
 #: the gallery embeddings' file beside the retriever checkpoint, named by their key
 GALLERY_FILE = "gallery_embeddings-{key}.npy"

@@ -35,7 +35,7 @@ INIT_STREAM = "retriever/init"
 EPOCH_STREAM = "retriever/epoch"
 """Seed stream of each epoch's shuffling, augmentation and degradation (index: the epoch)."""
 TRAINING_CODE = ("robustret.models", "robustret.train.classifier", "robustret.train.loop",
-                 "robustret.augment")
+                 "robustret.train.averaging", "robustret.augment")
 """Modules whose source is part of the resume key: editing them starts training afresh."""
 
 __all__ = ["RetrieverTrainConfig", "TrainResult", "load_retriever", "train_retriever"]

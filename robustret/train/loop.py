@@ -44,6 +44,7 @@ from robustret.io import (
     remove_stale_temps,
 )
 from robustret.tracking import RunLogger
+from robustret.train.averaging import WeightAverage, check_decay
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def train_loop(
     tag: str = "train",
     progress: bool | None = None,
     extra_state: dict[str, Any] | None = None,
+    average_decay: float = 0.0,
 ) -> TrainResult:
     """Train ``model`` for ``epochs`` epochs (numbered 1..epochs), resuming when possible.
 
@@ -110,6 +112,11 @@ def train_loop(
         tag: scalar prefix, e.g. ``train/retriever``.
         progress: show a tqdm bar (None: only on a terminal).
         extra_state: stored in the checkpoint beside the training state (config, class names).
+        average_decay: > 0 keeps an exponential moving average of the weights
+            (:class:`robustret.train.averaging.WeightAverage`, updated after every step):
+            ``evaluate`` sees the averaged weights, the checkpoint's ``model`` holds them (its
+            ``training_model`` and ``average_steps`` the raw weights and the update count, to
+            resume from) and ``model`` holds them when the loop returns. 0: no average.
 
     Returns:
         A :class:`TrainResult`.
@@ -119,13 +126,14 @@ def train_loop(
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
+    average = WeightAverage(model, average_decay) if check_decay(average_decay) > 0 else None
     result = TrainResult()
     start_epoch = 1
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     state = None
     if checkpoint is not None:
         with main_first():  # rank 0 moves a corrupt one aside before the others look
-            state = _resumable_state(checkpoint, model, fingerprint, tag)
+            state = _resumable_state(checkpoint, model, fingerprint, tag, average is not None)
     if state is not None:
         if state.get("fingerprint", "") != fingerprint:
             raise ValueError(
@@ -133,7 +141,11 @@ def train_loop(
                 f"({state.get('fingerprint', '?')!r} != {fingerprint!r}); delete it or use another "
                 "output folder"
             )
-        model.load_state_dict(state["model"])
+        if average is not None:  # "model" holds the average, "training_model" the raw weights
+            model.load_state_dict(state["training_model"])
+            average.load({"weights": state["model"], "steps": state["average_steps"]})
+        else:
+            model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -167,6 +179,8 @@ def train_loop(
             optimizer.zero_grad(set_to_none=True)
             (loss if weight == 1.0 else loss * weight).backward()
             optimizer.step()
+            if average is not None:
+                average.update()
             share = weight / ranks  # this rank's part of the global batch's mean
             shown += float(loss.detach())
             total += share * float(loss.detach())
@@ -193,7 +207,11 @@ def train_loop(
             scheduler.step()
         if evaluate is not None:
             model.eval()
-            record.update(broadcast(evaluate(epoch) if is_main() else None))
+            if average is not None:
+                with average.swapped_in():
+                    record.update(broadcast(evaluate(epoch) if is_main() else None))
+            else:
+                record.update(broadcast(evaluate(epoch) if is_main() else None))
         record["seconds"] = time.perf_counter() - began
         result.history.append(record)
         log.info("%s epoch %d/%d: %s", tag, epoch, epochs, _format(record))
@@ -206,7 +224,9 @@ def train_loop(
         if checkpoint is not None and is_main():
             atomic_save(
                 {
-                    "model": model.state_dict(),
+                    "model": model.state_dict() if average is None else average.weights(),
+                    **({} if average is None else {"training_model": model.state_dict(),
+                                                   "average_steps": average.steps}),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "epoch": epoch,
@@ -219,13 +239,15 @@ def train_loop(
                 checkpoint,
                 checksum=True,
             )
+    if average is not None:
+        average.copy_into(model)
     model.eval()
     barrier()  # the last checkpoint is on disk before any rank reads or hashes it
     return result
 
 
 def _resumable_state(
-    checkpoint: Path, model: nn.Module, fingerprint: str, tag: str
+    checkpoint: Path, model: nn.Module, fingerprint: str, tag: str, averaged: bool = False
 ) -> dict[str, Any] | None:
     """The verified state in ``checkpoint`` to resume from, or None to start from scratch.
 
@@ -241,7 +263,7 @@ def _resumable_state(
     try:
         state = load_checkpoint(checkpoint)
         if state.get("fingerprint", "") == fingerprint:  # another configuration's: refused later
-            _check_structure(state, model, checkpoint)
+            _check_structure(state, model, checkpoint, averaged)
     except CorruptFileError as exc:
         aside = move_aside(checkpoint)
         log.warning("%s; moved it to %s, training %s from scratch", exc,
@@ -250,18 +272,27 @@ def _resumable_state(
     return state
 
 
-def _check_structure(state: dict[str, Any], model: nn.Module, checkpoint: Path) -> None:
-    """Raise :class:`CorruptFileError` unless ``state`` is a training state that fits ``model``."""
-    weights, epoch = state.get("model"), state.get("epoch")
-    if not isinstance(weights, dict) or not isinstance(state.get("optimizer"), dict):
+def _check_structure(state: dict[str, Any], model: nn.Module, checkpoint: Path,
+                     averaged: bool = False) -> None:
+    """Raise :class:`CorruptFileError` unless ``state`` is a training state that fits ``model``
+    (with ``averaged``, one with raw weights and an update count beside the average)."""
+    epoch = state.get("epoch")
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("optimizer"), dict):
         raise CorruptFileError(checkpoint, "it holds no model and optimizer state")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise CorruptFileError(checkpoint, f"its epoch is {epoch!r}, not a count")
+    steps = state.get("average_steps")
+    if averaged and (not isinstance(state.get("training_model"), dict) or isinstance(steps, bool)
+                     or not isinstance(steps, int) or steps < 0):
+        raise CorruptFileError(checkpoint, "it holds no raw weights and update count beside "
+                               "the weight average")
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in weights.items() if isinstance(t, Tensor)}
-    if found != expected:
-        differ = sorted(set(expected.items()) ^ set(found.items()))[:3]
-        raise CorruptFileError(checkpoint, f"its weights do not fit the model (e.g. {differ})")
+    for entry in ("model", "training_model") if averaged else ("model",):
+        found = {name: tuple(t.shape) for name, t in state[entry].items()
+                 if isinstance(t, Tensor)}
+        if found != expected:
+            differ = sorted(set(expected.items()) ^ set(found.items()))[:3]
+            raise CorruptFileError(checkpoint, f"its weights do not fit the model (e.g. {differ})")
 
 
 def _format(record: dict[str, float]) -> str:

@@ -52,6 +52,7 @@ from robustret.keys import fingerprint, source_hash
 from robustret.quality import psnr, ssim
 from robustret.rng import make_generator, stream_seed
 from robustret.tracking import RunLogger
+from robustret.train.averaging import check_decay
 from robustret.train.loop import TrainResult, step_decay, train_loop
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ INIT_STREAM = "restorer/init"
 """Seed stream of the weight initialisation."""
 FLIP_STREAM = "restorer/flip"
 """Seed stream of which images of a batch are mirrored with ``hflip`` (index: epoch, batch)."""
-TRAINING_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop")
+TRAINING_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop",
+                 "robustret.train.averaging")
 """Packages whose source is part of the resume key: editing them starts training afresh."""
 
 _NOT_LEARNED = ("epochs", "device")
@@ -135,6 +137,10 @@ class RestorerTrainConfig:
             without it): the restorer also sees the mirrored objects, as it will see objects
             of the query split that it never trained on. The clean features are then cached
             for both orientations.
+        ema_decay: > 0 validates, saves and returns an exponential moving average of the
+            weights over the steps (:mod:`robustret.train.averaging`; about
+            ``1 / (1 - ema_decay)`` steps long) instead of the last step's weights; the raw
+            weights are saved beside it for resuming. 0: the last weights, no average.
     """
 
     model: str = "dae"
@@ -160,6 +166,7 @@ class RestorerTrainConfig:
     neighbour_weight: float = 0.0
     neighbour_temperature: float = 0.1
     hflip: bool = False
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         from collections.abc import Mapping
@@ -175,7 +182,7 @@ class RestorerTrainConfig:
                            ("lr", "number"), ("feature_weight", "number"),
                            ("severity_bias", "number"), ("class_weight", "number"),
                            ("neighbour_weight", "number"), ("neighbour_temperature", "number"),
-                           ("hflip", "bool")):
+                           ("hflip", "bool"), ("ema_decay", "number")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
@@ -199,6 +206,10 @@ class RestorerTrainConfig:
                            ("neighbour_weight", "no neighbour term")):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: {zero}); got {getattr(self, name)!r}")
+        try:
+            check_decay(self.ema_decay)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.neighbour_temperature <= 0:
             raise ConfigError(f"neighbour_temperature must be > 0; got "
                               f"{self.neighbour_temperature!r}")
@@ -843,7 +854,7 @@ def train_restorer(
                                                      features),
             step=step, epochs=config.epochs, checkpoint=out_dir / "last.pt",
             fingerprint=resume_key, evaluate=evaluate, logger=logger, tag=tag, progress=progress,
-            extra_state=extra,
+            extra_state=extra, average_decay=config.ema_decay,
         )
     finally:
         if logger is not None:

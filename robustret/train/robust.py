@@ -39,8 +39,8 @@ from robustret.train.loop import TrainResult, step_decay, train_loop
 
 ROBUST_STREAM = "retriever/robust"
 """Seed stream of each fine-tuning epoch (index: the epoch)."""
-TRAINING_CODE = ("robustret.train.robust", "robustret.train.loop", "robustret.augment",
-                 "degradations")
+TRAINING_CODE = ("robustret.train.robust", "robustret.train.loop", "robustret.train.averaging",
+                 "robustret.augment", "degradations")
 """Source that is part of the resume key."""
 
 

@@ -176,6 +176,28 @@ def test_training_with_hflip_caches_both_orientations_features(tmp_path, retriev
     assert result.history[-1]["feature_loss"] > 0
 
 
+def test_ema_decay_trains_the_same_steps_and_returns_and_saves_their_average(
+        tmp_path, retriever) -> None:
+    import restoration
+
+    def train(folder: str, **overrides):
+        return train_restorer(_config(epochs=2, **overrides), tmp_path / folder,
+                              train_images=_images(8), val_images=_images(4, 1),
+                              degrade=_noise, progress=False, tensorboard=False,
+                              guide=_guide(retriever, 4))
+
+    plain, averaged = train("plain"), train("ema", ema_decay=0.5)
+    assert [r["loss"] for r in plain.history] == [r["loss"] for r in averaged.history]
+    plain_weights, average = plain.model.state_dict(), averaged.model.state_dict()
+    assert any(not torch.equal(plain_weights[k], average[k]) for k in plain_weights)
+    loaded = restoration.load(tmp_path / "ema").state_dict()  # what a user gets from the folder
+    assert all(torch.equal(loaded[k], average[k]) for k in average)
+    for bad in (1.0, -0.5, "0.9"):
+        with pytest.raises(ConfigError, match="ema_decay"):
+            _config(ema_decay=bad)
+    assert _config(ema_decay=0.9).fingerprint() != _config().fingerprint()
+
+
 def test_the_neighbour_term_is_the_soft_nearest_neighbour_loss_of_admissible_rows() -> None:
     gallery = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [5.0, 5.0]])
     gallery_labels = torch.tensor([0, 0, 1, 1])
@@ -569,6 +591,8 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     assert layers.feature_layers == ("layer2", "embedding")
     shuffled = resolved["ablation_hybrid_unet_shuffle"].restorers["hybrid_unet_severe"]
     assert dict(shuffled.model_options)["shuffle"] == 2
+    ema = resolved["ablation_hybrid_unet_ema"].restorers["hybrid_unet_severe"]
+    assert (ema.ema_decay, ema.lr, ema.severity_bias, ema.epochs) == (0.995, 0.001, 2.0, 24)
 
 
 def test_validation_leaves_out_the_gallery_images_of_a_val_images_own_instance() -> None:

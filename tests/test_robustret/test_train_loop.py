@@ -21,7 +21,10 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None):
+def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None, *,
+         average_decay: float = 0.0, seen: list | None = None, validated: list | None = None):
+    """Train the toy model; ``seen`` collects the weights each step starts from,
+    ``validated`` those each epoch's validation sees."""
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -34,6 +37,8 @@ def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None):
 
     def step(batch):
         inputs, targets = batch
+        if seen is not None:
+            seen.append(model.weight.detach().clone())
         logits = model(inputs)
         return nn.functional.cross_entropy(logits, targets), {
             "acc": (logits.argmax(1) == targets).float().mean()
@@ -51,6 +56,9 @@ def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None):
         logger=logger,
         tag="train/toy",
         progress=False,
+        average_decay=average_decay,
+        evaluate=None if validated is None else (
+            lambda epoch: validated.append(model.weight.detach().clone()) or {}),
     )
     return model, result
 
@@ -159,3 +167,47 @@ def test_step_decay_rejects_a_bad_period(bad: object) -> None:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="step_epochs"):
         step_decay(optimizer, step_epochs=bad)
+
+
+def test_the_weight_average_is_validated_saved_and_returned(tmp_path) -> None:
+    seen: list[torch.Tensor] = []
+    raw, _ = _run(2, seen=seen)  # the average does not change training: these are its steps
+    after_steps = [*seen[1:], raw.weight.detach()]  # the weights after each optimizer step
+    expected = after_steps[0]
+    for weights in after_steps[1:]:
+        expected = 0.8 * expected + 0.2 * weights
+    validated: list[torch.Tensor] = []
+    checkpoint = tmp_path / "last.pt"
+    averaged, _ = _run(2, checkpoint=checkpoint, average_decay=0.8, validated=validated)
+    assert torch.allclose(averaged.weight, expected, atol=1e-6)
+    assert not torch.allclose(averaged.weight, raw.weight, atol=1e-3)
+    assert torch.equal(validated[-1], averaged.weight)  # validation saw the average
+    state = load_checkpoint(checkpoint, required=True)
+    assert torch.equal(state["model"]["weight"], averaged.weight)
+    assert torch.equal(state["training_model"]["weight"], raw.weight)
+    assert state["average_steps"] == len(after_steps)
+
+
+def test_an_averaged_run_resumes_exactly(tmp_path) -> None:
+    straight, _ = _run(2, average_decay=0.8)
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint, average_decay=0.8)
+    resumed, result = _run(2, checkpoint=checkpoint, average_decay=0.8)
+    assert result.resumed_from == 1
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_an_averaged_run_does_not_resume_from_a_checkpoint_without_raw_weights(
+        tmp_path, caplog) -> None:
+    checkpoint = tmp_path / "last.pt"
+    _run(1, checkpoint=checkpoint)  # same fingerprint, no average: a damaged averaged state
+    _, result = _run(1, checkpoint=checkpoint, average_decay=0.8)
+    assert result.resumed_from == 0
+    assert any("raw weights" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, True, "0.9"])
+def test_a_decay_outside_zero_to_one_is_refused(decay) -> None:
+    with pytest.raises(ValueError, match="average_decay|ema_decay"):
+        _run(1, average_decay=decay)
