@@ -221,6 +221,8 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult | 
         },
         "resolved": {
             "device": str(device),
+            # a network trained here depends on it (float sums in another order): README
+            "threads": torch.get_num_threads(),
             "retriever_key": retriever.key,
             "data_key": data_key,
             "retriever_checkpoint": str(retriever.checkpoint),

@@ -687,7 +687,8 @@ def train_restorer(
         out_dir: run folder: ``last.pt``, ``config.json``, ``summary.json``, ``logs/``
             (TensorBoard scalars ``train/<model>/...`` and image grids clean | degraded |
             restored, plus ``metrics.jsonl``); ``config.json`` and ``summary.json`` record
-            ``world_size``. Under torchrun the ranks train together
+            ``world_size``, ``config.json`` also torch's intra-op thread count (the weights
+            depend on it: float sums in another order). Under torchrun the ranks train together
             (:mod:`robustret.distributed`) and only rank 0 writes this folder.
         train_images: (N, C, H, W) float in [0, 1] clean training images; None loads the
             gallery split of ``config.dataset``.
@@ -771,7 +772,8 @@ def train_restorer(
     if main:
         atomic_write_json(out_dir / "config.json", {**asdict(config), "fingerprint": resume_key,
                                                      "model_options_resolved": options,
-                                                     "world_size": world_size()})
+                                                     "world_size": world_size(),
+                                                     "threads": torch.get_num_threads()})
     net = data_parallel(_Unclamped(model), device)
 
     pixel = F.mse_loss if config.pixel_loss == "mse" else F.l1_loss

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from robustret.experiment import main
 
@@ -73,6 +74,7 @@ def test_end_to_end_writes_results_and_reuses_cache(
         and "timings" in results
     )
     assert Path(results["resolved"]["retriever_checkpoint"]).is_file()
+    assert results["resolved"]["threads"] == torch.get_num_threads()
     assert (out / "results.csv").read_text().startswith(
         "query,degradation,severity,restorer,adaptation,metric,k,accuracy,reused")
     assert "top-1" in (out / "results.md").read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -178,8 +180,6 @@ def test_training_with_hflip_caches_both_orientations_features(tmp_path, retriev
 
 def test_ema_decay_trains_the_same_steps_and_returns_and_saves_their_average(
         tmp_path, retriever) -> None:
-    import restoration
-
     def train(folder: str, **overrides):
         return train_restorer(_config(epochs=2, **overrides), tmp_path / folder,
                               train_images=_images(8), val_images=_images(4, 1),
@@ -192,6 +192,8 @@ def test_ema_decay_trains_the_same_steps_and_returns_and_saves_their_average(
     assert any(not torch.equal(plain_weights[k], average[k]) for k in plain_weights)
     loaded = restoration.load(tmp_path / "ema").state_dict()  # what a user gets from the folder
     assert all(torch.equal(loaded[k], average[k]) for k in average)
+    recorded = json.loads((tmp_path / "ema" / "config.json").read_text())
+    assert (recorded["ema_decay"], recorded["threads"]) == (0.5, torch.get_num_threads())
     for bad in (1.0, -0.5, "0.9"):
         with pytest.raises(ConfigError, match="ema_decay"):
             _config(ema_decay=bad)
