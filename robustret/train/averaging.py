@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -41,7 +39,7 @@ class WeightAverage:
         decay = check_decay(decay)
         if decay == 0.0:
             raise ValueError("a WeightAverage needs decay > 0 (0 means no average)")
-        self.model, self.decay = model, decay
+        self.model = model
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
                                      use_buffers=True)
 
@@ -58,14 +56,10 @@ class WeightAverage:
         """The averaged weights, keyed like ``model.state_dict()``."""
         return self.average.module.state_dict()
 
-    def state(self) -> dict[str, Any]:
-        """What a checkpoint needs to continue the average: its weights and step count."""
-        return {"weights": self.weights(), "steps": self.steps}
-
-    def load(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state`'s output."""
-        self.average.module.load_state_dict(state["weights"])
-        self.average.n_averaged.fill_(int(state["steps"]))
+    def load(self, weights: dict[str, Tensor], steps: int) -> None:
+        """Continue from a checkpoint's :meth:`weights` and :attr:`steps`."""
+        self.average.module.load_state_dict(weights)
+        self.average.n_averaged.fill_(int(steps))
 
     def copy_into(self, module: nn.Module) -> None:
         """Load the averaged weights into ``module`` (the end of training)."""
@@ -80,5 +74,4 @@ class WeightAverage:
         try:
             yield
         finally:
-            with torch.no_grad():
-                self.model.load_state_dict(raw)
+            self.model.load_state_dict(raw)

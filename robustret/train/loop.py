@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,8 @@ def train_loop(
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    average = WeightAverage(model, average_decay) if check_decay(average_decay) > 0 else None
+    average = (WeightAverage(model, average_decay)
+               if check_decay(average_decay, "average_decay") > 0 else None)
     result = TrainResult()
     start_epoch = 1
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -143,7 +145,7 @@ def train_loop(
             )
         if average is not None:  # "model" holds the average, "training_model" the raw weights
             model.load_state_dict(state["training_model"])
-            average.load({"weights": state["model"], "steps": state["average_steps"]})
+            average.load(state["model"], state["average_steps"])
         else:
             model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -207,10 +209,7 @@ def train_loop(
             scheduler.step()
         if evaluate is not None:
             model.eval()
-            if average is not None:
-                with average.swapped_in():
-                    record.update(broadcast(evaluate(epoch) if is_main() else None))
-            else:
+            with average.swapped_in() if average is not None else nullcontext():
                 record.update(broadcast(evaluate(epoch) if is_main() else None))
         record["seconds"] = time.perf_counter() - began
         result.history.append(record)
