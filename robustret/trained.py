@@ -246,8 +246,8 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
 
     A network learns ``training_degradation`` on the clean gallery (less a held-out tenth,
     :func:`gallery_holdout`, that validates it) degraded on the fly at the experiment's
-    ``severities`` (one drawn per batch when there are several, weighted by the section's
-    ``severity_bias``), with the settings of
+    ``severities`` (one drawn per batch when there are several, or one per image with
+    ``severity_per_image``, weighted by the section's ``severity_bias``), with the settings of
     ``config.restorers[name]``. Recipes with a feature term train through ``retriever``, and
     its weights are part of their key; ``gallery`` (G, D) are the gallery embeddings the
     validation searches. A ``hybrid`` gets the front end and the conditioning of the
@@ -262,7 +262,14 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
         hybrid_condition_for,
         hybrid_front_for,
     )
-    from robustret.train.restorer import RetrievalGuide, draw_one, severity_weights, train_restorer
+    from robustret.train.restorer import (
+        RetrievalGuide,
+        degrade_by_severity,
+        draw_many,
+        draw_one,
+        severity_weights,
+        train_restorer,
+    )
 
     if name not in config.restorers:
         model = restoration.build(name).to(device).eval()
@@ -285,9 +292,16 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     weights = severity_weights(severities, train_config.severity_bias)
 
     def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        target, severity = draw_one(targets, generator), draw_one(severities, generator, weights)
-        return degradations.apply(images, target, severity, generator=generator,
-                                  return_params=True)  # a hybrid's front end needs them
+        target = draw_one(targets, generator)
+
+        def at(part: Tensor, severity: int) -> tuple[Tensor, dict[str, Tensor]]:
+            return degradations.apply(part, target, severity, generator=generator,
+                                      return_params=True)  # a hybrid's front end needs them
+
+        if train_config.severity_per_image:
+            return degrade_by_severity(images, draw_many(severities, len(images), generator,
+                                                         weights), at)
+        return at(images, draw_one(severities, generator, weights))
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)
     groups = instance_groups(data.gallery)

@@ -141,6 +141,9 @@ class RestorerTrainConfig:
             weights over the steps (:mod:`robustret.train.averaging`; about
             ``1 / (1 - ema_decay)`` steps long) instead of the last step's weights; the raw
             weights are saved beside it for resuming. 0: the last weights, no average.
+        severity_per_image: when one model learns several severities, draw each image's
+            severity (with ``severity_bias``'s weights) instead of one per batch, so that every
+            step mixes them (:func:`draw_many`, :func:`degrade_by_severity`).
     """
 
     model: str = "dae"
@@ -167,6 +170,7 @@ class RestorerTrainConfig:
     neighbour_temperature: float = 0.1
     hflip: bool = False
     ema_decay: float = 0.0
+    severity_per_image: bool = False
 
     def __post_init__(self) -> None:
         from collections.abc import Mapping
@@ -182,7 +186,8 @@ class RestorerTrainConfig:
                            ("lr", "number"), ("feature_weight", "number"),
                            ("severity_bias", "number"), ("class_weight", "number"),
                            ("neighbour_weight", "number"), ("neighbour_temperature", "number"),
-                           ("hflip", "bool"), ("ema_decay", "number")):
+                           ("hflip", "bool"), ("ema_decay", "number"),
+                           ("severity_per_image", "bool")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
@@ -509,6 +514,54 @@ def draw_one(choices: Sequence[Any], generator: torch.Generator,
         return choices[int(torch.randint(len(choices), (1,), generator=generator))]
     chances = torch.tensor(list(weights), dtype=torch.float64)
     return choices[int(torch.multinomial(chances, 1, generator=generator))]
+
+
+def draw_many(choices: Sequence[Any], count: int, generator: torch.Generator,
+               weights: Sequence[float] | None = None) -> list[Any]:
+    """``count`` independent draws of :func:`draw_one`'s distribution, in one call of
+    ``generator`` (a single choice is returned ``count`` times without drawing)."""
+    if len(choices) == 1:
+        return [choices[0]] * count
+    chances = torch.ones(len(choices), dtype=torch.float64) if weights is None else \
+        torch.tensor(list(weights), dtype=torch.float64)
+    picks = torch.multinomial(chances, count, replacement=True, generator=generator)
+    return [choices[int(i)] for i in picks]
+
+
+def degrade_by_severity(images: Tensor, severities: Sequence[int],
+                        degrade: Callable[[Tensor, int], tuple[Tensor, Params]]
+                        ) -> tuple[Tensor, Params]:
+    """Degrade each image at its own severity: ``degrade(part, s)`` once per distinct ``s``
+    (ascending) on the images drawn at ``s``, the results put back in the images' order.
+
+    Args:
+        images: (B, C, H, W).
+        severities: B severities, one per image.
+        degrade: ``(part, s) -> (degraded part, params)``, params (b,) tensors per name; every
+            call must return the same names.
+    Returns:
+        (B, C, H, W) degraded images and their (B,) parameters.
+    Raises:
+        ValueError: ``severities`` does not have one entry per image, or the calls return
+            different parameter names.
+    """
+    if len(severities) != images.shape[0]:
+        raise ValueError(f"severities: one per image needed ({images.shape[0]}); "
+                         f"got {len(severities)}")
+    drawn = torch.tensor(list(severities))
+    out, params = torch.empty_like(images), {}
+    for value in sorted(set(severities)):
+        index = torch.nonzero(drawn == value).squeeze(1)
+        part, found = degrade(images.index_select(0, index), value)
+        if params and set(found) != set(params):
+            raise ValueError(f"degrade returned parameters {sorted(found)} at severity {value}, "
+                             f"{sorted(params)} before")
+        out[index] = part.to(out.dtype)
+        for name, value_of in found.items():
+            if name not in params:
+                params[name] = torch.empty(images.shape[0], dtype=value_of.dtype)
+            params[name][index] = value_of
+    return out, params
 
 
 def degrade_with_params(degrade: DegradeFn, images: Tensor,

@@ -358,6 +358,9 @@ def test_a_feature_term_without_a_guide_or_with_an_unknown_layer_is_refused(
         with pytest.raises(ConfigError, match="severity_bias"):
             _config(severity_bias=bad)
     assert _config(severity_bias=2.0).fingerprint() != _config().fingerprint()  # a new model
+    with pytest.raises(ConfigError, match="severity_per_image"):
+        _config(severity_per_image="yes")
+    assert _config(severity_per_image=True).fingerprint() != _config().fingerprint()
     with pytest.raises(ConfigError, match="pixel_loss"):
         _config(pixel_loss="huber")
 
@@ -485,6 +488,87 @@ def test_severities_are_drawn_uniformly_or_weighted_by_their_power() -> None:
     assert torch.equal(single.get_state(), torch.Generator().manual_seed(1).get_state())
 
 
+def test_severities_drawn_per_image_follow_the_weights_in_one_call() -> None:
+    from robustret.train.restorer import draw_many, severity_weights
+
+    g = torch.Generator().manual_seed(0)
+    drawn = draw_many([1, 2, 3, 4, 5], 5000, g, severity_weights([1, 2, 3, 4, 5], 2.0))
+    expected = [5000 * s * s / 55 for s in (1, 2, 3, 4, 5)]
+    assert all(abs(drawn.count(s) - e) < 0.15 * e + 30 for s, e in zip((1, 2, 3, 4, 5), expected))
+    uniform = draw_many([1, 2, 3], 3000, torch.Generator().manual_seed(1))
+    assert all(900 < uniform.count(s) < 1100 for s in (1, 2, 3))
+    single = torch.Generator().manual_seed(1)
+    assert draw_many([4], 3, single) == [4, 4, 4]
+    assert torch.equal(single.get_state(), torch.Generator().manual_seed(1).get_state())
+
+
+def test_degrade_by_severity_degrades_each_image_at_its_own_severity_in_order() -> None:
+    import degradations
+    from robustret.train.restorer import degrade_by_severity
+
+    images = _images(6)
+    drawn = [5, 1, 5, 3, 1, 5]
+    calls: list[tuple[int, int]] = []
+
+    def at(part: torch.Tensor, severity: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        calls.append((severity, part.shape[0]))
+        return degradations.apply(part, "lowres", severity, generator=torch.Generator(),
+                                  return_params=True)
+
+    out, params = degrade_by_severity(images, drawn, at)
+    assert calls == [(1, 2), (3, 1), (5, 3)]  # one call per severity, ascending
+    assert params["severity"].tolist() == [float(s) for s in drawn]
+    assert params["level"].dtype == torch.int64
+    for i, severity in enumerate(drawn):  # lowres at 1 and 5 is deterministic
+        if severity != 3:
+            alone = degradations.apply(images[i:i + 1], "lowres", severity)
+            torch.testing.assert_close(out[i:i + 1], alone)
+            assert params["level"][i] == {1: 1, 5: 3}[severity]
+    with pytest.raises(ValueError, match="one per image"):
+        degrade_by_severity(images, drawn[:5], at)
+
+    def inconsistent(part: torch.Tensor, severity: int
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return part, {"a" if severity == 1 else "b": torch.zeros(part.shape[0])}
+
+    with pytest.raises(ValueError, match="parameters"):
+        degrade_by_severity(images, drawn, inconsistent)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_the_experiments_restorer_draws_one_severity_per_batch_or_per_image(
+        tmp_path, retriever, monkeypatch, per_image: bool) -> None:
+    import robustret.train.restorer as restorer_module
+    from robustret.data.base import ImageSet, RetrievalData
+    from robustret.trained import TrainedModel, trained_restorer
+
+    captured = {}
+
+    def capture(config, out_dir, **kwargs):  # stands in for training: keep what it was given
+        captured.update(kwargs, config=config)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(restorer_module, "train_restorer", capture)
+    section = {"severity_per_image": per_image} if per_image else {}
+    config = ExperimentConfig.from_dict({"severities": [1, 2, 3, 4, 5],
+                                         "restorers": {"hybrid_unet_severe": section}}).resolved()
+    images = _images(20)
+    labels = torch.tensor([0, 1] * 10)
+    gallery = ImageSet(images, labels, ["a", "b"])
+    data = RetrievalData("tiny", gallery, ImageSet(images[:4], labels[:4], ["a", "b"]), ["a", "b"])
+    with pytest.raises(RuntimeError, match="captured"):
+        trained_restorer("hybrid_unet_severe", "lowres", [1, 2, 3, 4, 5], config, data, "data",
+                         torch.device("cpu"), tmp_path, TrainedModel(retriever, "r", None, "rk"),
+                         torch.zeros(20, 4))
+    assert captured["config"].severity_per_image is per_image
+    drawn = [sorted(set(captured["degrade"](images[:16], torch.Generator().manual_seed(b))[1]
+                        ["severity"].tolist())) for b in range(8)]
+    if per_image:  # bias 2: most batches of 16 mix three or more severities
+        assert sum(len(batch) >= 3 for batch in drawn) >= 6
+    else:
+        assert all(len(batch) == 1 for batch in drawn)
+
+
 def test_degradations_report_the_severity_of_their_parameters() -> None:
     import degradations
 
@@ -595,6 +679,13 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     assert dict(shuffled.model_options)["shuffle"] == 2
     ema = resolved["ablation_hybrid_unet_ema"].restorers["hybrid_unet_severe"]
     assert (ema.ema_decay, ema.lr, ema.severity_bias, ema.epochs) == (0.995, 0.001, 2.0, 24)
+    mixed = resolved["ablation_hybrid_unet_per_image"].restorers["hybrid_unet_severe"]
+    assert (mixed.severity_per_image, mixed.severity_bias, mixed.epochs) == (True, 2.0, 24)
+    assert not ema.severity_per_image
+    for stem, front in (("ablation_hybrid_unet_level_only", "hybrid"),
+                        ("ablation_hybrid_unet_level_bicubic", "bicubic")):
+        options = dict(resolved[stem].restorers["hybrid_unet_severe"].model_options)
+        assert options["condition"] == ["level"] and options.get("front", "hybrid") == front
 
 
 def test_validation_leaves_out_the_gallery_images_of_a_val_images_own_instance() -> None:
