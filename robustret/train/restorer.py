@@ -550,17 +550,17 @@ def degrade_by_severity(images: Tensor, severities: Sequence[int],
                          f"got {len(severities)}")
     drawn = torch.tensor(list(severities))
     out, params = torch.empty_like(images), {}
-    for value in sorted(set(severities)):
-        index = torch.nonzero(drawn == value).squeeze(1)
-        part, found = degrade(images.index_select(0, index), value)
+    for severity in sorted(set(severities)):
+        index = torch.nonzero(drawn == severity).squeeze(1)
+        part, found = degrade(images.index_select(0, index), severity)
         if params and set(found) != set(params):
-            raise ValueError(f"degrade returned parameters {sorted(found)} at severity {value}, "
-                             f"{sorted(params)} before")
+            raise ValueError(f"degrade returned parameters {sorted(found)} at severity "
+                             f"{severity}, {sorted(params)} before")
         out[index] = part.to(out.dtype)
-        for name, value_of in found.items():
+        for name, column in found.items():
             if name not in params:
-                params[name] = torch.empty(images.shape[0], dtype=value_of.dtype)
-            params[name][index] = value_of
+                params[name] = torch.empty(images.shape[0], dtype=column.dtype)
+            params[name][index] = column
     return out, params
 
 
