@@ -18,7 +18,7 @@ from robustret.data.base import ImageSet, RetrievalData
 from robustret.data.folder import load_folder
 from robustret.data.smallnorb import load_smallnorb, write_smallnorb_matrix
 from robustret.data.splits import ImageSetDataset, to_loader
-from robustret.data.synthetic import load_synthetic
+from robustret.data.synthetic import load_synthetic, load_synthetic_extra
 
 __all__ = [
     "ImageSet",
@@ -26,11 +26,14 @@ __all__ = [
     "RetrievalData",
     "SCHEMES",
     "load",
+    "load_extra_objects",
     "to_loader",
     "write_smallnorb_matrix",
 ]
 
 SCHEMES = {"synthetic": load_synthetic, "smallnorb": load_smallnorb, "folder": load_folder}
+EXTRA_OBJECTS = {"synthetic": load_synthetic_extra}
+"""Schemes that can make more objects than their two splits hold (:func:`load_extra_objects`)."""
 _USAGE = (
     "use 'synthetic', 'smallnorb:PATH' (folder of the official .mat/.mat.gz files) or "
     "'folder:PATH' (one sub-folder per class)"
@@ -91,3 +94,35 @@ def load(
     if not path.exists():
         raise FileNotFoundError(f"{scheme} path not found: {path}; {_USAGE}")
     return reader(path, **common, **reader_options)
+
+
+def load_extra_objects(
+    spec: str,
+    extra_objects: int,
+    *,
+    image_size: int | None = None,
+    channels: str | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    **reader_options: object,
+) -> ImageSet | None:
+    """``extra_objects`` more objects per class of the data set ``spec``, for training only.
+
+    Only a scheme of :data:`EXTRA_OBJECTS` can make them (``synthetic`` renders more objects
+    of its generator, disjoint from its gallery and queries: :func:`load_synthetic_extra`); a
+    data set on disk holds what it holds.
+
+    Args:
+        spec, image_size, channels, per_class, seed, reader_options: as given to :func:`load`
+            for the data set itself (checked there).
+        extra_objects: objects per class (>= 1).
+    Returns:
+        :class:`ImageSet` (N, C, H, W) float32 in [0, 1] with the data set's classes, or None
+        when the scheme cannot make more objects.
+    """
+    scheme = spec.strip().partition(":")[0].lower() if isinstance(spec, str) else ""
+    reader = EXTRA_OBJECTS.get(scheme)
+    if reader is None:
+        return None
+    return reader(extra_objects, image_size=image_size, channels=channels, per_class=per_class,
+                  seed=seed, **reader_options)

@@ -20,7 +20,8 @@ from robustret.checks import check_images, check_labels
 from robustret.rng import stream_seed
 
 CHANNEL_CHOICES = ("gray", "rgb")
-CAP_SIDES = ("gallery", "queries")
+CAP_SIDES = ("gallery", "queries", "extra")
+"""What :func:`cap_per_class` caps: the two splits and a set's extra (training-only) objects."""
 
 
 @dataclass
@@ -134,7 +135,7 @@ def cap_per_class(
         labels: (N,) integer class labels.
         per_class: the cap; None keeps everything.
         seed: the data seed.
-        side: ``'gallery'`` or ``'queries'``: each side draws from its own seed stream.
+        side: one of :data:`CAP_SIDES`: each side draws from its own seed stream.
     Returns:
         (M,) int64 positions in increasing order. Class ``c`` draws from
         ``stream_seed(seed, f"data/cap/{side}", c)``, so the choice for one class does not

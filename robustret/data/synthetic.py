@@ -606,27 +606,66 @@ def load_synthetic(
     )
     data = generate_cached(config, use_cache)
     in_gallery = np.isin(data["instance"], gallery_instances(config.n_instances))
-    sides = []
-    for side, positions in (
-        ("gallery", np.flatnonzero(in_gallery)),
-        ("queries", np.flatnonzero(~in_gallery)),
-    ):
-        positions = positions[cap_per_class(data["labels"][positions], per_class, seed, side)]
-        images = to_float_images(data["images"][positions], image_size, channels)
-        metadata = {
-            k: torch.from_numpy(data[k][positions])
-            for k in (
-                "instance",
-                "elevation",
-                "azimuth",
-                "lighting",
-                "elevation_deg",
-                "azimuth_deg",
-            )
-        }
-        sides.append(
-            ImageSet(
-                images, torch.from_numpy(data["labels"][positions]), list(CLASS_NAMES), metadata
-            )
-        )
-    return RetrievalData("synthetic", sides[0], sides[1], list(CLASS_NAMES))
+    gallery, queries = (
+        _image_set(data, positions[cap_per_class(data["labels"][positions], per_class, seed,
+                                                 side)], image_size, channels)
+        for side, positions in (("gallery", np.flatnonzero(in_gallery)),
+                                ("queries", np.flatnonzero(~in_gallery)))
+    )
+    return RetrievalData("synthetic", gallery, queries, list(CLASS_NAMES))
+
+
+def load_synthetic_extra(
+    extra_objects: int,
+    *,
+    image_size: int | None = None,
+    channels: str | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    render_size: int = 96,
+    n_instances: int = 10,
+    elevations: int = 4,
+    azimuths: int = 12,
+    lightings: int = 2,
+    use_cache: bool = True,
+) -> ImageSet:
+    """Every view of ``extra_objects`` more objects per category of the built-in set.
+
+    They are the instances ``n_instances .. n_instances + extra_objects - 1`` of the same
+    generator: each object is drawn from its own (category, instance) seed stream, so the
+    objects of :func:`load_synthetic` (same arguments) are unchanged and none of these is in
+    its gallery or its queries. Meant for training (a restorer), never for searching.
+
+    Args:
+        extra_objects: objects per category (>= 1).
+        image_size, channels, per_class, seed, render_size, n_instances, elevations,
+            azimuths, lightings, use_cache: as for :func:`load_synthetic` (``per_class``
+            caps the images per class here too).
+    Returns:
+        :class:`ImageSet` of ``5 * extra_objects * views`` images (N, C, H, W) float32 in
+        [0, 1], metadata as for :func:`load_synthetic`.
+    Raises:
+        ValueError: ``extra_objects`` is not a positive integer.
+    """
+    if isinstance(extra_objects, bool) or not isinstance(extra_objects, int) or extra_objects < 1:
+        raise ValueError(f"extra_objects must be a positive integer; got {extra_objects!r}")
+    check_channels(channels)
+    image_size = check_image_size(image_size)
+    config = SyntheticConfig(seed, int(render_size), int(n_instances) + extra_objects,
+                             int(elevations), int(azimuths), int(lightings))
+    data = generate_cached(config, use_cache)
+    positions = np.flatnonzero(data["instance"] >= int(n_instances))
+    positions = positions[cap_per_class(data["labels"][positions], per_class, seed, "extra")]
+    return _image_set(data, positions, image_size, channels)
+
+
+def _image_set(data: dict[str, np.ndarray], positions: np.ndarray, image_size: int | None,
+               channels: str | None) -> ImageSet:
+    """The rendered images at ``positions`` (N,) as an :class:`ImageSet` with their metadata."""
+    images = to_float_images(data["images"][positions], image_size, channels)
+    metadata: dict[str, Tensor | list] = {
+        k: torch.from_numpy(data[k][positions])
+        for k in ("instance", "elevation", "azimuth", "lighting", "elevation_deg", "azimuth_deg")
+    }
+    return ImageSet(images, torch.from_numpy(data["labels"][positions]), list(CLASS_NAMES),
+                    metadata)

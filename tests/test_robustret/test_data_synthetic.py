@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from robustret.data import load
+from robustret.data import load, load_extra_objects
 from robustret.data.synthetic import SyntheticConfig, gallery_instances, generate
 
 TINY = {"n_instances": 4, "elevations": 2, "azimuths": 2, "lightings": 1, "render_size": 32}
@@ -33,6 +33,27 @@ def test_instance_disjoint_split() -> None:
     assert set(data.gallery.metadata["instance"].tolist()) == {2, 3}
     assert set(data.queries.metadata["instance"].tolist()) == {0, 1}
     assert gallery_instances(10) == [4, 6, 7, 8, 9]
+
+
+def test_extra_objects_are_new_objects_and_leave_the_splits_alone() -> None:
+    data = load("synthetic", seed=3, **TINY)
+    extra = load_extra_objects("synthetic", 2, seed=3, **TINY)
+    assert extra is not None and len(extra) == 5 * 2 * 4  # two objects per class, four views
+    assert set(extra.metadata["instance"].tolist()) == {4, 5}  # after the splits' 0..3
+    assert extra.class_counts() == [8] * 5 and extra.images.shape[1:] == (1, 32, 32)
+    known = torch.cat([data.gallery.images, data.queries.images]).flatten(1)
+    assert not (extra.images.flatten(1)[:, None] == known[None]).all(-1).any()  # none repeats
+    # rendering more objects does not change the data set's own (per-object seed streams)
+    bigger = load("synthetic", seed=3, **{**TINY, "n_instances": 6})
+    first = [side.images[side.metadata["instance"] == 0] for side in (bigger.queries,
+                                                                        data.queries)]
+    assert len(first[0]) == 5 * 4 and torch.equal(*first)  # instance 0: a query of both
+    capped = load_extra_objects("synthetic", 1, seed=3, per_class=2, image_size=16, **TINY)
+    assert capped is not None and capped.class_counts() == [2] * 5
+    assert capped.images.shape[1:] == (1, 16, 16)
+    assert load_extra_objects("folder:/nowhere", 2) is None  # a data set on disk has no more
+    with pytest.raises(ValueError, match="extra_objects"):
+        load_extra_objects("synthetic", 0, **TINY)
 
 
 def test_deterministic_bytes_and_seed_changes_output() -> None:
