@@ -62,13 +62,44 @@ def weights_key(model: nn.Module, checkpoint: Path) -> str:
 
 def data_content_key(data: RetrievalData) -> str:
     """A key of the data's content: both splits' images and labels, bytes and shapes."""
+    return images_key(data.gallery.images, data.gallery.labels, data.queries.images,
+                      data.queries.labels)
+
+
+def images_key(*tensors: Tensor) -> str:
+    """A key of the tensors' content: their bytes, shapes and dtypes, in order."""
     digest = hashlib.sha256()
-    for part in (data.gallery.images, data.gallery.labels, data.queries.images,
-                 data.queries.labels):
+    for part in tensors:
         tensor = part.detach().cpu().contiguous()
         digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def restorer_extra_objects(config, extra_objects: int) -> ImageSet | None:
+    """``extra_objects`` more objects per class of the experiment's data set, loaded as the
+    runner loads the data set itself (:func:`robustret.data.load_extra_objects`); None where
+    the data set cannot make more (only the built-in ``synthetic`` renders them)."""
+    from robustret.data import load_extra_objects
+
+    return load_extra_objects(config.dataset, extra_objects, image_size=config.image_size,
+                              per_class=config.per_class, seed=config.seed,
+                              **config.dataset_options)
+
+
+def joined(first: ImageSet, second: ImageSet) -> ImageSet:
+    """``first``'s images followed by ``second``'s (same image shape and classes), with the
+    metadata columns both have."""
+    if first.class_names != second.class_names:
+        raise ValueError(f"cannot join image sets of different classes: {first.class_names} "
+                         f"and {second.class_names}")
+    metadata: dict[str, Tensor | list] = {}
+    for key in first.metadata.keys() & second.metadata.keys():
+        a, b = first.metadata[key], second.metadata[key]
+        metadata[key] = (torch.cat([a, b]) if isinstance(a, Tensor) and isinstance(b, Tensor)
+                         else list(a) + list(b))
+    return ImageSet(torch.cat([first.images, second.images]),
+                    torch.cat([first.labels, second.labels]), list(first.class_names), metadata)
 
 
 @dataclass(frozen=True)
@@ -305,18 +336,30 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)
     groups = instance_groups(data.gallery)
+    training = data.gallery.subset(train_part)
+    if train_config.extra_objects:
+        extra = restorer_extra_objects(config, train_config.extra_objects)
+        if extra is None:
+            log.warning("restorer %s: extra_objects = %d needs the built-in synthetic data "
+                        "(it renders them); %s has no more objects, so it trains on the "
+                        "gallery only", name, train_config.extra_objects, config.dataset)
+            train_config = dataclasses.replace(train_config, extra_objects=0)
+        else:
+            training = joined(training, extra)
+    training_groups = instance_groups(training)
     guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],
                            data.gallery.labels[train_part], data.gallery.labels[held],
-                           train_labels=data.gallery.labels[train_part],
-                           train_groups=None if groups is None else groups[train_part],
+                           train_labels=training.labels, train_groups=training_groups,
                            gallery_groups=None if groups is None else groups[train_part],
                            val_groups=None if groups is None else groups[held])
     steering = retriever.content_key if train_config.through_retriever else None
+    extra_key = (images_key(training.images[len(train_part):])
+                 if train_config.extra_objects else None)
     key = fingerprint("restorer", data_key, severities, targets, train_config.fingerprint(),
-                      train_config.epochs, steering, source_hash(*RESTORER_CODE),
+                      train_config.epochs, steering, extra_key, source_hash(*RESTORER_CODE),
                       *_world_salt())
     folder = models_dir / f"{name}-{training_degradation}-{key}"
-    result = train_restorer(train_config, folder, train_images=data.gallery.images[train_part],
+    result = train_restorer(train_config, folder, train_images=training.images,
                             val_images=data.gallery.images[held], degrade=degrade,
                             tensorboard=config.tensorboard, guide=guide)
     return TrainedModel(result.model.eval(), f"{name}-{training_degradation}-{key}",

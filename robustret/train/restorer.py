@@ -144,6 +144,11 @@ class RestorerTrainConfig:
         severity_per_image: when one model learns several severities, draw each image's
             severity (with ``severity_bias``'s weights) instead of one per batch, so that every
             step mixes them (:func:`draw_many`, :func:`degrade_by_severity`).
+        extra_objects: objects per category beyond the data set's own that the experiment
+            renders and adds to the training images (:func:`robustret.trained.trained_restorer`,
+            built-in ``synthetic`` data only: other data sets train without them and a warning
+            says so). They are never searched nor queried; 0: the gallery's images only. The
+            trainer itself (:func:`train_restorer`) trains on the images it is given.
     """
 
     model: str = "dae"
@@ -171,6 +176,7 @@ class RestorerTrainConfig:
     hflip: bool = False
     ema_decay: float = 0.0
     severity_per_image: bool = False
+    extra_objects: int = 0
 
     def __post_init__(self) -> None:
         from collections.abc import Mapping
@@ -187,7 +193,7 @@ class RestorerTrainConfig:
                            ("severity_bias", "number"), ("class_weight", "number"),
                            ("neighbour_weight", "number"), ("neighbour_temperature", "number"),
                            ("hflip", "bool"), ("ema_decay", "number"),
-                           ("severity_per_image", "bool")):
+                           ("severity_per_image", "bool"), ("extra_objects", "int")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
@@ -239,6 +245,9 @@ class RestorerTrainConfig:
             if not isinstance(value, int) or value < (0 if name == "epochs" else 1):
                 raise ConfigError(
                     f"{name} must be a positive int (epochs may be 0), got {value!r}")
+        if self.extra_objects < 0:
+            raise ConfigError(f"extra_objects must be >= 0 (0: the data set's images only); "
+                              f"got {self.extra_objects!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:

@@ -361,6 +361,10 @@ def test_a_feature_term_without_a_guide_or_with_an_unknown_layer_is_refused(
     with pytest.raises(ConfigError, match="severity_per_image"):
         _config(severity_per_image="yes")
     assert _config(severity_per_image=True).fingerprint() != _config().fingerprint()
+    for bad in (-1, 2.5):
+        with pytest.raises(ConfigError, match="extra_objects"):
+            _config(extra_objects=bad)
+    assert _config(extra_objects=5).fingerprint() != _config().fingerprint()
     with pytest.raises(ConfigError, match="pixel_loss"):
         _config(pixel_loss="huber")
 
@@ -682,6 +686,9 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     mixed = resolved["ablation_hybrid_unet_per_image"].restorers["hybrid_unet_severe"]
     assert (mixed.severity_per_image, mixed.severity_bias, mixed.epochs) == (True, 2.0, 24)
     assert not ema.severity_per_image
+    extra = resolved["ablation_hybrid_unet_extra_objects"].restorers["hybrid_unet_severe"]
+    assert (extra.extra_objects, extra.severity_bias, extra.epochs) == (5, 2.0, 24)
+    assert ema.extra_objects == 0
     for stem, front in (("ablation_hybrid_unet_level_only", "hybrid"),
                         ("ablation_hybrid_unet_level_bicubic", "bicubic")):
         options = dict(resolved[stem].restorers["hybrid_unet_severe"].model_options)
@@ -711,3 +718,48 @@ def test_validation_leaves_out_the_gallery_images_of_a_val_images_own_instance()
     with pytest.raises(ValueError, match="gallery_groups"):
         _RetrievalCheck(dataclasses.replace(grouped, gallery_groups=torch.tensor([0, 1])), val,
                         pick, torch.device("cpu"))
+
+
+def test_the_experiments_restorer_trains_on_extra_rendered_objects(
+        tmp_path, retriever, monkeypatch, caplog) -> None:
+    import robustret.train.restorer as restorer_module
+    from robustret.data import load, load_extra_objects
+    from robustret.trained import TrainedModel, trained_restorer
+
+    captured = []
+
+    def capture(config, out_dir, **kwargs):  # stands in for training: keep what it was given
+        captured.append(dict(kwargs, config=config, folder=out_dir))
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(restorer_module, "train_restorer", capture)
+    tiny = {"n_instances": 4, "elevations": 2, "azimuths": 2, "lightings": 1, "render_size": 32}
+    data = load("synthetic", image_size=32, seed=1, **tiny)
+
+    def train(dataset: str, extra: int) -> dict:
+        config = ExperimentConfig.from_dict({
+            "dataset": dataset, "dataset_options": tiny, "image_size": 32, "seed": 1,
+            "restorers": {"hybrid_unet_severe": {"extra_objects": extra}}}).resolved()
+        with pytest.raises(RuntimeError, match="captured"):
+            trained_restorer("hybrid_unet_severe", "lowres", [1, 5], config, data, "data",
+                             torch.device("cpu"), tmp_path,
+                             TrainedModel(retriever, "r", None, "rk"), torch.zeros(40, 4))
+        return captured[-1]
+
+    plain, extra = train("synthetic", 0), train("synthetic", 2)
+    own = len(plain["train_images"])
+    assert own == 36 and len(extra["train_images"]) == own + 5 * 2 * 4  # the gallery less a tenth
+    assert torch.equal(extra["train_images"][:own], plain["train_images"])
+    objects = load_extra_objects("synthetic", 2, image_size=32, seed=1, **tiny)
+    assert objects is not None and torch.equal(extra["train_images"][own:], objects.images)
+    guide = extra["guide"]
+    assert torch.equal(guide.train_labels[own:], objects.labels)
+    assert len(guide.train_groups) == len(extra["train_images"])  # new objects, new groups:
+    assert not set(guide.train_groups[own:].tolist()) & set(guide.train_groups[:own].tolist())
+    assert len(set(guide.train_groups[own:].tolist())) == 5 * 2
+    assert len(guide.gallery_labels) == own  # the validation still searches the gallery only
+    assert extra["config"].extra_objects == 2 and extra["folder"] != plain["folder"]
+    with caplog.at_level("WARNING", logger="robustret.trained"):
+        on_disk = train(f"folder:{tmp_path}", 2)  # a data set on disk has no more objects
+    assert "trains on the gallery only" in caplog.text
+    assert on_disk["config"].extra_objects == 0 and len(on_disk["train_images"]) == own
