@@ -690,6 +690,8 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     assert (extra.extra_objects, extra.severity_bias, extra.epochs) == (5, 2.0, 24)
     long = resolved["ablation_hybrid_unet_extra_objects_long"].restorers["hybrid_unet_severe"]
     assert (long.extra_objects, long.epochs, long.lr_step, long.severity_bias) == (20, 48, 16, 2.0)
+    longer = resolved["ablation_hybrid_unet_long"].restorers["hybrid_unet_severe"]
+    assert (longer.extra_objects, longer.epochs, longer.lr_step) == (0, 48, 16)
     assert ema.extra_objects == 0
     for stem, front in (("ablation_hybrid_unet_level_only", "hybrid"),
                         ("ablation_hybrid_unet_level_bicubic", "bicubic")):
