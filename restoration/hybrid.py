@@ -164,6 +164,10 @@ class HybridRestorer(Restorer):
                 previous = width
             layers.append(nn.Conv2d(previous, self.channels, 3, padding=1))
             self.net = nn.Sequential(*layers)
+        # channels_last convolution weights: oneDNN then skips a layout conversion of every
+        # activation (same results up to rounding; the speed is in docs/benchmarks.md).
+        # load_state_dict and .to() keep the format, so trained and loaded nets compute alike.
+        self.net.to(memory_format=torch.channels_last)
         self.gate = nn.Parameter(torch.zeros(1))
 
     def required_params(self) -> tuple[str, ...]:
