@@ -4,11 +4,11 @@
 degradation: ``noise``, ``blur``, ``resolution``) to
 
 - the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
-  (docs/results.md, sections 00 and 00c): ``hybrid_unet`` (the family's front end + a
+  (docs/results.md, sections 00, 00c and 00i): ``hybrid_unet`` (the family's front end + a
   three-scale residual told each image's severity, trained through two ResNet stages and the
-  embedding) for noise, the same network trained mostly on the severest levels
-  (``hybrid_unet_severe``) for low resolution, the plain ``hybrid`` for blur, whose Wiener
-  front end already gets each image's blur;
+  embedding) for noise, the same network trained mostly on the severest levels and for twice
+  the steps (``hybrid_unet_long``) for low resolution, the plain ``hybrid`` for blur, whose
+  Wiener front end already gets each image's blur;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
@@ -37,7 +37,7 @@ family          ``auto``                ``study``  trained on           classica
 ``blur``        ``hybrid``              ``srcnn``  itself               ``wiener`` (gets the
                                                                         drawn ``a``, ``b``;
                                                                         front: ``wiener``; none)
-``resolution``  ``hybrid_unet_severe``  ``srcnn``  itself               ``bicubic`` (gets the
+``resolution``  ``hybrid_unet_long``    ``srcnn``  itself               ``bicubic`` (gets the
                                                                         drawn ``level``; front:
                                                                         ``identity``; level,
                                                                         severity)
@@ -104,14 +104,14 @@ POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
     "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
     "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity",
                                hybrid_condition=("level", "severity"),
-                               learned="hybrid_unet_severe"),
+                               learned="hybrid_unet_long"),
 })
 """Family -> its restorers (the module table)."""
 
 
 def pairings(choose: str) -> str:
     """``choose`` (``learned`` or ``network``) of each family in words, for help texts:
-    e.g. ``"hybrid_unet for noise, hybrid for blur, hybrid_unet_severe for resolution"``."""
+    e.g. ``"hybrid_unet for noise, hybrid for blur, hybrid_unet_long for resolution"``."""
     return ", ".join(f"{getattr(rule, choose)} for {family}" for family, rule in POLICY.items())
 
 

@@ -110,7 +110,7 @@ def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
         Condition("restored", "noise", 1, "hybrid_unet"),
         Condition("degraded", "noise", 3),
     ]
-    assert Condition("restored", "lowres", 3, "hybrid_unet_severe") in plan and len(plan) == 9
+    assert Condition("restored", "lowres", 3, "hybrid_unet_long") in plan and len(plan) == 9
     study = plan_conditions(config.replace(restore="study"))
     assert Condition("restored", "noise", 1, "dae") in study
     assert Condition("restored", "lowres", 3, "srcnn") in study

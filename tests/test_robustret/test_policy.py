@@ -22,7 +22,7 @@ STUDY = {
     "salt_pepper": ("dae", "median", "noise", "median", "hybrid_unet", NOISE_CONDITION),
     "speckle": ("dae", "bilateral", "noise", "median", "hybrid_unet", NOISE_CONDITION),
     "motion_blur": ("srcnn", "wiener", "motion_blur", "wiener", "hybrid", ()),
-    "lowres": ("srcnn", "bicubic", "lowres", "identity", "hybrid_unet_severe",
+    "lowres": ("srcnn", "bicubic", "lowres", "identity", "hybrid_unet_long",
                ("level", "severity")),
 }
 

@@ -407,6 +407,38 @@ def test_a_conditioned_hybrid_reads_each_images_severity_and_kind(body, widths) 
         hybrid(x, {"severity": 3.0, "kind": torch.tensor([0, 3])})
 
 
+@pytest.mark.parametrize("body, widths", [("plain", (4, 6)), ("unet", (4, 6, 8))])
+def test_hybrid_weights_are_channels_last_after_loading_and_compute_as_contiguous_ones(
+        body, widths) -> None:
+    """The memory format is a speed choice only: a loaded net keeps it (trained and cached nets
+    compute alike) and its outputs are a contiguous copy's up to rounding."""
+    import io
+
+    def convolutions(hybrid: restoration.Restorer) -> list[torch.Tensor]:
+        return [p for p in hybrid.net.parameters() if p.ndim == 4]
+
+    torch.manual_seed(0)
+    trained = _gated(restoration.build("hybrid", front="median", widths=widths, body=body))
+    buffer = io.BytesIO()
+    torch.save(trained.state_dict(), buffer)
+    buffer.seek(0)
+    loaded = restoration.build("hybrid", front="median", widths=widths, body=body)
+    loaded.load_state_dict(torch.load(buffer))
+    for hybrid in (trained, loaded):  # (a 1 x 1 kernel to one channel is both formats)
+        assert all(p.is_contiguous(memory_format=torch.channels_last)
+                   for p in convolutions(hybrid))
+        assert sum(not p.is_contiguous() for p in convolutions(hybrid)) >= 2
+    contiguous = _gated(restoration.build("hybrid", front="median", widths=widths, body=body))
+    contiguous.load_state_dict(trained.state_dict())
+    with torch.no_grad():
+        for p in convolutions(contiguous):
+            p.set_(p.contiguous())
+    assert all(p.is_contiguous() for p in convolutions(contiguous))
+    x = _images(2)
+    assert torch.allclose(loaded.eval()(x), contiguous(x), atol=1e-5)
+    assert torch.allclose(trained(x), contiguous(x), atol=1e-5)
+
+
 def test_hybrid_options_are_checked() -> None:
     with pytest.raises(ValueError, match="condition"):
         restoration.build("hybrid", condition=("fog",))
@@ -648,6 +680,25 @@ def test_the_severe_recipe_is_hybrid_unet_with_its_severity_bias() -> None:
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
     assert (sweep.restorers["hybrid_unet_severe"].epochs,
             sweep.restorers["hybrid_unet_severe"].lr_step) == (24, 8)
+
+
+def test_the_long_recipe_is_the_severe_one_with_twice_its_sweep_steps() -> None:
+    from dataclasses import asdict, replace
+
+    for profile in ("quick", "paper"):
+        one = ExperimentConfig(profile=profile, severities=(3,)).validate().resolved()
+        assert asdict(one.restorers["hybrid_unet_long"]) == asdict(
+            one.restorers["hybrid_unet_severe"])  # one severity: the same training
+    sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
+    long, severe = sweep.restorers["hybrid_unet_long"], sweep.restorers["hybrid_unet_severe"]
+    assert (long.epochs, long.lr_step) == (2 * severe.epochs, 2 * severe.lr_step) == (48, 16)
+    assert asdict(replace(long, epochs=severe.epochs, lr_step=severe.lr_step)) == asdict(severe)
+    assert long.fingerprint() != severe.fingerprint()
+    paper = ExperimentConfig(profile="paper", severities=(1, 5)).validate().resolved()
+    assert paper.restorers["hybrid_unet_long"].epochs == paper.restorers[
+        "hybrid_unet_severe"].epochs  # the paper profile keeps its own schedule
+    assert ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
+        "hybrid_unet_long": {"epochs": 30}}}).resolved().restorers["hybrid_unet_long"].epochs == 30
 
 
 def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias() -> None:
