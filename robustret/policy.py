@@ -4,11 +4,12 @@
 degradation: ``noise``, ``blur``, ``resolution``) to
 
 - the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
-  (docs/results.md, sections 00, 00c and 00i): ``hybrid_unet`` (the family's front end + a
-  three-scale residual told each image's severity, trained through two ResNet stages and the
-  embedding) for noise, the same network trained mostly on the severest levels and for twice
-  the steps (``hybrid_unet_long``) for low resolution, the plain ``hybrid`` for blur, whose
-  Wiener front end already gets each image's blur;
+  (docs/results.md, sections 00, 00c, 00i and 00j): ``hybrid_unet_objects`` (the family's
+  front end + a three-scale residual told each image's severity, trained through two ResNet
+  stages and the embedding, on more objects than the gallery's where the data is the built-in
+  generator's) for noise, the same network trained mostly on the severest levels and for twice
+  the steps, on the gallery alone (``hybrid_unet_long``) for low resolution, the plain
+  ``hybrid`` for blur, whose Wiener front end already gets each image's blur;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
@@ -24,24 +25,24 @@ degradation: ``noise``, ``blur``, ``resolution``) to
   mixture), otherwise the degradation itself;
 - the classical baseline (``--restore classical``), with per-degradation exceptions.
 
-==============  ======================  =========  ===================  =========================
-family          ``auto``                ``study``  trained on           classical (hybrid front
-                                                                        end; hybrid condition)
-==============  ======================  =========  ===================  =========================
-``noise``       ``hybrid_unet``         ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper,
-                                                                        the mixture); ``nlm``
-                                                                        gaussian_noise;
-                                                                        ``bilateral`` speckle
-                                                                        (front: ``median``;
-                                                                        severity, kind)
-``blur``        ``hybrid``              ``srcnn``  itself               ``wiener`` (gets the
-                                                                        drawn ``a``, ``b``;
-                                                                        front: ``wiener``; none)
-``resolution``  ``hybrid_unet_long``    ``srcnn``  itself               ``bicubic`` (gets the
-                                                                        drawn ``level``; front:
-                                                                        ``identity``; level,
-                                                                        severity)
-==============  ======================  =========  ===================  =========================
+==============  ========================  =========  ===================  =========================
+family          ``auto``                  ``study``  trained on           classical (hybrid front
+                                                                          end; hybrid condition)
+==============  ========================  =========  ===================  =========================
+``noise``       ``hybrid_unet_objects``   ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper,
+                                                                          the mixture); ``nlm``
+                                                                          gaussian_noise;
+                                                                          ``bilateral`` speckle
+                                                                          (front: ``median``;
+                                                                          severity, kind)
+``blur``        ``hybrid``                ``srcnn``  itself               ``wiener`` (gets the
+                                                                          drawn ``a``, ``b``;
+                                                                          front: ``wiener``; none)
+``resolution``  ``hybrid_unet_long``      ``srcnn``  itself               ``bicubic`` (gets the
+                                                                          drawn ``level``; front:
+                                                                          ``identity``; level,
+                                                                          severity)
+==============  ========================  =========  ===================  =========================
 
 A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
 one without a family) is not an error: ``auto``, ``study`` and ``all`` give every network, each
@@ -98,7 +99,7 @@ class FamilyPolicy:
 POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
     "noise": FamilyPolicy(
         network="dae", classical="median", hybrid_front="median", trained_on="noise",
-        hybrid_condition=("severity", "kind"), learned="hybrid_unet",
+        hybrid_condition=("severity", "kind"), learned="hybrid_unet_objects",
         classical_by_degradation=MappingProxyType({"gaussian_noise": "nlm",
                                                    "speckle": "bilateral"})),
     "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
@@ -111,7 +112,7 @@ POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
 
 def pairings(choose: str) -> str:
     """``choose`` (``learned`` or ``network``) of each family in words, for help texts:
-    e.g. ``"hybrid_unet for noise, hybrid for blur, hybrid_unet_long for resolution"``."""
+    e.g. ``"hybrid_unet_objects for noise, hybrid for blur, hybrid_unet_long for resolution"``."""
     return ", ".join(f"{getattr(rule, choose)} for {family}" for family, rule in POLICY.items())
 
 

@@ -67,6 +67,12 @@ UNET_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 24, "lr_step": 8})
 #: rose on every seed, 0.35 -> 0.49 over seeds 0-2, with 48 epochs, lr halved every 16)
 LONG_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 48, "lr_step": 16})
 
+#: ``hybrid_unet_objects``'s sweep schedule: :data:`UNET_SWEEP` with ten more rendered objects
+#: per category to train on (``extra_objects``; built-in data only, docs/restoration.md): noise's
+#: restorer generalised poorly from the gallery's objects to the query objects (docs/results.md,
+#: section 00j). An epoch is 1,024 images with or without them, so the time is the same.
+OBJECTS_SWEEP: Mapping[str, Any] = MappingProxyType({**UNET_SWEEP, "extra_objects": 10})
+
 #: ``hybrid_unet_severe``'s ``severity_bias``: severity 5 drawn 25 times as often as severity 1
 #: (docs/results.md, section 00c: low resolution loses most of its accuracy at severity 5, and
 #: bias 2 won more of it back than the uniform draw over seeds 0, 1 and 2)
@@ -86,6 +92,11 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         "the family's classical filter + a three-scale residual told each image's severity "
         "(and noise kind or resolution level), pixel + multi-layer feature loss",
         quick=UNET_QUICK, sweep=UNET_SWEEP),
+    "hybrid_unet_objects": Recipe(
+        "hybrid_unet_objects", "hybrid", MULTI_LAYER_LOSS,
+        "hybrid_unet trained besides the gallery on ten more rendered objects per category when "
+        "it learns several severities (built-in data)",
+        quick=UNET_QUICK, sweep=OBJECTS_SWEEP),
     "hybrid_unet_severe": Recipe(
         "hybrid_unet_severe", "hybrid",
         MappingProxyType({**MULTI_LAYER_LOSS, "severity_bias": SEVERE_BIAS}),

@@ -60,11 +60,12 @@ def test_end_to_end_writes_results_and_reuses_cache(
         3,
     }
     restored = [row for row in rows if row["query"] == "restored"]
-    assert {row["restorer"] for row in restored} == {"hybrid_unet"} and {
+    assert {row["restorer"] for row in restored} == {"hybrid_unet_objects"} and {
         row["severity"] for row in restored
     } == {3}
     models = Path(results["resolved"]["retriever_checkpoint"]).parent.parent
-    (trained,) = models.glob("hybrid_unet-noise-*/config.json")  # the noise family's hybrid ...
+    # the noise family's hybrid ...
+    (trained,) = models.glob("hybrid_unet_objects-noise-*/config.json")
     options = json.loads(trained.read_text())["model_options"]
     assert options["condition"] == ["severity", "kind"] and options["front"] == "median"
     assert (

@@ -107,7 +107,7 @@ def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
     assert plan[0] == Condition("clean")
     assert plan[1:4] == [
         Condition("degraded", "noise", 1),
-        Condition("restored", "noise", 1, "hybrid_unet"),
+        Condition("restored", "noise", 1, "hybrid_unet_objects"),
         Condition("degraded", "noise", 3),
     ]
     assert Condition("restored", "lowres", 3, "hybrid_unet_long") in plan and len(plan) == 9

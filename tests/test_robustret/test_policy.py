@@ -17,10 +17,10 @@ from robustret.recipes import recipe_names
 NOISE_CONDITION = ("severity", "kind")
 STUDY = {
     # degradation: (study, classical, trained on, hybrid front end, auto, hybrid condition)
-    "noise": ("dae", "median", "noise", "median", "hybrid_unet", NOISE_CONDITION),
-    "gaussian_noise": ("dae", "nlm", "noise", "median", "hybrid_unet", NOISE_CONDITION),
-    "salt_pepper": ("dae", "median", "noise", "median", "hybrid_unet", NOISE_CONDITION),
-    "speckle": ("dae", "bilateral", "noise", "median", "hybrid_unet", NOISE_CONDITION),
+    "noise": ("dae", "median", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
+    "gaussian_noise": ("dae", "nlm", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
+    "salt_pepper": ("dae", "median", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
+    "speckle": ("dae", "bilateral", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
     "motion_blur": ("srcnn", "wiener", "motion_blur", "wiener", "hybrid", ()),
     "lowres": ("srcnn", "bicubic", "lowres", "identity", "hybrid_unet_long",
                ("level", "severity")),
@@ -114,7 +114,7 @@ def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
     with degradations.DEGRADATIONS.temporarily("test_my_noise", _MyNoise):
         assert policy.family_of("test_my_noise") == "noise"
         assert policy.restorers_for("test_my_noise", "study") == ["dae"]
-        assert policy.restorers_for("test_my_noise", "auto") == ["hybrid_unet"]
+        assert policy.restorers_for("test_my_noise", "auto") == ["hybrid_unet_objects"]
         assert policy.hybrid_condition_for("test_my_noise") == NOISE_CONDITION
         assert policy.hybrid_front_for("test_my_noise") == "median"
         assert policy.classical_for("test_my_noise") == "median"  # the family's default

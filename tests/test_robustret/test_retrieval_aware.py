@@ -682,6 +682,23 @@ def test_the_severe_recipe_is_hybrid_unet_with_its_severity_bias() -> None:
             sweep.restorers["hybrid_unet_severe"].lr_step) == (24, 8)
 
 
+def test_the_objects_recipe_is_hybrid_unet_with_ten_more_objects_when_it_sweeps() -> None:
+    from dataclasses import asdict, replace
+
+    for profile in ("quick", "paper"):
+        one = ExperimentConfig(profile=profile, severities=(3,)).validate().resolved()
+        assert asdict(one.restorers["hybrid_unet_objects"]) == asdict(
+            one.restorers["hybrid_unet"])  # one severity (the main job): the same training
+    sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
+    objects, plain = sweep.restorers["hybrid_unet_objects"], sweep.restorers["hybrid_unet"]
+    assert (objects.extra_objects, plain.extra_objects) == (10, 0)
+    assert asdict(replace(objects, extra_objects=0)) == asdict(plain)  # the same schedule
+    assert objects.fingerprint() != plain.fingerprint()
+    assert ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
+        "hybrid_unet_objects": {"extra_objects": 0}}}).resolved().restorers[
+        "hybrid_unet_objects"].extra_objects == 0  # a configuration can turn them off
+
+
 def test_the_long_recipe_is_the_severe_one_with_twice_its_sweep_steps() -> None:
     from dataclasses import asdict, replace
 
@@ -743,6 +760,9 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     assert (long.extra_objects, long.epochs, long.lr_step, long.severity_bias) == (20, 48, 16, 2.0)
     longer = resolved["ablation_hybrid_unet_long"].restorers["hybrid_unet_severe"]
     assert (longer.extra_objects, longer.epochs, longer.lr_step) == (0, 48, 16)
+    noise = resolved["ablation_hybrid_unet_noise_extra_objects"].restorers["hybrid_unet"]
+    assert (noise.extra_objects, noise.epochs, noise.lr_step, noise.severity_bias) == (
+        10, 24, 8, 0.0)
     assert ema.extra_objects == 0
     for stem, front in (("ablation_hybrid_unet_level_only", "hybrid"),
                         ("ablation_hybrid_unet_level_bicubic", "bicubic")):
