@@ -69,9 +69,11 @@ LONG_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 48, "lr_step": 16})
 
 #: ``hybrid_unet_objects``'s sweep schedule: :data:`UNET_SWEEP` with ten more rendered objects
 #: per category to train on (``extra_objects``; built-in data only, docs/restoration.md): noise's
-#: restorer generalised poorly from the gallery's objects to the query objects (docs/results.md,
-#: section 00j). An epoch is 1,024 images with or without them, so the time is the same.
-OBJECTS_SWEEP: Mapping[str, Any] = MappingProxyType({**UNET_SWEEP, "extra_objects": 10})
+#: restorer generalised poorly from the gallery's objects to the query objects; and each batch's
+#: severity drawn in proportion to it (``severity_bias`` 1): most of noise's remaining loss was
+#: at severities 4 and 5 (docs/results.md, section 00j). An epoch is 1,024 images either way.
+OBJECTS_SWEEP: Mapping[str, Any] = MappingProxyType(
+    {**UNET_SWEEP, "extra_objects": 10, "severity_bias": 1.0})
 
 #: ``hybrid_unet_severe``'s ``severity_bias``: severity 5 drawn 25 times as often as severity 1
 #: (docs/results.md, section 00c: low resolution loses most of its accuracy at severity 5, and
@@ -94,8 +96,8 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         quick=UNET_QUICK, sweep=UNET_SWEEP),
     "hybrid_unet_objects": Recipe(
         "hybrid_unet_objects", "hybrid", MULTI_LAYER_LOSS,
-        "hybrid_unet trained besides the gallery on ten more rendered objects per category when "
-        "it learns several severities (built-in data)",
+        "hybrid_unet trained besides the gallery on ten more rendered objects per category, "
+        "severity s drawn in proportion to s, when it learns several severities (built-in data)",
         quick=UNET_QUICK, sweep=OBJECTS_SWEEP),
     "hybrid_unet_severe": Recipe(
         "hybrid_unet_severe", "hybrid",

@@ -682,7 +682,7 @@ def test_the_severe_recipe_is_hybrid_unet_with_its_severity_bias() -> None:
             sweep.restorers["hybrid_unet_severe"].lr_step) == (24, 8)
 
 
-def test_the_objects_recipe_is_hybrid_unet_with_ten_more_objects_when_it_sweeps() -> None:
+def test_the_objects_recipe_is_hybrid_unet_with_objects_and_a_bias_when_it_sweeps() -> None:
     from dataclasses import asdict, replace
 
     for profile in ("quick", "paper"):
@@ -692,7 +692,9 @@ def test_the_objects_recipe_is_hybrid_unet_with_ten_more_objects_when_it_sweeps(
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
     objects, plain = sweep.restorers["hybrid_unet_objects"], sweep.restorers["hybrid_unet"]
     assert (objects.extra_objects, plain.extra_objects) == (10, 0)
-    assert asdict(replace(objects, extra_objects=0)) == asdict(plain)  # the same schedule
+    assert (objects.severity_bias, plain.severity_bias) == (1.0, 0.0)
+    assert asdict(replace(objects, extra_objects=0, severity_bias=0.0)) == asdict(
+        plain)  # the same schedule
     assert objects.fingerprint() != plain.fingerprint()
     assert ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
         "hybrid_unet_objects": {"extra_objects": 0}}}).resolved().restorers[
@@ -763,6 +765,11 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     noise = resolved["ablation_hybrid_unet_noise_extra_objects"].restorers["hybrid_unet"]
     assert (noise.extra_objects, noise.epochs, noise.lr_step, noise.severity_bias) == (
         10, 24, 8, 0.0)
+    biased = resolved["ablation_hybrid_unet_noise_objects_bias"].restorers["hybrid_unet_objects"]
+    auto = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved().restorers[
+        "hybrid_unet_objects"]
+    assert biased.fingerprint() == auto.fingerprint()  # the ablation trained today's auto
+    assert (biased.extra_objects, biased.severity_bias, biased.epochs) == (10, 1.0, 24)
     assert ema.extra_objects == 0
     for stem, front in (("ablation_hybrid_unet_level_only", "hybrid"),
                         ("ablation_hybrid_unet_level_bicubic", "bicubic")):
