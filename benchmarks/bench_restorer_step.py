@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         model = restoration.build("hybrid", front="median", condition=("severity", "kind"),
                                   body="unet", widths=[16, 32, 64])
         if not channels_last:
-            with torch.no_grad():
-                for parameter in model.parameters():
-                    parameter.set_(parameter.contiguous())
+            model.to(memory_format=torch.contiguous_format)
         return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
     models = {True: hybrid(True), False: hybrid(False)}

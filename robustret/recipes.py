@@ -80,6 +80,10 @@ OBJECTS_SWEEP: Mapping[str, Any] = MappingProxyType(
 #: bias 2 won more of it back than the uniform draw over seeds 0, 1 and 2)
 SEVERE_BIAS = 2.0
 
+#: the severe recipes' loss: :data:`MULTI_LAYER_LOSS` with :data:`SEVERE_BIAS`
+SEVERE_LOSS: Mapping[str, Any] = MappingProxyType({**MULTI_LAYER_LOSS,
+                                                   "severity_bias": SEVERE_BIAS})
+
 RECIPES: Mapping[str, Recipe] = MappingProxyType({
     "dae": Recipe("dae", "dae", summary="the study's denoising autoencoder, pixel MSE"),
     "srcnn": Recipe("srcnn", "srcnn", summary="the study's SRCNN, pixel MSE"),
@@ -100,16 +104,14 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         "severity s drawn in proportion to s, when it learns several severities (built-in data)",
         quick=UNET_QUICK, sweep=OBJECTS_SWEEP),
     "hybrid_unet_severe": Recipe(
-        "hybrid_unet_severe", "hybrid",
-        MappingProxyType({**MULTI_LAYER_LOSS, "severity_bias": SEVERE_BIAS}),
+        "hybrid_unet_severe", "hybrid", SEVERE_LOSS,
         "hybrid_unet with each batch's severity s drawn with probability proportional to "
         f"s ** {SEVERE_BIAS:g} when it learns several (the severest levels most often)",
         quick=UNET_QUICK, sweep=UNET_SWEEP),
     "hybrid_unet_long": Recipe(
-        "hybrid_unet_long", "hybrid",
-        MappingProxyType({**MULTI_LAYER_LOSS, "severity_bias": SEVERE_BIAS}),
-        "hybrid_unet_severe with twice its steps when it learns several severities (48 "
-        "epochs, lr halved every 16)",
+        "hybrid_unet_long", "hybrid", SEVERE_LOSS,
+        "hybrid_unet_severe with twice its steps when it learns several severities "
+        f"({LONG_SWEEP['epochs']} epochs, lr halved every {LONG_SWEEP['lr_step']})",
         quick=UNET_QUICK, sweep=LONG_SWEEP),
     "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
                     "one autoencoder for every family (pixel + feature loss), degradation unknown",

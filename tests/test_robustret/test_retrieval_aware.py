@@ -430,9 +430,7 @@ def test_hybrid_weights_are_channels_last_after_loading_and_compute_as_contiguou
         assert sum(not p.is_contiguous() for p in convolutions(hybrid)) >= 2
     contiguous = _gated(restoration.build("hybrid", front="median", widths=widths, body=body))
     contiguous.load_state_dict(trained.state_dict())
-    with torch.no_grad():
-        for p in convolutions(contiguous):
-            p.set_(p.contiguous())
+    contiguous.to(memory_format=torch.contiguous_format)
     assert all(p.is_contiguous() for p in convolutions(contiguous))
     x = _images(2)
     assert torch.allclose(loaded.eval()(x), contiguous(x), atol=1e-5)
