@@ -7,9 +7,10 @@ degradation: ``noise``, ``blur``, ``resolution``) to
   (docs/results.md, sections 00, 00c, 00i and 00j): ``hybrid_unet_objects`` (the family's
   front end + a three-scale residual told each image's severity, trained through two ResNet
   stages and the embedding, on more objects than the gallery's where the data is the built-in
-  generator's, the severest levels drawn more often) for noise, the same network trained mostly on the severest levels and for twice
-  the steps, on the gallery alone (``hybrid_unet_long``) for low resolution, the plain
-  ``hybrid`` for blur, whose Wiener front end already gets each image's blur;
+  generator's, the severest levels drawn more often) for noise, the same network trained
+  mostly on the severest levels and for twice the steps, on the gallery alone
+  (``hybrid_unet_long``) for low resolution, the plain ``hybrid`` for blur, whose Wiener front
+  end already gets each image's blur;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
