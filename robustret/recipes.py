@@ -58,14 +58,20 @@ MULTI_LAYER_LOSS: Mapping[str, Any] = MappingProxyType({
     "model_options": MappingProxyType({"body": "unet", "widths": [16, 32, 64]})})
 
 #: the unet hybrids' quick schedule: 8 epochs at one severity (the main job stays within 10 CPU
-#: minutes), 24 with the lr halved every 8 when one model learns several severities
+#: minutes), 24 with the lr halved every 8 when one model learns several severities, then
+#: validated after every fourth epoch and the last (validation does not steer training)
 UNET_QUICK: Mapping[str, Any] = MappingProxyType({"epochs": 8})
-UNET_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 24, "lr_step": 8})
+UNET_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 24, "lr_step": 8, "val_every": 4})
+
+#: ``hybrid``'s sweep schedule: 6 epochs, lr halved every 2 (the quick preset's 10 epochs,
+#: halved every 4, cost blur's restorer 126-138 s of the three-family sweep's 30-minute budget
+#: while it recovered 0.88-0.91 of the blur loss; docs/results.md, section 00k)
+HYBRID_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 6, "lr_step": 2, "val_every": 2})
 
 #: ``hybrid_unet_long``'s sweep schedule: twice the steps of :data:`UNET_SWEEP`, each
 #: learning-rate phase twice as long (docs/results.md, section 00i: low resolution's recovery
 #: rose on every seed, 0.35 -> 0.49 over seeds 0-2, with 48 epochs, lr halved every 16)
-LONG_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 48, "lr_step": 16})
+LONG_SWEEP: Mapping[str, Any] = MappingProxyType({**UNET_SWEEP, "epochs": 48, "lr_step": 16})
 
 #: ``hybrid_unet_objects``'s sweep schedule: :data:`UNET_SWEEP` with ten more rendered objects
 #: per category to train on (``extra_objects``; built-in data only, docs/restoration.md): noise's
@@ -92,7 +98,8 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
     "srcnn_feat": Recipe("srcnn_feat", "srcnn", RETRIEVAL_LOSS,
                          "SRCNN trained with pixel MSE + retriever feature loss"),
     "hybrid": Recipe("hybrid", "hybrid", RETRIEVAL_LOSS,
-                     "the family's classical filter + a learned residual, pixel + feature loss"),
+                     "the family's classical filter + a learned residual, pixel + feature loss",
+                     sweep=HYBRID_SWEEP),
     "hybrid_unet": Recipe(
         "hybrid_unet", "hybrid", MULTI_LAYER_LOSS,
         "the family's classical filter + a three-scale residual told each image's severity "

@@ -83,6 +83,7 @@ def train_loop(
     checkpoint: str | Path | None = None,
     fingerprint: str = "",
     evaluate: Callable[[int], dict[str, float]] | None = None,
+    evaluate_every: int = 1,
     logger: RunLogger | None = None,
     tag: str = "train",
     progress: bool | None = None,
@@ -109,6 +110,9 @@ def train_loop(
         fingerprint: identifies the configuration; a checkpoint with another fingerprint is
             never resumed from (a ``ValueError`` says so).
         evaluate: ``epoch -> metrics`` run after each epoch (in ``eval()`` mode).
+        evaluate_every: run ``evaluate`` only after the epochs divisible by this (>= 1) and
+            after the last one; the other records hold the training metrics only. It never
+            changes what is learned: ``evaluate`` sees the model in ``eval()`` mode only.
         logger: receives ``{tag}/loss``, ``{tag}/lr`` and every metric per epoch.
         tag: scalar prefix, e.g. ``train/retriever``.
         progress: show a tqdm bar (None: only on a terminal).
@@ -123,8 +127,12 @@ def train_loop(
         A :class:`TrainResult`.
 
     Raises:
-        ValueError: ``epochs`` < 0, or a checkpoint written by another configuration.
+        ValueError: ``epochs`` < 0, ``evaluate_every`` < 1, or a checkpoint written by
+            another configuration.
     """
+    if isinstance(evaluate_every, bool) or not isinstance(evaluate_every, int) \
+            or evaluate_every < 1:
+        raise ValueError(f"evaluate_every must be an integer >= 1, got {evaluate_every!r}")
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     average = (WeightAverage(model, average_decay)
@@ -207,7 +215,7 @@ def train_loop(
         }
         if scheduler is not None:
             scheduler.step()
-        if evaluate is not None:
+        if evaluate is not None and (epoch % evaluate_every == 0 or epoch == epochs):
             model.eval()
             with average.swapped_in() if average is not None else nullcontext():
                 record.update(broadcast(evaluate(epoch) if is_main() else None))

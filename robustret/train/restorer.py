@@ -78,7 +78,7 @@ TRAINING_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loo
                  "robustret.train.averaging")
 """Packages whose source is part of the resume key: editing them starts training afresh."""
 
-_NOT_LEARNED = ("epochs", "device")
+_NOT_LEARNED = ("epochs", "device", "val_every")
 PIXEL_LOSSES = ("mse", "l1")
 """Settings that do not change what is learned; left out of the resume fingerprint."""
 
@@ -112,6 +112,8 @@ class RestorerTrainConfig:
         samples_per_epoch: gallery images drawn (without replacement) per epoch; None = all.
         crop_size: train on random ``crop x crop`` crops of the degraded/clean pair; None = full.
         val_images: size of the fixed validation subset (query split).
+        val_every: validate after every this many epochs (and after the last); it does not
+            change what is learned, so it is left out of the resume key.
         seed: the one seed everything derives from.
         device: ``auto``, ``cpu``, ``cuda[:n]``.
         pixel_loss: ``mse`` or ``l1`` against the clean image.
@@ -164,6 +166,7 @@ class RestorerTrainConfig:
     samples_per_epoch: int | None = None
     crop_size: int | None = None
     val_images: int = 256
+    val_every: int = 1
     seed: int = 0
     device: str = "auto"
     pixel_loss: str = "mse"
@@ -187,8 +190,9 @@ class RestorerTrainConfig:
         for name, kind in (("model", "str"), ("degrade", "str"), ("dataset", "str"),
                            ("device", "str"), ("pixel_loss", "str"), ("severity", "int"),
                            ("epochs", "int"), ("batch_size", "int"), ("lr_step", "int"),
-                           ("val_images", "int"), ("seed", "int"), ("image_size", "int?"),
-                           ("samples_per_epoch", "int?"), ("crop_size", "int?"),
+                           ("val_images", "int"), ("val_every", "int"), ("seed", "int"),
+                           ("image_size", "int?"), ("samples_per_epoch", "int?"),
+                           ("crop_size", "int?"),
                            ("lr", "number"), ("feature_weight", "number"),
                            ("severity_bias", "number"), ("class_weight", "number"),
                            ("neighbour_weight", "number"), ("neighbour_temperature", "number"),
@@ -240,7 +244,7 @@ class RestorerTrainConfig:
         if self.degrade not in degradations.DEGRADATIONS:
             raise ConfigError(f"unknown degradation {self.degrade!r}; available: "
                               f"{', '.join(degradations.available())}")
-        for name in ("epochs", "batch_size", "lr_step", "val_images"):
+        for name in ("epochs", "batch_size", "lr_step", "val_images", "val_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "epochs" else 1):
                 raise ConfigError(
@@ -349,7 +353,7 @@ class RetrievalGuide:
     val_groups: Tensor | None = None
 
 
-FEATURE_CACHE_BYTES = 1 << 30
+FEATURE_CACHE_BYTES = 2 << 30
 """The most memory :func:`clean_features` of a training set may take (else steps compute them)."""
 
 
@@ -917,7 +921,8 @@ def train_restorer(
             make_batches=lambda epoch: _EpochBatches(train_images, config, epoch, degrade, device,
                                                      features),
             step=step, epochs=config.epochs, checkpoint=out_dir / "last.pt",
-            fingerprint=resume_key, evaluate=evaluate, logger=logger, tag=tag, progress=progress,
+            fingerprint=resume_key, evaluate=evaluate, evaluate_every=config.val_every,
+            logger=logger, tag=tag, progress=progress,
             extra_state=extra, average_decay=config.ema_decay,
         )
     finally:

@@ -647,7 +647,7 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
     assert longer["epochs"] > RECIPES["hybrid_unet"].quick["epochs"]
     assert (sweep.restorers["hybrid_unet"].epochs, sweep.restorers["hybrid_unet"].lr_step) == (
         longer["epochs"], longer["lr_step"])  # one model for five severities: the longer one
-    assert sweep.restorers["hybrid"].epochs == 10  # a recipe without one keeps its preset
+    assert sweep.restorers["dae_feat"].epochs == 15  # a recipe without one keeps its preset
     parsed = ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
         "hybrid_unet": {"lr": 2e-3}}})
     assert (parsed.restorers["hybrid_unet"].epochs, parsed.restorers["hybrid_unet"].lr) == (
@@ -697,6 +697,25 @@ def test_the_objects_recipe_is_hybrid_unet_with_objects_and_a_bias_when_it_sweep
     assert ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
         "hybrid_unet_objects": {"extra_objects": 0}}}).resolved().restorers[
         "hybrid_unet_objects"].extra_objects == 0  # a configuration can turn them off
+
+
+def test_the_hybrid_sweeps_on_a_shorter_schedule_and_validation_cadence_is_not_learned() -> None:
+    from dataclasses import asdict, replace
+
+    one = ExperimentConfig(severities=(3,)).validate().resolved().restorers
+    sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved().restorers
+    assert (one["hybrid"].epochs, one["hybrid"].lr_step, one["hybrid"].val_every) == (10, 4, 1)
+    assert (sweep["hybrid"].epochs, sweep["hybrid"].lr_step, sweep["hybrid"].val_every) == (
+        6, 2, 2)
+    assert asdict(replace(sweep["hybrid"], epochs=10, lr_step=4, val_every=1)) == asdict(
+        one["hybrid"])  # only the schedule differs
+    for name in ("hybrid_unet", "hybrid_unet_objects", "hybrid_unet_long"):
+        assert (one[name].val_every, sweep[name].val_every) == (1, 4)
+    config = sweep["hybrid_unet"]
+    assert replace(config, val_every=1).fingerprint() == config.fingerprint()
+    assert replace(config, lr_step=3).fingerprint() != config.fingerprint()
+    with pytest.raises(ConfigError, match="val_every"):
+        replace(config, val_every=0)
 
 
 def test_the_long_recipe_is_the_severe_one_with_twice_its_sweep_steps() -> None:

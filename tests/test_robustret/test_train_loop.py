@@ -22,7 +22,8 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None, *,
-         average_decay: float = 0.0, seen: list | None = None, validated: list | None = None):
+         average_decay: float = 0.0, seen: list | None = None, validated: list | None = None,
+         evaluate_every: int = 1):
     """Train the toy model; ``seen`` collects the weights each step starts from,
     ``validated`` those each epoch's validation sees."""
     torch.manual_seed(0)
@@ -58,7 +59,8 @@ def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None, *,
         progress=False,
         average_decay=average_decay,
         evaluate=None if validated is None else (
-            lambda epoch: validated.append(model.weight.detach().clone()) or {}),
+            lambda epoch: validated.append(model.weight.detach().clone()) or {"val": epoch}),
+        evaluate_every=evaluate_every,
     )
     return model, result
 
@@ -70,6 +72,24 @@ def test_loss_decreases_and_metrics_logged(tmp_path) -> None:
     assert losses[-1] < losses[0]
     tags = {row["tag"] for row in read_metrics(tmp_path)}
     assert {"train/toy/loss", "train/toy/lr", "train/toy/acc"} <= tags
+
+
+def test_evaluate_every_validates_fewer_epochs_and_the_last_and_learns_the_same() -> None:
+    every, sparse = [], []
+    model_every, result_every = _run(5, validated=every)
+    model_sparse, result_sparse = _run(5, validated=sparse, evaluate_every=2)
+    assert [record.get("val") for record in result_sparse.history] == [None, 2, None, 4, 5]
+    assert [record["val"] for record in result_every.history] == [1, 2, 3, 4, 5]
+    assert len(sparse) == 3 and all(torch.equal(a, b) for a, b in
+                                    zip(sparse, [every[1], every[3], every[4]]))
+    assert torch.equal(model_every.weight, model_sparse.weight)  # validation steers nothing
+    assert result_sparse.final["val"] == 5  # the summary's last record is validated
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True])
+def test_evaluate_every_must_be_a_positive_integer(every) -> None:
+    with pytest.raises(ValueError, match="evaluate_every"):
+        _run(1, validated=[], evaluate_every=every)
 
 
 def test_two_epochs_equal_one_then_resume(tmp_path) -> None:
