@@ -95,7 +95,7 @@ def generate(root: Path, n: int, size: int, classes: int, seed: int) -> None:
     import cv2
     import numpy as np
 
-    from robustret.rng import stream_seed
+    from robustret.core.rng import stream_seed
 
     yy, xx = np.mgrid[0:size, 0:size] / size
     for c in range(classes):

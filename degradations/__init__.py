@@ -11,6 +11,8 @@ Public contract::
 
 A new degradation is one registered :class:`Degradation` subclass carrying its ``severities``
 (five levels) and ``family``; see docs/degradations.md.
+
+Layer 2, a leaf library. May import: ``robustret.core`` only.
 """
 
 from __future__ import annotations

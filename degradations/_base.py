@@ -5,7 +5,7 @@ Every degradation is computed per chunk of images (a fixed number of pixels per 
 its own contiguous run of 64-bit words, so chunking never changes the output.
 
 Random words are drawn with numpy's SFC64 bit generator seeded from the caller's
-``torch.Generator`` (:func:`robustret.rng.draw_seed`), which is cheaper per value than torch's
+``torch.Generator`` (:func:`robustret.core.rng.draw_seed`), which is cheaper per value than torch's
 samplers. Words are turned into noise on the CPU (or, for integer thresholds, on the data's
 device), so CPU and CUDA get the same noise for a seed.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustret.checks import check_choice, check_images
-from robustret.rng import check_seed, draw_seed, make_generator, sample_seed
+from robustret.core.checks import check_choice, check_images
+from robustret.core.rng import check_seed, draw_seed, make_generator, sample_seed
 
 #: pixels (B * C * H * W) handled per internal chunk: 64 images of 1x96x96.
 CHUNK_ELEMENTS = 64 * 96 * 96

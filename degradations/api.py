@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustret.checks import ConfigError
+from robustret.core.checks import ConfigError
 
 from .degradation import DEGRADATIONS, SEVERITY_LEVELS, Degradation, build, degradation_class
 from .noise import MIXTURE_KINDS

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustret.rng import make_generator
+from robustret.core.rng import make_generator
 
 from .api import apply, build_module
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustret.checks import ConfigError
-from robustret.registry import Registry
-from robustret.rng import check_generator, draw_seed
+from robustret.core.checks import ConfigError
+from robustret.core.registry import Registry
+from robustret.core.rng import check_generator, draw_seed
 
 from ._base import WordSource, check_batch, per_index_generators, run_chunked
 

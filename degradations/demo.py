@@ -12,11 +12,12 @@ import argparse
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from robustret.quality import psnr
-from robustret.rng import make_generator
+from robustret.core.quality import psnr
+from robustret.core.rng import make_generator
 
 from .api import apply, available
 
@@ -38,8 +39,6 @@ def test_patterns(size: int = 96) -> torch.Tensor:
 
 def render(size: int = 96, seed: int = 0) -> np.ndarray:
     """The grid as an (H, W) uint8 image."""
-    import cv2
-
     clean = test_patterns(size)
     label_h, pad = 16, 4
     tile_h, tile_w = size + label_h, size + pad
@@ -72,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    import cv2
 
     grid = render(args.size, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from robustret.checks import check_choice
+from robustret.core.checks import check_choice
 
 from ._base import check_range_mode
 from .degradation import DEGRADATIONS, Degradation, Params, build

@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor
 
-from robustret.checks import check_choice
+from robustret.core.checks import check_choice
 
 from ._base import check_batch, check_range_mode, run_chunked
 

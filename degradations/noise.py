@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustret.rng import check_generator
+from robustret.core.rng import check_generator
 
 from ._base import WordSource, check_batch, check_range_mode, run_chunked
 

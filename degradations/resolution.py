@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from robustret.checks import check_choice
+from robustret.core.checks import check_choice
 
 from ._base import check_batch, check_range_mode, run_chunked
 

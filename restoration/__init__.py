@@ -1,8 +1,9 @@
 """Restoration: networks and classical filters that map degraded queries back toward clean ones.
 
-A leaf library: it depends on robustret's foundation modules only (checks, registry, io,
-batching); training, evaluation and which restorer serves which degradation live in
-robustret (``robustret.train.restorer``, ``robustret.restorer_eval``, ``robustret.policy``).
+Layer 2, a leaf library. May import: ``robustret.core`` (checks, registry, io, batching) and
+``degradations`` (the Wiener filter builds the blur's kernel). Training, evaluation and which
+restorer serves which degradation live in robustret (``robustret.train.restorer``,
+``robustret.cli.restorer_eval``, ``robustret.experiment.policy``).
 
 Public contract:
 

@@ -16,7 +16,8 @@ exposes it unclamped for training (so the MSE gradient never vanishes at the ran
 :meth:`Restorer.forward` clamps it.
 
 Every call goes through one gate, :meth:`Restorer.restore`: the images are checked against the
-full contract (``robustret.checks.check_images``: shape, channels, floating dtype, finite values
+full contract (``robustret.core.checks.check_images``: shape, channels, floating dtype, finite
+values
 in ``[0, 1]``), the image side against :attr:`Restorer.min_size`, the channel count against
 the one a network was built with (:meth:`Restorer.input_channels`), and the used ``params``
 (finite, ``(B,)`` or a number). Any floating dtype goes in and the same dtype comes out: a
@@ -33,8 +34,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustret.batching import map_batches
-from robustret.checks import check_images
+from robustret.core.batching import map_batches
+from robustret.core.checks import check_images
 
 Params = Mapping[str, "Tensor | float"]
 """Per-image degradation parameters: name -> (B,) tensor (a number applies to every image)."""
@@ -49,7 +50,8 @@ class Restorer(nn.Module):
         uses_params: the degradation parameters :meth:`restore_raw` accepts as keywords.
         requires_params: the subset of ``uses_params`` that must be given.
         min_size: the smallest image side (H and W) :meth:`restore` accepts; a larger value in a
-            subclass is also what ``robustret.preflight`` checks the data against before a run.
+            subclass is also what ``robustret.experiment.preflight`` checks the data against before
+            a run.
 
     Attributes:
         restorer_name: registry name the module was built under (set by ``RESTORERS.build``,
@@ -201,7 +203,8 @@ class Restorer(nn.Module):
 
 def restore_batches(restorer: Restorer, images: Tensor, params: Params | None = None, *,
                     batch_size: int = 64, device: torch.device | str = "cpu") -> Tensor:
-    """Run ``restorer`` over N images in fixed-size batches (``robustret.batching.map_batches``).
+    """Run ``restorer`` over N images in fixed-size batches
+    (``robustret.core.batching.map_batches``).
 
     Args:
         restorer: a restorer already on ``device``.

@@ -17,7 +17,7 @@ import torch
 from restoration.base import Restorer
 from restoration.registry import RESTORERS
 from robustret import __version__
-from robustret.io import atomic_save, load_checkpoint
+from robustret.core.io import atomic_save, load_checkpoint
 
 log = logging.getLogger(__name__)
 

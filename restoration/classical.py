@@ -10,7 +10,8 @@ baseline       what it does                                          degradation
 ``bicubic``    block-average back to low resolution, bicubic up      ``level``
 =============  ====================================================  ====================
 
-Which baseline serves which degradation is policy, not restoration: see ``robustret.policy``.
+Which baseline serves which degradation is policy, not restoration: see
+``robustret.experiment.policy``.
 Every baseline is an :class:`~restoration.base.Restorer` (no parameters) mapping
 ``(B, C, H, W)`` in ``[0, 1]`` to the same shape and range.
 """
@@ -26,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from degradations.motion_blur import blur_from_length
+from degradations.motion_blur import motion_blur_transfer as degradation_transfer
 from restoration.base import Restorer
-from robustret.checks import check_images
+from robustret.core.checks import check_images
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +172,6 @@ def motion_blur_transfer(h: int, w: int, a: Tensor | float, b: Tensor | float,
     Returns:
         (B or 1, 1, H, W) complex64, the full spectrum in ``torch.fft.fft2`` layout.
     """
-    from degradations.motion_blur import motion_blur_transfer as degradation_transfer
-
     a_, b_, t_ = (torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in (a, b, t))
     return degradation_transfer(h, w, a_, b_, t_ if t_.numel() > 1 else float(t_), half=False,
                                 device=torch.device(device))
@@ -226,8 +227,6 @@ class WienerDeblur(Restorer):
 
     def _assumed_blur(self, h: int, w: int) -> tuple[Tensor | float, Tensor | float]:
         if self.length is not None:
-            from degradations.motion_blur import blur_from_length
-
             return blur_from_length(float(self.length), float(self.angle or 0.0), (h, w))
         return self.a, self.b
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from restoration.base import Restorer
-from robustret.registry import Registry
+from robustret.core.registry import Registry
 
 IDENTITY = "identity"
 """The registry name of the no-op restorer (the "no restoration" row); neither network nor
@@ -28,7 +28,8 @@ def _plain(value: Any) -> Any:
 
 
 class RestorerRegistry(Registry[Restorer]):
-    """A :class:`~robustret.registry.Registry` of restorers whose ``build`` stamps the result."""
+    """A :class:`~robustret.core.registry.Registry` of restorers whose ``build`` stamps the
+    result."""
 
     def __init__(self) -> None:
         super().__init__("restorer")

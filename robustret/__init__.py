@@ -2,12 +2,13 @@
 
 The package is layered so that imports flow one way:
 
-* bottom: :mod:`robustret.checks`, :mod:`robustret.rng`, :mod:`robustret.registry`,
-  :mod:`robustret.device`, :mod:`robustret.io`, :mod:`robustret.paths`;
+* bottom: :mod:`robustret.core.checks`, :mod:`robustret.core.rng`, :mod:`robustret.core.registry`,
+  :mod:`robustret.core.device`, :mod:`robustret.core.io`, :mod:`robustret.core.paths`;
 * middle: :mod:`degradations`, :mod:`restoration`, :mod:`robustret.data`,
-  :mod:`robustret.models`, :mod:`robustret.retrieval`, :mod:`robustret.metrics`;
-* top: :mod:`robustret.train`, :mod:`robustret.pipeline`, :mod:`robustret.runner`,
-  :mod:`robustret.report`, :mod:`robustret.experiment`.
+  :mod:`robustret.models`, :mod:`robustret.retrieval`, :mod:`robustret.retrieval.metrics`;
+* top: :mod:`robustret.train`, :mod:`robustret.evaluation.pipeline`,
+:mod:`robustret.experiment.runner`,
+  :mod:`robustret.report.files`, :mod:`robustret.cli.experiment`.
 
 This module imports nothing heavy so that ``import robustret`` stays cheap.
 """

@@ -7,6 +7,8 @@ Specs understood by :func:`load`:
 * ``folder:PATH``: one sub-folder per class (:mod:`robustret.data.folder`; with
   ``decode='lazy'`` decoded one file at a time through a DataLoader with ``workers``,
   :mod:`robustret.data.lazy`).
+
+Layer 2. May import: ``robustret.core``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import inspect
 from pathlib import Path
 
 from robustret.data.base import ImageSet, RetrievalData
-from robustret.data.folder import load_folder
+from robustret.data.class_folders import load_folder
 from robustret.data.smallnorb import load_smallnorb, write_smallnorb_matrix
 from robustret.data.splits import ImageSetDataset, to_loader
 from robustret.data.synthetic import load_synthetic, load_synthetic_extra

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustret.checks import check_images, check_labels
-from robustret.rng import stream_seed
+from robustret.core.checks import check_images, check_labels
+from robustret.core.rng import stream_seed
 
 CHANNEL_CHOICES = ("gray", "rgb")
 CAP_SIDES = ("gallery", "queries", "extra")

@@ -12,7 +12,7 @@ functions in the same order as the eager path, so the tensors are bit-identical 
 The index is cached under ``cache_dir('folders')`` (``KEY.index.json`` with a ``.sha256``
 sidecar), keyed like the eager cache by each file's path, size, mtime, ctime and inode and by
 this code. The decoded-image cache is an option (``use_cache``): a ``.npy`` file of the
-converted images, written in shards through :func:`robustret.io.write_npy_blocks` and then
+converted images, written in shards through :func:`robustret.core.io.write_npy_blocks` and then
 memory-mapped, so a second pass reads pixels instead of decoding them; without it nothing but
 the index is written.
 
@@ -34,6 +34,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from robustret.core.io import (
+    CorruptFileError,
+    atomic_write_json,
+    read_verified,
+    remove_stale_temps,
+    verify_file,
+    write_npy_blocks,
+)
+from robustret.core.keys import fingerprint, source_hash
+from robustret.core.paths import cache_dir
 from robustret.data.base import (
     ImageSet,
     RetrievalData,
@@ -50,16 +60,6 @@ from robustret.data.folder import (
     readable_classes,
     split_positions,
 )
-from robustret.io import (
-    CorruptFileError,
-    atomic_write_json,
-    read_verified,
-    remove_stale_temps,
-    verify_file,
-    write_npy_blocks,
-)
-from robustret.keys import fingerprint, source_hash
-from robustret.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def lazy_folder(
 ) -> LazyFolder:
     """Index a class-per-folder tree and split it, decoding nothing but the index pass.
 
-    The options are those of :func:`robustret.data.folder.load_folder`, with the same split.
+    The options are those of :func:`robustret.data.class_folders.load_folder`, with the same split.
     ``use_cache`` keeps the index and the decoded images (:func:`decoded_cache`) in
     ``cache_dir('folders')``; without it every item is decoded from its file when asked for.
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustret.core.io import atomic_write_bytes
 from robustret.data.base import (
     ImageSet,
     RetrievalData,
@@ -33,7 +34,6 @@ from robustret.data.base import (
     check_image_size,
     to_float_images,
 )
-from robustret.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

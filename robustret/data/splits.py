@@ -20,8 +20,8 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from robustret.core.rng import make_generator, stream_seed
 from robustret.data.base import ImageSet
-from robustret.rng import make_generator, stream_seed
 
 SIDES = ("gallery", "query")
 

@@ -26,6 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from robustret.core.io import CorruptFileError, atomic_write_bytes, read_verified
+from robustret.core.keys import fingerprint, source_hash
+from robustret.core.paths import cache_dir
+from robustret.core.rng import stream_seed
 from robustret.data.base import (
     ImageSet,
     RetrievalData,
@@ -34,10 +38,6 @@ from robustret.data.base import (
     check_image_size,
     to_float_images,
 )
-from robustret.io import CorruptFileError, atomic_write_bytes, read_verified
-from robustret.keys import fingerprint, source_hash
-from robustret.paths import cache_dir
-from robustret.rng import stream_seed
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ SHAPE_STREAM = "data/synthetic/shape"
 """Seed stream of an object's primitives (index: category, instance)."""
 VIEW_STREAM = "data/synthetic/views"
 """Seed stream of an object's view jitter, scale, offset and backgrounds (same index)."""
-RENDER_CODE = ("robustret.data.synthetic", "robustret.rng")
+RENDER_CODE = ("robustret.data.synthetic", "robustret.core.rng")
 """Modules whose source is part of the rendered-set cache key."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from robustret.checks import ConfigError
+from robustret.core.checks import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port must be in 0..65535, got {args.port}")
 
     from robustret.demo.app import bind, create_app, make_server
-    from robustret.demo.service import DemoService
+    from robustret.demo.run import load_run
 
     try:
         sock = bind(args.host, args.port)
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         print(f"loading {args.run} ...", flush=True)
-        service = DemoService.from_run(args.run, args.device)
+        service = load_run(args.run, args.device)
     except ConfigError as exc:
         sock.close()
         print(f"error: {exc}", file=sys.stderr)

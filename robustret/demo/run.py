@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from robustret.checks import ConfigError
+from robustret.core.checks import ConfigError
+from robustret.core.device import resolve_device
+from robustret.demo.service import DemoService
+from robustret.experiment.config import ExperimentConfig, load_config_file
+from robustret.experiment.runner import load_data
+from robustret.experiment.trained import TrainedModel, gallery_embeddings, weights_key
+from robustret.models import load_retriever
 
-if TYPE_CHECKING:
-    from robustret.demo.service import DemoService
 
-
-def load_run(cls: type[DemoService], run_dir: Path, device: str = "auto") -> DemoService:
+def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
     """The service of ``run_dir``: its data set (reloaded from the resolved ``config.json``),
     its retriever (``results.json["resolved"]["retriever_checkpoint"]``) and the gallery
     embeddings cached beside that checkpoint (computed and cached when missing).
@@ -20,12 +22,7 @@ def load_run(cls: type[DemoService], run_dir: Path, device: str = "auto") -> Dem
     Raises:
         ConfigError: a file is missing or does not describe a finished run.
     """
-    from robustret.config import ExperimentConfig, load_config_file
-    from robustret.device import resolve_device
-    from robustret.models import load_retriever
-    from robustret.runner import _load_data
-    from robustret.trained import TrainedModel, gallery_embeddings, weights_key
-
+    run_dir = Path(run_dir)
     files = {name: run_dir / name for name in ("config.json", "results.json")}
     for name, path in files.items():
         if not path.is_file():
@@ -41,11 +38,11 @@ def load_run(cls: type[DemoService], run_dir: Path, device: str = "auto") -> Dem
         raise ConfigError(f"the run's retriever checkpoint {checkpoint} is missing "
                           "(set ROBUSTRET_CACHE to the run's cache)")
     torch_device = resolve_device(device)
-    data = _load_data(config)
+    data = load_data(config)
     model = load_retriever(checkpoint, torch_device)
     trained = TrainedModel(model, str(resolved.get("retriever_key", "")), checkpoint,
                            weights_key(model, checkpoint))
     embeddings, _ = gallery_embeddings(trained, data.gallery.images, torch_device)
-    return cls(model, data.gallery.images, data.gallery.labels, data.queries.images,
+    return DemoService(model, data.gallery.images, data.gallery.labels, data.queries.images,
                data.queries.labels, data.class_names, gallery_embeddings=embeddings,
                seed=config.seed, device=torch_device)

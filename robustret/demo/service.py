@@ -13,7 +13,6 @@ import base64
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,9 +21,9 @@ from torch import Tensor, nn
 
 import degradations
 import restoration
+from robustret.core.quality import psnr
 from robustret.data.base import convert_channels, crop_resize_square
-from robustret.pipeline import degradation_seed
-from robustret.quality import psnr
+from robustret.evaluation.pipeline import degradation_seed
 from robustret.retrieval import GalleryIndex, extract_embeddings
 
 #: the largest upload accepted, in bytes
@@ -231,13 +230,6 @@ class DemoService:
         self.restorer_names = ["identity", *restoration.classical()]
         self._restorers: dict[str, restoration.Restorer] = {}
         self._lock = threading.Lock()  # one search at a time: the CPU is shared
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto") -> DemoService:
-        """The service of a finished experiment folder (``config.json``, ``results.json``)."""
-        from robustret.demo.run import load_run
-
-        return load_run(cls, Path(run_dir), device)
 
     def options(self) -> dict:
         """What the page offers: choices, ranges and the data's shape."""

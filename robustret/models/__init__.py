@@ -1,4 +1,8 @@
-"""Retrieval networks: the backbones registry, the Retriever, build and load helpers."""
+"""Layer 2: the retrieval networks (backbones registry, the Retriever, build and load helpers,
+test-time BatchNorm adaptation).
+
+May import: ``robustret.core``.
+"""
 
 from __future__ import annotations
 

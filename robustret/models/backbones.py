@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from robustret.registry import Registry
+from robustret.core.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def _resnet(builder: Callable[..., nn.Module], dim: int) -> Callable[[], Backbon
 
 
 def _register() -> None:
+    # lazy: heavy; loaded when the backbones registry is first used
     from torchvision import models
 
     BACKBONES.register("resnet18")(_resnet(models.resnet18, 512))

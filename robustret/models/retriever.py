@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustret.core.io import load_checkpoint
 from robustret.models.backbones import BACKBONES, load_torchvision_weights
 
 log = logging.getLogger(__name__)
@@ -242,8 +243,6 @@ def load_retriever(
         FileNotFoundError: no file at ``path``.
         ValueError: not a retriever checkpoint.
     """
-    from robustret.io import load_checkpoint
-
     state = load_checkpoint(path)
     if "arch" not in state or "model" not in state:
         raise ValueError(

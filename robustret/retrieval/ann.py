@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from robustret.retrieval.ranking import order_ties
+
 log = logging.getLogger(__name__)
 
 #: approximate index kinds, as ``GalleryIndex(backend=...)`` names them
@@ -59,6 +61,7 @@ ExactSearch = Callable[[Tensor, int], "tuple[Tensor, Tensor]"]
 def import_faiss() -> Any:
     """The ``faiss`` module; ImportError saying how to install it when it is missing."""
     try:
+        # lazy: optional dependency (extra 'faiss')
         import faiss
     except ImportError as exc:
         raise ImportError(
@@ -356,8 +359,6 @@ class ApproximateIndex:
             ``(scores, indices)``: (Q, k) float32 distances (l2) or similarities (cosine), the
             index's estimates, and (Q, k) int64 gallery indices, on the queries' device.
         """
-        from robustret.retrieval.index import _order_ties
-
         self._set_search_params(k)
         larger = self.metric == "cosine"
         scores_out, indices_out = [], []
@@ -365,6 +366,7 @@ class ApproximateIndex:
             chunk = queries[start:start + chunk_size]
             q = _as_float32(chunk, copy=self.metric == "cosine")
             if self.metric == "cosine":
+                # lazy: optional dependency (extra 'faiss')
                 import faiss
 
                 faiss.normalize_L2(q)
@@ -373,7 +375,7 @@ class ApproximateIndex:
             if self.metric == "l2":
                 values_t = values_t.clamp_(min=0.0).sqrt_()
             missing = indices_t < 0
-            values_t, indices_t = _order_ties(
+            values_t, indices_t = order_ties(
                 values_t.masked_fill(missing, -math.inf if larger else math.inf),
                 indices_t.masked_fill(missing, len(self)), larger)  # the unfound sort last
             if bool(missing.any()):

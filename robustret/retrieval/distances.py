@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustret.checks import check_embeddings
+from robustret.core.checks import check_embeddings
 
 
 def _pair(queries: Tensor, gallery: Tensor) -> None:

@@ -73,6 +73,7 @@ def iter_embeddings(
     embed = getattr(model, "embed", model)
     was_training = model.training
     model.eval()
+    # lazy: loaded only when a progress bar is shown
     from tqdm.auto import tqdm
 
     try:

@@ -31,47 +31,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from robustret.checks import check_embeddings, check_labels
+from robustret.core.checks import check_embeddings, check_labels
+from robustret.retrieval import ann
+from robustret.retrieval.ranking import Metric, get_metric, order_ties
 
 log = logging.getLogger(__name__)
 
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A ranking metric: its name and whether a larger score means closer."""
-
-    name: str
-    larger_is_closer: bool
-
-
-METRICS: dict[str, Metric] = {
-    "l2": Metric("l2", larger_is_closer=False),
-    "cosine": Metric("cosine", larger_is_closer=True),
-}
 #: approximate backends (:mod:`robustret.retrieval.ann`)
 APPROXIMATE = ("faiss-ivf", "faiss-ivfpq", "faiss-hnsw")
 BACKENDS = ("torch", "faiss", *APPROXIMATE)
-
-
-def get_metric(name: str) -> Metric:
-    """The :class:`Metric` called ``name`` (``"l2"`` or ``"cosine"``).
-
-    Raises:
-        ValueError: unknown name; the message lists the valid ones.
-    """
-    try:
-        return METRICS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}"
-        ) from None
 
 
 def _check_backend(backend: str) -> None:
@@ -79,6 +55,7 @@ def _check_backend(backend: str) -> None:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if backend.startswith("faiss"):
         try:
+            # lazy: optional dependency (extra 'faiss')
             import faiss  # noqa: F401
         except ImportError as exc:
             raise ImportError(
@@ -121,14 +98,6 @@ class _Prepared:
                 self.cpu_matrix = gallery.numpy().T  # (D, G) view of a row-major (G, D)
 
 
-def _order_ties(values: Tensor, indices: Tensor, descending: bool) -> tuple[Tensor, Tensor]:
-    """Re-order each row of (n, k) results by (score, index); distinct scores keep their order."""
-    indices, perm = indices.sort(dim=1)
-    values = values.gather(1, perm)
-    values, perm = values.sort(dim=1, descending=descending, stable=True)
-    return values, indices.gather(1, perm)
-
-
 def _topk_rows(scores: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor]:
     """Deterministic top-k of each row of ``scores`` (n, G): ties to the lower column index."""
     n, size = scores.shape
@@ -137,7 +106,7 @@ def _topk_rows(scores: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor
         return values, indices
     values, indices = torch.topk(scores, k + 1, dim=1, largest=descending, sorted=True)
     cut_tie = values[:, k - 1] == values[:, k]  # (n,)
-    values, indices = _order_ties(values[:, :k], indices[:, :k], descending)
+    values, indices = order_ties(values[:, :k], indices[:, :k], descending)
     if bool(cut_tie.any()):
         rows = cut_tie.nonzero().squeeze(1)
         full_values, full_indices = scores[rows].sort(dim=1, descending=descending, stable=True)
@@ -159,8 +128,6 @@ def _search_torch(
     )  # reused: no page faults per chunk
     on_cpu = prepared.cpu_matrix is not None and device.type == "cpu"
     if on_cpu:
-        import numpy as np
-
         width = prepared.cpu_matrix.shape[0]
         query_buffer = torch.ones(rows, width, dtype=torch.float32)  # last column stays 1 for l2
     descending = metric.larger_is_closer
@@ -189,8 +156,8 @@ def _search_torch(
 def _search_faiss(
     queries: Tensor, gallery: Tensor, metric: Metric, k: int
 ) -> tuple[Tensor, Tensor]:
+    # lazy: optional dependency (extra 'faiss')
     import faiss
-    import numpy as np
 
     g = np.ascontiguousarray(gallery.detach().float().cpu().numpy())
     q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
@@ -205,7 +172,7 @@ def _search_faiss(
     values_t = torch.from_numpy(values)
     if metric.name == "l2":
         values_t = values_t.clamp_(min=0.0).sqrt_()
-    values_t, indices_t = _order_ties(
+    values_t, indices_t = order_ties(
         values_t, torch.from_numpy(indices).long(), metric.larger_is_closer
     )
     return values_t.to(queries.device), indices_t.to(queries.device)
@@ -323,8 +290,6 @@ class GalleryIndex:
         self._prepared: _Prepared | None = None
         self._approximate: Any = None  # ann.ApproximateIndex
         if backend in APPROXIMATE:
-            from robustret.retrieval import ann
-
             spec = ann.index_spec(backend, len(self), self.dim, options)
             self._approximate = ann.ApproximateIndex(self.embeddings, self.metric.name, spec,
                                                      seed=seed, gpu=gpu)

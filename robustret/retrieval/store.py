@@ -9,7 +9,8 @@ folder, :mod:`robustret.data.lazy`). :func:`load_embeddings` maps the file back:
 on disk until they are read, and the operating system can drop them again under pressure.
 
 The file is a plain ``.npy`` (``numpy.load`` reads it) written through
-:func:`robustret.io.atomic_output`: under a temporary name beside the target, hashed and renamed
+:func:`robustret.core.io.atomic_output`: under a temporary name beside the target, hashed and
+renamed
 over it at the end, with a ``NAME.sha256`` sidecar (``sha256sum -c`` reads it). An interrupted
 write leaves no file under the final name (and the previous one untouched); the next write
 removes its temporary file. A write is not resumed: it starts over.
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustret.io import CorruptFileError, verify_file, write_npy_blocks
+from robustret.core.io import CorruptFileError, verify_file, write_npy_blocks
 from robustret.retrieval.embed import iter_embeddings
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def write_rows(
     """Write ``count`` rows, arriving as (B, D) blocks in order, to a (count, D) float32 ``.npy``.
 
     Each block goes into a memory map of its own rows that is closed before the next block is
-    taken (:func:`robustret.io.write_npy_blocks`), so the writer holds one block. D is the
+    taken (:func:`robustret.core.io.write_npy_blocks`), so the writer holds one block. D is the
     first block's width.
 
     Args:

@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustret.augment import augment_batch
-from robustret.checks import check_images, check_labels
-from robustret.distributed import data_parallel, setup
-from robustret.keys import fingerprint, source_hash
+from robustret.core.checks import ConfigError, check_images, check_labels
+from robustret.core.distributed import data_parallel, setup
+from robustret.core.keys import fingerprint, source_hash
+from robustret.core.rng import make_generator, stream_seed
+from robustret.core.tracking import RunLogger
 from robustret.models.retriever import Retriever, init_retriever, load_retriever
-from robustret.rng import make_generator, stream_seed
-from robustret.tracking import RunLogger
+from robustret.train.augment import augment_batch
 from robustret.train.loop import TrainResult, step_decay, train_loop
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,11 @@ log = logging.getLogger(__name__)
 DegradeFn = Callable[[Tensor, torch.Generator], Tensor]
 
 INIT_STREAM = "retriever/init"
-"""Seed stream of the weight initialisation (:func:`robustret.rng.stream_seed`)."""
+"""Seed stream of the weight initialisation (:func:`robustret.core.rng.stream_seed`)."""
 EPOCH_STREAM = "retriever/epoch"
 """Seed stream of each epoch's shuffling, augmentation and degradation (index: the epoch)."""
 TRAINING_CODE = ("robustret.models", "robustret.train.classifier", "robustret.train.loop",
-                 "robustret.train.averaging", "robustret.augment")
+                 "robustret.train.averaging", "robustret.train.augment")
 """Modules whose source is part of the resume key: editing them starts training afresh."""
 
 __all__ = ["RetrieverTrainConfig", "TrainResult", "load_retriever", "train_retriever"]
@@ -70,8 +70,6 @@ class RetrieverTrainConfig:
     max_images: int | None = None
 
     def __post_init__(self) -> None:
-        from robustret.checks import ConfigError
-
         # types first, so that a TOML value of the wrong kind is named (not a TypeError later)
         for name, kind in (("epochs", "int"), ("batch_size", "int"), ("lr_step", "int"),
                            ("seed", "int"), ("max_images", "int?"), ("lr", "number"),
@@ -141,7 +139,7 @@ def train_retriever(
         gallery: an ``ImageSet`` (``images`` (N, C, H, W) float in [0, 1], ``labels`` (N,) int64).
         config: see :class:`RetrieverTrainConfig`.
         device: where training runs (CUDA when given a CUDA device). Under torchrun the
-            ranks train together (:mod:`robustret.distributed`; a CUDA device becomes
+            ranks train together (:mod:`robustret.core.distributed`; a CUDA device becomes
             ``cuda:LOCAL_RANK``) and only rank 0 writes ``last.pt`` and logs.
         out_dir: ``out_dir/last.pt`` is written atomically each epoch and resumed from when
             its key (config, data identity, architecture, whether ``train_degrade`` is set, and

@@ -6,8 +6,8 @@ degradation) comes from ``make_batches(epoch)``, which derives its generator fro
 "2 epochs" equals "1 epoch, interrupt, resume, 1 epoch" exactly. The checkpoint resumed from
 is verified against its checksum first; a corrupt one is never trained on.
 
-Under torchrun (:mod:`robustret.distributed`) every rank makes the same batches, trains on its
-slice of each (:func:`robustret.distributed.shard`, the loss weighted so that the averaged
+Under torchrun (:mod:`robustret.core.distributed`) every rank makes the same batches, trains on its
+slice of each (:func:`robustret.core.distributed.shard`, the loss weighted so that the averaged
 gradient is the global batch's), and the epoch's loss and metrics are summed over the ranks;
 only rank 0 shows the progress bar, evaluates (its metrics are sent to the others), logs and
 writes the checkpoint. Rank 0 checks the checkpoint to resume from before the others read it,
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from robustret import __version__
-from robustret.distributed import (
+from robustret.core.distributed import (
     barrier,
     broadcast,
     is_main,
@@ -37,14 +37,14 @@ from robustret.distributed import (
     sum_over_ranks,
     world_size,
 )
-from robustret.io import (
+from robustret.core.io import (
     CorruptFileError,
     atomic_save,
     load_checkpoint,
     move_aside,
     remove_stale_temps,
 )
-from robustret.tracking import RunLogger
+from robustret.core.tracking import RunLogger
 from robustret.train.averaging import WeightAverage, check_decay
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def train_loop(
     Args:
         model: the network, already on its device; put in ``train()`` mode each epoch. With
             several ranks, ``step`` calls its ``DistributedDataParallel`` wrapper
-            (:func:`robustret.distributed.data_parallel`); the loop saves ``model`` itself.
+            (:func:`robustret.core.distributed.data_parallel`); the loop saves ``model`` itself.
         optimizer: its optimizer.
         make_batches: ``epoch -> iterable of batches``; all randomness of the epoch lives here.
             With several ranks a batch must be a tensor or a tuple of tensors of the same
@@ -168,6 +168,7 @@ def train_loop(
             log.info("%s: %s was written by %d process(es); continuing with %d", tag,
                      checkpoint, state.get("world_size", 1), world_size())
 
+    # lazy: loaded only when a progress bar is shown
     from tqdm.auto import tqdm
 
     ranks = world_size()

@@ -1,7 +1,7 @@
 """Train a restorer on (degraded, clean) pairs made on the fly from clean gallery images.
 
 Everything random is seeded from named streams of the config's one seed
-(:func:`robustret.rng.stream_seed`): epoch ``e`` shuffles with stream ``restorer/epoch``
+(:func:`robustret.core.rng.stream_seed`): epoch ``e`` shuffles with stream ``restorer/epoch``
 (index ``e``), batch ``b`` of it is degraded with a generator from ``restorer/batch``
 (``e, b``) (then, with ``crop_size``, cropped at offsets drawn from the same generator, *after*
 degrading the full image so that the degradation sees the whole picture), the validation
@@ -42,16 +42,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import degradations
 import restoration
 from restoration.base import init_weights
-from robustret.checks import ConfigError, check_images, check_labels
-from robustret.device import resolve_device
-from robustret.distributed import data_parallel, is_main, setup, world_size
-from robustret.io import atomic_write_json
-from robustret.keys import fingerprint, source_hash
-from robustret.quality import psnr, ssim
-from robustret.rng import make_generator, stream_seed
-from robustret.tracking import RunLogger
+from robustret import data as rdata
+from robustret.core.batching import map_batches
+from robustret.core.checks import ConfigError, check_images, check_labels
+from robustret.core.device import resolve_device
+from robustret.core.distributed import data_parallel, is_main, setup, world_size
+from robustret.core.io import atomic_write_json
+from robustret.core.keys import fingerprint, source_hash
+from robustret.core.quality import psnr, ssim
+from robustret.core.rng import make_generator, stream_seed
+from robustret.core.tracking import RunLogger
 from robustret.train.averaging import check_decay
 from robustret.train.loop import TrainResult, step_decay, train_loop
 
@@ -147,7 +150,8 @@ class RestorerTrainConfig:
             severity (with ``severity_bias``'s weights) instead of one per batch, so that every
             step mixes them (:func:`draw_many`, :func:`degrade_by_severity`).
         extra_objects: objects per category beyond the data set's own that the experiment
-            renders and adds to the training images (:func:`robustret.trained.trained_restorer`,
+            renders and adds to the training images
+            (:func:`robustret.experiment.trained.trained_restorer`,
             built-in ``synthetic`` data only: other data sets train without them and a warning
             says so). They are never searched nor queried; 0: the gallery's images only. The
             trainer itself (:func:`train_restorer`) trains on the images it is given.
@@ -182,10 +186,6 @@ class RestorerTrainConfig:
     extra_objects: int = 0
 
     def __post_init__(self) -> None:
-        from collections.abc import Mapping
-
-        import degradations
-
         # types first, so that a TOML value of the wrong kind is named (not a TypeError later)
         for name, kind in (("model", "str"), ("degrade", "str"), ("dataset", "str"),
                            ("device", "str"), ("pixel_loss", "str"), ("severity", "int"),
@@ -269,24 +269,6 @@ class RestorerTrainConfig:
                                     lr=1e-3, lr_step=40, samples_per_epoch=None, crop_size=None,
                                     val_images=512)
         return cls(**{**base, **overrides})
-
-    @classmethod
-    def for_recipe(cls, name: str, profile: str, degrade: str = "noise", *,
-                   sweep: bool = False, **overrides: Any) -> RestorerTrainConfig:
-        """The settings of recipe ``name`` (:mod:`robustret.recipes`) under ``profile``:
-        the network's preset, then the recipe's overrides (under the quick profile its
-        ``quick`` settings, and with ``sweep``, one model for several severities, its
-        ``sweep`` settings), then ``overrides``."""
-        from robustret.recipes import recipe
-
-        chosen = recipe(name)
-        preset = cls.paper if profile == "paper" else cls.quick
-        quick = profile != "paper"
-        settings = {**dict(chosen.overrides), **(dict(chosen.quick) if quick else {}),
-                    **(dict(chosen.sweep) if quick and sweep else {})}
-        if isinstance(settings.get("model_options"), Mapping):
-            settings["model_options"] = dict(settings["model_options"])
-        return preset(chosen.model, degrade, **{**settings, **overrides})
 
     @classmethod
     def quick(cls, model: str = "dae", degrade: str = "noise",
@@ -502,8 +484,6 @@ class RestorerTrainResult:
 def default_degrade(name: str, severity: int) -> DegradeFn:
     """``degradations.apply`` with ``name`` and ``severity`` as a :data:`DegradeFn` (with the
     drawn parameters)."""
-    import degradations
-
     def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Params]:
         return degradations.apply(images, name, severity, generator=generator,
                                   return_params=True)
@@ -707,8 +687,6 @@ class _RetrievalCheck:
         self.clean = self._embed(val_clean)
 
     def _embed(self, images: Tensor) -> Tensor:
-        from robustret.batching import map_batches
-
         return map_batches(self.guide.retriever.embed, images, batch_size=128, device=self.device)
 
     def _top1(self, embeddings: Tensor) -> float:
@@ -729,8 +707,6 @@ class _RetrievalCheck:
 
 
 def _load_images(config: RestorerTrainConfig) -> tuple[Tensor, Tensor]:
-    from robustret import data as rdata
-
     bundle = rdata.load(config.dataset, image_size=config.image_size, seed=config.seed)
     return bundle.gallery.images, bundle.queries.images
 
@@ -755,7 +731,7 @@ def train_restorer(
             restored, plus ``metrics.jsonl``); ``config.json`` and ``summary.json`` record
             ``world_size``, ``config.json`` also torch's intra-op thread count (the weights
             depend on it: float sums in another order). Under torchrun the ranks train together
-            (:mod:`robustret.distributed`) and only rank 0 writes this folder.
+            (:mod:`robustret.core.distributed`) and only rank 0 writes this folder.
         train_images: (N, C, H, W) float in [0, 1] clean training images; None loads the
             gallery split of ``config.dataset``.
         val_images: (M, C, H, W) clean validation images; None uses the query split.
@@ -905,6 +881,7 @@ def train_restorer(
         metrics["val_psnr_gain"] = metrics["val_psnr"] - base_psnr
         if retrieval_check is not None:
             metrics.update(retrieval_check(restored, val_degraded))
+        # lazy: heavy; loaded only to log image grids
         from torchvision.utils import make_grid
 
         k = min(8, val_clean.shape[0])

@@ -28,19 +28,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustret.augment import augment_batch
-from robustret.checks import ConfigError, check_images, check_labels
-from robustret.distributed import data_parallel
-from robustret.keys import fingerprint, source_hash
+import degradations
+from robustret.core.checks import ConfigError, check_images, check_labels
+from robustret.core.distributed import data_parallel
+from robustret.core.keys import fingerprint, source_hash
+from robustret.core.rng import make_generator, stream_seed
+from robustret.core.tracking import RunLogger
 from robustret.models.retriever import Retriever
-from robustret.rng import make_generator, stream_seed
-from robustret.tracking import RunLogger
+from robustret.train.augment import augment_batch
 from robustret.train.loop import TrainResult, step_decay, train_loop
 
 ROBUST_STREAM = "retriever/robust"
 """Seed stream of each fine-tuning epoch (index: the epoch)."""
 TRAINING_CODE = ("robustret.train.robust", "robustret.train.loop", "robustret.train.averaging",
-                 "robustret.augment", "degradations")
+                 "robustret.train.augment", "degradations")
 """Source that is part of the resume key."""
 
 
@@ -120,8 +121,6 @@ def degrade_batch(images: Tensor, names: Sequence[str],
     Returns:
         (B, C, H, W) float in [0, 1].
     """
-    import degradations
-
     pick = int(torch.randint(len(names), (1,), generator=generator))
     severity = int(torch.randint(1, 6, (1,), generator=generator))
     return degradations.apply(images, names[pick], severity, generator=generator)
@@ -150,8 +149,6 @@ def finetune_robust(model: Retriever, gallery: Any, degradations_seen: Sequence[
     Raises:
         ConfigError: no degradation, or an unknown one.
     """
-    import degradations
-
     names = list(degradations_seen)
     if not names:
         raise ConfigError("robust fine-tuning needs at least one degradation to train on")

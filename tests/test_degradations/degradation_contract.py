@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import degradations
-from robustret.rng import make_generator, sample_seed
+from robustret.core.rng import make_generator, sample_seed
 
 DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 

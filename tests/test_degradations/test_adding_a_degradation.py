@@ -16,7 +16,7 @@ from degradation_contract import check_contract
 
 import degradations
 from degradations import Degradation
-from robustret.rng import make_generator
+from robustret.core.rng import make_generator
 
 
 class Haze(Degradation):
@@ -125,7 +125,7 @@ def test_registration_checks_the_class(name: str, cls: type, error: type, match:
 def test_a_registered_class_runs_through_the_experiment_cli(
     register: Callable[[str, type], type], tmp_path: Path, tiny_folder: Path,
 ) -> None:
-    from robustret.experiment import main
+    from robustret.cli.experiment import main
 
     register("haze", Haze)
     data, out = tiny_folder, tmp_path / "run"

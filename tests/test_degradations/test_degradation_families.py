@@ -11,7 +11,7 @@ import torch
 
 import degradations
 from degradations.motion_blur import motion_blur_transfer
-from robustret.rng import make_generator
+from robustret.core.rng import make_generator
 
 
 def const(value: float = 0.5, batch: int = 8, size: int = 32) -> torch.Tensor:

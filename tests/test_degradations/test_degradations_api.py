@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import degradations
-from robustret.rng import make_generator
+from robustret.core.rng import make_generator
 
 #: every registered name, read at collection: a newly registered class is a case of every test
 NAMES = degradations.available()
@@ -190,7 +190,7 @@ def test_bad_names_and_values_raise_value_error(kwargs: dict, match: str) -> Non
 
 
 def test_unknown_name_is_a_config_error_everywhere() -> None:
-    from robustret.checks import ConfigError
+    from robustret.core.checks import ConfigError
 
     for call in (degradations.family, degradations.severity_params, degradations.build_module):
         with pytest.raises(ConfigError, match="unknown degradation 'fog'; available: "):

@@ -13,7 +13,7 @@ from demo_fixtures import make_png, make_service
 import degradations
 from robustret.demo.app import create_app
 from robustret.demo.service import MAX_UPLOAD_BYTES, ROWS, DemoService
-from robustret.pipeline import degradation_seed
+from robustret.evaluation.pipeline import degradation_seed
 
 with warnings.catch_warnings():  # newer Starlette prefers httpx2 to httpx; both work
     warnings.filterwarnings("ignore", message=".*httpx2")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from robustret.checks import ConfigError
+from robustret.core.checks import ConfigError
 from robustret.demo.__main__ import main
-from robustret.demo.service import DemoService
+from robustret.demo.run import load_run
 
 
 def test_not_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,14 +23,14 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text(
         json.dumps({"resolved": {"retriever_checkpoint": str(missing)}}))
     with pytest.raises(ConfigError, match="checkpoint .* is missing"):
-        DemoService.from_run(tmp_path, "cpu")
+        load_run(tmp_path, "cpu")
 
 
 def test_unreadable_results(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "results.json").write_text("not json")
     with pytest.raises(ConfigError, match="cannot read"):
-        DemoService.from_run(tmp_path, "cpu")
+        load_run(tmp_path, "cpu")
 
 
 def test_bad_port() -> None:

@@ -103,7 +103,7 @@ def test_doc_command_parses(where: str, text: str, monkeypatch: pytest.MonkeyPat
         return
     namespace = stopped.value.namespace
     if name == "robustret.experiment":
-        from robustret.experiment import config_from_args
+        from robustret.cli.experiment import config_from_args
 
         config_from_args(namespace)
     elif getattr(namespace, "degrade", None) is not None:  # restoration.train / evaluate

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import write_class_folders
 
-from robustret.experiment import main
+from robustret.cli.experiment import main
 
 
 def _args(data: Path, tmp_path: Path) -> list[str]:

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from robustret import io as rio
-from robustret.condition_store import ConditionStore
+from robustret.core import io as rio
+from robustret.core.paths import cache_dir
 from robustret.data.folder import _cache_key, decode_folder, list_images
+from robustret.evaluation.results import Condition, ResultRow
+from robustret.experiment.condition_store import ConditionStore
+from robustret.experiment.trained import TrainedModel, gallery_embeddings
 from robustret.models import build_retriever
-from robustret.paths import cache_dir
-from robustret.results import Condition, ResultRow
-from robustret.trained import TrainedModel, gallery_embeddings
 
 
 def _xor(path: Path, offset: int, length: int) -> None:
@@ -36,7 +36,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
-# --- robustret.io -------------------------------------------------------------------------
+# --- robustret.core.io -------------------------------------------------------------------------
 
 
 def test_checksummed_save_roundtrips_and_sidecar_is_sha256sum_format(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_write_removes(tmp_path
     rio.atomic_save({"epoch": 1}, target, checksum=True)
     script = (
         "import sys, time, torch\n"
-        "from robustret.io import atomic_save\n"
+        "from robustret.core.io import atomic_save\n"
         "class Slow:\n"
         "    def __reduce__(self):\n"
         "        time.sleep(120)\n"
@@ -188,10 +188,10 @@ def test_damaged_gallery_embeddings_are_recomputed_with_one_warning(
     else:
         _xor(path, size // 2, 256)
     calls = []
-    import robustret.trained
+    import robustret.experiment.trained
 
-    real = robustret.trained.write_embeddings
-    monkeypatch.setattr(robustret.trained, "write_embeddings",
+    real = robustret.experiment.trained.write_embeddings
+    monkeypatch.setattr(robustret.experiment.trained, "write_embeddings",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     with caplog.at_level(logging.INFO):
         again, again_key = gallery_embeddings(retriever, images, device)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from robustret import experiment, restorer_cli, restorer_eval
-from robustret.data import __main__ as data_cli
+from robustret.cli import data as data_cli
+from robustret.cli import experiment, restorer_eval
+from robustret.cli import restorer_train as restorer_cli
 
 Main = Callable[[Sequence[str]], int]
 
@@ -34,7 +35,7 @@ def _fails_in_one_line(main: Main, argv: Sequence[str], capsys: pytest.CaptureFi
 
 def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any training reached would mean a check came too late."""
-    import robustret.restorer_cli as cli
+    import robustret.cli.restorer_train as cli
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("training started before the input was checked")
@@ -120,7 +121,7 @@ def test_restorer_evaluate_bad_input(argv: list[str], needles: list[str],
 def test_restorer_evaluate_images_too_small_for_ssim(tiny_folder: Path) -> None:
     import torch
 
-    from robustret.checks import ConfigError
+    from robustret.core.checks import ConfigError
 
     with pytest.raises(ConfigError, match="SSIM needs images of at least 11 px"):
         restorer_eval.evaluate(torch.rand(2, 1, 8, 8), ["noise"], ["identity"])
@@ -159,14 +160,14 @@ def test_data_info_preview_cannot_be_written(tmp_path: Path, tiny_folder: Path,
                                        str(locked / "grid.png")], capsys, "read-only")
 
 
-# ---------------------------------------------------------------- robustret.experiment
+# ---------------------------------------------------------------- robustret.cli.experiment
 def _experiment(tmp_path: Path, *extra: str) -> list[str]:
     return ["--config", "experiments/configs/smoke.toml", "--cache-dir", str(tmp_path / "c"),
             "--no-tensorboard", "-q", *extra]
 
 
 def _no_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    import robustret.runner as runner
+    import robustret.experiment.runner as runner
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("the retriever was trained before the input was checked")

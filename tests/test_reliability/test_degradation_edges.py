@@ -8,7 +8,7 @@ import torch
 
 import degradations
 from degradations.resolution import haar_lowres, max_level
-from robustret.rng import make_generator, sample_seed, stream_seed
+from robustret.core.rng import make_generator, sample_seed, stream_seed
 
 NAMES = degradations.available()
 

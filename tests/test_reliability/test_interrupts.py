@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-import robustret.io as rio
-from robustret.experiment import main as experiment_main
-from robustret.restorer_cli import main as restorer_main
+import robustret.core.io as rio
+from robustret.cli.experiment import main as experiment_main
+from robustret.cli.restorer_train import main as restorer_main
 from robustret.train.loop import train_loop
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Files written through robustret.io get the process's normal permissions (the umask's)."""
+"""Files written through robustret.core.io get the process's normal permissions (the umask's)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import robustret.io as rio
-from robustret.condition_store import ConditionStore
-from robustret.results import Condition, ResultRow
+import robustret.core.io as rio
+from robustret.evaluation.results import Condition, ResultRow
+from robustret.experiment.condition_store import ConditionStore
 
 
 @pytest.fixture

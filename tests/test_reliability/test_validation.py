@@ -1,4 +1,5 @@
-"""Checks against the data before any training (robustret.preflight) and nested config types."""
+"""Checks against the data before any training (robustret.experiment.preflight) and nested config
+types."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustret.checks import ConfigError
-from robustret.config import ExperimentConfig, load_config_file
+from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.data import ImageSet, RetrievalData
-from robustret.preflight import check_against_data, check_writable_folder, ssim_window
+from robustret.experiment.config import ExperimentConfig, load_config_file
+from robustret.experiment.preflight import check_against_data, ssim_window
 from robustret.train.classifier import RetrieverTrainConfig
 from robustret.train.restorer import RestorerTrainConfig
 
@@ -88,7 +89,7 @@ def test_the_shipped_smoke_config_can_run_every_restorer() -> None:
 
 @pytest.mark.slow
 def test_the_shipped_smoke_config_runs_every_restorer(tmp_path: Path) -> None:
-    from robustret.experiment import main
+    from robustret.cli.experiment import main
 
     argv = ["--config", str(SMOKE), "--restore", "all", "--degrade", "noise", "lowres",
             "motion_blur", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),

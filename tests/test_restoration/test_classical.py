@@ -14,7 +14,7 @@ from restoration.classical import (
     motion_blur_transfer,
     wiener_deconvolve,
 )
-from robustret.quality import psnr
+from robustret.core.quality import psnr
 
 
 def _smooth(seed: int = 0, size: int = 32) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""robustret.quality PSNR / SSIM against independent references."""
+"""robustret.core.quality PSNR / SSIM against independent references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.ndimage import correlate
 
-from robustret.quality import psnr, ssim
+from robustret.core.quality import psnr, ssim
 
 
 def _reference_ssim(x: np.ndarray, y: np.ndarray, data_range: float = 1.0) -> float:

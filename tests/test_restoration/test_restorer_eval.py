@@ -1,4 +1,4 @@
-"""robustret.restorer_eval: PSNR / SSIM rows of degraded and restored queries, and its CLI."""
+"""robustret.cli.restorer_eval: PSNR / SSIM rows of degraded and restored queries, and its CLI."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 import restoration
 import restoration.evaluate
-from robustret import restorer_eval
-from robustret.checks import ConfigError
-from robustret.restorer_eval import QualityRow, evaluate, find_models, format_table
+from robustret.cli import restorer_eval
+from robustret.cli.restorer_eval import QualityRow, evaluate, find_models, format_table
+from robustret.core.checks import ConfigError
 
 
 def _images(n: int = 8, size: int = 32) -> torch.Tensor:

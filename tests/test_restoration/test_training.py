@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import restoration
-from robustret.checks import ConfigError
-from robustret.restorer_cli import build_parser, main
+from robustret.cli.restorer_train import build_parser, main
+from robustret.core.checks import ConfigError
 from robustret.train.restorer import RestorerTrainConfig, random_crops, train_restorer
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from robustret import distributed
-from robustret.rng import make_generator
+from robustret.core import distributed
+from robustret.core.rng import make_generator
 from robustret.train.loop import train_loop
 
 SAMPLES, BATCH = 11, 4  # batches of 4, 4, 3: slices of 2/2, 2/2 and 2/1 on two ranks

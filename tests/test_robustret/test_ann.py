@@ -12,8 +12,8 @@ import torch
 
 pytest.importorskip("faiss", reason="faiss-cpu not installed (extra 'faiss')")
 
-from robustret.checks import ConfigError  # noqa: E402
-from robustret.config import ExperimentConfig  # noqa: E402
+from robustret.core.checks import ConfigError  # noqa: E402
+from robustret.experiment.config import ExperimentConfig  # noqa: E402
 from robustret.retrieval import GalleryIndex, search  # noqa: E402
 from robustret.retrieval.ann import (  # noqa: E402
     HNSWSpec,
@@ -162,7 +162,7 @@ def test_config_validates_the_index_and_records_it() -> None:
 
 
 def test_cli_index_flags(capsys) -> None:
-    from robustret.experiment import build_parser, config_from_args, main
+    from robustret.cli.experiment import build_parser, config_from_args, main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--index", "hnsw"])
@@ -185,7 +185,7 @@ def _run_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 def test_a_gallery_too_small_for_the_index_is_one_line_before_training(
         tiny_folder: Path, tmp_path: Path, capsys) -> None:
-    from robustret.experiment import main
+    from robustret.cli.experiment import main
 
     assert main(_run_args(tiny_folder, tmp_path / "run", "--index", "faiss-ivf",
                           "--index-option", "nlist=500", "--cache-dir",
@@ -198,7 +198,7 @@ def test_a_gallery_too_small_for_the_index_is_one_line_before_training(
 @pytest.mark.slow
 def test_an_approximate_run_writes_its_recall_beside_the_results(
         tiny_folder: Path, tmp_path: Path, capsys) -> None:
-    from robustret.experiment import main
+    from robustret.cli.experiment import main
 
     out = tmp_path / "run"
     assert main(_run_args(tiny_folder, out, "--index", "faiss-hnsw", "--cache-dir",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from robustret.augment import augment_batch, random_affine, random_hflip
+from robustret.train.augment import augment_batch, random_affine, random_hflip
 
 
 def test_shape_range_seed(images) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from robustret.checks import ConfigError
-from robustret.config import ExperimentConfig, load_config_file
+from robustret.core.checks import ConfigError
+from robustret.experiment.config import ExperimentConfig, load_config_file
 
 
 def test_defaults_are_the_study_and_validate() -> None:
@@ -74,7 +74,7 @@ def test_unknown_keys_list_the_valid_ones() -> None:
 
 
 def test_resolved_fills_the_profile_once_and_folds_in_the_epoch_shortcuts() -> None:
-    from robustret.recipes import recipe, recipe_names
+    from robustret.experiment.recipes import recipe, recipe_names
 
     config = ExperimentConfig(retriever_epochs=2, restorer_epochs=1).resolved()
     assert config.is_resolved and config.image_size == 64

@@ -8,13 +8,13 @@ import sys
 import matplotlib.image
 import pytest
 
-from robustret.data.__main__ import main
+from robustret.cli.data import main
 
 
 def test_info_synthetic_with_preview(tmp_path, capsys, monkeypatch) -> None:
     png = tmp_path / "preview.png"
     # a tiny synthetic set through the same code path as `--dataset synthetic`
-    from robustret.data import __main__ as cli
+    from robustret.cli import data as cli
 
     original = cli.load
     monkeypatch.setattr(cli, "load", lambda spec, **kw: original(
@@ -45,7 +45,7 @@ def test_preview_leaves_matplotlib_global_state_alone(tmp_path) -> None:
         "raw_backend = lambda: dict.__getitem__(matplotlib.rcParams, 'backend')  # no resolution\n"
         "before = raw_backend()\n"
         "from robustret.data import load\n"
-        "from robustret.data.__main__ import write_preview\n"
+        "from robustret.cli.data import write_preview\n"
         "data = load('synthetic', n_instances=2, elevations=1, azimuths=2, lightings=1, "
         "render_size=16)\n"
         f"write_preview(data, {str(tmp_path / 'p.png')!r}, per_class=2)\n"

@@ -227,7 +227,7 @@ def test_survey_describes_a_mixed_folder(tmp_path) -> None:
 
 
 def test_the_experiment_runs_on_mixed_photos_without_extra_flags(tmp_path) -> None:
-    from robustret.experiment import main
+    from robustret.cli.experiment import main
 
     root = _mixed_photos(tmp_path / "photos")
     out = tmp_path / "run"

@@ -144,7 +144,7 @@ def test_the_experiment_gives_the_same_rows_with_lazy_decoding(tiny_folder: Path
                                                                tmp_path: Path,
                                                                monkeypatch) -> None:
     import robustret.data.lazy as lazy_module
-    from robustret.experiment import main
+    from robustret.cli.experiment import main
 
     calls = []
     real = lazy_module.lazy_folder

@@ -1,4 +1,4 @@
-"""robustret.distributed on one process, and 2-process CPU (gloo) runs under torchrun."""
+"""robustret.core.distributed on one process, and 2-process CPU (gloo) runs under torchrun."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustret import distributed
-from robustret.checks import ConfigError
-from robustret.config import ExperimentConfig, load_config_file
+from robustret.core import distributed
+from robustret.core.checks import ConfigError
+from robustret.experiment.config import ExperimentConfig, load_config_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_loop_worker.py")
@@ -108,7 +108,7 @@ def test_config_json_records_world_size_but_reads_back_as_settings(tmp_path: Pat
 
 
 def test_seeds_refuse_torchrun(monkeypatch, tmp_path: Path) -> None:
-    from robustret.seeds import run_seeds
+    from robustret.experiment.seeds import run_seeds
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="one torchrun per seed"):
@@ -172,7 +172,7 @@ def _shape(results: dict) -> list[tuple]:
 @pytest.mark.slow
 def test_two_process_experiment_writes_one_set_of_results(tiny_folder: Path,
                                                           tmp_path: Path) -> None:
-    from robustret.experiment import main
+    from robustret.cli.experiment import main
 
     assert main(_experiment_args(tiny_folder, tmp_path / "one", tmp_path / "cache-one")) == 0
     two = tmp_path / "two"
@@ -199,7 +199,7 @@ def test_two_process_experiment_writes_one_set_of_results(tiny_folder: Path,
 @pytest.mark.slow
 def test_two_process_restorer_training_writes_one_folder(tiny_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "dae"
-    args = ["-m", "robustret.restorer_cli", "--model", "dae", "--degrade", "noise",
+    args = ["-m", "restoration.train", "--model", "dae", "--degrade", "noise",
             "--dataset", f"folder:{tiny_folder}", "--image-size", "32", "--out", str(out),
             "--no-tensorboard"]
     done = _torchrun(*args, "--epochs", "1", cache=tmp_path / "cache")

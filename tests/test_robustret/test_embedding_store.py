@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustret import io as rio
+from robustret.core import io as rio
 from robustret.retrieval import extract_embeddings, load_embeddings, write_embeddings, write_rows
 
 

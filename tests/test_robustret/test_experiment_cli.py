@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustret.experiment import main
+from robustret.cli.experiment import main
 
 ROW_KEYS = {"query", "degradation", "severity", "restorer", "adaptation", "metric", "k", "accuracy",
             "reused", "measure", "value", "degrade_side", "retriever_seen"}
@@ -118,7 +118,7 @@ def test_config_json_of_a_run_reproduces_its_rows(tiny_folder: Path, tmp_path: P
 
 def test_a_change_to_the_degradation_code_recomputes_degraded_conditions(
         tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
-    import robustret.keys
+    import robustret.core.keys
 
     args = _args(tiny_folder, tmp_path / "run", "--degrade", "gaussian_noise", "--restore",
                  "median", "--no-tensorboard", "--cache-dir", str(tmp_path / "cache"))
@@ -126,9 +126,10 @@ def test_a_change_to_the_degradation_code_recomputes_degraded_conditions(
     first = json.loads((tmp_path / "run" / "results.json").read_text())
     assert first["conditions"] == {"computed": 3, "reused": 0}
 
-    real = robustret.keys._hash_of
+    real = robustret.core.keys._hash_of
     edited = {"degradations": "an edit to degradations/"}
-    monkeypatch.setattr(robustret.keys, "_hash_of", lambda name: edited.get(name) or real(name))
+    monkeypatch.setattr(robustret.core.keys, "_hash_of",
+                        lambda name: edited.get(name) or real(name))
     assert main(args) == 0
     rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
     reused = {(row["query"], row["reused"]) for row in rows}
@@ -137,12 +138,12 @@ def test_a_change_to_the_degradation_code_recomputes_degraded_conditions(
 
 def test_an_internal_error_shows_its_traceback(tiny_folder: Path, tmp_path: Path,
                                                monkeypatch) -> None:
-    import robustret.runner
+    import robustret.experiment.runner
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug, not bad input")
 
-    monkeypatch.setattr(robustret.runner, "evaluate_condition", broken)
+    monkeypatch.setattr(robustret.experiment.runner, "evaluate_condition", broken)
     with pytest.raises(ValueError, match="internal bug"):
         main(_args(tiny_folder, tmp_path / "run", "--restore", "none", "--no-tensorboard",
                    "--cache-dir", str(tmp_path / "cache")))
@@ -223,7 +224,7 @@ def test_help_reads_like_documentation(capsys) -> None:
 def test_help_names_what_auto_and_study_run(capsys) -> None:
     """The --restore help follows the policy table (it once still named the study's pairing
     as auto after auto changed)."""
-    from robustret.policy import POLICY
+    from robustret.experiment.policy import POLICY
 
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -234,12 +235,12 @@ def test_help_names_what_auto_and_study_run(capsys) -> None:
 
 
 def test_interrupt_exits_130_and_writes_no_result(tmp_path: Path, monkeypatch, capsys) -> None:
-    import robustret.runner
+    import robustret.experiment.runner
 
     def interrupted(config, command=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(robustret.runner, "run", interrupted)
+    monkeypatch.setattr(robustret.experiment.runner, "run", interrupted)
     out = tmp_path / "run"
     assert main(["--out", str(out), "-q"]) == 130
     assert "re-run the same command" in capsys.readouterr().err
@@ -262,7 +263,7 @@ def test_adapted_rows_are_their_own_conditions(tiny_folder: Path, tmp_path: Path
 
 def test_a_blind_restorer_is_trained_once_for_every_degradation(tiny_folder: Path,
                                                                  tmp_path: Path) -> None:
-    from robustret.policy import blind_mixture
+    from robustret.experiment.policy import blind_mixture
 
     assert blind_mixture() == ["lowres", "motion_blur", "noise"]
     cache = tmp_path / "cache"
@@ -312,8 +313,8 @@ def test_degrade_side_gallery_and_both_run(tiny_folder: Path, tmp_path: Path, si
 
 
 def test_an_unknown_measure_exits_2(tmp_path: Path, capsys) -> None:
-    from robustret.checks import ConfigError
-    from robustret.config import ExperimentConfig
+    from robustret.core.checks import ConfigError
+    from robustret.experiment.config import ExperimentConfig
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--measures", "ndcg", "--out", str(tmp_path)])

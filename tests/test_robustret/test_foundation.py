@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustret import keys
-from robustret.batching import map_batches
-from robustret.checks import check_choice, check_embeddings, check_images, check_labels
-from robustret.device import resolve_device
-from robustret.io import atomic_save, atomic_write_json, load_checkpoint
-from robustret.registry import Registry
-from robustret.rng import draw_seed, make_generator, sample_seed, stream_seed
+from robustret.core import keys
+from robustret.core.batching import map_batches
+from robustret.core.checks import check_choice, check_embeddings, check_images, check_labels
+from robustret.core.device import resolve_device
+from robustret.core.io import atomic_save, atomic_write_json, load_checkpoint
+from robustret.core.registry import Registry
+from robustret.core.rng import draw_seed, make_generator, sample_seed, stream_seed
 
 
 def test_check_images_accepts_valid_batch(images: torch.Tensor) -> None:

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, write_class_folders
 
-from robustret.checks import ConfigError
-from robustret.config import ExperimentConfig
-from robustret.experiment import build_parser, config_from_args, main
-from robustret.io import file_digest
-from robustret.jobs import (
+from robustret.cli.experiment import build_parser, config_from_args, main
+from robustret.core.checks import ConfigError
+from robustret.core.io import file_digest
+from robustret.evaluation.results import Condition
+from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.jobs import (
     ConditionFailed,
     Failure,
     WorkerSpec,
@@ -26,9 +27,8 @@ from robustret.jobs import (
     evaluate_group,
     group_conditions,
 )
-from robustret.pipeline import plan_conditions
-from robustret.results import Condition
-from robustret.runner import RunResult, run
+from robustret.experiment.plan import plan_conditions
+from robustret.experiment.runner import RunResult, run
 
 SUBMITIT = "submitit not installed (extra 'cluster')"
 
@@ -60,12 +60,12 @@ def _rows(text: str) -> list[dict]:
 
 def _no_evaluation_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """Evaluating a condition in this process fails: a run that passes evaluated elsewhere."""
-    import robustret.runner
+    import robustret.experiment.runner
 
     def here(*args, **kwargs):
         raise AssertionError("a condition was evaluated in the parent process")
 
-    monkeypatch.setattr(robustret.runner, "evaluate_condition", here)
+    monkeypatch.setattr(robustret.experiment.runner, "evaluate_condition", here)
 
 
 @pytest.mark.slow
@@ -120,15 +120,15 @@ def test_submitit_local_cluster_writes_the_rows_of_jobs_1(serial_run, tmp_path: 
 
 
 def _failing(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
-    import robustret.runner
+    import robustret.experiment.runner
 
     def evaluate(condition, **kwargs):
         if condition.query == "restored":
             raise error
         return real(condition, **kwargs)
 
-    real = robustret.runner.evaluate_condition
-    monkeypatch.setattr(robustret.runner, "evaluate_condition", evaluate)
+    real = robustret.experiment.runner.evaluate_condition
+    monkeypatch.setattr(robustret.experiment.runner, "evaluate_condition", evaluate)
 
 
 def _debug_args(serial_run, tmp_path: Path) -> list[str]:
@@ -266,7 +266,7 @@ def test_jobs_0_on_the_command_line_is_one_line(tmp_path: Path, capsys) -> None:
 def test_processes_started_while_sigint_is_held_never_see_it() -> None:
     script = ("import multiprocessing, signal\n"
               "from concurrent.futures import ProcessPoolExecutor\n"
-              "from robustret.jobs import _sigint_held\n"
+              "from robustret.experiment.jobs import _sigint_held\n"
               "with _sigint_held():\n"
               "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'))\n"
               "    child = pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, [])\n"
@@ -284,8 +284,8 @@ def test_an_interrupt_another_thread_receives_waits_for_the_block_to_end(name: s
     then raises in the main thread wherever it is, e.g. half-way through starting a worker the
     pool does not list yet. In the block it is only recorded, and raised when the block ends."""
     script = ("import os, signal, sys, threading, time\n"
-              "from robustret.io import sigterm_as_interrupt\n"
-              "from robustret.jobs import _sigint_held\n"
+              "from robustret.core.io import sigterm_as_interrupt\n"
+              "from robustret.experiment.jobs import _sigint_held\n"
               "threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
               "try:\n"
               "    with sigterm_as_interrupt(), _sigint_held():\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustret.metrics import (
+from robustret.retrieval.metrics import (
     map_at_r,
     mean_average_precision,
     precision_at_k,
@@ -115,7 +115,7 @@ def _brute(retrieved: torch.Tensor, queries: torch.Tensor, counts: torch.Tensor,
 
 
 def test_every_measure_equals_a_brute_force_reference() -> None:
-    from robustret.metrics import MEASURES, per_query_scores
+    from robustret.retrieval.metrics import MEASURES, per_query_scores
 
     g = torch.Generator().manual_seed(3)
     gallery = torch.randint(0, 3, (9,), generator=g)
@@ -134,7 +134,7 @@ def test_every_measure_equals_a_brute_force_reference() -> None:
 
 
 def test_a_perfect_ranking_scores_one() -> None:
-    from robustret.metrics import K_FREE, per_query_scores, r_precision
+    from robustret.retrieval.metrics import K_FREE, per_query_scores, r_precision
 
     queries = torch.tensor([0, 1])
     perfect = torch.tensor([[0, 0, 1, 1], [1, 1, 0, 0]])
@@ -144,7 +144,7 @@ def test_a_perfect_ranking_scores_one() -> None:
 
 
 def test_per_query_scores_reject_bad_requests() -> None:
-    from robustret.metrics import per_query_scores
+    from robustret.retrieval.metrics import per_query_scores
 
     with pytest.raises(ValueError, match="unknown measure"):
         per_query_scores(RETRIEVED, QUERIES, ["mAP"], (1,), COUNTS)

@@ -1,4 +1,5 @@
-"""One condition of the table (robustret.pipeline) and the typed results (robustret.results)."""
+"""One condition of the table (robustret.evaluation.pipeline) and the typed results
+(robustret.evaluation.results)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from restoration import Restorer
-from robustret.config import ExperimentConfig
-from robustret.pipeline import (
+from robustret.evaluation.pipeline import (
     DegradedQueries,
     degrade_queries,
     evaluate_condition,
-    plan_conditions,
 )
-from robustret.results import Condition, ResultRow, accuracy_of, select, value_of
+from robustret.evaluation.results import Condition, ResultRow, accuracy_of, select, value_of
+from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.plan import plan_conditions
 from robustret.retrieval import GalleryIndex
 
 
@@ -165,7 +166,7 @@ def test_adapted_conditions_name_their_side() -> None:
 
 
 def test_batchnorm_adaptation_takes_the_statistics_of_the_new_images() -> None:
-    from robustret.adaptation import adapt_batchnorm
+    from robustret.models.adaptation import adapt_batchnorm
 
     class Tiny(nn.Module):
         def __init__(self) -> None:
@@ -188,8 +189,8 @@ def test_batchnorm_adaptation_takes_the_statistics_of_the_new_images() -> None:
 
 
 def test_measures_of_a_condition_are_chunked_over_queries(gallery, monkeypatch) -> None:
-    import robustret.pipeline as pipeline
-    from robustret.metrics import MEASURES, mean_average_precision
+    import robustret.evaluation.pipeline as pipeline
+    from robustret.retrieval.metrics import MEASURES, mean_average_precision
 
     images, labels = gallery
     g = torch.Generator().manual_seed(1)

@@ -1,4 +1,4 @@
-"""robustret.policy: which restorer serves which degradation, from one table."""
+"""robustret.experiment.policy: which restorer serves which degradation, from one table."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 import degradations
 import restoration
 import restoration.hybrid
-from robustret import policy
-from robustret.checks import ConfigError
-from robustret.recipes import recipe_names
+from robustret.core.checks import ConfigError
+from robustret.experiment import policy
+from robustret.experiment.recipes import recipe_names
 
 NOISE_CONDITION = ("severity", "kind")
 STUDY = {
@@ -96,7 +96,7 @@ def test_unknown_mode_and_unknown_degradation_say_what_is_valid() -> None:
 def test_a_degradation_without_a_policy_entry_is_tolerated(
         cls: type, caplog: pytest.LogCaptureFixture) -> None:
     with degradations.DEGRADATIONS.temporarily("test_fog", cls):
-        with caplog.at_level(logging.INFO, logger="robustret.policy"):
+        with caplog.at_level(logging.INFO, logger="robustret.experiment.policy"):
             assert policy.restorers_for("test_fog", "auto") == restoration.networks()
         assert policy.restorers_for("test_fog", "study") == restoration.networks()
         assert policy.hybrid_front_for("test_fog") == "identity"

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from robustret.checks import ConfigError
+from robustret.cli.data import main as data_main
+from robustret.cli.experiment import main as experiment_main
+from robustret.core.checks import ConfigError
 from robustret.data import load
-from robustret.data.__main__ import main as data_main
-from robustret.experiment import main as experiment_main
-from robustret.pipeline import degradation_seed, degrade_queries
-from robustret.query_sets import load_query_set, query_set_for
+from robustret.evaluation.pipeline import degradation_seed, degrade_queries
+from robustret.experiment.query_sets import load_query_set, query_set_for
 
 COMMON = ["--image-size", "32", "--seed", "0"]
 

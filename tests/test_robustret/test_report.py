@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from robustret.report import read_rows, table_lines, write_results
-from robustret.results import Condition, ResultRow
-from robustret.sweep import plot_sweep, summarise_sweep
+from robustret.evaluation.results import Condition, ResultRow
+from robustret.report.files import read_rows, table_lines, write_results
+from robustret.report.sweep import plot_sweep, summarise_sweep
 
 
 def _rows() -> list[ResultRow]:

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import restoration
-from robustret.checks import ConfigError
-from robustret.config import ExperimentConfig
+from robustret.core.checks import ConfigError
+from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.recipes import RECIPES, recipe, recipe_names, restorer_names
+from robustret.experiment.trained import gallery_holdout
 from robustret.models import build_retriever
-from robustret.recipes import RECIPES, recipe, recipe_names, restorer_names
 from robustret.train.restorer import (
     RestorerTrainConfig,
     RetrievalGuide,
@@ -23,7 +24,6 @@ from robustret.train.restorer import (
     neighbour_loss,
     train_restorer,
 )
-from robustret.trained import gallery_holdout
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -230,7 +230,7 @@ def test_mean_pair_distance_is_the_mean_over_all_pairs() -> None:
 
 def test_instance_groups_are_one_per_class_and_instance() -> None:
     from robustret.data import ImageSet
-    from robustret.trained import instance_groups
+    from robustret.experiment.trained import instance_groups
 
     images = torch.zeros(5, 1, 4, 4)
     labels = torch.tensor([0, 0, 1, 1, 0])
@@ -574,7 +574,7 @@ def test_the_experiments_restorer_draws_one_severity_per_batch_or_per_image(
         tmp_path, retriever, monkeypatch, per_image: bool) -> None:
     import robustret.train.restorer as restorer_module
     from robustret.data.base import ImageSet, RetrievalData
-    from robustret.trained import TrainedModel, trained_restorer
+    from robustret.experiment.trained import TrainedModel, trained_restorer
 
     captured = {}
 
@@ -663,7 +663,7 @@ def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
 def test_the_severe_recipe_is_hybrid_unet_with_its_severity_bias() -> None:
     from dataclasses import asdict, replace
 
-    from robustret.recipes import SEVERE_BIAS
+    from robustret.experiment.recipes import SEVERE_BIAS
 
     for severities in ((3,), (1, 2, 3, 4, 5)):
         for profile in ("quick", "paper"):
@@ -823,7 +823,7 @@ def test_the_experiments_restorer_trains_on_extra_rendered_objects(
         tmp_path, retriever, monkeypatch, caplog) -> None:
     import robustret.train.restorer as restorer_module
     from robustret.data import load, load_extra_objects
-    from robustret.trained import TrainedModel, trained_restorer
+    from robustret.experiment.trained import TrainedModel, trained_restorer
 
     captured = []
 
@@ -858,7 +858,7 @@ def test_the_experiments_restorer_trains_on_extra_rendered_objects(
     assert len(set(guide.train_groups[own:].tolist())) == 5 * 2
     assert len(guide.gallery_labels) == own  # the validation still searches the gallery only
     assert extra["config"].extra_objects == 2 and extra["folder"] != plain["folder"]
-    with caplog.at_level("WARNING", logger="robustret.trained"):
+    with caplog.at_level("WARNING", logger="robustret.experiment.trained"):
         on_disk = train(f"folder:{tmp_path}", 2)  # a data set on disk has no more objects
     assert "trains on the gallery only" in caplog.text
     assert on_disk["config"].extra_objects == 0 and len(on_disk["train_images"]) == own

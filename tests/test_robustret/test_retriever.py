@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustret.io import atomic_save
+from robustret.core.io import atomic_save
+from robustret.core.rng import make_generator
 from robustret.models import BACKBONES, Retriever, build_retriever, init_retriever, load_retriever
-from robustret.rng import make_generator
 
 
 def test_resnet34_shapes(device: torch.device) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustret.checks import ConfigError
+from robustret.cli.experiment import main
+from robustret.core.checks import ConfigError
 from robustret.data.base import ImageSet
-from robustret.experiment import main
 from robustret.models import build_retriever
 from robustret.train.robust import RobustTuneConfig, consistency_loss, finetune_robust
 

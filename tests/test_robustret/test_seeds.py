@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustret.results import Condition
-from robustret.seeds import summarise_seeds
+from robustret.evaluation.results import Condition
+from robustret.experiment.seeds import summarise_seeds
 
 CLEAN = Condition("clean")
 DEGRADED = Condition("degraded", "noise", 3)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from robustret.results import Condition, ResultRow
-from robustret.summary import ALL, summarise_run, summary_markdown
+from robustret.evaluation.results import Condition, ResultRow
+from robustret.report.summary import ALL, summarise_run, summary_markdown
 
 
 def _rows(shift: float = 0.0) -> list[ResultRow]:

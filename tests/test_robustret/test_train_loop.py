@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustret.io import atomic_save, checksum_path, file_digest, load_checkpoint
-from robustret.rng import make_generator, sample_seed
-from robustret.tracking import RunLogger, read_metrics
+from robustret.core.io import atomic_save, checksum_path, file_digest, load_checkpoint
+from robustret.core.rng import make_generator, sample_seed
+from robustret.core.tracking import RunLogger, read_metrics
 from robustret.train.loop import step_decay, train_loop
 
 SEED = 3

@@ -1,0 +1,54 @@
+"""The one boundary every command line tool shares: user errors, interrupts, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from robustret.core.checks import ConfigError
+from robustret.core.io import sigterm_as_interrupt
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+
+
+def run_command(prog: str, work: Callable[[], T]) -> tuple[int, T | None]:
+    """Run ``work()``; a user error or an interrupt becomes one line on stderr and an exit code.
+
+    Args:
+        prog: the command's name, the prefix of every line it prints.
+        work: the command's body.
+    Returns:
+        ``(0, work's result)``, ``(2, None)`` after a :class:`ConfigError` or a missing file
+        (one line saying what to do), or ``(130, None)`` after Ctrl-C or SIGTERM (SIGTERM is
+        turned into ``KeyboardInterrupt`` while ``work`` runs; re-running resumes). Any other
+        exception is a bug and propagates with its traceback.
+    """
+    try:
+        with sigterm_as_interrupt():
+            return EXIT_OK, work()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED, None
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT, None
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An ``argparse`` type: an integer >= ``low`` (else argparse's one-line usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse

@@ -1,0 +1,226 @@
+"""Typed values between the stages of a run: the experiment ``Condition`` and its ``ResultRow``s.
+
+A condition is one line of the study's table (clean queries; degraded queries; degraded then
+restored queries); a result row is one figure of it (a metric, a measure and its k). Report,
+sweep summary, TensorBoard logging and the notebooks read rows through :func:`select`, never by
+parsing strings, and ``results.json`` is written from :meth:`ResultRow.to_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from robustret.core.keys import fingerprint
+from robustret.retrieval.metrics import K_FREE, MEASURES
+
+QUERY_KINDS = ("clean", "degraded", "restored", "adapted")
+ADAPTATION_SIDES = ("queries", "both")
+
+
+@dataclass(frozen=True, order=True)
+class Condition:
+    """One query condition of an experiment.
+
+    Attributes:
+        query: ``"clean"``, ``"degraded"``, ``"restored"`` or ``"adapted"`` (degraded queries
+            searched by a retriever whose BatchNorm statistics were re-estimated on them).
+        degradation: the degradation name (None for clean queries).
+        severity: its level 1..5 (None for clean queries).
+        restorer: the restorer name (only for restored queries).
+        adaptation: for adapted queries, which side the adapted retriever embeds:
+            ``"queries"`` or ``"both"`` (the gallery too).
+    """
+
+    query: str
+    degradation: str | None = None
+    severity: int | None = None
+    restorer: str | None = None
+    adaptation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.query not in QUERY_KINDS:
+            raise ValueError(f"query must be one of {', '.join(QUERY_KINDS)}; got {self.query!r}")
+        degraded = self.query != "clean"
+        if degraded != (self.degradation is not None) or degraded != (self.severity is not None):
+            raise ValueError(f"a {self.query} condition needs degradation and severity "
+                             f"{'set' if degraded else 'unset'}; got {self}")
+        if (self.query == "restored") != (self.restorer is not None):
+            raise ValueError(f"only restored conditions name a restorer; got {self}")
+        if (self.query == "adapted") != (self.adaptation is not None):
+            raise ValueError(f"only adapted conditions name an adaptation side; got {self}")
+        if self.adaptation is not None and self.adaptation not in ADAPTATION_SIDES:
+            raise ValueError(f"adaptation must be one of {', '.join(ADAPTATION_SIDES)}; "
+                             f"got {self.adaptation!r}")
+
+    @property
+    def name(self) -> str:
+        """A short readable name: ``clean``, ``noise-s3``, ``noise-s3-dae``."""
+        parts = [self.degradation or "clean"]
+        if self.severity is not None:
+            parts.append(f"s{self.severity}")
+        if self.restorer is not None:
+            parts.append(self.restorer)
+        if self.adaptation is not None:
+            parts.append(f"adapted-{self.adaptation}")
+        return "-".join(parts)
+
+    def key(self, *salt: object) -> str:
+        """Cache key of this condition's result: its fields and ``salt`` (seeds, model keys,
+        code hashes: whatever else decides the figures)."""
+        return fingerprint(dataclasses.asdict(self), *salt)
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        """The study's table order: clean first, then per degradation and severity the
+        degraded queries followed by each restorer."""
+        return (self.degradation or "", self.severity or 0, QUERY_KINDS.index(self.query),
+                self.restorer or self.adaptation or "")
+
+
+DEGRADE_SIDES = ("query", "gallery", "both")  # as robustret.experiment.config.DEGRADE_SIDES
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One figure of the table.
+
+    Attributes:
+        condition: what was measured.
+        metric: ``"l2"`` or ``"cosine"``.
+        k: the k of a k-measure (``topk``, ``precision``, ``recall``); None for the k-free
+            measures (``map``, ``map_at_r``, ``r_precision``).
+        accuracy: the measure's value in [0, 1] (also :attr:`value`); for ``topk`` the
+            study's top-k matching accuracy, hence the name.
+        reused: True when the figure came from the finished-condition cache of an earlier run.
+        measure: a name of :data:`robustret.retrieval.metrics.MEASURES`.
+        degrade_side: where the degradation was applied: ``query`` (the study), ``gallery``
+            or ``both``.
+        retriever_seen: the degradations the retriever saw in training (``train_degrade``
+            augmentation and ``robust_train`` fine-tuning), sorted; empty: trained on clean
+            images only. A degradation of the row that is not in it is *unseen*.
+    """
+
+    condition: Condition
+    metric: str
+    k: int | None
+    accuracy: float
+    reused: bool = False
+    measure: str = "topk"
+    degrade_side: str = "query"
+    retriever_seen: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "retriever_seen", tuple(sorted(set(self.retriever_seen))))
+
+        if not 0.0 <= self.accuracy <= 1.0:
+            raise ValueError(f"accuracy ({self.measure}) must be in [0, 1]; got {self.accuracy}")
+        if self.measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {self.measure!r}")
+        if self.measure in K_FREE:
+            if self.k is not None:
+                raise ValueError(f"{self.measure} has no k; got k={self.k!r}")
+        elif isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive integer; got {self.k!r}")
+        if self.degrade_side not in DEGRADE_SIDES:
+            raise ValueError(f"degrade_side must be one of {', '.join(DEGRADE_SIDES)}; "
+                             f"got {self.degrade_side!r}")
+
+    @property
+    def value(self) -> float:
+        """The measure's value in [0, 1] (the same number as :attr:`accuracy`)."""
+        return self.accuracy
+
+    # flat accessors, so rows read like the table's columns
+    @property
+    def query(self) -> str:
+        return self.condition.query
+
+    @property
+    def degradation(self) -> str | None:
+        return self.condition.degradation
+
+    @property
+    def severity(self) -> int | None:
+        return self.condition.severity
+
+    @property
+    def restorer(self) -> str | None:
+        return self.condition.restorer
+
+    @property
+    def adaptation(self) -> str | None:
+        return self.condition.adaptation
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as ``results.json`` stores it (flat keys). Every row has ``measure`` and
+        ``value``, and ``accuracy`` as well (the same number: readers written before measures
+        existed keep working; for a ``topk`` row it is the study's accuracy)."""
+        return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
+                "accuracy": self.accuracy, "reused": self.reused, "measure": self.measure,
+                "value": self.accuracy, "degrade_side": self.degrade_side,
+                "retriever_seen": list(self.retriever_seen)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
+        """Read a row written by :meth:`to_dict`; rows of older runs without ``measure``
+        and ``value`` are top-k rows.
+
+        Raises:
+            ValueError: a key is missing or a value is out of its range.
+        """
+        try:
+            condition = Condition(values["query"], values["degradation"], values["severity"],
+                                  values["restorer"], values.get("adaptation"))
+            measure = str(values.get("measure", "topk"))
+            value = values["value"] if "value" in values else values["accuracy"]
+            k = values["k"]
+            return cls(condition, str(values["metric"]), None if k is None else int(k),
+                       float(value), bool(values.get("reused", False)), measure,
+                       str(values.get("degrade_side", "query")),
+                       tuple(values.get("retriever_seen", ())))
+        except KeyError as exc:
+            raise ValueError(f"result row lacks {exc.args[0]!r}: {dict(values)}") from None
+
+
+ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "metric", "k",
+              "accuracy", "reused", "measure", "value", "degrade_side", "retriever_seen")
+
+
+def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:
+    """The rows whose fields equal ``fields`` (e.g. ``query="restored", metric="l2", k=1``).
+
+    Raises:
+        ValueError: a field name that rows do not have (the message lists them).
+    """
+    unknown = sorted(set(fields) - set(ROW_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown row field(s) {', '.join(unknown)}; "
+                         f"rows have {', '.join(ROW_FIELDS)}")
+    return [row for row in rows if all(getattr(row, k) == v for k, v in fields.items())]
+
+
+def accuracy_of(rows: Iterable[ResultRow], **fields: Any) -> float:
+    """The accuracy of the one row matching ``fields``: a top-k row unless ``fields`` names
+    another ``measure`` (so a run that also reports precision@k reads as before).
+
+    Raises:
+        LookupError: no row or more than one row matches.
+    """
+    found = select(rows, **({"measure": "topk"} | fields))
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} rows match {fields}; expected exactly one")
+    return found[0].accuracy
+
+
+def value_of(rows: Iterable[ResultRow], **fields: Any) -> float:
+    """The value of the one row matching ``fields`` (e.g. ``measure="map", metric="l2"``).
+
+    Raises:
+        LookupError: no row or more than one row matches.
+    """
+    found = select(rows, **fields)
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} rows match {fields}; expected exactly one")
+    return found[0].value

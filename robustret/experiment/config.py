@@ -1,0 +1,573 @@
+"""The experiment configuration: one frozen dataclass, read from TOML or JSON, saved resolved.
+
+Precedence: dataclass defaults < the profile's training presets < ``--config FILE`` (TOML, or
+the JSON a run writes as ``OUT/config.json``) < explicit command-line flags. Unknown keys are a
+:class:`~robustret.core.checks.ConfigError` listing the valid ones.
+
+:meth:`ExperimentConfig.resolved` fills in everything the profile decides (image size, the
+retriever's and every network restorer's training settings) and the seeds derived from the one
+``seed``, once. The runner works on the resolved configuration only and saves it as
+``OUT/config.json``; ``--config OUT/config.json`` repeats the run exactly.
+:meth:`ExperimentConfig.validate` checks every name, path and value a user can get wrong
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the backport (setup.cfg requires it there)
+    import tomli as tomllib
+
+import degradations
+from robustret.core.checks import ConfigError, check_writable_folder
+from robustret.core.device import resolve_device
+from robustret.core.keys import fingerprint
+from robustret.core.rng import stream_seed
+from robustret.experiment.cluster import check_submitit
+from robustret.experiment.policy import MODES, restorers_for
+from robustret.experiment.query_sets import check_query_sets
+from robustret.experiment.recipes import recipe, recipe_names, restorer_names, train_config
+from robustret.models import BACKBONES
+from robustret.retrieval.ann import check_options, import_faiss
+from robustret.retrieval.metrics import MEASURES
+from robustret.train.classifier import RetrieverTrainConfig
+from robustret.train.restorer import RestorerTrainConfig
+
+if TYPE_CHECKING:
+    from robustret.train.classifier import RetrieverTrainConfig
+PROFILES = ("quick", "paper")
+#: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
+RESTORE_MODES = MODES
+METRICS = ("l2", "cosine")
+#: ``--degrade-side``: where the degradation is applied
+DEGRADE_SIDES = ("query", "gallery", "both")
+#: ``--index``: the gallery index and the GalleryIndex backend it builds ("exact" is the
+#: torch search; the faiss-* ones but "faiss-flat" are approximate, :mod:`robustret.retrieval.ann`)
+INDEX_BACKENDS = {"exact": "torch", "faiss-flat": "faiss", "faiss-ivf": "faiss-ivf",
+                  "faiss-ivfpq": "faiss-ivfpq", "faiss-hnsw": "faiss-hnsw"}
+INDEXES = tuple(INDEX_BACKENDS)
+#: ``--executor``: where ``jobs`` evaluate conditions (:mod:`robustret.experiment.jobs`)
+EXECUTORS = ("local", "submitit")
+#: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).
+PROFILE_IMAGE_SIZE: dict[str, int | None] = {"quick": 64, "paper": None}
+
+__all__ = [
+    "DEGRADE_SIDES", "EXECUTORS", "INDEXES", "MEASURES", "METRICS", "PROFILES", "RESTORE_MODES",
+    "ConfigError", "ExperimentConfig", "load_config_file",
+    "fingerprint",
+]
+
+
+def _int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}; got {value!r}")
+    return value
+
+
+def _strings(value: object, name: str) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{name} must be a list of names; got {value!r}")
+    return tuple(items)
+
+
+def _ints(value: object, name: str, low: int, high: int | None = None) -> tuple[int, ...]:
+    items = (value,) if isinstance(value, int) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigError(f"{name} must be a non-empty list of integers; got {value!r}")
+    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int) or v < low
+           or (high is not None and v > high)]
+    if bad:
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be integers {span}; got {list(items)}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{name} lists a value twice: {list(items)}")
+    return tuple(items)
+
+
+def _path(value: object, name: str) -> Path | None:
+    if value is None:
+        return None
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a path (a string); got {value!r}")
+    return Path(value)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines one experiment run.
+
+    Attributes:
+        dataset: ``synthetic``, ``smallnorb:PATH`` or ``folder:PATH``.
+        dataset_options: extra options of that reader (e.g. ``{"camera": 1}`` for smallNORB,
+            ``{"instance_pattern": "obj(\\d+)__"}`` or ``{"decode": "lazy", "workers": 4}`` for a
+            folder, view counts for ``synthetic``).
+        degradations: names from ``degradations.available()``.
+        severities: levels 1..5 (3 = the study's parameters).
+        restore: ``none``, ``auto`` (the best learned restorer per family), ``study`` (the
+            study's pixel-trained pairing; both in :mod:`robustret.experiment.policy`),
+            ``classical``, ``all``, or one registered restorer name.
+        metrics: ``l2`` and/or ``cosine``.
+        ks: the k of top-k matching accuracy (and of precision@k, recall@k).
+        measures: what each condition reports (:data:`MEASURES`): ``topk`` (the study's hit
+            rate), ``precision``, ``recall``, ``map`` (full ranking), ``map_at_r``,
+            ``r_precision``.
+        degrade_side: where the degradation (and the restorer) is applied: ``query`` (the
+            study), ``gallery`` (clean queries against a degraded, re-embedded gallery) or
+            ``both``.
+        reference: a ``results.json`` of an earlier run; the summary then holds the
+            corruption-error ratio against it (the mCE idea, with our own baseline).
+        profile: ``quick`` (minutes on a laptop CPU) or ``paper`` (the study's schedule); it
+            chooses the defaults of ``image_size``, ``retriever`` and ``restorers``.
+        seed: the one seed every other seed derives from (named streams, :mod:`robustret.core.rng`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        out_dir: where results, logs and TensorBoard files go.
+        weights: a local torchvision checkpoint to start the backbone from.
+        backbone: retriever backbone (``resnet34`` as in the study).
+        image_size: resize images to this square size (None: the profile's default).
+        per_class: cap on images per class in each split (None: all).
+        train_degrade: degradations used as training augmentation for the retriever (it is
+            trained from scratch with them).
+        robust_train: degradations the trained retriever is then fine-tuned on, with the
+            clean-vs-degraded embedding consistency term of :mod:`robustret.train.robust`
+            (empty: no fine-tuning).
+        robust_epochs: epochs of that fine-tuning.
+        robust_consistency: weight of its consistency term (0: degraded cross-entropy only).
+        retriever_epochs, restorer_epochs: shortcuts that override the epochs of ``retriever``
+            and of every entry of ``restorers``; a resolved configuration has them folded in.
+        cache_dir: where trained models are cached (None: ``robustret.core.paths.cache_dir()``).
+        queries_dir: a query set folder written by ``python -m robustret.data export``
+            (:mod:`robustret.experiment.query_sets`); the degraded queries of each condition are
+            then read
+            from it, verified, instead of drawn (None: drawn on the fly, identically).
+        tensorboard: write TensorBoard logs.
+        index: the gallery index (:data:`INDEXES`): ``exact`` (the torch search), ``faiss-flat``
+            (exact, faiss) or an approximate one, ``faiss-ivf``, ``faiss-ivfpq``,
+            ``faiss-hnsw``; an approximate run also writes ``OUT/index.json``, its recall@k
+            against exact search.
+        index_options: the approximate index's parameters over its defaults from the gallery
+            size (``{nlist = 64, nprobe = 8}``; :func:`robustret.retrieval.ann.index_spec`).
+        adapt: test-time BatchNorm adaptation rows to add: ``queries`` (the retriever adapted
+            on the degraded queries embeds them; the gallery keeps its embeddings) and/or
+            ``both`` (the adapted retriever embeds the gallery too).
+        retriever: the retriever's training settings (None: the profile's preset). In a file,
+            a table of overrides of the preset (``[retriever]`` with ``epochs = 3``).
+        restorers: each restorer recipe's training settings by name
+        (:mod:`robustret.experiment.recipes`;
+            None: the profile's presets); in a file, tables of overrides
+            (``[restorers.dae]``). Their ``degrade``, ``severity``, ``dataset`` and ``device``
+            are set per condition by the runner, and every ``seed`` inside a section is derived
+            from ``seed`` (recomputed on load).
+        jobs: how many conditions are evaluated at once (:mod:`robustret.experiment.jobs`): 1
+        evaluates
+            them in this process; N > 1 in N worker processes (``local``) or at most N jobs
+            (``submitit``). The rows are those of ``jobs = 1``.
+        executor: ``local`` (a process pool on this machine) or ``submitit`` (Slurm jobs, or
+            submitit's ``local`` / ``debug`` cluster; the ``cluster`` extra).
+        executor_options: for ``submitit`` only: ``cluster`` (``slurm``, ``local``,
+            ``debug``; default: what submitit detects) and any ``update_parameters`` option
+            (``timeout_min``, ``gpus_per_node``, ``slurm_partition``, ...).
+    """
+
+    dataset: str = "synthetic"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    degradations: tuple[str, ...] = ("noise",)
+    severities: tuple[int, ...] = (3,)
+    restore: str = "auto"
+    metrics: tuple[str, ...] = METRICS
+    ks: tuple[int, ...] = (1, 5, 10)
+    measures: tuple[str, ...] = ("topk", "map", "precision")
+    degrade_side: str = "query"
+    reference: Path | None = None
+    profile: str = "quick"
+    seed: int = 0
+    device: str = "auto"
+    out_dir: Path = Path("experiments/results/default")
+    weights: Path | None = None
+    backbone: str = "resnet34"
+    image_size: int | None = None
+    per_class: int | None = None
+    train_degrade: tuple[str, ...] = ()
+    robust_train: tuple[str, ...] = ()
+    robust_epochs: int = 3
+    robust_consistency: float = 1.0
+    retriever_epochs: int | None = None
+    restorer_epochs: int | None = None
+    cache_dir: Path | None = None
+    queries_dir: Path | None = None
+    tensorboard: bool = True
+    adapt: tuple[str, ...] = ()
+    index: str = "exact"
+    index_options: dict[str, int] = field(default_factory=dict)
+    retriever: RetrieverTrainConfig | None = None
+    restorers: dict[str, RestorerTrainConfig] | None = None
+    jobs: int = 1
+    executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Normalise types (lists to tuples, strings to paths) and check simple values."""
+        set_ = object.__setattr__
+        for name in ("dataset", "restore", "profile", "device", "backbone"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string; got {getattr(self, name)!r}")
+        if not isinstance(self.dataset_options, Mapping):
+            raise ConfigError(f"dataset_options must be a table; got {self.dataset_options!r}")
+        set_(self, "dataset_options", dict(self.dataset_options))
+        set_(self, "degradations", _strings(self.degradations, "degradations"))
+        set_(self, "train_degrade", _strings(self.train_degrade, "train_degrade"))
+        set_(self, "robust_train", _strings(self.robust_train, "robust_train"))
+        _int(self.robust_epochs, "robust_epochs", 0)
+        if (isinstance(self.robust_consistency, bool)
+                or not isinstance(self.robust_consistency, (int, float))
+                or self.robust_consistency < 0):
+            raise ConfigError(f"robust_consistency must be a number >= 0; "
+                              f"got {self.robust_consistency!r}")
+        set_(self, "metrics", _strings(self.metrics, "metrics"))
+        set_(self, "measures", _strings(self.measures, "measures"))
+        bad_measures = [m for m in self.measures if m not in MEASURES]
+        if bad_measures or not self.measures or len(set(self.measures)) != len(self.measures):
+            raise ConfigError(f"measures must list names from {', '.join(MEASURES)}, once "
+                              f"each; got {list(self.measures)}")
+        if self.degrade_side not in DEGRADE_SIDES:
+            raise ConfigError(f"degrade_side must be one of {', '.join(DEGRADE_SIDES)}; "
+                              f"got {self.degrade_side!r}")
+        set_(self, "adapt", _strings(self.adapt, "adapt"))
+        bad_sides = [s for s in self.adapt if s not in ("queries", "both")]
+        if bad_sides or len(set(self.adapt)) != len(self.adapt):
+            raise ConfigError(
+                f"adapt must list queries and/or both, once each; got {list(self.adapt)}"
+            )
+        set_(self, "index_options", _index_options(self.index, self.index_options))
+        set_(self, "severities", _ints(self.severities, "severities", 1, 5))
+        set_(self, "ks", _ints(self.ks, "ks (top-k)", 1))
+        _int(self.seed, "seed", 0)
+        for name in ("out_dir", "weights", "cache_dir", "reference"):
+            set_(self, name, _path(getattr(self, name), name))
+        if self.out_dir is None:
+            raise ConfigError("out_dir must be a path; got None")
+        set_(self, "queries_dir", _path(self.queries_dir, "queries_dir"))
+        for name in ("image_size", "per_class"):
+            if getattr(self, name) is not None:
+                _int(getattr(self, name), name, 1)
+        for name in ("retriever_epochs", "restorer_epochs"):
+            if getattr(self, name) is not None:
+                _int(getattr(self, name), name, 0)
+        if not isinstance(self.tensorboard, bool):
+            raise ConfigError(f"tensorboard must be true or false; got {self.tensorboard!r}")
+        if self.profile not in PROFILES:
+            raise ConfigError(
+                f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}"
+            )
+        if not self.degradations:
+            raise ConfigError("at least one degradation is needed")
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad or not self.metrics:
+            raise ConfigError(f"unknown metric {bad}; choose from {', '.join(METRICS)}")
+        if self.restorers is not None:
+            set_(self, "restorers", dict(self.restorers))
+        _int(self.jobs, "jobs", 1)
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}; "
+                              f"got {self.executor!r}")
+        if not isinstance(self.executor_options, Mapping) or not all(
+                isinstance(k, str) for k in self.executor_options):
+            raise ConfigError(f"executor_options must be a table of submitit options; "
+                              f"got {self.executor_options!r}")
+        set_(self, "executor_options", dict(self.executor_options))
+        if self.executor_options and self.executor != "submitit":
+            raise ConfigError("executor_options are options of the submitit executor; set "
+                              "executor = \"submitit\" or leave them out")
+        if self.adapt and self.degrade_side != "query":
+            raise ConfigError("adapt (test-time BatchNorm adaptation on the degraded queries) "
+                              f"needs degrade_side 'query'; got {self.degrade_side!r}")
+
+    # ------------------------------------------------------------------ reading and writing
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """The valid configuration keys."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:
+        """Build from plain values (a parsed TOML or JSON file merged with flags).
+
+        ``retriever`` and ``restorers`` may be tables of overrides of the profile's presets.
+
+        Raises:
+            ConfigError: unknown keys (the message lists the valid ones) or bad values.
+        """
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; "
+                              f"valid keys: {', '.join(cls.field_names())}")
+        values = dict(values)
+        profile = values.get("profile", "quick")
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        if isinstance(values.get("retriever"), Mapping):
+            values["retriever"] = _retriever_preset(profile, dict(values["retriever"]))
+        if isinstance(values.get("restorers"), Mapping):
+            values["restorers"] = {
+                name: (_restorer_preset(profile, name, dict(section),
+                                        sweep=_several(values.get("severities")))
+                       if isinstance(section, Mapping) else section)
+                for name, section in values["restorers"].items()
+            }
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a value of the wrong kind deep inside a nested section
+            raise ConfigError(f"bad configuration value: {exc}") from exc
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (paths as strings, tuples as lists); ``from_dict`` reads it back."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "retriever" and value is not None:
+                value = _plain(dataclasses.asdict(value))
+            elif f.name == "restorers" and value is not None:
+                value = {name: _plain(dataclasses.asdict(c)) for name, c in sorted(value.items())}
+            else:
+                value = _plain(value)
+            out[f.name] = value
+        return out
+
+    def key(self) -> str:
+        """A fingerprint of the whole configuration."""
+        return fingerprint(self.to_dict())
+
+    # ------------------------------------------------------------------ resolution
+    @property
+    def is_resolved(self) -> bool:
+        """True when the profile's choices and derived seeds are filled in."""
+        return (self.retriever is not None and self.restorers is not None
+                and self.retriever_epochs is None and self.restorer_epochs is None)
+
+    def resolved(self) -> ExperimentConfig:
+        """The configuration with every profile default and derived seed filled in, once.
+
+        ``image_size`` takes the profile's size when unset; ``retriever`` and every recipe of
+        :func:`robustret.experiment.recipes.recipe_names` missing from ``restorers`` take the
+        profile's
+        presets;
+        ``retriever_epochs`` / ``restorer_epochs`` are folded into them; the sections' seeds are
+        the named streams ``"retriever"`` and ``"restorer"`` of ``seed``.
+        """
+        retriever = self.retriever or _retriever_preset(self.profile, {})
+        changes: dict[str, Any] = {"seed": stream_seed(self.seed, "retriever")}
+        if self.retriever_epochs is not None:
+            changes["epochs"] = self.retriever_epochs
+        retriever = dataclasses.replace(retriever, **changes)
+        restorers = dict(self.restorers or {})
+        for name in recipe_names():
+            restorers.setdefault(name, _restorer_preset(
+                self.profile, name, {}, sweep=_several(self.severities)))
+        unknown = sorted(set(restorers) - set(recipe_names()))
+        if unknown:
+            raise ConfigError(f"restorers: {', '.join(unknown)} is not a restorer recipe; "
+                              f"recipes: {', '.join(recipe_names())}")
+        for name, section in restorers.items():
+            if section.model != recipe(name).model:
+                raise ConfigError(f"restorers.{name} trains model {section.model!r}; recipe "
+                                  f"{name} is the network {recipe(name).model!r}")
+            section_changes: dict[str, Any] = {"seed": stream_seed(self.seed, "restorer")}
+            if self.restorer_epochs is not None:
+                section_changes["epochs"] = self.restorer_epochs
+            restorers[name] = dataclasses.replace(section, **section_changes)
+        image_size = self.image_size or PROFILE_IMAGE_SIZE[self.profile]
+        return self.replace(image_size=image_size, retriever=retriever, restorers=restorers,
+                            retriever_epochs=None, restorer_epochs=None)
+
+    def validate(self) -> ExperimentConfig:
+        """Check every name and path against the registries and the file system.
+
+        Returns:
+            ``self``, for chaining.
+        Raises:
+            ConfigError: unknown degradation, restorer, backbone or device; a weights file,
+                data folder, output or cache folder that cannot be used. Each message says what
+                to do.
+        """
+        known = degradations.available()
+        for label, names in (
+            ("degradation", self.degradations),
+            ("train_degrade", self.train_degrade),
+            ("robust_train", self.robust_train),
+        ):
+            bad = [n for n in names if n not in known]
+            if bad:
+                raise ConfigError(f"unknown {label} {', '.join(map(repr, bad))}; "
+                                  f"available: {', '.join(known)}")
+        if self.restore not in [*RESTORE_MODES, *restorer_names()]:
+            raise ConfigError(f"unknown restore mode {self.restore!r}; choose one of "
+                              f"{', '.join(RESTORE_MODES)} or a restorer: "
+                              f"{', '.join(restorer_names())}")
+        for name in self.degradations:
+            for restorer in restorers_for(name, self.restore):
+                if restorer not in restorer_names():
+                    raise ConfigError(f"restorer {restorer!r} for {name} is not registered; "
+                                      f"available: {', '.join(restorer_names())}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; "
+                              f"available: {', '.join(BACKBONES.names())}")
+        _check_device(self.device)
+        if INDEX_BACKENDS[self.index] != "torch":
+            try:
+                import_faiss()
+            except ImportError as exc:
+                raise ConfigError(f"index {self.index}: {exc}") from exc
+        scheme, _, location = self.dataset.partition(":")
+        if scheme not in ("synthetic", "smallnorb", "folder") or (
+            scheme != "synthetic" and not location
+        ):
+            raise ConfigError(f"unknown dataset {self.dataset!r}; use 'synthetic', "
+                              "'smallnorb:PATH' or 'folder:PATH'")
+        if location and not Path(location).is_dir():
+            raise ConfigError(f"dataset folder {location} does not exist; check the path "
+                              f"after '{scheme}:'")
+        if self.reference is not None and not self.reference.is_file():
+            raise ConfigError(f"reference {self.reference} does not exist; pass the "
+                              "results.json of an earlier run")
+        if self.weights is not None and not self.weights.is_file():
+            raise ConfigError(f"weights file {self.weights} does not exist; pass the path of a "
+                              "local torchvision checkpoint or leave --weights out")
+        if self.queries_dir is not None:  # exists, manifests readable, checksums match
+            if self.degrade_side != "query":
+                raise ConfigError(f"--queries holds degraded queries only; it cannot be used "
+                                  f"with degrade_side {self.degrade_side!r} (use query)")
+
+            check_query_sets(self.queries_dir, self.degradations, self.severities, self.seed)
+        if self.executor == "submitit":  # installed, cluster and options known to it
+            check_submitit(self.out_dir, self.executor_options)
+        for name, flag in (("out_dir", "--out"), ("cache_dir", "--cache-dir")):
+            folder = getattr(self, name)
+            if folder is not None:  # a file, inside a file, or read-only
+                check_writable_folder(folder, name, flag)
+        return self
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _index_options(index: object, options: object) -> dict[str, int]:
+    """Check the index name and its options' names and kinds (values against the gallery
+    size are checked once the data is loaded, :func:`robustret.experiment.runner.run`)."""
+    if index not in INDEX_BACKENDS:
+        raise ConfigError(f"unknown index {index!r}; choose one of {', '.join(INDEXES)}")
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"index_options must be a table; got {options!r}")
+    backend = INDEX_BACKENDS[index]
+    if backend in ("torch", "faiss"):
+        if options:
+            raise ConfigError(f"index_options apply to the approximate indexes "
+                              f"(faiss-ivf, faiss-ivfpq, faiss-hnsw); index {index} takes none")
+        return {}
+    try:
+        return check_options(backend, options)
+    except ValueError as exc:
+        raise ConfigError(f"index_options: {exc}") from exc
+
+
+def _check_device(spec: str) -> None:
+    try:
+        resolve_device(spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _section_values(cls: type, overrides: dict[str, Any], label: str) -> dict[str, Any]:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{label}]; "
+                          f"valid: {', '.join(valid)}")
+    return {k: tuple(v) if isinstance(v, list) and k != "model_options" else v
+            for k, v in overrides.items()}
+
+
+def _retriever_preset(profile: str, overrides: dict[str, Any]) -> RetrieverTrainConfig:
+    values = _section_values(RetrieverTrainConfig, overrides, "retriever")
+    preset = RetrieverTrainConfig.paper if profile == "paper" else RetrieverTrainConfig.quick
+    try:
+        return preset(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[retriever]: {exc}") from exc
+
+
+def _several(severities: object) -> bool:
+    """Whether ``severities`` (a config value; None: the default, one) names more than one, so
+    that a restorer learns several at once (a recipe's ``sweep`` schedule)."""
+    return isinstance(severities, (list, tuple)) and len(set(severities)) > 1
+
+
+def _restorer_preset(profile: str, name: str, overrides: dict[str, Any], *,
+                     sweep: bool = False) -> RestorerTrainConfig:
+    values = _section_values(RestorerTrainConfig, overrides, f"restorers.{name}")
+    model = values.pop("model", None)
+    try:
+        section = train_config(name, profile, sweep=sweep, **values)
+        if model is not None and model != section.model:
+            raise ConfigError(f"[restorers.{name}] trains model {model!r}; recipe {name} is the "
+                              f"network {section.model!r}")
+        return section
+    except KeyError as exc:
+        raise ConfigError(f"[restorers.{name}]: {exc.args[0]}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[restorers.{name}]: {exc}") from exc
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file, or the JSON ``config.json`` a run wrote, into a dict.
+
+    A ``config.json`` also records ``world_size`` (how many processes ran it, a fact of the
+    run, not a setting: torchrun decides it); it is left out of the returned settings.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: the file is not valid TOML / JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} must hold a JSON object of settings")
+        values.pop("world_size", None)
+        return values
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+load_toml = load_config_file

@@ -1,0 +1,248 @@
+"""Which restorer serves which degradation: the pairings, in one table.
+
+:data:`POLICY` maps a degradation *family* (the ``family`` class attribute of a registered
+degradation: ``noise``, ``blur``, ``resolution``) to
+
+- the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
+  (docs/results.md, sections 00, 00c, 00i and 00j): ``hybrid_unet_objects`` (the family's
+  front end + a three-scale residual told each image's severity, trained through two ResNet
+  stages and the embedding, on more objects than the gallery's where the data is the built-in
+  generator's, the severest levels drawn more often) for noise, the same network trained
+  mostly on the severest levels and for twice the steps, on the gallery alone
+  (``hybrid_unet_long``) for low resolution, the plain ``hybrid`` for blur, whose Wiener front
+  end already gets each image's blur;
+- the front end a ``hybrid`` starts from: the family's classical filter where it helps
+  (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
+  resolution (the Haar approximation put back at full size already *is* the inverse Haar
+  transform with the detail bands zeroed, and bicubic smoothing of it costs retrieval accuracy:
+  recovery -0.31 in docs/results.md, section 1);
+- what a hybrid is told about each image (``restoration.hybrid.CONDITIONS``): the severity and
+  the noise kind for noise, the Haar level and the severity for low resolution, nothing more
+  for blur;
+- the network the study pairs with it (``--restore study``, the study's pixel-trained
+  configuration): the denoising autoencoder for the noise family, SRCNN for blur and low
+  resolution;
+- what a family's networks are trained on: one model for all noises (the study's ``noise``
+  mixture), otherwise the degradation itself;
+- the classical baseline (``--restore classical``), with per-degradation exceptions.
+
+==============  ========================  =========  ===================  =========================
+family          ``auto``                  ``study``  trained on           classical (hybrid front
+                                                                          end; hybrid condition)
+==============  ========================  =========  ===================  =========================
+``noise``       ``hybrid_unet_objects``   ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper,
+                                                                          the mixture); ``nlm``
+                                                                          gaussian_noise;
+                                                                          ``bilateral`` speckle
+                                                                          (front: ``median``;
+                                                                          severity, kind)
+``blur``        ``hybrid``                ``srcnn``  itself               ``wiener`` (gets the
+                                                                          drawn ``a``, ``b``;
+                                                                          front: ``wiener``; none)
+``resolution``  ``hybrid_unet_long``      ``srcnn``  itself               ``bicubic`` (gets the
+                                                                          drawn ``level``; front:
+                                                                          ``identity``; level,
+                                                                          severity)
+==============  ========================  =========  ===================  =========================
+
+A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
+one without a family) is not an error: ``auto``, ``study`` and ``all`` give every network, each
+trained on that degradation itself (a hybrid with the ``identity`` front), ``classical`` gives
+nothing, and a note is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import degradations
+import restoration
+from robustret.core.checks import ConfigError
+from robustret.experiment.recipes import recipe_names, restorer_names
+
+log = logging.getLogger(__name__)
+
+MODES = ("none", "auto", "study", "classical", "all")
+"""Restore modes besides a single restorer name."""
+
+
+@dataclass(frozen=True)
+class FamilyPolicy:
+    """The restorers of one degradation family.
+
+    Attributes:
+        network: the network the study pairs with the family (``restoration.networks()``),
+            what ``--restore study`` runs.
+        classical: the family's classical baseline (``restoration.classical()``).
+        hybrid_front: the front end of the family's ``hybrid`` (a classical restorer or
+            ``identity``).
+        hybrid_condition: what the family's hybrids are told about each image's degradation
+            (``restoration.hybrid.CONDITIONS``: ``severity``, the noise ``kind``, the
+            low-resolution ``level``); empty: nothing beyond what the front end reads.
+        learned: the toolkit's best learned recipe for the family (``--restore auto``), a
+            name of :func:`robustret.experiment.recipes.recipe_names`, chosen by measurement.
+        trained_on: the one degradation the family's networks are trained on; None: each
+            degradation trains its own.
+        classical_by_degradation: degradations of the family served by another baseline.
+    """
+
+    network: str
+    classical: str
+    hybrid_front: str
+    hybrid_condition: tuple[str, ...] = ()
+    learned: str = "hybrid"
+    trained_on: str | None = None
+    classical_by_degradation: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
+POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
+    "noise": FamilyPolicy(
+        network="dae", classical="median", hybrid_front="median", trained_on="noise",
+        hybrid_condition=("severity", "kind"), learned="hybrid_unet_objects",
+        classical_by_degradation=MappingProxyType({"gaussian_noise": "nlm",
+                                                   "speckle": "bilateral"})),
+    "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
+    "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity",
+                               hybrid_condition=("level", "severity"),
+                               learned="hybrid_unet_long"),
+})
+"""Family -> its restorers (the module table)."""
+
+
+def pairings(choose: str) -> str:
+    """``choose`` (``learned`` or ``network``) of each family in words, for help texts:
+    e.g. ``"hybrid_unet_objects for noise, hybrid for blur, hybrid_unet_long for resolution"``."""
+    return ", ".join(f"{getattr(rule, choose)} for {family}" for family, rule in POLICY.items())
+
+
+def family_of(degradation: str) -> str | None:
+    """The family of the registered ``degradation`` (``degradations.family``).
+
+    Returns:
+        The family name, or None where the degradation declares none.
+    Raises:
+        ConfigError: ``degradation`` is not registered; the message lists the names.
+    """
+    if degradation not in degradations.DEGRADATIONS:
+        raise ConfigError(f"unknown degradation {degradation!r}; available: "
+                          f"{', '.join(degradations.available())}")
+    family = degradations.family(degradation)
+    return family if isinstance(family, str) and family else None
+
+
+def _policy(degradation: str) -> FamilyPolicy | None:
+    family = family_of(degradation)
+    rule = POLICY.get(family) if family is not None else None
+    if rule is None:
+        log.info("no restorer pairing for degradation %r (family %r; known: %s): networks are "
+                 "trained on it directly and there is no classical baseline", degradation,
+                 family, ", ".join(POLICY))
+    return rule
+
+
+def classical_for(degradation: str) -> str | None:
+    """The classical baseline for ``degradation``; None where its family has none.
+
+    Raises:
+        ConfigError: ``degradation`` is not registered.
+    """
+    return _classical(_policy(degradation), degradation)
+
+
+def _classical(rule: FamilyPolicy | None, degradation: str) -> str | None:
+    if rule is None:
+        return None
+    return rule.classical_by_degradation.get(degradation, rule.classical)
+
+
+def hybrid_front_for(degradation: str) -> str:
+    """The front end of a ``hybrid`` serving ``degradation`` (its training degradation's
+    family's ``hybrid_front``; ``identity`` where the family has no row or for the blind
+    mixture :data:`BLIND`).
+
+    Raises:
+        ConfigError: ``degradation`` is neither registered nor :data:`BLIND`.
+    """
+    if degradation == BLIND:
+        return "identity"
+    rule = _policy(degradation)
+    return rule.hybrid_front if rule is not None else "identity"
+
+
+def hybrid_condition_for(degradation: str) -> tuple[str, ...]:
+    """What a ``hybrid`` serving ``degradation`` is conditioned on (its family's
+    ``hybrid_condition``); nothing where the family has no row, or for the blind mixture
+    :data:`BLIND` (a blind restorer is told nothing about the degradation).
+
+    Raises:
+        ConfigError: ``degradation`` is neither registered nor :data:`BLIND`.
+    """
+    if degradation == BLIND:
+        return ()
+    rule = _policy(degradation)
+    return rule.hybrid_condition if rule is not None else ()
+
+
+def training_degradation(degradation: str) -> str:
+    """What a network restorer for ``degradation`` is trained on.
+
+    One model serves every noise (trained on the study's ``noise`` mixture); any other
+    degradation, including one the policy has no entry for, trains on itself.
+
+    Raises:
+        ConfigError: ``degradation`` is not registered.
+    """
+    rule = _policy(degradation)
+    if rule is None or rule.trained_on is None:
+        return degradation
+    return rule.trained_on
+
+
+BLIND = "mixture"
+"""The training target of a blind recipe (:func:`blind_mixture`), in its cache names."""
+
+
+def blind_mixture() -> list[str]:
+    """What a blind restorer learns: one draw per batch from these degradations, the training
+    degradation of every registered degradation, once each, sorted (built in: ``lowres``,
+    ``motion_blur``, ``noise``)."""
+    return sorted({training_degradation(name) for name in degradations.available()})
+
+
+def restorers_for(degradation: str, mode: str) -> list[str]:
+    """The restorers applied to ``degradation`` under restore ``mode``.
+
+    Args:
+        degradation: a registered degradation name.
+        mode: ``none`` (no restorer), ``auto`` (the toolkit's best learned recipe for the
+            family), ``study`` (the study's pixel-trained network for the family),
+            ``classical`` (the family's classical baseline), ``all`` (every recipe, then the
+            classical baseline), or one registered restorer name.
+    Returns:
+        Registry names of ``restoration``, in the order to run them (may be empty).
+    Raises:
+        ConfigError: unknown degradation or mode; the message lists the valid ones.
+    """
+    if mode not in MODES and mode not in restorer_names():
+        raise ConfigError(f"unknown restore mode {mode!r}; use one of {', '.join(MODES)} or a "
+                          f"restorer name: {', '.join(restorer_names())}")
+    if mode == "none":
+        family_of(degradation)  # still a checked name
+        return []
+    if mode not in MODES:
+        family_of(degradation)
+        return [mode]
+    rule = _policy(degradation)
+    if mode in ("auto", "study"):
+        if rule is None:
+            return restoration.networks()
+        return [rule.learned if mode == "auto" else rule.network]
+    baseline = _classical(rule, degradation)
+    extra = [baseline] if baseline is not None else []
+    if mode == "classical":
+        return extra
+    return [*recipe_names(), *extra]

@@ -1,0 +1,171 @@
+"""Restorer recipes: a network of ``restoration`` plus how it is trained, under one name.
+
+A recipe name is what ``--restore`` and the configuration's ``[restorers.NAME]`` sections use.
+The study's pixel-trained networks keep their registry names (``dae``, ``srcnn``), so the
+study's configuration stays reproducible; the retrieval-aware variants train the same network
+with a feature term through the frozen retriever of the experiment; ``hybrid`` is a classical
+filter with a small learned residual on top. Every trainable restorer of the registry is a
+recipe of its own name (pixel loss, the profile's preset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import restoration
+from robustret.train.restorer import RestorerTrainConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to train one network.
+
+    Attributes:
+        name: the recipe's name (``--restore NAME``).
+        model: the network, a name of ``restoration.networks()``.
+        overrides: training settings replacing the model's profile preset
+            (fields of :class:`robustret.train.restorer.RestorerTrainConfig`).
+        summary: one line for the docs and ``--help``.
+        blind: trained once on the mixture of every family
+            (:func:`robustret.experiment.policy.blind_mixture`) and applied to any degraded query
+            without
+            knowing its degradation; otherwise trained per degradation (or family).
+        quick: settings for the quick profile, applied after ``overrides`` (the paper
+            profile keeps its own schedule).
+        sweep: settings for the quick profile when one model learns several severities at
+            once (``--severity all``), applied after ``overrides``: a longer schedule than the
+            network's quick preset for the harder task; the paper profile keeps its own.
+    """
+
+    name: str
+    model: str
+    overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    summary: str = ""
+    blind: bool = False
+    quick: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    sweep: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+#: the feature term of the retrieval-aware recipes (weight lambda, layers); see docs/restoration.md
+RETRIEVAL_LOSS: Mapping[str, Any] = MappingProxyType(
+    {"feature_weight": 1.0, "feature_layers": ("embedding",), "crop_size": None})
+
+#: the deeper hybrid's feature term: activations of two ResNet stages and the embedding (denser
+#: targets than the embedding alone), and its three-scale body (receptive field about 50 px)
+MULTI_LAYER_LOSS: Mapping[str, Any] = MappingProxyType({
+    **RETRIEVAL_LOSS, "feature_layers": ("layer1", "layer2", "embedding"),
+    "model_options": MappingProxyType({"body": "unet", "widths": [16, 32, 64]})})
+
+#: the unet hybrids' quick schedule: 8 epochs at one severity (the main job stays within 10 CPU
+#: minutes), 24 with the lr halved every 8 when one model learns several severities, then
+#: validated after every fourth epoch and the last (validation does not steer training)
+UNET_QUICK: Mapping[str, Any] = MappingProxyType({"epochs": 8})
+UNET_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 24, "lr_step": 8, "val_every": 4})
+
+#: ``hybrid``'s sweep schedule: 6 epochs, lr halved every 2 (the quick preset's 10 epochs,
+#: halved every 4, cost blur's restorer 126-138 s of the three-family sweep's 30-minute budget
+#: while it recovered 0.88-0.91 of the blur loss; docs/results.md, section 00k)
+HYBRID_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 6, "lr_step": 2, "val_every": 2})
+
+#: ``hybrid_unet_long``'s sweep schedule: twice the steps of :data:`UNET_SWEEP`, each
+#: learning-rate phase twice as long (docs/results.md, section 00i: low resolution's recovery
+#: rose on every seed, 0.35 -> 0.49 over seeds 0-2, with 48 epochs, lr halved every 16)
+LONG_SWEEP: Mapping[str, Any] = MappingProxyType({**UNET_SWEEP, "epochs": 48, "lr_step": 16})
+
+#: ``hybrid_unet_objects``'s sweep schedule: :data:`UNET_SWEEP` with ten more rendered objects
+#: per category to train on (``extra_objects``; built-in data only, docs/restoration.md): noise's
+#: restorer generalised poorly from the gallery's objects to the query objects; and each batch's
+#: severity drawn in proportion to it (``severity_bias`` 1): most of noise's remaining loss was
+#: at severities 4 and 5 (docs/results.md, section 00j). An epoch is 1,024 images either way.
+OBJECTS_SWEEP: Mapping[str, Any] = MappingProxyType(
+    {**UNET_SWEEP, "extra_objects": 10, "severity_bias": 1.0})
+
+#: ``hybrid_unet_severe``'s ``severity_bias``: severity 5 drawn 25 times as often as severity 1
+#: (docs/results.md, section 00c: low resolution loses most of its accuracy at severity 5, and
+#: bias 2 won more of it back than the uniform draw over seeds 0, 1 and 2)
+SEVERE_BIAS = 2.0
+
+#: the severe recipes' loss: :data:`MULTI_LAYER_LOSS` with :data:`SEVERE_BIAS`
+SEVERE_LOSS: Mapping[str, Any] = MappingProxyType({**MULTI_LAYER_LOSS,
+                                                   "severity_bias": SEVERE_BIAS})
+
+RECIPES: Mapping[str, Recipe] = MappingProxyType({
+    "dae": Recipe("dae", "dae", summary="the study's denoising autoencoder, pixel MSE"),
+    "srcnn": Recipe("srcnn", "srcnn", summary="the study's SRCNN, pixel MSE"),
+    "dae_feat": Recipe("dae_feat", "dae", RETRIEVAL_LOSS,
+                       "the autoencoder trained with pixel MSE + retriever feature loss"),
+    "srcnn_feat": Recipe("srcnn_feat", "srcnn", RETRIEVAL_LOSS,
+                         "SRCNN trained with pixel MSE + retriever feature loss"),
+    "hybrid": Recipe("hybrid", "hybrid", RETRIEVAL_LOSS,
+                     "the family's classical filter + a learned residual, pixel + feature loss",
+                     sweep=HYBRID_SWEEP),
+    "hybrid_unet": Recipe(
+        "hybrid_unet", "hybrid", MULTI_LAYER_LOSS,
+        "the family's classical filter + a three-scale residual told each image's severity "
+        "(and noise kind or resolution level), pixel + multi-layer feature loss",
+        quick=UNET_QUICK, sweep=UNET_SWEEP),
+    "hybrid_unet_objects": Recipe(
+        "hybrid_unet_objects", "hybrid", MULTI_LAYER_LOSS,
+        "hybrid_unet trained besides the gallery on ten more rendered objects per category, "
+        "severity s drawn in proportion to s, when it learns several severities (built-in data)",
+        quick=UNET_QUICK, sweep=OBJECTS_SWEEP),
+    "hybrid_unet_severe": Recipe(
+        "hybrid_unet_severe", "hybrid", SEVERE_LOSS,
+        "hybrid_unet with each batch's severity s drawn with probability proportional to "
+        f"s ** {SEVERE_BIAS:g} when it learns several (the severest levels most often)",
+        quick=UNET_QUICK, sweep=UNET_SWEEP),
+    "hybrid_unet_long": Recipe(
+        "hybrid_unet_long", "hybrid", SEVERE_LOSS,
+        "hybrid_unet_severe with twice its steps when it learns several severities "
+        f"({LONG_SWEEP['epochs']} epochs, lr halved every {LONG_SWEEP['lr_step']})",
+        quick=UNET_QUICK, sweep=LONG_SWEEP),
+    "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
+                    "one autoencoder for every family (pixel + feature loss), degradation unknown",
+                    blind=True),
+})
+
+
+def recipe_names() -> list[str]:
+    """Every recipe: the table's and one per trainable restorer not in it, sorted."""
+    return sorted(set(RECIPES) | set(restoration.networks()))
+
+
+def restorer_names() -> list[str]:
+    """What ``--restore`` accepts besides its modes: every recipe and every untrained
+    restorer of the registry (the classical filters, ``identity``), sorted."""
+    return sorted(set(recipe_names()) | set(restoration.available()))
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name``.
+
+    Raises:
+        KeyError: not a recipe (the message lists them).
+    """
+    if name in RECIPES:
+        return RECIPES[name]
+    if name in restoration.networks():
+        return Recipe(name, name, summary=f"{name}, pixel MSE")
+    raise KeyError(f"unknown restorer recipe {name!r}; available: {', '.join(recipe_names())}")
+
+
+def train_config(name: str, profile: str, degrade: str = "noise", *, sweep: bool = False,
+                 **overrides: Any) -> RestorerTrainConfig:
+    """The training settings of recipe ``name`` under ``profile``: the network's preset, then
+    the recipe's overrides (under the quick profile its ``quick`` settings, and with
+    ``sweep``, one model for several severities, its ``sweep`` settings), then ``overrides``.
+
+    Raises:
+        KeyError: not a recipe (the message lists them).
+    """
+    chosen = recipe(name)
+    preset = RestorerTrainConfig.paper if profile == "paper" else RestorerTrainConfig.quick
+    quick = profile != "paper"
+    settings = {**dict(chosen.overrides), **(dict(chosen.quick) if quick else {}),
+                **(dict(chosen.sweep) if quick and sweep else {})}
+    if isinstance(settings.get("model_options"), Mapping):
+        settings["model_options"] = dict(settings["model_options"])
+    return preset(chosen.model, degrade, **{**settings, **overrides})
