@@ -2,7 +2,10 @@
 
 ``python -m restoration.train --model dae --degrade noise --dataset synthetic --out runs/dae_noise``
 Re-running the same command resumes after the last finished epoch (``DIR/last.pt``); a larger
-``--epochs`` extends the run. ``torchrun --nproc_per_node=N -m restoration.train ...``
+``--epochs`` extends the run. It trains on the gallery split less a held-out tenth and
+validates on that tenth, the same split the experiment makes
+(:func:`robustret.train.restorer_validation.gallery_holdout` of ``--seed``); the queries are
+never used. ``torchrun --nproc_per_node=N -m restoration.train ...``
 trains with N processes (docs/distributed.md); rank 0 writes the folder and prints the result.
 """
 
@@ -22,7 +25,9 @@ from robustret.core import distributed
 from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.device import resolve_device
 from robustret.experiment.preflight import check_training_size
-from robustret.train.restorer import RestorerTrainConfig, train_restorer
+from robustret.train.restorer import train_restorer
+from robustret.train.restorer_config import RestorerTrainConfig
+from robustret.train.restorer_validation import split_gallery
 
 PROG = "python -m restoration.train"
 
@@ -49,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _checked_inputs(config: RestorerTrainConfig, out: str) -> tuple[Tensor, Tensor]:
-    """Check the output folder, device and data before training; the data's (gallery,
-    queries) images. Every problem a user can fix is a :class:`ConfigError`."""
+    """Check the output folder, device and data before training; the (training, validation)
+    images: the gallery less its held-out tenth, and that tenth
+    (:func:`robustret.train.restorer_validation.split_gallery` of ``config.seed``, as the
+    experiment holds it out). Every problem a user can fix is a :class:`ConfigError`."""
     check_writable_folder(Path(out), "out", "--out")
     try:  # under torchrun: join the process group before the first shared file
         distributed.setup(resolve_device(config.device))
@@ -64,9 +71,11 @@ def _checked_inputs(config: RestorerTrainConfig, out: str) -> tuple[Tensor, Tens
     height, width = bundle.gallery.images.shape[-2:]
     check_training_size(config.model, config.crop_size, int(height), int(width),
                         where="the profile's preset")
-    if len(bundle.gallery) == 0 or len(bundle.queries) == 0:
-        raise ConfigError(f"dataset {config.dataset!r} has an empty gallery or query split")
-    return bundle.gallery.images, bundle.queries.images
+    if len(bundle.gallery) < 2:
+        raise ConfigError(f"dataset {config.dataset!r} has {len(bundle.gallery)} gallery "
+                          "image(s); restorer training needs at least 2 (a tenth of them, at "
+                          "least one, is held out to validate it)")
+    return split_gallery(bundle.gallery.images, config.seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["epochs"] = args.epochs
     def work():  # kill ends training like Ctrl-C; last.pt stays intact
         config = preset(args.model, args.degrade, **overrides)
-        gallery, queries = _checked_inputs(config, args.out)
-        return config, train_restorer(config, args.out, train_images=gallery,
-                                      val_images=queries, tensorboard=not args.no_tensorboard)
+        train_images, val_images = _checked_inputs(config, args.out)
+        return config, train_restorer(config, args.out, train_images=train_images,
+                                      val_images=val_images, tensorboard=not args.no_tensorboard)
 
     try:
         status, outcome = run_command(PROG, work)

@@ -4,13 +4,15 @@
 degradation: ``noise``, ``blur``, ``resolution``) to
 
 - the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
-  (docs/results.md, sections 00, 00c, 00i and 00j): ``hybrid_unet_objects`` (the family's
+  (docs/results.md, sections 00, 00c, 00i and 00j): ``oracle_hybrid-objects`` (the family's
   front end + a three-scale residual told each image's severity, trained through two ResNet
   stages and the embedding, on more objects than the gallery's where the data is the built-in
   generator's, the severest levels drawn more often) for noise, the same network trained
   mostly on the severest levels and for twice the steps, on the gallery alone
-  (``hybrid_unet_long``) for low resolution, the plain ``hybrid`` for blur, whose Wiener front
-  end already gets each image's blur;
+  (``oracle_hybrid-long``) for low resolution, the plain ``hybrid`` for blur, whose Wiener front
+  end already gets each image's blur. All three are told each query's drawn degradation
+  (severity, noise kind or Haar level; the blur's ``a``, ``b``): today's ``auto`` is an
+  oracle upper bound, not what a real photo without parameters gets;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
@@ -30,7 +32,7 @@ degradation: ``noise``, ``blur``, ``resolution``) to
 family          ``auto``                  ``study``  trained on           classical (hybrid front
                                                                           end; hybrid condition)
 ==============  ========================  =========  ===================  =========================
-``noise``       ``hybrid_unet_objects``   ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper,
+``noise``       ``oracle_hybrid-objects`` ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper,
                                                                           the mixture); ``nlm``
                                                                           gaussian_noise;
                                                                           ``bilateral`` speckle
@@ -39,7 +41,7 @@ family          ``auto``                  ``study``  trained on           classi
 ``blur``        ``hybrid``                ``srcnn``  itself               ``wiener`` (gets the
                                                                           drawn ``a``, ``b``;
                                                                           front: ``wiener``; none)
-``resolution``  ``hybrid_unet_long``      ``srcnn``  itself               ``bicubic`` (gets the
+``resolution``  ``oracle_hybrid-long``    ``srcnn``  itself               ``bicubic`` (gets the
                                                                           drawn ``level``; front:
                                                                           ``identity``; level,
                                                                           severity)
@@ -61,7 +63,7 @@ from types import MappingProxyType
 import degradations
 import restoration
 from robustret.core.checks import ConfigError
-from robustret.experiment.recipes import recipe_names, restorer_names
+from robustret.experiment.recipes import base_recipes, canonical, restorer_names
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +104,21 @@ class FamilyPolicy:
 POLICY: Mapping[str, FamilyPolicy] = MappingProxyType({
     "noise": FamilyPolicy(
         network="dae", classical="median", hybrid_front="median", trained_on="noise",
-        hybrid_condition=("severity", "kind"), learned="hybrid_unet_objects",
+        hybrid_condition=("severity", "kind"), learned="oracle_hybrid-objects",
         classical_by_degradation=MappingProxyType({"gaussian_noise": "nlm",
                                                    "speckle": "bilateral"})),
     "blur": FamilyPolicy(network="srcnn", classical="wiener", hybrid_front="wiener"),
     "resolution": FamilyPolicy(network="srcnn", classical="bicubic", hybrid_front="identity",
                                hybrid_condition=("level", "severity"),
-                               learned="hybrid_unet_long"),
+                               learned="oracle_hybrid-long"),
 })
 """Family -> its restorers (the module table)."""
 
 
 def pairings(choose: str) -> str:
     """``choose`` (``learned`` or ``network``) of each family in words, for help texts:
-    e.g. ``"hybrid_unet_objects for noise, hybrid for blur, hybrid_unet_long for resolution"``."""
+    e.g. ``"oracle_hybrid-objects for noise, hybrid for blur, oracle_hybrid-long for
+    resolution"``."""
     return ", ".join(f"{getattr(rule, choose)} for {family}" for family, rule in POLICY.items())
 
 
@@ -220,13 +223,15 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
         degradation: a registered degradation name.
         mode: ``none`` (no restorer), ``auto`` (the toolkit's best learned recipe for the
             family), ``study`` (the study's pixel-trained network for the family),
-            ``classical`` (the family's classical baseline), ``all`` (every recipe, then the
-            classical baseline), or one registered restorer name.
+            ``classical`` (the family's classical baseline), ``all`` (every base recipe, not
+            the research variants, then the classical baseline), or one registered restorer
+            name (an earlier release's recipe name is translated).
     Returns:
         Registry names of ``restoration``, in the order to run them (may be empty).
     Raises:
         ConfigError: unknown degradation or mode; the message lists the valid ones.
     """
+    mode = canonical(mode)
     if mode not in MODES and mode not in restorer_names():
         raise ConfigError(f"unknown restore mode {mode!r}; use one of {', '.join(MODES)} or a "
                           f"restorer name: {', '.join(restorer_names())}")
@@ -245,4 +250,4 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
     extra = [baseline] if baseline is not None else []
     if mode == "classical":
         return extra
-    return [*recipe_names(), *extra]
+    return [*base_recipes(), *extra]

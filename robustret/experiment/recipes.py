@@ -1,22 +1,48 @@
 """Restorer recipes: a network of ``restoration`` plus how it is trained, under one name.
 
-A recipe name is what ``--restore`` and the configuration's ``[restorers.NAME]`` sections use.
-The study's pixel-trained networks keep their registry names (``dae``, ``srcnn``), so the
-study's configuration stays reproducible; the retrieval-aware variants train the same network
-with a feature term through the frozen retriever of the experiment; ``hybrid`` is a classical
-filter with a small learned residual on top. Every trainable restorer of the registry is a
-recipe of its own name (pixel loss, the profile's preset).
+A recipe name is what ``--restore`` and the configuration's ``[restorers.NAME]`` sections use,
+and it says what the restorer is (its :class:`RecipeKind`):
+
+==================  ===============  ======================================================
+name                kind             what it is
+==================  ===============  ======================================================
+``dae``, ``srcnn``  study            the study's networks, pixel loss
+``dae_retrieval``,  retrieval-aware  the same networks with a feature term through the
+``srcnn_retrieval``                  frozen retriever of the experiment
+``hybrid``          hybrid           the family's classical filter + a small learned residual
+``oracle_hybrid``   oracle           a deeper hybrid told each image's drawn severity (and
+                                     noise kind or Haar level): an upper bound, since no real
+                                     query carries those
+``blind``           blind            one autoencoder for every family, degradation unknown
+==================  ===============  ======================================================
+
+Research variants of a recipe are named ``BASE-VARIANT`` and live in :data:`VARIANTS` (e.g.
+``oracle_hybrid-objects``: trained on ten more rendered objects per category); the names of
+earlier releases still work (:data:`ALIASES`, e.g. ``hybrid_unet_objects``). Every trainable
+restorer of the registry is also a recipe of its own name (pixel loss, the profile's preset).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
 import restoration
 from robustret.train.restorer import RestorerTrainConfig
+
+
+class RecipeKind(str, Enum):
+    """What a recipe is, in the words of the tables: the closed vocabulary of recipe kinds."""
+
+    STUDY = "study"
+    RETRIEVAL_AWARE = "retrieval-aware"
+    HYBRID = "hybrid"
+    ORACLE = "oracle"
+    BLIND = "blind"
+    NETWORK = "network"  # a registered network without a recipe of its own: pixel loss
 
 
 @dataclass(frozen=True)
@@ -26,6 +52,7 @@ class Recipe:
     Attributes:
         name: the recipe's name (``--restore NAME``).
         model: the network, a name of ``restoration.networks()``.
+        kind: what the recipe is (:class:`RecipeKind`).
         overrides: training settings replacing the model's profile preset
             (fields of :class:`robustret.train.restorer.RestorerTrainConfig`).
         summary: one line for the docs and ``--help``.
@@ -42,6 +69,7 @@ class Recipe:
 
     name: str
     model: str
+    kind: RecipeKind
     overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     summary: str = ""
     blind: bool = False
@@ -70,12 +98,12 @@ UNET_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 24, "lr_step": 8, "v
 #: while it recovered 0.88-0.91 of the blur loss; docs/results.md, section 00k)
 HYBRID_SWEEP: Mapping[str, Any] = MappingProxyType({"epochs": 6, "lr_step": 2, "val_every": 2})
 
-#: ``hybrid_unet_long``'s sweep schedule: twice the steps of :data:`UNET_SWEEP`, each
+#: ``oracle_hybrid-long``'s sweep schedule: twice the steps of :data:`UNET_SWEEP`, each
 #: learning-rate phase twice as long (docs/results.md, section 00i: low resolution's recovery
 #: rose on every seed, 0.35 -> 0.49 over seeds 0-2, with 48 epochs, lr halved every 16)
 LONG_SWEEP: Mapping[str, Any] = MappingProxyType({**UNET_SWEEP, "epochs": 48, "lr_step": 16})
 
-#: ``hybrid_unet_objects``'s sweep schedule: :data:`UNET_SWEEP` with ten more rendered objects
+#: ``oracle_hybrid-objects``'s sweep schedule: :data:`UNET_SWEEP` with ten more rendered objects
 #: per category to train on (``extra_objects``; built-in data only, docs/restoration.md): noise's
 #: restorer generalised poorly from the gallery's objects to the query objects; and each batch's
 #: severity drawn in proportion to it (``severity_bias`` 1): most of noise's remaining loss was
@@ -83,7 +111,7 @@ LONG_SWEEP: Mapping[str, Any] = MappingProxyType({**UNET_SWEEP, "epochs": 48, "l
 OBJECTS_SWEEP: Mapping[str, Any] = MappingProxyType(
     {**UNET_SWEEP, "extra_objects": 10, "severity_bias": 1.0})
 
-#: ``hybrid_unet_severe``'s ``severity_bias``: severity 5 drawn 25 times as often as severity 1
+#: ``oracle_hybrid-severe``'s ``severity_bias``: severity 5 drawn 25 times as often as severity 1
 #: (docs/results.md, section 00c: low resolution loses most of its accuracy at severity 5, and
 #: bias 2 won more of it back than the uniform draw over seeds 0, 1 and 2)
 SEVERE_BIAS = 2.0
@@ -93,44 +121,75 @@ SEVERE_LOSS: Mapping[str, Any] = MappingProxyType({**MULTI_LAYER_LOSS,
                                                    "severity_bias": SEVERE_BIAS})
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType({
-    "dae": Recipe("dae", "dae", summary="the study's denoising autoencoder, pixel MSE"),
-    "srcnn": Recipe("srcnn", "srcnn", summary="the study's SRCNN, pixel MSE"),
-    "dae_feat": Recipe("dae_feat", "dae", RETRIEVAL_LOSS,
-                       "the autoencoder trained with pixel MSE + retriever feature loss"),
-    "srcnn_feat": Recipe("srcnn_feat", "srcnn", RETRIEVAL_LOSS,
-                         "SRCNN trained with pixel MSE + retriever feature loss"),
-    "hybrid": Recipe("hybrid", "hybrid", RETRIEVAL_LOSS,
+    "dae": Recipe("dae", "dae", RecipeKind.STUDY,
+                  summary="the study's denoising autoencoder, pixel MSE"),
+    "srcnn": Recipe("srcnn", "srcnn", RecipeKind.STUDY, summary="the study's SRCNN, pixel MSE"),
+    "dae_retrieval": Recipe(
+        "dae_retrieval", "dae", RecipeKind.RETRIEVAL_AWARE, RETRIEVAL_LOSS,
+        "the autoencoder trained with pixel MSE + retriever feature loss"),
+    "srcnn_retrieval": Recipe(
+        "srcnn_retrieval", "srcnn", RecipeKind.RETRIEVAL_AWARE, RETRIEVAL_LOSS,
+        "SRCNN trained with pixel MSE + retriever feature loss"),
+    "hybrid": Recipe("hybrid", "hybrid", RecipeKind.HYBRID, RETRIEVAL_LOSS,
                      "the family's classical filter + a learned residual, pixel + feature loss",
                      sweep=HYBRID_SWEEP),
-    "hybrid_unet": Recipe(
-        "hybrid_unet", "hybrid", MULTI_LAYER_LOSS,
-        "the family's classical filter + a three-scale residual told each image's severity "
-        "(and noise kind or resolution level), pixel + multi-layer feature loss",
+    "oracle_hybrid": Recipe(
+        "oracle_hybrid", "hybrid", RecipeKind.ORACLE, MULTI_LAYER_LOSS,
+        "the family's classical filter + a three-scale residual told each image's drawn "
+        "severity (and noise kind or resolution level), pixel + multi-layer feature loss",
         quick=UNET_QUICK, sweep=UNET_SWEEP),
-    "hybrid_unet_objects": Recipe(
-        "hybrid_unet_objects", "hybrid", MULTI_LAYER_LOSS,
-        "hybrid_unet trained besides the gallery on ten more rendered objects per category, "
-        "severity s drawn in proportion to s, when it learns several severities (built-in data)",
-        quick=UNET_QUICK, sweep=OBJECTS_SWEEP),
-    "hybrid_unet_severe": Recipe(
-        "hybrid_unet_severe", "hybrid", SEVERE_LOSS,
-        "hybrid_unet with each batch's severity s drawn with probability proportional to "
-        f"s ** {SEVERE_BIAS:g} when it learns several (the severest levels most often)",
-        quick=UNET_QUICK, sweep=UNET_SWEEP),
-    "hybrid_unet_long": Recipe(
-        "hybrid_unet_long", "hybrid", SEVERE_LOSS,
-        "hybrid_unet_severe with twice its steps when it learns several severities "
-        f"({LONG_SWEEP['epochs']} epochs, lr halved every {LONG_SWEEP['lr_step']})",
-        quick=UNET_QUICK, sweep=LONG_SWEEP),
-    "blind": Recipe("blind", "dae", RETRIEVAL_LOSS,
+    "blind": Recipe("blind", "dae", RecipeKind.BLIND, RETRIEVAL_LOSS,
                     "one autoencoder for every family (pixel + feature loss), degradation unknown",
                     blind=True),
 })
+"""The recipes a user types: each name says what the restorer is."""
+
+VARIANTS: Mapping[str, Recipe] = MappingProxyType({
+    "oracle_hybrid-objects": Recipe(
+        "oracle_hybrid-objects", "hybrid", RecipeKind.ORACLE, MULTI_LAYER_LOSS,
+        "oracle_hybrid trained besides the gallery on ten more rendered objects per category, "
+        "severity s drawn in proportion to s, when it learns several severities (built-in data)",
+        quick=UNET_QUICK, sweep=OBJECTS_SWEEP),
+    "oracle_hybrid-severe": Recipe(
+        "oracle_hybrid-severe", "hybrid", RecipeKind.ORACLE, SEVERE_LOSS,
+        "oracle_hybrid with each batch's severity s drawn with probability proportional to "
+        f"s ** {SEVERE_BIAS:g} when it learns several (the severest levels most often)",
+        quick=UNET_QUICK, sweep=UNET_SWEEP),
+    "oracle_hybrid-long": Recipe(
+        "oracle_hybrid-long", "hybrid", RecipeKind.ORACLE, SEVERE_LOSS,
+        "oracle_hybrid-severe with twice its steps when it learns several severities "
+        f"({LONG_SWEEP['epochs']} epochs, lr halved every {LONG_SWEEP['lr_step']})",
+        quick=UNET_QUICK, sweep=LONG_SWEEP),
+})
+"""Research variants (``BASE-VARIANT``): measured in docs/results.md, chosen by
+:mod:`robustret.experiment.policy` where they won; not part of ``--restore all``."""
+
+ALIASES: Mapping[str, str] = MappingProxyType({
+    "dae_feat": "dae_retrieval",
+    "srcnn_feat": "srcnn_retrieval",
+    "hybrid_unet": "oracle_hybrid",
+    "hybrid_unet_objects": "oracle_hybrid-objects",
+    "hybrid_unet_severe": "oracle_hybrid-severe",
+    "hybrid_unet_long": "oracle_hybrid-long",
+})
+"""Names of earlier releases -> today's: configuration files and commands keep working."""
+
+
+def canonical(name: str) -> str:
+    """Today's name of recipe or restorer ``name`` (an earlier release's name is translated;
+    any other name is returned as it is)."""
+    return ALIASES.get(name, name)
+
+
+def base_recipes() -> list[str]:
+    """The recipes ``--restore all`` runs: the table's and one per trainable restorer not in
+    it, sorted (not the research variants)."""
+    return sorted(set(RECIPES) | set(restoration.networks()))
 
 
 def recipe_names() -> list[str]:
-    """Every recipe: the table's and one per trainable restorer not in it, sorted."""
-    return sorted(set(RECIPES) | set(restoration.networks()))
+    """Every recipe: :func:`base_recipes` and the research variants, sorted."""
+    return sorted({*base_recipes(), *VARIANTS})
 
 
 def restorer_names() -> list[str]:
@@ -140,15 +199,18 @@ def restorer_names() -> list[str]:
 
 
 def recipe(name: str) -> Recipe:
-    """The recipe called ``name``.
+    """The recipe called ``name`` (an earlier release's name is translated).
 
     Raises:
         KeyError: not a recipe (the message lists them).
     """
+    name = canonical(name)
     if name in RECIPES:
         return RECIPES[name]
+    if name in VARIANTS:
+        return VARIANTS[name]
     if name in restoration.networks():
-        return Recipe(name, name, summary=f"{name}, pixel MSE")
+        return Recipe(name, name, RecipeKind.NETWORK, summary=f"{name}, pixel MSE")
     raise KeyError(f"unknown restorer recipe {name!r}; available: {', '.join(recipe_names())}")
 
 

@@ -25,7 +25,6 @@ import restoration
 from robustret.core.distributed import world_size
 from robustret.core.io import CorruptFileError, checksum_path, file_digest
 from robustret.core.keys import fingerprint, source_hash
-from robustret.core.rng import make_generator, stream_seed
 from robustret.core.tracking import RunLogger
 from robustret.data import ImageSet, RetrievalData, load_extra_objects
 from robustret.experiment.policy import (
@@ -37,14 +36,17 @@ from robustret.experiment.policy import (
 from robustret.models import build_retriever
 from robustret.retrieval import load_embeddings, write_embeddings
 from robustret.train.classifier import train_retriever
-from robustret.train.restorer import (
-    RetrievalGuide,
+from robustret.train.restorer import train_restorer
+from robustret.train.restorer_batches import (
+    DegradeFn,
     degrade_by_severity,
     draw_many,
     draw_one,
     severity_weights,
-    train_restorer,
 )
+from robustret.train.restorer_config import TRAINING_CODE as RESTORER_TRAINING_CODE
+from robustret.train.restorer_config import RestorerTrainConfig
+from robustret.train.restorer_validation import RetrievalGuide, gallery_holdout
 from robustret.train.robust import TRAINING_CODE, RobustTuneConfig, finetune_robust
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,9 @@ log = logging.getLogger(__name__)
 RETRIEVER_CODE = ("robustret.models", "robustret.train.classifier", "robustret.train.loop",
                   "robustret.train.averaging", "robustret.train.augment")
 EMBEDDING_CODE = ("robustret.models", "robustret.retrieval")
-#: (this module too: it builds a restorer's degradation draw, holdout and instance groups)
-RESTORER_CODE = ("restoration", "robustret.train.restorer", "robustret.train.loop",
-                 "robustret.train.averaging", "degradations",
-                 "robustret.experiment.trained")
+#: (the trainer's modules, the degradations, and this module: it builds a restorer's
+#: degradation draw, training set and instance groups)
+RESTORER_CODE = (*RESTORER_TRAINING_CODE, "degradations", "robustret.experiment.trained")
 #: the gallery embeddings' file beside the retriever checkpoint, named by their key
 GALLERY_FILE = "gallery_embeddings-{key}.npy"
 
@@ -255,19 +256,6 @@ def _checked_embeddings(embeddings: Tensor, path: Path) -> Tensor:
     return embeddings
 
 
-HOLDOUT_STREAM = "restorer/holdout"
-#: share of the gallery held out from restorer training, for its validation
-HOLDOUT_FRACTION = 0.1
-
-
-def gallery_holdout(size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Split gallery indices into (train, held out): a seeded tenth (at least one) is held
-    out for restorer validation, so validation never touches the queries."""
-    order = torch.randperm(size, generator=make_generator(stream_seed(seed, HOLDOUT_STREAM)))
-    held = max(1, int(size * HOLDOUT_FRACTION)) if size > 1 else 0
-    return order[held:].sort().values, order[:held].sort().values
-
-
 def instance_groups(images: ImageSet) -> Tensor | None:
     """(N,) int64 group of each image: one per (class, object instance), from the set's
     ``instance`` metadata (instance ids may repeat across classes); None where the set does
@@ -288,13 +276,14 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     """A ready restorer: a filter is built; a recipe's network is trained or reused.
 
     A network learns ``training_degradation`` on the clean gallery (less a held-out tenth,
-    :func:`gallery_holdout`, that validates it) degraded on the fly at the experiment's
-    ``severities`` (one drawn per batch when there are several, or one per image with
-    ``severity_per_image``, weighted by the section's ``severity_bias``), with the settings of
-    ``config.restorers[name]``. Recipes with a feature term train through ``retriever``, and
-    its weights are part of their key; ``gallery`` (G, D) are the gallery embeddings the
-    validation searches. A ``hybrid`` gets the front end and the conditioning of the
-    degradation's family (:func:`robustret.experiment.policy.hybrid_front_for`,
+    :func:`robustret.train.restorer_validation.gallery_holdout`, that validates it) degraded
+    on the fly at the experiment's ``severities`` (one drawn per batch when there are several,
+    or one per image with ``severity_per_image``, weighted by the section's
+    ``severity_bias``), with the settings of ``config.restorers[name]``. Recipes with a
+    feature term train through ``retriever``, and its weights are part of their key;
+    ``gallery`` (G, D) are the gallery embeddings the validation searches. A ``hybrid`` gets
+    the front end and the conditioning of the degradation's family
+    (:func:`robustret.experiment.policy.hybrid_front_for`,
     :func:`robustret.experiment.policy.hybrid_condition_for`) unless its options name them.
     """
     if name not in config.restorers:
@@ -314,37 +303,15 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
     train_config = dataclasses.replace(section, degrade=targets[0],
                                        severity=severities[len(severities) // 2],
                                        device=str(device), model_options=options)
-
-    weights = severity_weights(severities, train_config.severity_bias)
-
-    def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        target = draw_one(targets, generator)
-
-        def at(part: Tensor, severity: int) -> tuple[Tensor, dict[str, Tensor]]:
-            return degradations.apply(part, target, severity, generator=generator,
-                                      return_params=True)  # a hybrid's front end needs them
-
-        if train_config.severity_per_image:
-            return degrade_by_severity(images, draw_many(severities, len(images), generator,
-                                                         weights), at)
-        return at(images, draw_one(severities, generator, weights))
+    degrade = severity_degrade(targets, severities, train_config)
 
     train_part, held = gallery_holdout(len(data.gallery), config.seed)
     groups = instance_groups(data.gallery)
-    training = data.gallery.subset(train_part)
-    if train_config.extra_objects:
-        extra = restorer_extra_objects(config, train_config.extra_objects)
-        if extra is None:
-            log.warning("restorer %s: extra_objects = %d needs the built-in synthetic data "
-                        "(it renders them); %s has no more objects, so it trains on the "
-                        "gallery only", name, train_config.extra_objects, config.dataset)
-            train_config = dataclasses.replace(train_config, extra_objects=0)
-        else:
-            training = joined(training, extra)
-    training_groups = instance_groups(training)
+    training, train_config = _restorer_training_set(name, config, data.gallery.subset(train_part),
+                                                    train_config)
     guide = RetrievalGuide(retriever.model, retriever.content_key, gallery[train_part],
                            data.gallery.labels[train_part], data.gallery.labels[held],
-                           train_labels=training.labels, train_groups=training_groups,
+                           train_labels=training.labels, train_groups=instance_groups(training),
                            gallery_groups=None if groups is None else groups[train_part],
                            val_groups=None if groups is None else groups[held])
     steering = retriever.content_key if train_config.through_retriever else None
@@ -359,3 +326,49 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
                             tensorboard=config.tensorboard, guide=guide)
     return TrainedModel(result.model.eval(), f"{name}-{training_degradation}-{key}",
                         result.checkpoint, weights_key(result.model, result.checkpoint))
+
+
+def severity_degrade(targets: list[str], severities: list[int],
+                     train_config: RestorerTrainConfig) -> DegradeFn:
+    """The experiment's degradation of a restorer's training batch: one of ``targets`` drawn
+    per batch (:func:`robustret.train.restorer_batches.draw_one`), then one of
+    ``severities`` per batch, or one per image with ``train_config.severity_per_image``,
+    weighted by ``train_config.severity_bias``; all from the batch's generator, in that order.
+
+    Returns:
+        ``(images (B, C, H, W) in [0, 1], generator) -> (degraded (B, C, H, W) in [0, 1],
+        params)``, the drawn parameters a hybrid's front end needs.
+    """
+    weights = severity_weights(severities, train_config.severity_bias)
+
+    def degrade(images: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        target = draw_one(targets, generator)
+
+        def at(part: Tensor, severity: int) -> tuple[Tensor, dict[str, Tensor]]:
+            return degradations.apply(part, target, severity, generator=generator,
+                                      return_params=True)  # a hybrid's front end needs them
+
+        if train_config.severity_per_image:
+            return degrade_by_severity(images, draw_many(severities, len(images), generator,
+                                                         weights), at)
+        return at(images, draw_one(severities, generator, weights))
+
+    return degrade
+
+
+def _restorer_training_set(name: str, config, training: ImageSet,
+                           train_config: RestorerTrainConfig
+                           ) -> tuple[ImageSet, RestorerTrainConfig]:
+    """``training`` (the gallery less its held-out tenth) followed by the section's
+    ``extra_objects`` rendered objects (:func:`restorer_extra_objects`); where the data set
+    cannot render them, ``training`` alone (a warning says so) and a ``train_config`` with
+    ``extra_objects`` 0."""
+    if not train_config.extra_objects:
+        return training, train_config
+    extra = restorer_extra_objects(config, train_config.extra_objects)
+    if extra is None:
+        log.warning("restorer %s: extra_objects = %d needs the built-in synthetic data "
+                    "(it renders them); %s has no more objects, so it trains on the "
+                    "gallery only", name, train_config.extra_objects, config.dataset)
+        return training, dataclasses.replace(train_config, extra_objects=0)
+    return joined(training, extra), train_config

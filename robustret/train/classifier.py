@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from robustret.core.rng import make_generator, stream_seed
 from robustret.core.tracking import RunLogger
 from robustret.models.retriever import Retriever, init_retriever, load_retriever
 from robustret.train.augment import augment_batch
-from robustret.train.loop import TrainResult, step_decay, train_loop
+from robustret.train.loop import LoopSettings, TrainResult, step_decay, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -174,33 +175,56 @@ def train_retriever(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
     net = data_parallel(model, device)  # model itself on one process
-
-    def make_batches(epoch: int):
-        generator = make_generator(stream_seed(config.seed, EPOCH_STREAM, epoch))
-        order = torch.randperm(images.shape[0], generator=generator)
-        for idx in order.split(config.batch_size):
-            x = images[idx].to(device, non_blocking=True)
-            if config.augment:
-                x = augment_batch(x, generator)
-            if train_degrade is not None:
-                half = torch.rand(x.shape[0], generator=generator) < 0.5
-                if bool(half.any()):
-                    x = x.clone()
-                    x[half.to(device)] = train_degrade(x[half.to(device)], generator)
-            yield x, labels[idx].to(device, non_blocking=True)
-
-    def step(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, y = batch
-        logits = net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-        return loss, {"accuracy": float((logits.detach().argmax(1) == y).float().mean())}
-
     checkpoint = Path(out_dir) / "last.pt" if out_dir is not None else None
     return train_loop(
-        model=model, optimizer=optimizer, scheduler=scheduler, make_batches=make_batches, step=step,
-        epochs=config.epochs, checkpoint=checkpoint, fingerprint=resume_key, logger=logger, tag=tag,
-        progress=progress, extra_state={"arch": model.arch(), "config": asdict(config)},
+        model=model, optimizer=optimizer, scheduler=scheduler,
+        make_batches=partial(_epoch_batches, images, labels, config, device, train_degrade),
+        step=partial(_classifier_step, net, config.label_smoothing),
+        settings=LoopSettings(epochs=config.epochs, checkpoint=checkpoint,
+                              fingerprint=resume_key, tag=tag, progress=progress,
+                              extra_state={"arch": model.arch(), "config": asdict(config)}),
+        logger=logger,
     )
+
+
+def _epoch_batches(images: Tensor, labels: Tensor, config: RetrieverTrainConfig,
+                   device: torch.device, train_degrade: DegradeFn | None,
+                   epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """The batches of ``epoch``, made lazily: shuffled, augmented and (a random half of each,
+    with ``train_degrade``) degraded with one generator of :data:`EPOCH_STREAM`.
+
+    Args:
+        images: (N, C, H, W) float in [0, 1], the training images.
+        labels: (N,) int64 their classes.
+        config: batch size, augmentation, seed.
+        device: where the batches go.
+        train_degrade: ``(images, generator) -> images``; None: no degradation.
+        epoch: the epoch (1..).
+    Yields:
+        ``(images (B, C, H, W), labels (B,))`` on ``device``.
+    """
+    generator = make_generator(stream_seed(config.seed, EPOCH_STREAM, epoch))
+    order = torch.randperm(images.shape[0], generator=generator)
+    for idx in order.split(config.batch_size):
+        x = images[idx].to(device, non_blocking=True)
+        if config.augment:
+            x = augment_batch(x, generator)
+        if train_degrade is not None:
+            half = torch.rand(x.shape[0], generator=generator) < 0.5
+            if bool(half.any()):
+                x = x.clone()
+                x[half.to(device)] = train_degrade(x[half.to(device)], generator)
+        yield x, labels[idx].to(device, non_blocking=True)
+
+
+def _classifier_step(net: torch.nn.Module, label_smoothing: float,
+                     batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Cross-entropy (with ``label_smoothing``) of ``net`` on ``(images, labels)``, and the
+    batch's accuracy in [0, 1]."""
+    x, y = batch
+    logits = net(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    return loss, {"accuracy": float((logits.detach().argmax(1) == y).float().mean())}
 
 
 def _seeded_init(model: Retriever, seed: int) -> None:

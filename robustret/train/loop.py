@@ -12,6 +12,10 @@ gradient is the global batch's), and the epoch's loss and metrics are summed ove
 only rank 0 shows the progress bar, evaluates (its metrics are sent to the others), logs and
 writes the checkpoint. Rank 0 checks the checkpoint to resume from before the others read it,
 and every rank waits for the last checkpoint to be written before the loop returns.
+
+The objects the loop drives (model, optimizer, batches, step, ...) are :func:`train_loop`'s
+arguments; how it runs (epochs, checkpoint, fingerprint, ...) is one frozen
+:class:`LoopSettings` (or its fields as keywords).
 """
 
 from __future__ import annotations
@@ -72,25 +76,70 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """How :func:`train_loop` runs: everything but the objects it drives.
+
+    Attributes:
+        epochs: total number of epochs to reach (a resumed run only does the missing ones).
+        checkpoint: path of ``last.pt``, written atomically with a ``.sha256`` sidecar after
+            every epoch; when it exists and its ``fingerprint`` matches, training resumes after
+            its epoch. A corrupt one is moved aside with a warning and training starts over.
+            None: no checkpoint.
+        fingerprint: identifies the configuration; a checkpoint with another fingerprint is
+            never resumed from (a ``ValueError`` says so).
+        evaluate_every: run ``evaluate`` only after the epochs divisible by this (>= 1) and
+            after the last one; the other records hold the training metrics only. It never
+            changes what is learned: ``evaluate`` sees the model in ``eval()`` mode only.
+        tag: scalar prefix, e.g. ``train/retriever``.
+        progress: show a tqdm bar (None: only on a terminal).
+        extra_state: stored in the checkpoint beside the training state (config, class names).
+        average_decay: > 0 keeps an exponential moving average of the weights
+            (:class:`robustret.train.averaging.WeightAverage`, updated after every step):
+            ``evaluate`` sees the averaged weights, the checkpoint's ``model`` holds them (its
+            ``training_model`` and ``average_steps`` the raw weights and the update count, to
+            resume from) and the model holds them when the loop returns. 0: no average.
+
+    Raises:
+        ValueError: ``epochs`` < 0, ``evaluate_every`` < 1 or an ``average_decay`` outside
+            [0, 1).
+    """
+
+    epochs: int
+    checkpoint: Path | None = None
+    fingerprint: str = ""
+    evaluate_every: int = 1
+    tag: str = "train"
+    progress: bool | None = None
+    extra_state: dict[str, Any] | None = None
+    average_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.evaluate_every, bool) or not isinstance(self.evaluate_every, int) \
+                or self.evaluate_every < 1:
+            raise ValueError(
+                f"evaluate_every must be an integer >= 1, got {self.evaluate_every!r}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        check_decay(self.average_decay, "average_decay")
+        if self.checkpoint is not None:  # a str is taken too
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+
+
 def train_loop(
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     make_batches: Callable[[int], Iterable[Any]],
     step: StepFn,
-    epochs: int,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    checkpoint: str | Path | None = None,
-    fingerprint: str = "",
     evaluate: Callable[[int], dict[str, float]] | None = None,
-    evaluate_every: int = 1,
     logger: RunLogger | None = None,
-    tag: str = "train",
-    progress: bool | None = None,
-    extra_state: dict[str, Any] | None = None,
-    average_decay: float = 0.0,
+    settings: LoopSettings | None = None,
+    **options: Any,
 ) -> TrainResult:
-    """Train ``model`` for ``epochs`` epochs (numbered 1..epochs), resuming when possible.
+    """Train ``model`` for ``settings.epochs`` epochs (numbered 1..epochs), resuming when
+    possible.
 
     Args:
         model: the network, already on its device; put in ``train()`` mode each epoch. With
@@ -102,96 +151,134 @@ def train_loop(
             leading size (the global batch; each rank trains on its slice).
         step: ``batch -> (loss, metrics)``; the loop calls ``backward`` and ``optimizer.step``.
             The loss and metrics are means over the batch it is given.
-        epochs: total number of epochs to reach (a resumed run only does the missing ones).
         scheduler: stepped once per epoch.
-        checkpoint: path of ``last.pt``, written atomically with a ``.sha256`` sidecar after
-            every epoch; when it exists and its ``fingerprint`` matches, training resumes after
-            its epoch. A corrupt one is moved aside with a warning and training starts over.
-        fingerprint: identifies the configuration; a checkpoint with another fingerprint is
-            never resumed from (a ``ValueError`` says so).
-        evaluate: ``epoch -> metrics`` run after each epoch (in ``eval()`` mode).
-        evaluate_every: run ``evaluate`` only after the epochs divisible by this (>= 1) and
-            after the last one; the other records hold the training metrics only. It never
-            changes what is learned: ``evaluate`` sees the model in ``eval()`` mode only.
+        evaluate: ``epoch -> metrics`` run after each ``settings.evaluate_every``-th epoch and
+            the last (in ``eval()`` mode).
         logger: receives ``{tag}/loss``, ``{tag}/lr`` and every metric per epoch.
-        tag: scalar prefix, e.g. ``train/retriever``.
-        progress: show a tqdm bar (None: only on a terminal).
-        extra_state: stored in the checkpoint beside the training state (config, class names).
-        average_decay: > 0 keeps an exponential moving average of the weights
-            (:class:`robustret.train.averaging.WeightAverage`, updated after every step):
-            ``evaluate`` sees the averaged weights, the checkpoint's ``model`` holds them (its
-            ``training_model`` and ``average_steps`` the raw weights and the update count, to
-            resume from) and ``model`` holds them when the loop returns. 0: no average.
+        settings: a :class:`LoopSettings`.
+        **options: the fields of :class:`LoopSettings` instead of ``settings``
+            (``epochs=...``, ``checkpoint=...``, ...).
 
     Returns:
         A :class:`TrainResult`.
 
     Raises:
-        ValueError: ``epochs`` < 0, ``evaluate_every`` < 1, or a checkpoint written by
-            another configuration.
+        ValueError: bad settings (:class:`LoopSettings`), or a checkpoint written by another
+            configuration.
+        TypeError: both ``settings`` and its fields given.
     """
-    if isinstance(evaluate_every, bool) or not isinstance(evaluate_every, int) \
-            or evaluate_every < 1:
-        raise ValueError(f"evaluate_every must be an integer >= 1, got {evaluate_every!r}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    average = (WeightAverage(model, average_decay)
-               if check_decay(average_decay, "average_decay") > 0 else None)
-    result = TrainResult()
-    start_epoch = 1
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    state = None
-    if checkpoint is not None:
+    if settings is None:
+        settings = LoopSettings(**options)
+    elif options:
+        raise TypeError(f"train_loop: give settings or its fields ({', '.join(sorted(options))}),"
+                        " not both")
+    return _Loop(model, optimizer, scheduler, step, evaluate, logger, settings).run(make_batches)
+
+
+class _Loop:
+    """One run of :func:`train_loop`: resume, the epochs, a checkpoint after each."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, step: StepFn,
+                 evaluate: Callable[[int], dict[str, float]] | None, logger: RunLogger | None,
+                 settings: LoopSettings) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.step, self.evaluate, self.logger, self.settings = step, evaluate, logger, settings
+        self.average = (WeightAverage(model, settings.average_decay)
+                        if settings.average_decay > 0 else None)
+
+    def run(self, make_batches: Callable[[int], Iterable[Any]]) -> TrainResult:
+        """Resume, train the missing epochs, leave ``model`` in ``eval()`` mode."""
+        settings = self.settings
+        result = self._resumed()
+        # lazy: loaded only when a progress bar is shown
+        from tqdm.auto import tqdm
+
+        for epoch in range(result.resumed_from + 1, settings.epochs + 1):
+            self.model.train()
+            began = time.perf_counter()
+            bar = tqdm(
+                make_batches(epoch),
+                desc=f"{settings.tag} {epoch}/{settings.epochs}",
+                leave=False,
+                disable=((None if settings.progress is None else not settings.progress)
+                         if is_main() else True),
+            )
+            record = self._train_epoch(epoch, bar)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if self.evaluate is not None and (epoch % settings.evaluate_every == 0
+                                              or epoch == settings.epochs):
+                self.model.eval()
+                with self.average.swapped_in() if self.average is not None else nullcontext():
+                    record.update(broadcast(self.evaluate(epoch) if is_main() else None))
+            record["seconds"] = time.perf_counter() - began
+            result.history.append(record)
+            log.info("%s epoch %d/%d: %s", settings.tag, epoch, settings.epochs, _format(record))
+            if self.logger is not None and is_main():
+                self.logger.scalars(
+                    {k: v for k, v in record.items() if k not in ("epoch", "seconds")},
+                    step=epoch,
+                    prefix=settings.tag,
+                )
+            if settings.checkpoint is not None and is_main():
+                self._save(epoch, result.history)
+        if self.average is not None:
+            self.average.copy_into(self.model)
+        self.model.eval()
+        barrier()  # the last checkpoint is on disk before any rank reads or hashes it
+        return result
+
+    def _resumed(self) -> TrainResult:
+        """The result so far: empty, or the checkpoint's history with the model, optimizer,
+        scheduler (and weight average) loaded from it."""
+        settings, result = self.settings, TrainResult()
+        checkpoint, fingerprint, tag = settings.checkpoint, settings.fingerprint, settings.tag
+        if checkpoint is None:
+            return result
         with main_first():  # rank 0 moves a corrupt one aside before the others look
-            state = _resumable_state(checkpoint, model, fingerprint, tag, average is not None)
-    if state is not None:
+            state = _resumable_state(checkpoint, self.model, fingerprint, tag,
+                                     self.average is not None)
+        if state is None:
+            return result
         if state.get("fingerprint", "") != fingerprint:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by another configuration "
                 f"({state.get('fingerprint', '?')!r} != {fingerprint!r}); delete it or use another "
                 "output folder"
             )
-        if average is not None:  # "model" holds the average, "training_model" the raw weights
-            model.load_state_dict(state["training_model"])
-            average.load(state["model"], state["average_steps"])
+        if self.average is not None:  # "model" holds the average, "training_model" the raw
+            self.model.load_state_dict(state["training_model"])
+            self.average.load(state["model"], state["average_steps"])
         else:
-            model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
+            self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         result.history = list(state.get("history", []))
         result.resumed_from = int(state["epoch"])
-        start_epoch = result.resumed_from + 1
-        if start_epoch <= epochs:
+        if result.resumed_from + 1 <= settings.epochs:
             log.info("resuming %s from %s after epoch %d", tag, checkpoint, result.resumed_from)
         if state.get("world_size", 1) != world_size():
             log.info("%s: %s was written by %d process(es); continuing with %d", tag,
                      checkpoint, state.get("world_size", 1), world_size())
+        return result
 
-    # lazy: loaded only when a progress bar is shown
-    from tqdm.auto import tqdm
-
-    ranks = world_size()
-    for epoch in range(start_epoch, epochs + 1):
-        model.train()
-        began = time.perf_counter()
+    def _train_epoch(self, epoch: int, bar: Any) -> dict[str, float]:
+        """The steps of one epoch over ``bar`` (the tqdm-wrapped batches); its record:
+        ``epoch``, the mean ``loss``, the ``lr`` it trained at and the mean step metrics,
+        summed over the ranks."""
+        ranks = world_size()
         total, count, shown = 0.0, 0, 0.0
         sums: dict[str, float] = {}
-        batches = make_batches(epoch)
-        bar = tqdm(
-            batches,
-            desc=f"{tag} {epoch}/{epochs}",
-            leave=False,
-            disable=(None if progress is None else not progress) if is_main() else True,
-        )
         for batch in bar:
             batch, weight = shard(batch)  # one process: the whole batch, weight 1
-            loss, metrics = step(batch)
-            optimizer.zero_grad(set_to_none=True)
+            loss, metrics = self.step(batch)
+            self.optimizer.zero_grad(set_to_none=True)
             (loss if weight == 1.0 else loss * weight).backward()
-            optimizer.step()
-            if average is not None:
-                average.update()
+            self.optimizer.step()
+            if self.average is not None:
+                self.average.update()
             share = weight / ranks  # this rank's part of the global batch's mean
             shown += float(loss.detach())
             total += share * float(loss.detach())
@@ -206,52 +293,38 @@ def train_loop(
             sums = dict(zip(names, summed))
         if count == 0:
             raise ValueError(
-                f"{tag}: epoch {epoch} produced no batches; is the training set empty?"
+                f"{self.settings.tag}: epoch {epoch} produced no batches; is the training set "
+                "empty?"
             )
-        record: dict[str, float] = {
+        return {
             "epoch": epoch,
             "loss": total / count,
-            "lr": float(optimizer.param_groups[0]["lr"]),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
             **{name: value / count for name, value in sums.items()},
         }
-        if scheduler is not None:
-            scheduler.step()
-        if evaluate is not None and (epoch % evaluate_every == 0 or epoch == epochs):
-            model.eval()
-            with average.swapped_in() if average is not None else nullcontext():
-                record.update(broadcast(evaluate(epoch) if is_main() else None))
-        record["seconds"] = time.perf_counter() - began
-        result.history.append(record)
-        log.info("%s epoch %d/%d: %s", tag, epoch, epochs, _format(record))
-        if logger is not None and is_main():
-            logger.scalars(
-                {k: v for k, v in record.items() if k not in ("epoch", "seconds")},
-                step=epoch,
-                prefix=tag,
-            )
-        if checkpoint is not None and is_main():
-            atomic_save(
-                {
-                    "model": model.state_dict() if average is None else average.weights(),
-                    **({} if average is None else {"training_model": model.state_dict(),
-                                                   "average_steps": average.steps}),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "epoch": epoch,
-                    "history": result.history,
-                    "fingerprint": fingerprint,
-                    "version": __version__,
-                    "world_size": ranks,
-                    **(extra_state or {}),
-                },
-                checkpoint,
-                checksum=True,
-            )
-    if average is not None:
-        average.copy_into(model)
-    model.eval()
-    barrier()  # the last checkpoint is on disk before any rank reads or hashes it
-    return result
+
+    def _save(self, epoch: int, history: list[dict[str, float]]) -> None:
+        """Write ``last.pt`` (rank 0): the weights (the average's, with the raw ones beside
+        them), optimizer, scheduler, epoch, history, fingerprint and the extra state."""
+        settings, average = self.settings, self.average
+        assert settings.checkpoint is not None
+        atomic_save(
+            {
+                "model": self.model.state_dict() if average is None else average.weights(),
+                **({} if average is None else {"training_model": self.model.state_dict(),
+                                               "average_steps": average.steps}),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "epoch": epoch,
+                "history": history,
+                "fingerprint": settings.fingerprint,
+                "version": __version__,
+                "world_size": world_size(),
+                **(settings.extra_state or {}),
+            },
+            settings.checkpoint,
+            checksum=True,
+        )
 
 
 def _resumable_state(

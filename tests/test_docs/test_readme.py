@@ -33,3 +33,9 @@ def test_readme_names_the_two_commands() -> None:
     assert "make run" in text and "make test" in text
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci
+
+
+def test_readme_is_short() -> None:
+    """The README is the front door: details live in docs/ (docs/cli.md for the flags)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 120, f"README.md has {len(lines)} lines (at most 120): move detail to docs"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from robustret.core import interrupts
 from robustret.core import io as rio
 from robustret.core.paths import cache_dir
 from robustret.data.folder import _cache_key, decode_folder, list_images
@@ -36,7 +37,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
-# --- robustret.core.io -------------------------------------------------------------------------
+# --- robustret.core.io (atomic, checksums, interrupts) ---------------------------------------
 
 
 def test_checksummed_save_roundtrips_and_sidecar_is_sha256sum_format(tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def _dead_pid() -> int:
 
 
 def test_stale_temporaries_are_removed_a_live_writers_kept(tmp_path: Path) -> None:
-    host = rio._HOST
+    host = interrupts._HOST
     dead = tmp_path / f".last.pt.{host}-{_dead_pid()}.0a1b2c3d.tmp"
     live = tmp_path / f".last.pt.{host}-{os.getppid()}.0a1b2c3e.tmp"
     other_host = tmp_path / ".last.pt.elsewhere-1.0a1b2c3f.tmp"
@@ -272,7 +273,7 @@ def test_a_broken_condition_file_is_one_warning_naming_it(
 def test_the_condition_store_removes_stale_temporaries(tmp_path: Path) -> None:
     folder = tmp_path / ".conditions"
     folder.mkdir()
-    stale = folder / f".clean-abc.json.{rio._HOST}-{_dead_pid()}.00ff00ff.tmp"
+    stale = folder / f".clean-abc.json.{interrupts._HOST}-{_dead_pid()}.00ff00ff.tmp"
     stale.write_text("{")
     ConditionStore(folder)
     assert not stale.exists()

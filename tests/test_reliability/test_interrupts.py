@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+import robustret.core.atomic as atomic
 import robustret.core.io as rio
 from robustret.cli.experiment import main as experiment_main
 from robustret.cli.restorer_train import main as restorer_main
@@ -77,13 +78,13 @@ def test_interrupt_inside_torch_save_is_a_keyboard_interrupt(
 @pytest.mark.parametrize("moment", ["before the rename", "after the rename"])
 def test_a_file_verifies_whenever_the_write_stops(tmp_path: Path, monkeypatch, moment) -> None:
     path = rio.atomic_save({"epoch": 1}, tmp_path / "last.pt", checksum=True)
-    real_replace, real_digests = os.replace, rio._write_digests
+    real_replace, real_digests = os.replace, atomic._write_digests
     if moment == "before the rename":
         def replace(src, dst):
             if Path(dst) == path:
                 raise KeyboardInterrupt
             return real_replace(src, dst)
-        monkeypatch.setattr(rio.os, "replace", replace)
+        monkeypatch.setattr(atomic.os, "replace", replace)
     else:
         calls = []
 
@@ -92,7 +93,7 @@ def test_a_file_verifies_whenever_the_write_stops(tmp_path: Path, monkeypatch, m
             if len(calls) == 2:  # the final sidecar, after the rename
                 raise KeyboardInterrupt
             return real_digests(target, digests)
-        monkeypatch.setattr(rio, "_write_digests", write_digests)
+        monkeypatch.setattr(atomic, "_write_digests", write_digests)
     with pytest.raises(KeyboardInterrupt):
         rio.atomic_save({"epoch": 2}, path, checksum=True)
     monkeypatch.undo()

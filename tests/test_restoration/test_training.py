@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,9 @@ import torch
 import restoration
 from robustret.cli.restorer_train import build_parser, main
 from robustret.core.checks import ConfigError
-from robustret.train.restorer import RestorerTrainConfig, random_crops, train_restorer
+from robustret.train.restorer import train_restorer
+from robustret.train.restorer_batches import random_crops
+from robustret.train.restorer_config import RestorerTrainConfig
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -97,7 +100,7 @@ def test_presets_and_validation() -> None:
 
 
 def test_fingerprint_includes_the_training_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    import robustret.train.restorer as trainer
+    import robustret.train.restorer_config as trainer
 
     before = RestorerTrainConfig.quick("dae").fingerprint()
     monkeypatch.setattr(trainer, "source_hash", lambda *modules: "edited " + ",".join(modules))
@@ -126,7 +129,7 @@ def test_a_hybrid_front_end_gets_the_drawn_blur_in_training(tmp_path, monkeypatc
     """The parameters the degradation drew reach the restorer in training and validation,
     as they do at evaluation (a Wiener front end must deconvolve the blur each image got)."""
     from restoration.classical import WienerDeblur
-    from robustret.train.restorer import default_degrade
+    from robustret.train.restorer_batches import default_degrade
 
     seen: list[torch.Tensor] = []
     original = WienerDeblur.restore_raw
@@ -146,3 +149,64 @@ def test_a_hybrid_front_end_gets_the_drawn_blur_in_training(tmp_path, monkeypatc
     assert set(drawn) >= {"a", "b"}
     assert seen[0].shape == (8,) and seen[-1].shape == (4,)
     assert not torch.all(seen[0] == seen[0][0])  # per-image draws, not one assumed blur
+
+
+def test_the_training_code_names_every_module_of_the_trainer() -> None:
+    """The trainer is split by job; an edit to any of its modules must change the resume and
+    cache keys, so each is in TRAINING_CODE (and the experiment's RESTORER_CODE)."""
+    import pkgutil
+
+    import robustret.train
+    from robustret.experiment.trained import RESTORER_CODE
+    from robustret.train.restorer_config import TRAINING_CODE
+
+    modules = {f"robustret.train.{found.name}"
+               for found in pkgutil.iter_modules(robustret.train.__path__)
+               if found.name.startswith("restorer")}
+    assert len(modules) >= 5 and modules <= set(TRAINING_CODE) <= set(RESTORER_CODE)
+    assert {"robustret.train.loop", "robustret.train.averaging"} <= set(TRAINING_CODE)
+
+
+def test_the_cli_and_the_experiment_validate_on_the_same_held_out_gallery_images(
+        tmp_path, tiny_folder, monkeypatch) -> None:
+    """``python -m restoration.train`` and the experiment hand the trainer the same images:
+    the gallery less the same seeded tenth to train on, that tenth to validate on (one
+    function, ``gallery_holdout``), never the queries."""
+    from types import SimpleNamespace
+
+    import robustret.cli.restorer_train as cli
+    import robustret.experiment.trained as trained
+    from robustret.data import load
+    from robustret.experiment.config import ExperimentConfig
+    from robustret.train.restorer_validation import gallery_holdout
+
+    given: dict[str, dict] = {}
+
+    def capturing(entry: str):
+        def train(config, out_dir, **kwargs):  # stands in for training
+            given[entry] = kwargs
+            return SimpleNamespace(model=torch.nn.Identity(), final={}, history=[],
+                                   resumed_from=0, degraded_psnr=0.0, degraded_ssim=0.0,
+                                   checkpoint=Path(out_dir) / "last.pt")
+        return train
+
+    monkeypatch.setattr(cli, "train_restorer", capturing("cli"))
+    monkeypatch.setattr(trained, "train_restorer", capturing("experiment"))
+    monkeypatch.setattr(trained, "weights_key", lambda model, checkpoint: "weights")
+    dataset, seed = f"folder:{tiny_folder}", 5
+    assert main(["--model", "dae", "--degrade", "noise", "--dataset", dataset, "--seed",
+                 str(seed), "--out", str(tmp_path / "cli"), "--no-tensorboard"]) == 0
+    data = load(dataset, seed=seed)
+    config = ExperimentConfig.from_dict({"dataset": dataset, "seed": seed,
+                                         "restorers": {"dae": {}}}).resolved()
+    retriever = trained.TrainedModel(torch.nn.Identity(), "r", None, "rk")
+    trained.trained_restorer("dae", "noise", [3], config, data, "data", torch.device("cpu"),
+                             tmp_path / "models", retriever, torch.zeros(len(data.gallery), 4))
+
+    train_part, held = gallery_holdout(len(data.gallery), seed)
+    assert len(held) >= 2 and len(train_part) + len(held) == len(data.gallery)
+    from_cli, from_experiment = given["cli"], given["experiment"]
+    assert torch.equal(from_cli["val_images"], from_experiment["val_images"])
+    assert torch.equal(from_cli["val_images"], data.gallery.images[held])
+    assert torch.equal(from_cli["train_images"], from_experiment["train_images"])
+    assert torch.equal(from_cli["train_images"], data.gallery.images[train_part])

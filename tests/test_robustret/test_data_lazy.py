@@ -143,12 +143,12 @@ def test_bad_folders_and_options_fail_clearly(tmp_path: Path) -> None:
 def test_the_experiment_gives_the_same_rows_with_lazy_decoding(tiny_folder: Path,
                                                                tmp_path: Path,
                                                                monkeypatch) -> None:
-    import robustret.data.lazy as lazy_module
+    import robustret.data.class_folders as loader
     from robustret.cli.experiment import main
 
     calls = []
-    real = lazy_module.lazy_folder
-    monkeypatch.setattr(lazy_module, "lazy_folder",
+    real = loader.lazy_folder
+    monkeypatch.setattr(loader, "lazy_folder",
                         lambda *a, **k: calls.append(k) or real(*a, **k))
 
     def run(out: str, *extra: str) -> dict:

@@ -107,12 +107,13 @@ def _package(root: Path, name: str, files: dict[str, str]) -> None:
 
 
 def _fresh_source_hash(*modules: str) -> str:
-    keys._hash_of.cache_clear()  # the hash is read once per process; a test edits files
+    keys.clear_source_cache()  # the hash is read once per process; a test edits files
     return keys.source_hash(*modules)
 
 
 def test_source_hash_changes_with_the_code(tmp_path, monkeypatch) -> None:
-    _package(tmp_path, "tinypkg_a", {"__init__.py": "X = 1\n", "Sub/mod.py": "Y = 2\n"})
+    _package(tmp_path, "tinypkg_a", {"__init__.py": "from .Sub import mod\nX = 1\n",
+                                     "Sub/mod.py": "Y = 2\n", "Sub/other.py": "Z = 4\n"})
     _package(tmp_path, "tinypkg_b", {"__init__.py": "Z = 3\n"})
     monkeypatch.syspath_prepend(str(tmp_path))
     first = _fresh_source_hash("tinypkg_a")
@@ -121,14 +122,15 @@ def test_source_hash_changes_with_the_code(tmp_path, monkeypatch) -> None:
         "tinypkg_b", "tinypkg_a"
     )
     assert _fresh_source_hash("tinypkg_a", "tinypkg_b") != first
-    (tmp_path / "tinypkg_a" / "Sub" / "mod.py").write_text("Y = 3\n")
+    (tmp_path / "tinypkg_a" / "Sub" / "mod.py").write_text("Y = 3\n")  # imported: counts
     edited = _fresh_source_hash("tinypkg_a")
     assert edited != first
-    (tmp_path / "tinypkg_a" / "Sub").rename(tmp_path / "tinypkg_a" / "Other")  # same bytes, moved
-    assert _fresh_source_hash("tinypkg_a") != edited
-    assert _fresh_source_hash("tinypkg_a.Other.mod") != _fresh_source_hash("tinypkg_a")
+    (tmp_path / "tinypkg_a" / "Sub" / "other.py").write_text("Z = 5\n")  # not imported
+    assert _fresh_source_hash("tinypkg_a") == edited
+    assert _fresh_source_hash("tinypkg_a.Sub.mod") != _fresh_source_hash("tinypkg_a")
     with pytest.raises(ValueError, match="no such module"):
         keys.source_hash("tinypkg_missing")
+    keys.clear_source_cache()
 
 
 def test_map_batches_batching_changes_nothing() -> None:

@@ -11,19 +11,18 @@ import restoration
 from robustret.core.checks import ConfigError
 from robustret.experiment.config import ExperimentConfig
 from robustret.experiment.recipes import RECIPES, recipe, recipe_names, restorer_names
-from robustret.experiment.trained import gallery_holdout
 from robustret.models import build_retriever
-from robustret.train.restorer import (
-    RestorerTrainConfig,
-    RetrievalGuide,
-    _EpochBatches,
+from robustret.train.restorer import train_restorer
+from robustret.train.restorer_batches import EpochBatches
+from robustret.train.restorer_config import RestorerTrainConfig
+from robustret.train.restorer_losses import (
     class_loss,
     clean_features,
     feature_loss,
     mean_pair_distance,
     neighbour_loss,
-    train_restorer,
 )
+from robustret.train.restorer_validation import RetrievalGuide, gallery_holdout
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -113,7 +112,7 @@ def test_each_batch_carries_the_positions_of_its_own_images() -> None:
     n = 10  # image i is the constant i / n: a batch's positions name its images
     images = (torch.arange(n, dtype=torch.float32) / n).view(n, 1, 1, 1).expand(n, 1, 8, 8)
     config = _config(batch_size=3, samples_per_epoch=None)
-    batches = _EpochBatches(images.contiguous(), config, 0, lambda x, g: x, torch.device("cpu"))
+    batches = EpochBatches(images.contiguous(), config, 0, lambda x, g: x, torch.device("cpu"))
     seen = []
     for _, clean, _, _, index in batches:
         assert index.dtype == torch.int64
@@ -137,12 +136,12 @@ def test_hflip_mirrors_some_images_looks_up_their_mirrored_features_and_keeps_th
         return degrade
 
     plain_draws: list[float] = []
-    for _ in _EpochBatches(images, _config(batch_size=4, samples_per_epoch=None), 0,
+    for _ in EpochBatches(images, _config(batch_size=4, samples_per_epoch=None), 0,
                            recording(plain_draws), torch.device("cpu"), rows):
         pass
     flip_draws: list[float] = []
     mirrored = []
-    for _, clean, _, features, index in _EpochBatches(
+    for _, clean, _, features, index in EpochBatches(
             images, _config(batch_size=4, samples_per_epoch=None, hflip=True), 0,
             recording(flip_draws), torch.device("cpu"), rows):
         for image, position, row in zip(clean, index, features["embedding"][:, 0]):
@@ -322,7 +321,7 @@ def test_clean_features_are_the_retrievers_and_refused_past_the_memory_cap(
     assert got is not None and set(got) == set(layers)
     for name in layers:
         torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6)
-    monkeypatch.setattr("robustret.train.restorer.FEATURE_CACHE_BYTES", 1000)
+    monkeypatch.setattr("robustret.train.restorer_losses.FEATURE_CACHE_BYTES", 1000)
     assert clean_features(retriever, images, layers, batch_size=2,
                           device=torch.device("cpu")) is None
 
@@ -335,7 +334,7 @@ def test_training_on_the_cached_clean_features_is_training_on_fresh_ones(
                   progress=False, tensorboard=False, guide=_guide(retriever, 4))
     config = _config(epochs=2, feature_layers=("layer1", "embedding"))
     cached = train_restorer(config, tmp_path / "cached", **kwargs)
-    monkeypatch.setattr("robustret.train.restorer.FEATURE_CACHE_BYTES", 0)
+    monkeypatch.setattr("robustret.train.restorer_losses.FEATURE_CACHE_BYTES", 0)
     fresh = train_restorer(config, tmp_path / "fresh", **kwargs)
     for a, b in zip(cached.history, fresh.history):
         assert a["feature_loss"] == pytest.approx(b["feature_loss"], rel=1e-4)
@@ -499,7 +498,7 @@ def test_a_shuffled_unet_runs_its_scales_on_space_to_depth_blocks(tmp_path) -> N
 
 
 def test_severities_are_drawn_uniformly_or_weighted_by_their_power() -> None:
-    from robustret.train.restorer import draw_one, severity_weights
+    from robustret.train.restorer_batches import draw_one, severity_weights
 
     def draw_severity(severities: list[int], bias: float, g: torch.Generator) -> int:
         return draw_one(severities, g, severity_weights(severities, bias))
@@ -523,7 +522,7 @@ def test_severities_are_drawn_uniformly_or_weighted_by_their_power() -> None:
 
 
 def test_severities_drawn_per_image_follow_the_weights_in_one_call() -> None:
-    from robustret.train.restorer import draw_many, severity_weights
+    from robustret.train.restorer_batches import draw_many, severity_weights
 
     g = torch.Generator().manual_seed(0)
     drawn = draw_many([1, 2, 3, 4, 5], 5000, g, severity_weights([1, 2, 3, 4, 5], 2.0))
@@ -538,7 +537,7 @@ def test_severities_drawn_per_image_follow_the_weights_in_one_call() -> None:
 
 def test_degrade_by_severity_degrades_each_image_at_its_own_severity_in_order() -> None:
     import degradations
-    from robustret.train.restorer import degrade_by_severity
+    from robustret.train.restorer_batches import degrade_by_severity
 
     images = _images(6)
     drawn = [5, 1, 5, 3, 1, 5]
@@ -572,7 +571,7 @@ def test_degrade_by_severity_degrades_each_image_at_its_own_severity_in_order() 
 @pytest.mark.parametrize("per_image", [False, True])
 def test_the_experiments_restorer_draws_one_severity_per_batch_or_per_image(
         tmp_path, retriever, monkeypatch, per_image: bool) -> None:
-    import robustret.train.restorer as restorer_module
+    import robustret.experiment.trained as restorer_module
     from robustret.data.base import ImageSet, RetrievalData
     from robustret.experiment.trained import TrainedModel, trained_restorer
 
@@ -797,7 +796,7 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
 def test_validation_leaves_out_the_gallery_images_of_a_val_images_own_instance() -> None:
     import dataclasses
 
-    from robustret.train.restorer import _RetrievalCheck
+    from robustret.train.restorer_validation import RetrievalCheck
 
     class Flat(torch.nn.Module):
         def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -808,20 +807,20 @@ def test_validation_leaves_out_the_gallery_images_of_a_val_images_own_instance()
     guide = RetrievalGuide(Flat(), "flat", gallery, torch.tensor([0, 1, 0]), torch.tensor([0]))
     val = own.view(1, 1, 2, 2)
     pick = torch.tensor([0])
-    whole = _RetrievalCheck(guide, val, pick, torch.device("cpu"))(val, val)
+    whole = RetrievalCheck(guide, val, pick, torch.device("cpu"))(val, val)
     assert whole["val_top1_clean"] == 1.0  # it finds itself
     grouped = dataclasses.replace(guide, gallery_groups=torch.tensor([0, 1, 2]),
                                   val_groups=torch.tensor([0]))
-    honest = _RetrievalCheck(grouped, val, pick, torch.device("cpu"))(val, val)
+    honest = RetrievalCheck(grouped, val, pick, torch.device("cpu"))(val, val)
     assert honest["val_top1_clean"] == 0.0  # its own instance left out: the other class wins
     with pytest.raises(ValueError, match="gallery_groups"):
-        _RetrievalCheck(dataclasses.replace(grouped, gallery_groups=torch.tensor([0, 1])), val,
+        RetrievalCheck(dataclasses.replace(grouped, gallery_groups=torch.tensor([0, 1])), val,
                         pick, torch.device("cpu"))
 
 
 def test_the_experiments_restorer_trains_on_extra_rendered_objects(
         tmp_path, retriever, monkeypatch, caplog) -> None:
-    import robustret.train.restorer as restorer_module
+    import robustret.experiment.trained as restorer_module
     from robustret.data import load, load_extra_objects
     from robustret.experiment.trained import TrainedModel, trained_restorer
 

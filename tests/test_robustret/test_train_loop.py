@@ -9,7 +9,7 @@ from torch import nn
 from robustret.core.io import atomic_save, checksum_path, file_digest, load_checkpoint
 from robustret.core.rng import make_generator, sample_seed
 from robustret.core.tracking import RunLogger, read_metrics
-from robustret.train.loop import step_decay, train_loop
+from robustret.train.loop import LoopSettings, step_decay, train_loop
 
 SEED = 3
 
@@ -23,9 +23,10 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None, *,
          average_decay: float = 0.0, seen: list | None = None, validated: list | None = None,
-         evaluate_every: int = 1):
+         evaluate_every: int = 1, packed: bool = False):
     """Train the toy model; ``seen`` collects the weights each step starts from,
-    ``validated`` those each epoch's validation sees."""
+    ``validated`` those each epoch's validation sees; ``packed`` passes the settings as one
+    :class:`LoopSettings` rather than as keywords."""
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -45,23 +46,21 @@ def _run(epochs: int, checkpoint=None, fingerprint: str = "f", logger=None, *,
             "acc": (logits.argmax(1) == targets).float().mean()
         }
 
-    result = train_loop(
+    parts = dict(
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         make_batches=make_batches,
         step=step,
-        epochs=epochs,
-        checkpoint=checkpoint,
-        fingerprint=fingerprint,
         logger=logger,
-        tag="train/toy",
-        progress=False,
-        average_decay=average_decay,
         evaluate=None if validated is None else (
             lambda epoch: validated.append(model.weight.detach().clone()) or {"val": epoch}),
-        evaluate_every=evaluate_every,
     )
+    settings = dict(epochs=epochs, checkpoint=checkpoint, fingerprint=fingerprint,
+                    tag="train/toy", progress=False, average_decay=average_decay,
+                    evaluate_every=evaluate_every)
+    result = (train_loop(**parts, settings=LoopSettings(**settings)) if packed
+              else train_loop(**parts, **settings))
     return model, result
 
 
@@ -231,3 +230,39 @@ def test_an_averaged_run_does_not_resume_from_a_checkpoint_without_raw_weights(
 def test_a_decay_outside_zero_to_one_is_refused(decay) -> None:
     with pytest.raises(ValueError, match="average_decay|ema_decay"):
         _run(1, average_decay=decay)
+
+
+def test_settings_in_one_value_train_as_the_same_keywords(tmp_path) -> None:
+    """``settings=LoopSettings(...)`` and the same fields as keywords are one run: the same
+    weights, records and checkpoint (an averaged run, resumed, to cover every setting)."""
+    runs = {}
+    for packed in (False, True):
+        path = tmp_path / f"{packed}.pt"
+        _run(1, path, average_decay=0.5, evaluate_every=2, packed=packed, validated=[])
+        runs[packed] = _run(3, path, average_decay=0.5, evaluate_every=2, packed=packed,
+                            validated=[])
+    (model_a, result_a), (model_b, result_b) = runs[False], runs[True]
+    assert torch.equal(model_a.weight, model_b.weight) and result_b.resumed_from == 1
+    drop = ("seconds",)
+    assert ([{k: v for k, v in r.items() if k not in drop} for r in result_a.history]
+            == [{k: v for k, v in r.items() if k not in drop} for r in result_b.history])
+    saved_a = load_checkpoint(tmp_path / "False.pt")
+    saved_b = load_checkpoint(tmp_path / "True.pt")
+    assert saved_a["epoch"] == saved_b["epoch"] == 3
+    assert saved_a["average_steps"] == saved_b["average_steps"]
+
+
+def test_loop_settings_are_checked_and_not_given_twice(tmp_path) -> None:
+    assert LoopSettings(epochs=1, checkpoint=str(tmp_path / "x.pt")).checkpoint == \
+        tmp_path / "x.pt"
+    with pytest.raises(ValueError, match="epochs"):
+        LoopSettings(epochs=-1)
+    with pytest.raises(ValueError, match="evaluate_every"):
+        LoopSettings(epochs=1, evaluate_every=0)
+    with pytest.raises(ValueError, match="average_decay"):
+        LoopSettings(epochs=1, average_decay=1.0)
+    model = nn.Linear(2, 1)
+    with pytest.raises(TypeError, match="not both"):
+        train_loop(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                   make_batches=lambda epoch: [], step=lambda batch: (torch.zeros(()), {}),
+                   settings=LoopSettings(epochs=1), epochs=2)
