@@ -26,6 +26,7 @@ import degradations
 from robustret.cli.boundary import run_command
 from robustret.core import distributed
 from robustret.experiment.config import (
+    ADAPTATION_SIDES,
     DEGRADE_SIDES,
     EXECUTORS,
     INDEXES,
@@ -37,7 +38,7 @@ from robustret.experiment.config import (
     load_config_file,
 )
 from robustret.experiment.policy import pairings
-from robustret.experiment.recipes import restorer_names
+from robustret.experiment.recipes import ALIASES, restorer_names
 from robustret.experiment.runner import run
 from robustret.experiment.seeds import run_seeds
 
@@ -78,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Open the logs with: tensorboard --logdir OUT",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_data_arguments(parser)
+    _add_condition_arguments(parser, names)
+    _add_training_arguments(parser, names)
+    _add_evaluation_arguments(parser)
+    _add_run_arguments(parser)
+    return parser
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and the data: ``--dataset`` and its reader's options."""
     add = parser.add_argument
     add("--config", type=Path, metavar="FILE",
         help="TOML file with any of the settings below, or the config.json of a finished run "
@@ -93,17 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workers", type=int, metavar="N",
         help="folder data with --decode lazy: DataLoader processes that decode in parallel "
         "(default 0; dataset_options.workers)")
+
+
+def _add_condition_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """The conditions and figures of the table: degradations, severities, restoration, metric,
+    test-time adaptation, k."""
+    add = parser.add_argument
     add("--degrade", nargs="+", metavar="NAME", choices=names + ["all"],
         help=f"degradations to apply to the queries: {', '.join(names)} or all (default: noise)")
     add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
         help="severity levels 1..5 or all (default 3 = the study's parameters)")
-    add("--restore", choices=[*RESTORE_MODES, *_restorer_names()], metavar="MODE",
+    add("--restore", choices=[*RESTORE_MODES, *_restorer_names(), *ALIASES], metavar="MODE",
         help="restoration of degraded queries: auto (default; the toolkit's best learned "
         f"restorer per family, docs/results.md: {pairings('learned')}), study (the study's "
         f"pixel-trained pairing: {pairings('network')}), classical, all, none, or one "
         f"restorer: {', '.join(_restorer_names())}")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
-    add("--adapt", nargs="+", choices=["none", "queries", "both"], metavar="SIDE",
+    add("--adapt", nargs="+", choices=["none", *ADAPTATION_SIDES], metavar="SIDE",
         help="also report test-time BatchNorm adaptation of the retriever on the degraded "
         "queries: queries (only they are embedded by the adapted retriever) and/or both")
     add(
@@ -113,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="k values of top-k accuracy (default 1 5 10)",
     )
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """The profile, seed, device, folders and the retriever's training."""
+    add = parser.add_argument
     add(
         "--profile",
         choices=PROFILES,
@@ -157,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="cache of trained models (default ~/.cache/robustret)",
     )
+
+
+def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is evaluated and how: query sets, measures, degrade side, index, seeds, reference."""
+    add = parser.add_argument
     add("--queries", dest="queries_dir", type=Path, metavar="DIR",
         help="evaluate on a shareable query set written by python -m robustret.data export "
         "(verified: checksums, degradation, severity, seed and data must match the run) instead "
@@ -182,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--reference", type=Path, metavar="RESULTS_JSON",
         help="results.json of an earlier run: the summary adds the corruption-error ratio "
         "against it (mCE with our own baseline)")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where conditions are evaluated, and the output."""
+    add = parser.add_argument
     add("--jobs", type=int, metavar="N",
         help="evaluate independent conditions in N worker processes (default 1); models are "
         "trained first, once; the rows are those of --jobs 1")
@@ -191,7 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
         help="do not write TensorBoard event files")
     add("-q", "--quiet", action="store_true", help="only print the result table")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:

@@ -11,13 +11,66 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from robustret.core.keys import fingerprint
 from robustret.retrieval.metrics import K_FREE, MEASURES
+from robustret.retrieval.ranking import METRIC_NAMES
 
-QUERY_KINDS = ("clean", "degraded", "restored", "adapted")
-ADAPTATION_SIDES = ("queries", "both")
+
+@dataclass(frozen=True)
+class QueryKind:
+    """What the queries of a condition are.
+
+    Attributes:
+        name: its name in ``results.json``, CSV and the table (``"restored"``).
+        degraded: the queries are degraded: the condition names a degradation and severity.
+        restored: a restorer's output: the condition names the restorer.
+        adapted: searched by a retriever adapted on them: the condition names the side.
+    """
+
+    name: str
+    degraded: bool = True
+    restored: bool = False
+    adapted: bool = False
+
+
+#: every query kind by name, in the table's order within a degradation and severity
+QUERY_KIND_TABLE: Mapping[str, QueryKind] = MappingProxyType({kind.name: kind for kind in (
+    QueryKind("clean", degraded=False),
+    QueryKind("degraded"),
+    QueryKind("restored", restored=True),
+    QueryKind("adapted", adapted=True),
+)})
+QUERY_KINDS: tuple[str, ...] = tuple(QUERY_KIND_TABLE)
+#: which side a test-time adapted retriever embeds: the queries only, or the gallery too
+ADAPTATION_SIDES: tuple[str, ...] = ("queries", "both")
+
+
+@dataclass(frozen=True)
+class DegradeSide:
+    """Where a run applies the degradation (and the restorer): ``degrade_side``.
+
+    Attributes:
+        name: its name in configurations, ``--degrade-side``, ``results.json`` and CSV.
+        queries: the queries are degraded.
+        gallery: the gallery is degraded (and re-embedded), with its own seed stream.
+    """
+
+    name: str
+    queries: bool
+    gallery: bool
+
+
+#: every degrade side by name: ``query`` (the study), ``gallery`` (clean queries against a
+#: degraded gallery) and ``both``
+DEGRADE_SIDE_TABLE: Mapping[str, DegradeSide] = MappingProxyType({side.name: side for side in (
+    DegradeSide("query", queries=True, gallery=False),
+    DegradeSide("gallery", queries=False, gallery=True),
+    DegradeSide("both", queries=True, gallery=True),
+)})
+DEGRADE_SIDES: tuple[str, ...] = tuple(DEGRADE_SIDE_TABLE)
 
 
 @dataclass(frozen=True, order=True)
@@ -43,13 +96,14 @@ class Condition:
     def __post_init__(self) -> None:
         if self.query not in QUERY_KINDS:
             raise ValueError(f"query must be one of {', '.join(QUERY_KINDS)}; got {self.query!r}")
-        degraded = self.query != "clean"
+        kind = QUERY_KIND_TABLE[self.query]
+        degraded = kind.degraded
         if degraded != (self.degradation is not None) or degraded != (self.severity is not None):
             raise ValueError(f"a {self.query} condition needs degradation and severity "
                              f"{'set' if degraded else 'unset'}; got {self}")
-        if (self.query == "restored") != (self.restorer is not None):
+        if kind.restored != (self.restorer is not None):
             raise ValueError(f"only restored conditions name a restorer; got {self}")
-        if (self.query == "adapted") != (self.adaptation is not None):
+        if kind.adapted != (self.adaptation is not None):
             raise ValueError(f"only adapted conditions name an adaptation side; got {self}")
         if self.adaptation is not None and self.adaptation not in ADAPTATION_SIDES:
             raise ValueError(f"adaptation must be one of {', '.join(ADAPTATION_SIDES)}; "
@@ -77,9 +131,6 @@ class Condition:
         degraded queries followed by each restorer."""
         return (self.degradation or "", self.severity or 0, QUERY_KINDS.index(self.query),
                 self.restorer or self.adaptation or "")
-
-
-DEGRADE_SIDES = ("query", "gallery", "both")  # as robustret.experiment.config.DEGRADE_SIDES
 
 
 @dataclass(frozen=True)
@@ -188,16 +239,42 @@ ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "met
               "accuracy", "reused", "measure", "value", "degrade_side", "retriever_seen")
 
 
-def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:
-    """The rows whose fields equal ``fields`` (e.g. ``query="restored", metric="l2", k=1``).
+#: the row fields whose values form a closed vocabulary, and those values
+CLOSED_FIELDS: Mapping[str, tuple[object, ...]] = MappingProxyType({
+    "query": QUERY_KINDS,
+    "adaptation": (None, *ADAPTATION_SIDES),
+    "metric": METRIC_NAMES,
+    "measure": MEASURES,
+    "degrade_side": DEGRADE_SIDES,
+})
+
+
+def check_fields(fields: Mapping[str, Any]) -> None:
+    """Refuse a field rows do not have, or a value a closed field cannot take.
 
     Raises:
-        ValueError: a field name that rows do not have (the message lists them).
+        ValueError: the message names the valid fields or values.
     """
     unknown = sorted(set(fields) - set(ROW_FIELDS))
     if unknown:
         raise ValueError(f"unknown row field(s) {', '.join(unknown)}; "
                          f"rows have {', '.join(ROW_FIELDS)}")
+    for name, value in fields.items():
+        valid = CLOSED_FIELDS.get(name)
+        if valid is not None and value not in valid:
+            raise ValueError(f"unknown {name} {value!r}; valid values: "
+                             f"{', '.join(map(str, valid))}")
+
+
+def select(rows: Iterable[ResultRow], **fields: Any) -> list[ResultRow]:
+    """The rows whose fields equal ``fields`` (e.g. ``query="restored", metric="l2", k=1``).
+
+    Raises:
+        ValueError: a field name that rows do not have, or a value outside a closed field's
+            vocabulary (``query``, ``adaptation``, ``metric``, ``measure``, ``degrade_side``;
+            :data:`CLOSED_FIELDS`); the message lists the valid ones.
+    """
+    check_fields(fields)
     return [row for row in rows if all(getattr(row, k) == v for k, v in fields.items())]
 
 
@@ -206,6 +283,7 @@ def accuracy_of(rows: Iterable[ResultRow], **fields: Any) -> float:
     another ``measure`` (so a run that also reports precision@k reads as before).
 
     Raises:
+        ValueError: an unknown field or value (see :func:`select`).
         LookupError: no row or more than one row matches.
     """
     found = select(rows, **({"measure": "topk"} | fields))
@@ -218,6 +296,7 @@ def value_of(rows: Iterable[ResultRow], **fields: Any) -> float:
     """The value of the one row matching ``fields`` (e.g. ``measure="map", metric="l2"``).
 
     Raises:
+        ValueError: an unknown field or value (see :func:`select`).
         LookupError: no row or more than one row matches.
     """
     found = select(rows, **fields)

@@ -28,9 +28,9 @@ from robustret.evaluation.pipeline import (
     gallery_degradation_seed,
     restore_images,
 )
-from robustret.evaluation.results import Condition, ResultRow
+from robustret.evaluation.results import DEGRADE_SIDE_TABLE, Condition, ResultRow
 from robustret.experiment.condition_store import ConditionStore
-from robustret.experiment.config import INDEX_BACKENDS, ExperimentConfig
+from robustret.experiment.config import ExperimentConfig
 from robustret.experiment.policy import BLIND, training_degradation
 from robustret.experiment.query_sets import query_set_for
 from robustret.experiment.recipes import RECIPES
@@ -46,6 +46,7 @@ from robustret.report.index_report import (
 )
 from robustret.retrieval import GalleryIndex, extract_embeddings
 from robustret.retrieval.ann import index_spec
+from robustret.retrieval.index_kinds import INDEX_KINDS
 from robustret.retrieval.metrics import K_FREE
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,11 @@ def index_seed(config: ExperimentConfig) -> int:
 
 def check_index(config: ExperimentConfig, gallery_size: int) -> None:
     """An approximate index's options against the gallery size, before any training."""
-    backend = INDEX_BACKENDS[config.index]
-    if backend in ("torch", "faiss"):
+    kind = INDEX_KINDS[config.index]
+    if not kind.approximate:
         return
-
     try:
-        index_spec(backend, gallery_size, None, config.index_options)
+        index_spec(kind.backend, gallery_size, None, config.index_options)
     except ValueError as exc:
         raise ConfigError(f"index {config.index}: {exc}") from exc
     wide = [m for m in config.measures if m in K_FREE]
@@ -85,11 +85,11 @@ def gallery_index(config: ExperimentConfig, embeddings: Tensor, labels: Tensor, 
                   ) -> GalleryIndex:
     """The run's gallery index (``config.index``) of (G, D) ``embeddings`` for ``metric``; an
     option the gallery cannot support is a :class:`ConfigError` saying what to use."""
-    backend = INDEX_BACKENDS[config.index]
-    if backend in ("torch", "faiss"):
-        return GalleryIndex(embeddings, labels, metric, backend=backend)
+    kind = INDEX_KINDS[config.index]
+    if not kind.approximate:
+        return GalleryIndex(embeddings, labels, metric, backend=kind.backend)
     try:
-        return GalleryIndex(embeddings, labels, metric, backend=backend,
+        return GalleryIndex(embeddings, labels, metric, backend=kind.backend,
                             options=config.index_options, seed=index_seed(config))
     except ValueError as exc:
         raise ConfigError(f"index {config.index}: {exc}") from exc
@@ -154,7 +154,7 @@ class ConditionLoop:
                      index_seed(self.config)]
         if condition.severity is not None:
             salt += [degradation_seed(self.config.seed, condition.severity), self._degrading_code]
-            if self.config.degrade_side != "query":
+            if DEGRADE_SIDE_TABLE[self.config.degrade_side].gallery:
                 salt.append(gallery_degradation_seed(self.config.seed, condition.severity))
             if self.config.queries_dir is not None:  # the exported set's exact values
                 images = self.degraded(condition).images.contiguous().numpy()
@@ -189,13 +189,14 @@ class ConditionLoop:
         tick = time.perf_counter()
         data = self.data
         side = self.config.degrade_side
+        degrades = DEGRADE_SIDE_TABLE[side]
         embed, indexes = self.embed, self.indexes
         gallery_images = data.gallery.images
         if condition.adaptation is not None:
             embed, indexes = self.adapted(condition)
-        if side != "query" and condition.degradation is not None:
+        if degrades.gallery and condition.degradation is not None:
             gallery_images, indexes = self.gallery(condition, restorer)
-        query_degraded = condition.degradation is not None and side != "gallery"
+        query_degraded = condition.degradation is not None and degrades.queries
         result = evaluate_condition(
             condition, queries=data.queries.images, labels=data.queries.labels,
             embed=embed, indexes=indexes, ks=self.config.ks,

@@ -15,93 +15,73 @@ before any work starts.
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10: the backport (setup.cfg requires it there)
-    import tomli as tomllib
+from typing import Any
 
 import degradations
 from robustret.core.checks import ConfigError, check_writable_folder
-from robustret.core.device import resolve_device
 from robustret.core.keys import fingerprint
 from robustret.core.rng import stream_seed
+from robustret.data import SCHEMES
+from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES
 from robustret.experiment.cluster import check_submitit
+from robustret.experiment.config_files import load_config_file, load_toml
+from robustret.experiment.config_presets import (
+    PROFILE_IMAGE_SIZE,
+    PROFILES,
+    check_profile,
+    restorer_preset,
+    retriever_preset,
+    several,
+)
+from robustret.experiment.config_values import (
+    as_int,
+    as_ints,
+    as_path,
+    as_strings,
+    check_device,
+    index_options,
+    plain,
+)
 from robustret.experiment.policy import MODES, restorers_for
 from robustret.experiment.query_sets import check_query_sets
-from robustret.experiment.recipes import recipe, recipe_names, restorer_names, train_config
+from robustret.experiment.recipes import canonical, recipe, recipe_names, restorer_names
 from robustret.models import BACKBONES
-from robustret.retrieval.ann import check_options, import_faiss
+from robustret.retrieval.ann import import_faiss
+from robustret.retrieval.index_kinds import INDEX_KINDS, INDEXES
 from robustret.retrieval.metrics import MEASURES
+from robustret.retrieval.ranking import METRIC_NAMES
 from robustret.train.classifier import RetrieverTrainConfig
 from robustret.train.restorer import RestorerTrainConfig
 
-if TYPE_CHECKING:
-    from robustret.train.classifier import RetrieverTrainConfig
-PROFILES = ("quick", "paper")
 #: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
 RESTORE_MODES = MODES
-METRICS = ("l2", "cosine")
-#: ``--degrade-side``: where the degradation is applied
-DEGRADE_SIDES = ("query", "gallery", "both")
+#: ``--metric``: the ranking metrics (:data:`robustret.retrieval.ranking.METRICS`)
+METRICS = METRIC_NAMES
 #: ``--index``: the gallery index and the GalleryIndex backend it builds ("exact" is the
-#: torch search; the faiss-* ones but "faiss-flat" are approximate, :mod:`robustret.retrieval.ann`)
-INDEX_BACKENDS = {"exact": "torch", "faiss-flat": "faiss", "faiss-ivf": "faiss-ivf",
-                  "faiss-ivfpq": "faiss-ivfpq", "faiss-hnsw": "faiss-hnsw"}
-INDEXES = tuple(INDEX_BACKENDS)
+#: torch search; the faiss-* ones but "faiss-flat" are approximate, :mod:`robustret.retrieval.ann`;
+#: the table is :data:`robustret.retrieval.index_kinds.INDEX_KINDS`)
+INDEX_BACKENDS = {name: kind.backend for name, kind in INDEX_KINDS.items()}
 #: ``--executor``: where ``jobs`` evaluate conditions (:mod:`robustret.experiment.jobs`)
 EXECUTORS = ("local", "submitit")
-#: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).
-PROFILE_IMAGE_SIZE: dict[str, int | None] = {"quick": 64, "paper": None}
 
 __all__ = [
-    "DEGRADE_SIDES", "EXECUTORS", "INDEXES", "MEASURES", "METRICS", "PROFILES", "RESTORE_MODES",
-    "ConfigError", "ExperimentConfig", "load_config_file",
-    "fingerprint",
+    "ADAPTATION_SIDES", "DEGRADE_SIDES", "EXECUTORS", "INDEXES",
+    "INDEX_BACKENDS", "MEASURES", "METRICS", "PROFILES", "PROFILE_IMAGE_SIZE", "RESTORE_MODES",
+    "ConfigError", "ExperimentConfig", "dataset_forms", "fingerprint", "load_config_file",
+    "load_toml",
 ]
 
 
-def _int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}; got {value!r}")
-    return value
-
-
-def _strings(value: object, name: str) -> tuple[str, ...]:
-    items = (value,) if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
-        raise ConfigError(f"{name} must be a list of names; got {value!r}")
-    return tuple(items)
-
-
-def _ints(value: object, name: str, low: int, high: int | None = None) -> tuple[int, ...]:
-    items = (value,) if isinstance(value, int) else value
-    if not isinstance(items, (list, tuple)) or not items:
-        raise ConfigError(f"{name} must be a non-empty list of integers; got {value!r}")
-    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int) or v < low
-           or (high is not None and v > high)]
-    if bad:
-        span = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{name} must be integers {span}; got {list(items)}")
-    if len(set(items)) != len(items):
-        raise ConfigError(f"{name} lists a value twice: {list(items)}")
-    return tuple(items)
-
-
-def _path(value: object, name: str) -> Path | None:
-    if value is None:
-        return None
-    if isinstance(value, Path):
-        return value
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a path (a string); got {value!r}")
-    return Path(value)
+def dataset_forms() -> dict[str, str]:
+    """How ``dataset`` names each scheme of :data:`robustret.data.SCHEMES` (read at each call,
+    so a scheme is one entry there): ``"SCHEME:PATH"``, or ``"SCHEME"`` for a reader that
+    takes no path (a built-in generator)."""
+    return {name: name if "path" not in inspect.signature(reader).parameters else f"{name}:PATH"
+            for name, reader in SCHEMES.items()}
 
 
 @dataclass(frozen=True)
@@ -218,6 +198,11 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         """Normalise types (lists to tuples, strings to paths) and check simple values."""
+        self._normalise_names()
+        self._normalise_numbers()
+        self._check_choices()
+
+    def _normalise_names(self) -> None:
         set_ = object.__setattr__
         for name in ("dataset", "restore", "profile", "device", "backbone"):
             if not isinstance(getattr(self, name), str):
@@ -225,17 +210,17 @@ class ExperimentConfig:
         if not isinstance(self.dataset_options, Mapping):
             raise ConfigError(f"dataset_options must be a table; got {self.dataset_options!r}")
         set_(self, "dataset_options", dict(self.dataset_options))
-        set_(self, "degradations", _strings(self.degradations, "degradations"))
-        set_(self, "train_degrade", _strings(self.train_degrade, "train_degrade"))
-        set_(self, "robust_train", _strings(self.robust_train, "robust_train"))
-        _int(self.robust_epochs, "robust_epochs", 0)
+        set_(self, "degradations", as_strings(self.degradations, "degradations"))
+        set_(self, "train_degrade", as_strings(self.train_degrade, "train_degrade"))
+        set_(self, "robust_train", as_strings(self.robust_train, "robust_train"))
+        as_int(self.robust_epochs, "robust_epochs", 0)
         if (isinstance(self.robust_consistency, bool)
                 or not isinstance(self.robust_consistency, (int, float))
                 or self.robust_consistency < 0):
             raise ConfigError(f"robust_consistency must be a number >= 0; "
                               f"got {self.robust_consistency!r}")
-        set_(self, "metrics", _strings(self.metrics, "metrics"))
-        set_(self, "measures", _strings(self.measures, "measures"))
+        set_(self, "metrics", as_strings(self.metrics, "metrics"))
+        set_(self, "measures", as_strings(self.measures, "measures"))
         bad_measures = [m for m in self.measures if m not in MEASURES]
         if bad_measures or not self.measures or len(set(self.measures)) != len(self.measures):
             raise ConfigError(f"measures must list names from {', '.join(MEASURES)}, once "
@@ -243,41 +228,44 @@ class ExperimentConfig:
         if self.degrade_side not in DEGRADE_SIDES:
             raise ConfigError(f"degrade_side must be one of {', '.join(DEGRADE_SIDES)}; "
                               f"got {self.degrade_side!r}")
-        set_(self, "adapt", _strings(self.adapt, "adapt"))
-        bad_sides = [s for s in self.adapt if s not in ("queries", "both")]
+        set_(self, "adapt", as_strings(self.adapt, "adapt"))
+        bad_sides = [s for s in self.adapt if s not in ADAPTATION_SIDES]
         if bad_sides or len(set(self.adapt)) != len(self.adapt):
-            raise ConfigError(
-                f"adapt must list queries and/or both, once each; got {list(self.adapt)}"
-            )
-        set_(self, "index_options", _index_options(self.index, self.index_options))
-        set_(self, "severities", _ints(self.severities, "severities", 1, 5))
-        set_(self, "ks", _ints(self.ks, "ks (top-k)", 1))
-        _int(self.seed, "seed", 0)
+            raise ConfigError(f"adapt must list {' and/or '.join(ADAPTATION_SIDES)}, once each; "
+                              f"got {list(self.adapt)}")
+        set_(self, "index_options", index_options(self.index, self.index_options))
+
+    def _normalise_numbers(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "severities", as_ints(self.severities, "severities", 1, 5))
+        set_(self, "ks", as_ints(self.ks, "ks (top-k)", 1))
+        as_int(self.seed, "seed", 0)
         for name in ("out_dir", "weights", "cache_dir", "reference"):
-            set_(self, name, _path(getattr(self, name), name))
+            set_(self, name, as_path(getattr(self, name), name))
         if self.out_dir is None:
             raise ConfigError("out_dir must be a path; got None")
-        set_(self, "queries_dir", _path(self.queries_dir, "queries_dir"))
+        set_(self, "queries_dir", as_path(self.queries_dir, "queries_dir"))
         for name in ("image_size", "per_class"):
             if getattr(self, name) is not None:
-                _int(getattr(self, name), name, 1)
+                as_int(getattr(self, name), name, 1)
         for name in ("retriever_epochs", "restorer_epochs"):
             if getattr(self, name) is not None:
-                _int(getattr(self, name), name, 0)
+                as_int(getattr(self, name), name, 0)
         if not isinstance(self.tensorboard, bool):
             raise ConfigError(f"tensorboard must be true or false; got {self.tensorboard!r}")
-        if self.profile not in PROFILES:
-            raise ConfigError(
-                f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}"
-            )
+
+    def _check_choices(self) -> None:
+        set_ = object.__setattr__
+        check_profile(self.profile)
         if not self.degradations:
             raise ConfigError("at least one degradation is needed")
         bad = [m for m in self.metrics if m not in METRICS]
         if bad or not self.metrics:
             raise ConfigError(f"unknown metric {bad}; choose from {', '.join(METRICS)}")
+        set_(self, "restore", canonical(self.restore))  # an earlier release's recipe name
         if self.restorers is not None:
-            set_(self, "restorers", dict(self.restorers))
-        _int(self.jobs, "jobs", 1)
+            set_(self, "restorers", {canonical(k): v for k, v in self.restorers.items()})
+        as_int(self.jobs, "jobs", 1)
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}; "
                               f"got {self.executor!r}")
@@ -313,15 +301,13 @@ class ExperimentConfig:
             raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; "
                               f"valid keys: {', '.join(cls.field_names())}")
         values = dict(values)
-        profile = values.get("profile", "quick")
-        if profile not in PROFILES:
-            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        profile = check_profile(values.get("profile", "quick"))
         if isinstance(values.get("retriever"), Mapping):
-            values["retriever"] = _retriever_preset(profile, dict(values["retriever"]))
+            values["retriever"] = retriever_preset(profile, dict(values["retriever"]))
         if isinstance(values.get("restorers"), Mapping):
             values["restorers"] = {
-                name: (_restorer_preset(profile, name, dict(section),
-                                        sweep=_several(values.get("severities")))
+                name: (restorer_preset(profile, name, dict(section),
+                                       sweep=several(values.get("severities")))
                        if isinstance(section, Mapping) else section)
                 for name, section in values["restorers"].items()
             }
@@ -340,11 +326,11 @@ class ExperimentConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "retriever" and value is not None:
-                value = _plain(dataclasses.asdict(value))
+                value = plain(dataclasses.asdict(value))
             elif f.name == "restorers" and value is not None:
-                value = {name: _plain(dataclasses.asdict(c)) for name, c in sorted(value.items())}
+                value = {name: plain(dataclasses.asdict(c)) for name, c in sorted(value.items())}
             else:
-                value = _plain(value)
+                value = plain(value)
             out[f.name] = value
         return out
 
@@ -369,15 +355,15 @@ class ExperimentConfig:
         ``retriever_epochs`` / ``restorer_epochs`` are folded into them; the sections' seeds are
         the named streams ``"retriever"`` and ``"restorer"`` of ``seed``.
         """
-        retriever = self.retriever or _retriever_preset(self.profile, {})
+        retriever = self.retriever or retriever_preset(self.profile, {})
         changes: dict[str, Any] = {"seed": stream_seed(self.seed, "retriever")}
         if self.retriever_epochs is not None:
             changes["epochs"] = self.retriever_epochs
         retriever = dataclasses.replace(retriever, **changes)
         restorers = dict(self.restorers or {})
         for name in recipe_names():
-            restorers.setdefault(name, _restorer_preset(
-                self.profile, name, {}, sweep=_several(self.severities)))
+            restorers.setdefault(name, restorer_preset(
+                self.profile, name, {}, sweep=several(self.severities)))
         unknown = sorted(set(restorers) - set(recipe_names()))
         if unknown:
             raise ConfigError(f"restorers: {', '.join(unknown)} is not a restorer recipe; "
@@ -404,6 +390,13 @@ class ExperimentConfig:
                 data folder, output or cache folder that cannot be used. Each message says what
                 to do.
         """
+        self._validate_names()
+        self._validate_dataset()
+        self._validate_files()
+        return self
+
+    def _validate_names(self) -> None:
+        """Degradations, restorers, backbone, device and the index against what is installed."""
         known = degradations.available()
         for label, names in (
             ("degradation", self.degradations),
@@ -426,21 +419,28 @@ class ExperimentConfig:
         if self.backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {self.backbone!r}; "
                               f"available: {', '.join(BACKBONES.names())}")
-        _check_device(self.device)
-        if INDEX_BACKENDS[self.index] != "torch":
+        check_device(self.device)
+        if INDEX_KINDS[self.index].needs_faiss:
             try:
                 import_faiss()
             except ImportError as exc:
                 raise ConfigError(f"index {self.index}: {exc}") from exc
+
+    def _validate_dataset(self) -> None:
+        """``dataset``: a scheme of :data:`robustret.data.SCHEMES`, with an existing folder
+        unless it reads none."""
         scheme, _, location = self.dataset.partition(":")
-        if scheme not in ("synthetic", "smallnorb", "folder") or (
-            scheme != "synthetic" and not location
-        ):
-            raise ConfigError(f"unknown dataset {self.dataset!r}; use 'synthetic', "
-                              "'smallnorb:PATH' or 'folder:PATH'")
+        forms = dataset_forms()
+        if scheme not in forms or (forms[scheme] != scheme and not location):
+            usage = [repr(form) for form in forms.values()]
+            usage = " or ".join([", ".join(usage[:-1]), usage[-1]] if len(usage) > 1 else usage)
+            raise ConfigError(f"unknown dataset {self.dataset!r}; use {usage}")
         if location and not Path(location).is_dir():
             raise ConfigError(f"dataset folder {location} does not exist; check the path "
                               f"after '{scheme}:'")
+
+    def _validate_files(self) -> None:
+        """The reference, weights and query set files, the executor, the writable folders."""
         if self.reference is not None and not self.reference.is_file():
             raise ConfigError(f"reference {self.reference} does not exist; pass the "
                               "results.json of an earlier run")
@@ -451,7 +451,6 @@ class ExperimentConfig:
             if self.degrade_side != "query":
                 raise ConfigError(f"--queries holds degraded queries only; it cannot be used "
                                   f"with degrade_side {self.degrade_side!r} (use query)")
-
             check_query_sets(self.queries_dir, self.degradations, self.severities, self.seed)
         if self.executor == "submitit":  # installed, cluster and options known to it
             check_submitit(self.out_dir, self.executor_options)
@@ -459,115 +458,3 @@ class ExperimentConfig:
             folder = getattr(self, name)
             if folder is not None:  # a file, inside a file, or read-only
                 check_writable_folder(folder, name, flag)
-        return self
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _index_options(index: object, options: object) -> dict[str, int]:
-    """Check the index name and its options' names and kinds (values against the gallery
-    size are checked once the data is loaded, :func:`robustret.experiment.runner.run`)."""
-    if index not in INDEX_BACKENDS:
-        raise ConfigError(f"unknown index {index!r}; choose one of {', '.join(INDEXES)}")
-    if not isinstance(options, Mapping):
-        raise ConfigError(f"index_options must be a table; got {options!r}")
-    backend = INDEX_BACKENDS[index]
-    if backend in ("torch", "faiss"):
-        if options:
-            raise ConfigError(f"index_options apply to the approximate indexes "
-                              f"(faiss-ivf, faiss-ivfpq, faiss-hnsw); index {index} takes none")
-        return {}
-    try:
-        return check_options(backend, options)
-    except ValueError as exc:
-        raise ConfigError(f"index_options: {exc}") from exc
-
-
-def _check_device(spec: str) -> None:
-    try:
-        resolve_device(spec)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _section_values(cls: type, overrides: dict[str, Any], label: str) -> dict[str, Any]:
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{label}]; "
-                          f"valid: {', '.join(valid)}")
-    return {k: tuple(v) if isinstance(v, list) and k != "model_options" else v
-            for k, v in overrides.items()}
-
-
-def _retriever_preset(profile: str, overrides: dict[str, Any]) -> RetrieverTrainConfig:
-    values = _section_values(RetrieverTrainConfig, overrides, "retriever")
-    preset = RetrieverTrainConfig.paper if profile == "paper" else RetrieverTrainConfig.quick
-    try:
-        return preset(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[retriever]: {exc}") from exc
-
-
-def _several(severities: object) -> bool:
-    """Whether ``severities`` (a config value; None: the default, one) names more than one, so
-    that a restorer learns several at once (a recipe's ``sweep`` schedule)."""
-    return isinstance(severities, (list, tuple)) and len(set(severities)) > 1
-
-
-def _restorer_preset(profile: str, name: str, overrides: dict[str, Any], *,
-                     sweep: bool = False) -> RestorerTrainConfig:
-    values = _section_values(RestorerTrainConfig, overrides, f"restorers.{name}")
-    model = values.pop("model", None)
-    try:
-        section = train_config(name, profile, sweep=sweep, **values)
-        if model is not None and model != section.model:
-            raise ConfigError(f"[restorers.{name}] trains model {model!r}; recipe {name} is the "
-                              f"network {section.model!r}")
-        return section
-    except KeyError as exc:
-        raise ConfigError(f"[restorers.{name}]: {exc.args[0]}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[restorers.{name}]: {exc}") from exc
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file, or the JSON ``config.json`` a run wrote, into a dict.
-
-    A ``config.json`` also records ``world_size`` (how many processes ran it, a fact of the
-    run, not a setting: torchrun decides it); it is left out of the returned settings.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ConfigError: the file is not valid TOML / JSON.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold a JSON object of settings")
-        values.pop("world_size", None)
-        return values
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-
-
-load_toml = load_config_file

@@ -40,7 +40,7 @@ from robustret.evaluation.pipeline import (
     gallery_degradation_seed,
     search_width,
 )
-from robustret.evaluation.results import ResultRow
+from robustret.evaluation.results import DEGRADE_SIDE_TABLE, ResultRow
 from robustret.experiment.conditions import (
     ConditionLoop,
     PerQuery,
@@ -49,11 +49,13 @@ from robustret.experiment.conditions import (
     index_seed,
     load_data,
 )
-from robustret.experiment.config import INDEX_BACKENDS, ExperimentConfig
+from robustret.experiment.config import ExperimentConfig
 from robustret.experiment.jobs import run_parallel
 from robustret.experiment.plan import plan_conditions
 from robustret.experiment.preflight import check_against_data
+from robustret.experiment.record import DerivedSeeds, ResolvedRun, RunRecord, Versions
 from robustret.experiment.trained import (
+    TrainedModel,
     data_content_key,
     gallery_embeddings,
     robust_retriever,
@@ -64,14 +66,13 @@ from robustret.report.index_report import (
     IndexReport,
     write_index_report,
 )
-from robustret.report.summary import summarise_run
+from robustret.report.summary import SummaryScore, summarise_run
 from robustret.report.summary import summary_markdown as run_summary_markdown
 from robustret.report.sweep import plot_sweep, summarise_sweep, summary_markdown
 from robustret.retrieval import GalleryIndex
+from robustret.retrieval.index_kinds import INDEX_KINDS
 
 log = logging.getLogger(__name__)
-
-
 
 @dataclass
 class RunResult:
@@ -85,12 +86,14 @@ class RunResult:
         config: the resolved configuration the run used (saved as ``config.json``).
         computed, reused: how many conditions were computed in this run and reused.
         timings: seconds per stage.
-        meta: everything else written into ``results.json``.
+        meta: everything else written into ``results.json`` (``record.to_json()``).
         per_query: each row's per-query scores, ``{(condition, metric, measure, k): (Q,)}``
             (for bootstrap intervals, :mod:`robustret.experiment.seeds`; not in ``results.json``).
         summary: the summary scores (:mod:`robustret.report.summary`).
         index_report: an approximate index's recall against exact search (also written as
             ``OUT/index.json``); None for an exact index.
+        record: the typed :class:`~robustret.experiment.record.RunRecord` that ``meta`` is
+            the JSON of.
     """
 
     rows: list[ResultRow]
@@ -105,6 +108,22 @@ class RunResult:
     per_query: PerQuery = field(default_factory=dict)
     summary: list[Any] = field(default_factory=list)
     index_report: IndexReport | None = None
+    record: RunRecord | None = None
+
+
+@dataclass
+class _Stage:
+    """What the run has made so far, handed from step to step."""
+
+    config: ExperimentConfig
+    device: torch.device
+    models_dir: Path
+    timings: dict[str, float]
+    data: RetrievalData
+    data_key: str
+    retriever: TrainedModel | None = None
+    gallery_key: str = ""
+    indexes: dict[str, GalleryIndex] = field(default_factory=dict)
 
 
 def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult | None:
@@ -126,11 +145,31 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult | 
     """
     began = time.perf_counter()
     config = config.resolved().validate()
-    timings: dict[str, float] = {}
-    device = setup(resolve_device(config.device))  # under torchrun: this rank's device
-    out_dir = config.out_dir
-    models_dir = config.cache_dir or cache_dir("models")
+    stage = _load(config, setup(resolve_device(config.device)))  # torchrun: this rank's device
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    main = is_main()
+    logger = RunLogger(config.out_dir / "tb", tensorboard=config.tensorboard) if main else None
+    try:
+        _train_and_index(stage, logger)
+        loop = ConditionLoop(config, stage.data, stage.data_key, stage.retriever,
+                             stage.gallery_key, stage.indexes, stage.device, stage.models_dir,
+                             stage.timings)
+        rows = _evaluate(loop, config, main)
+        if rows is None:  # a torchrun rank above 0
+            return None
+        assert logger is not None
+        stage.timings["total_s"] = time.perf_counter() - began
+        _log_run(config, logger, rows, loop.grids, stage.data, stage.indexes, stage.data_key)
+    finally:
+        if logger is not None:
+            logger.close()
+    log.info("conditions: %d computed, %d reused", loop.computed, loop.reused)
+    return _report(stage, loop, rows, command)
 
+
+def _load(config: ExperimentConfig, device: torch.device) -> _Stage:
+    """Load the data (rank 0 first under torchrun) and check it against the configuration."""
+    timings: dict[str, float] = {}
     tick = time.perf_counter()
     with main_first():  # rank 0 decodes and caches, the others read its cache
         data = load_data(config)
@@ -138,109 +177,126 @@ def run(config: ExperimentConfig, *, command: str | None = None) -> RunResult | 
     log.info("data: %s", data.describe().replace("\n", "; "))
     check_against_data(config, data)
     check_index(config, len(data.gallery))
-    data_key = data_content_key(data)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    main = is_main()
-    logger = RunLogger(out_dir / "tb", tensorboard=config.tensorboard) if main else None
-    try:
-        tick = time.perf_counter()
-        retriever = trained_retriever(config, data, data_key, device, models_dir, logger)
-        if config.robust_train:
-            retriever = robust_retriever(config, data, retriever, device, models_dir, logger)
-        timings["retriever_s"] = time.perf_counter() - tick
+    return _Stage(config, device, config.cache_dir or cache_dir("models"), timings, data,
+                  data_content_key(data))
 
-        tick = time.perf_counter()
-        with main_first():  # rank 0 embeds and caches, the others read the cache
-            embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images, device)
-        indexes = {metric: gallery_index(config, embeddings, data.gallery.labels, metric)
-                   for metric in config.metrics}
-        timings["gallery_index_s"] = time.perf_counter() - tick
 
-        loop = ConditionLoop(config, data, data_key, retriever, gallery_key, indexes, device,
-                              models_dir, timings)
-        plan = plan_conditions(config)
-        if world_size() > 1:  # the networks train on every rank; rank 0 alone evaluates
-            loop.train_restorers(plan)
-            if not main:
-                return None
-        assert logger is not None
-        if config.jobs > 1 or config.executor != "local":  # worker processes or jobs
+def _train_and_index(stage: _Stage, logger: RunLogger | None) -> None:
+    """Train (or reuse) the retriever, robust fine-tuning included, embed the gallery and
+    index it for each metric."""
+    config, data, timings = stage.config, stage.data, stage.timings
+    tick = time.perf_counter()
+    retriever = trained_retriever(config, data, stage.data_key, stage.device, stage.models_dir,
+                                  logger)
+    if config.robust_train:
+        retriever = robust_retriever(config, data, retriever, stage.device, stage.models_dir,
+                                     logger)
+    timings["retriever_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    with main_first():  # rank 0 embeds and caches, the others read the cache
+        embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images,
+                                                     stage.device)
+    stage.indexes = {metric: gallery_index(config, embeddings, data.gallery.labels, metric)
+                     for metric in config.metrics}
+    timings["gallery_index_s"] = time.perf_counter() - tick
+    stage.retriever, stage.gallery_key = retriever, gallery_key
 
-            rows = run_parallel(loop, plan)
-        else:
-            rows = loop.run(plan)
-        timings["total_s"] = time.perf_counter() - began
-        _log_run(config, logger, rows, loop.grids, data, indexes, data_key)
-    finally:
-        if logger is not None:
-            logger.close()
-    log.info("conditions: %d computed, %d reused", loop.computed, loop.reused)
-    index_report = None
-    if INDEX_BACKENDS[config.index] not in ("torch", "faiss"):
-        index_report = IndexReport(
-            config.index, max(config.ks),
-            search_width(indexes[config.metrics[0]], data.queries.labels,
-                         measures=config.measures, ks=config.ks),
-            {metric: index.describe() for metric, index in indexes.items()},
-            tuple(loop.recalls), tuple(loop.reused_names))
-        write_index_report(out_dir / "index.json", index_report)
-        log.info("%s -> %s", index_report.line(), out_dir / "index.json")
 
-    extra = ""
-    if len(config.severities) > 1:
-        metric, k = config.metrics[0], min(config.ks)
-        plot_path = plot_sweep(rows, out_dir / "sweep.png", metric=metric, k=k)
-        summary = summarise_sweep(rows, metric=metric, k=k)
-        atomic_write_json(out_dir / "sweep_summary.json", [item.to_dict() for item in summary])
-        extra = summary_markdown(summary, metric=metric, k=k) + f"\n![sweep]({plot_path.name})\n"
+def _evaluate(loop: ConditionLoop, config: ExperimentConfig, main: bool
+              ) -> list[ResultRow] | None:
+    """Every planned condition's rows, in plan order; None on a torchrun rank above 0 (the
+    networks train on every rank; rank 0 alone evaluates)."""
+    plan = plan_conditions(config)
+    if world_size() > 1:
+        loop.train_restorers(plan)
+        if not main:
+            return None
+    if config.jobs > 1 or config.executor != "local":  # worker processes or jobs
+        return run_parallel(loop, plan)
+    return loop.run(plan)
+
+
+def _report(stage: _Stage, loop: ConditionLoop, rows: list[ResultRow], command: str | None
+            ) -> RunResult:
+    """Write the index report, the sweep and run summaries, ``config.json`` and the results."""
+    config, out_dir = stage.config, stage.config.out_dir
+    index_report = _index_report(stage, loop)
+    extra = _sweep_markdown(config, rows)
     reference = _reference_rows(config.reference) if config.reference is not None else None
     scores = summarise_run(rows, reference)
     headline = (config.metrics[0], "topk", min(config.ks))
     extra = "\n".join(part for part in (
         run_summary_markdown(scores, metric=headline[0], measure="topk", k=headline[2]),
         extra) if part)
-    meta = {
-        "summary": [score.to_dict() for score in scores],
-        "config": config.to_dict(),
-        "command": command,
-        "seed": config.seed,
-        "derived_seeds": {
-            "degrade": {s: degradation_seed(config.seed, s) for s in config.severities},
-            **({"degrade_gallery": {s: gallery_degradation_seed(config.seed, s)
-                                    for s in config.severities}}
-               if config.degrade_side != "query" else {}),
-            "retriever": config.retriever.seed,
-            **({"index": index_seed(config)} if config.index != "exact" else {}),
-        },
-        "resolved": {
-            "device": str(device),
-            # a network trained here depends on it (float sums in another order): README
-            "threads": torch.get_num_threads(),
-            "retriever_key": retriever.key,
-            "data_key": data_key,
-            "retriever_checkpoint": str(retriever.checkpoint),
-            "gallery_key": gallery_key,
-            "gallery_size": len(data.gallery),
-            "query_size": len(data.queries),
-            "classes": list(data.class_names),
-            "index": {metric: index.describe() for metric, index in indexes.items()},
-        },
-        "conditions": {"computed": loop.computed, "reused": loop.reused},
-        "world_size": world_size(),
-        "versions": {
-            "robustret": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "timings": timings,
-    }
+    record = _record(stage, loop, scores, command)
+    meta = record.to_json()
     atomic_write_json(out_dir / "config.json", {**config.to_dict(), "world_size": world_size()})
     paths = write_results(out_dir, rows, meta, extra_markdown=extra)
     return RunResult(rows=rows, table="\n".join(table_lines(rows, markdown=False)), paths=paths,
                      tensorboard_dir=out_dir / "tb" if config.tensorboard else None,
-                     config=config, computed=loop.computed, reused=loop.reused, timings=timings,
-                     meta=meta, per_query=loop.per_query, summary=scores,
-                     index_report=index_report)
+                     config=config, computed=loop.computed, reused=loop.reused,
+                     timings=stage.timings, meta=meta, per_query=loop.per_query, summary=scores,
+                     index_report=index_report, record=record)
+
+
+def _index_report(stage: _Stage, loop: ConditionLoop) -> IndexReport | None:
+    """An approximate index's recall against exact search, written as ``OUT/index.json``;
+    None for an exact index."""
+    config = stage.config
+    if not INDEX_KINDS[config.index].approximate:
+        return None
+    indexes = stage.indexes
+    index_report = IndexReport(
+        config.index, max(config.ks),
+        search_width(indexes[config.metrics[0]], stage.data.queries.labels,
+                     measures=config.measures, ks=config.ks),
+        {metric: index.describe() for metric, index in indexes.items()},
+        tuple(loop.recalls), tuple(loop.reused_names))
+    write_index_report(config.out_dir / "index.json", index_report)
+    log.info("%s -> %s", index_report.line(), config.out_dir / "index.json")
+    return index_report
+
+
+def _sweep_markdown(config: ExperimentConfig, rows: list[ResultRow]) -> str:
+    """For a severity sweep: its plot, ``sweep_summary.json`` and their markdown; else ''."""
+    if len(config.severities) <= 1:
+        return ""
+    out_dir = config.out_dir
+    metric, k = config.metrics[0], min(config.ks)
+    plot_path = plot_sweep(rows, out_dir / "sweep.png", metric=metric, k=k)
+    summary = summarise_sweep(rows, metric=metric, k=k)
+    atomic_write_json(out_dir / "sweep_summary.json", [item.to_dict() for item in summary])
+    return summary_markdown(summary, metric=metric, k=k) + f"\n![sweep]({plot_path.name})\n"
+
+
+def _record(stage: _Stage, loop: ConditionLoop, scores: list[SummaryScore],
+            command: str | None) -> RunRecord:
+    """The run's :class:`RunRecord` (``results.json`` beside its rows)."""
+    config, data, retriever = stage.config, stage.data, stage.retriever
+    assert retriever is not None and config.retriever is not None
+    gallery_side = DEGRADE_SIDE_TABLE[config.degrade_side].gallery
+    seeds = DerivedSeeds(
+        degrade={s: degradation_seed(config.seed, s) for s in config.severities},
+        retriever=config.retriever.seed,
+        degrade_gallery=({s: gallery_degradation_seed(config.seed, s)
+                          for s in config.severities} if gallery_side else None),
+        index=index_seed(config) if config.index != "exact" else None)
+    resolved = ResolvedRun(
+        device=str(stage.device),
+        # a network trained here depends on it (float sums in another order): README
+        threads=torch.get_num_threads(),
+        retriever_key=retriever.key, data_key=stage.data_key,
+        retriever_checkpoint=str(retriever.checkpoint), gallery_key=stage.gallery_key,
+        gallery_size=len(data.gallery), query_size=len(data.queries),
+        classes=tuple(data.class_names),
+        index={metric: index.describe() for metric, index in stage.indexes.items()})
+    return RunRecord(
+        summary=tuple(scores), config=config, command=command, seed=config.seed,
+        derived_seeds=seeds, resolved=resolved, computed=loop.computed, reused=loop.reused,
+        world_size=world_size(),
+        versions=Versions(robustret=__version__, torch=torch.__version__,
+                          python=platform.python_version()),
+        timings=stage.timings)
 
 
 def _reference_rows(path: Path) -> list[ResultRow]:

@@ -26,14 +26,15 @@ from typing import Any
 
 from robustret.core.io import atomic_write_json, atomic_write_text
 from robustret.evaluation.results import ROW_FIELDS, Condition, ResultRow
+from robustret.retrieval.metrics import MEASURE_TABLE
+from robustret.retrieval.ranking import METRICS
 
-METRIC_TITLES = {"l2": "L2", "cosine": "cosine"}
+#: column titles per metric, in table order (:data:`robustret.retrieval.ranking.METRICS`)
+METRIC_TITLES = {name: metric.title for name, metric in METRICS.items()}
 #: column titles per measure (``{k}`` filled in for the k-measures)
-MEASURE_TITLES = {"topk": "top-{k}", "precision": "P@{k}", "recall": "R@{k}", "map": "mAP",
-                  "map_at_r": "MAP@R", "r_precision": "R-prec"}
-MEASURE_NAMES = {"topk": "Top-k matching accuracy", "precision": "Precision@k",
-                 "recall": "Recall@k", "map": "Mean average precision (full ranking)",
-                 "map_at_r": "MAP@R", "r_precision": "R-precision"}
+MEASURE_TITLES = {name: measure.title for name, measure in MEASURE_TABLE.items()}
+#: section headings per measure
+MEASURE_NAMES = {name: measure.long_name for name, measure in MEASURE_TABLE.items()}
 
 
 def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True,

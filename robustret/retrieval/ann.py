@@ -44,12 +44,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from robustret.retrieval.index_kinds import APPROXIMATE
 from robustret.retrieval.ranking import order_ties
 
 log = logging.getLogger(__name__)
 
-#: approximate index kinds, as ``GalleryIndex(backend=...)`` names them
-KINDS = ("faiss-ivf", "faiss-ivfpq", "faiss-hnsw")
+#: approximate index kinds, as ``GalleryIndex(backend=...)`` names them (the approximate
+#: entries of :data:`robustret.retrieval.index_kinds.INDEX_KINDS`; each has a spec in SPECS)
+KINDS = APPROXIMATE
 #: faiss asks for at least this many training points per k-means centroid
 MIN_POINTS_PER_CENTROID = 39
 INSTALL_HINT = "pip install 'robustret[faiss]'"
@@ -84,6 +86,8 @@ class IVFSpec:
     nprobe: int
     train_size: int
     kind: ClassVar[str] = "faiss-ivf"
+    #: the options :meth:`ApproximateIndex.tune` changes without rebuilding
+    search_options: ClassVar[tuple[str, ...]] = ("nprobe",)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class IVFPQSpec:
     nbits: int
     refine: int = 0
     kind: ClassVar[str] = "faiss-ivfpq"
+    #: the options :meth:`ApproximateIndex.tune` changes without rebuilding
+    search_options: ClassVar[tuple[str, ...]] = ("nprobe", "refine")
 
 
 @dataclass(frozen=True)
@@ -121,16 +127,19 @@ class HNSWSpec:
     ef_construction: int = 40
     ef_search: int = 64
     kind: ClassVar[str] = "faiss-hnsw"
+    #: the options :meth:`ApproximateIndex.tune` changes without rebuilding
+    search_options: ClassVar[tuple[str, ...]] = ("ef_search",)
 
 
 AnnSpec = IVFSpec | IVFPQSpec | HNSWSpec
 SPECS: dict[str, type[IVFSpec] | type[IVFPQSpec] | type[HNSWSpec]] = {
     spec.kind: spec for spec in (IVFSpec, IVFPQSpec, HNSWSpec)
 }
+if tuple(SPECS) != KINDS:  # pragma: no cover - a kind added to one table but not the other
+    raise ImportError(f"approximate index kinds {KINDS} and specs {tuple(SPECS)} disagree")
 _MINIMUM = {"refine": 0, "M": 2}
-#: the options :meth:`ApproximateIndex.tune` changes without rebuilding
-SEARCH_OPTIONS = {"faiss-ivf": ("nprobe",), "faiss-ivfpq": ("nprobe", "refine"),
-                  "faiss-hnsw": ("ef_search",)}
+#: the options :meth:`ApproximateIndex.tune` changes without rebuilding, per kind
+SEARCH_OPTIONS = {kind: spec.search_options for kind, spec in SPECS.items()}
 
 
 def option_names(kind: str) -> tuple[str, ...]:

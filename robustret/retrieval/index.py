@@ -39,21 +39,16 @@ from torch import Tensor
 
 from robustret.core.checks import check_embeddings, check_labels
 from robustret.retrieval import ann
+from robustret.retrieval.index_kinds import APPROXIMATE, BACKENDS, EXACT_BACKENDS, backend_kind
 from robustret.retrieval.ranking import Metric, get_metric, order_ties
 
 log = logging.getLogger(__name__)
 
-
-
-#: approximate backends (:mod:`robustret.retrieval.ann`)
-APPROXIMATE = ("faiss-ivf", "faiss-ivfpq", "faiss-hnsw")
-BACKENDS = ("torch", "faiss", *APPROXIMATE)
+__all__ = ["APPROXIMATE", "BACKENDS", "EXACT_BACKENDS", "GalleryIndex", "search"]
 
 
 def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if backend.startswith("faiss"):
+    if backend_kind(backend).needs_faiss:  # unknown: ValueError listing the backends
         try:
             # lazy: optional dependency (extra 'faiss')
             import faiss  # noqa: F401
@@ -228,7 +223,8 @@ def _search(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     _check_backend(backend)
     if backend in APPROXIMATE:
-        raise ValueError(f"search() is exact (backend 'torch' or 'faiss'); for {backend!r} "
+        exact = " or ".join(map(repr, EXACT_BACKENDS))
+        raise ValueError(f"search() is exact (backend {exact}); for {backend!r} "
                          f"build GalleryIndex(embeddings, labels, backend={backend!r})")
     if queries.shape[0] == 0:
         return (

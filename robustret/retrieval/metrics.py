@@ -6,20 +6,14 @@ Conventions: ``retrieved_labels`` is (Q, K) int64, the classes of each query's r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 from torch import Tensor
 
 from robustret.core.checks import check_labels
-
-#: measures of a run (``--measures``): the study's top-k hit rate, precision@k, recall@k, and
-#: the k-free mean average precision (full ranking), MAP@R and R-precision
-MEASURES = ("topk", "precision", "recall", "map", "map_at_r", "r_precision")
-#: the measures without a k (one value per query over the ranking)
-K_FREE = ("map", "map_at_r", "r_precision")
-#: the measures that need the gallery's class counts
-NEEDS_COUNTS = ("recall", "map", "map_at_r", "r_precision")
 
 
 def _hits(retrieved_labels: Tensor, query_labels: Tensor) -> Tensor:
@@ -173,6 +167,98 @@ def r_precision(retrieved_labels: Tensor, query_labels: Tensor, gallery_class_co
     return _per_class(values, query_labels) if per_class else float(values.mean())
 
 
+@dataclass(frozen=True)
+class _Ranking:
+    """One search's ranked classes and what the measures compute from them."""
+
+    retrieved_labels: Tensor  # (Q, K)
+    query_labels: Tensor  # (Q,)
+    gallery_class_counts: Tensor | None  # (C,)
+    hits: Tensor  # (Q, K) float 0/1
+    relevant: Tensor | None  # (Q,) relevant gallery items of each query
+
+
+def _topk_scores(ranking: _Ranking, k: int | None) -> Tensor:
+    return ranking.hits[:, :k].amax(dim=1)
+
+
+def _precision_scores(ranking: _Ranking, k: int | None) -> Tensor:
+    return ranking.hits[:, :k].mean(dim=1)
+
+
+def _recall_scores(ranking: _Ranking, k: int | None) -> Tensor:
+    return ranking.hits[:, :k].sum(dim=1) / ranking.relevant
+
+
+def _map_scores(ranking: _Ranking, k: int | None) -> Tensor:
+    return average_precisions(ranking.retrieved_labels, ranking.query_labels,
+                              ranking.gallery_class_counts)
+
+
+def _map_at_r_scores(ranking: _Ranking, k: int | None) -> Tensor:
+    return average_precisions(ranking.retrieved_labels, ranking.query_labels,
+                              ranking.gallery_class_counts, at_r=True)
+
+
+def _r_precision_scores(ranking: _Ranking, k: int | None) -> Tensor:
+    return r_precisions(ranking.retrieved_labels, ranking.query_labels,
+                        ranking.gallery_class_counts)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A retrieval measure of a run (``--measures``).
+
+    Attributes:
+        name: its name in configurations, flags, ``results.json`` and CSV.
+        takes_k: evaluated at each k of ``ks`` (``topk``, ``precision``, ``recall``); False
+            for the k-free measures (one value per query over the ranking).
+        needs_counts: needs the gallery's class counts (the relevant items of each query).
+        title: a table column's title, ``{k}`` filled in for a k-measure (``"P@{k}"``).
+        long_name: a section heading (``"Precision@k"``).
+        scores: ``(ranking, k) -> (Q,)`` each query's score (k None for a k-free measure).
+    """
+
+    name: str
+    takes_k: bool
+    needs_counts: bool
+    title: str
+    long_name: str
+    scores: Callable[[_Ranking, int | None], Tensor]
+
+
+#: every measure by name, in ``--measures`` order: the study's top-k hit rate, precision@k,
+#: recall@k, and the k-free mean average precision (full ranking), MAP@R and R-precision;
+#: adding a measure is one entry here
+MEASURE_TABLE: Mapping[str, Measure] = MappingProxyType({measure.name: measure for measure in (
+    Measure("topk", True, False, "top-{k}", "Top-k matching accuracy", _topk_scores),
+    Measure("precision", True, False, "P@{k}", "Precision@k", _precision_scores),
+    Measure("recall", True, True, "R@{k}", "Recall@k", _recall_scores),
+    Measure("map", False, True, "mAP", "Mean average precision (full ranking)", _map_scores),
+    Measure("map_at_r", False, True, "MAP@R", "MAP@R", _map_at_r_scores),
+    Measure("r_precision", False, True, "R-prec", "R-precision", _r_precision_scores),
+)})
+#: measures of a run (``--measures``), the names of :data:`MEASURE_TABLE`
+MEASURES: tuple[str, ...] = tuple(MEASURE_TABLE)
+#: the measures without a k (one value per query over the ranking)
+K_FREE: tuple[str, ...] = tuple(m.name for m in MEASURE_TABLE.values() if not m.takes_k)
+#: the measures that need the gallery's class counts
+NEEDS_COUNTS: tuple[str, ...] = tuple(m.name for m in MEASURE_TABLE.values() if m.needs_counts)
+
+
+def get_measure(name: str) -> Measure:
+    """The :class:`Measure` called ``name``.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    try:
+        return MEASURE_TABLE[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown measure {name!r}; choose from {', '.join(MEASURES)}") from None
+
+
 def per_query_scores(retrieved_labels: Tensor, query_labels: Tensor, measures: Sequence[str],
                      ks: Sequence[int], gallery_class_counts: Tensor | None = None
                      ) -> dict[tuple[str, int | None], Tensor]:
@@ -195,30 +281,18 @@ def per_query_scores(retrieved_labels: Tensor, query_labels: Tensor, measures: S
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
         raise ValueError(f"unknown measure(s) {unknown}; choose from {', '.join(MEASURES)}")
-    if gallery_class_counts is None and any(m in NEEDS_COUNTS for m in measures):
+    chosen = [MEASURE_TABLE[m] for m in measures]
+    counted = any(m.needs_counts for m in chosen)
+    if gallery_class_counts is None and counted:
         raise ValueError(f"measures {', '.join(NEEDS_COUNTS)} need gallery_class_counts")
     hits = _hits(retrieved_labels, query_labels).float()  # (Q, K)
-    if any(m not in K_FREE for m in measures):
+    if any(m.takes_k for m in chosen):
         _check_ks(ks, hits.shape[1])
     relevant = (_relevant_counts(query_labels, gallery_class_counts)
-                if gallery_class_counts is not None and any(m in NEEDS_COUNTS for m in measures)
-                else None)
+                if gallery_class_counts is not None and counted else None)
+    ranking = _Ranking(retrieved_labels, query_labels, gallery_class_counts, hits, relevant)
     out: dict[tuple[str, int | None], Tensor] = {}
-    for measure in measures:
-        if measure in K_FREE:
-            if measure == "r_precision":
-                out[(measure, None)] = r_precisions(retrieved_labels, query_labels,
-                                                    gallery_class_counts)
-            else:
-                out[(measure, None)] = average_precisions(
-                    retrieved_labels, query_labels, gallery_class_counts,
-                    at_r=measure == "map_at_r")
-            continue
-        for k in ks:
-            if measure == "topk":
-                out[(measure, k)] = hits[:, :k].amax(dim=1)
-            elif measure == "precision":
-                out[(measure, k)] = hits[:, :k].mean(dim=1)
-            else:
-                out[(measure, k)] = hits[:, :k].sum(dim=1) / relevant
+    for measure in chosen:
+        for k in (ks if measure.takes_k else (None,)):
+            out[(measure.name, k)] = measure.scores(ranking, k)
     return out

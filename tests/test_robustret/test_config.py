@@ -122,3 +122,19 @@ def test_bad_files_are_config_errors(tmp_path: Path) -> None:
 def test_an_exported_query_set_cannot_stand_for_a_degraded_gallery(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="degraded queries only"):
         ExperimentConfig(queries_dir=tmp_path, degrade_side="gallery").validate()
+
+
+def test_dataset_schemes_are_those_of_the_data_package(tmp_path: Path, monkeypatch) -> None:
+    """A new reader is one entry of robustret.data.SCHEMES: validate takes it, with its path
+    unless the reader takes none, and names it in the message for an unknown scheme."""
+    import robustret.data
+
+    def load_web(path: Path, image_size: int | None = None) -> None:  # a reader with a path
+        raise NotImplementedError
+
+    monkeypatch.setitem(robustret.data.SCHEMES, "web", load_web)
+    ExperimentConfig(dataset=f"web:{tmp_path}", out_dir=tmp_path / "out").validate()
+    message = "use 'synthetic', 'smallnorb:PATH', 'folder:PATH' or 'web:PATH'"
+    for dataset in ("bogus", "web"):
+        with pytest.raises(ConfigError, match=message):
+            ExperimentConfig(dataset=dataset, out_dir=tmp_path / "out").validate()

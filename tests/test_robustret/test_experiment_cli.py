@@ -60,12 +60,12 @@ def test_end_to_end_writes_results_and_reuses_cache(
         3,
     }
     restored = [row for row in rows if row["query"] == "restored"]
-    assert {row["restorer"] for row in restored} == {"hybrid_unet_objects"} and {
+    assert {row["restorer"] for row in restored} == {"oracle_hybrid-objects"} and {
         row["severity"] for row in restored
     } == {3}
     models = Path(results["resolved"]["retriever_checkpoint"]).parent.parent
     # the noise family's hybrid ...
-    (trained,) = models.glob("hybrid_unet_objects-noise-*/config.json")
+    (trained,) = models.glob("oracle_hybrid-objects-noise-*/config.json")
     options = json.loads(trained.read_text())["model_options"]
     assert options["condition"] == ["severity", "kind"] and options["front"] == "median"
     assert (
@@ -138,12 +138,12 @@ def test_a_change_to_the_degradation_code_recomputes_degraded_conditions(
 
 def test_an_internal_error_shows_its_traceback(tiny_folder: Path, tmp_path: Path,
                                                monkeypatch) -> None:
-    import robustret.experiment.runner
+    import robustret.experiment.conditions
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug, not bad input")
 
-    monkeypatch.setattr(robustret.experiment.runner, "evaluate_condition", broken)
+    monkeypatch.setattr(robustret.experiment.conditions, "evaluate_condition", broken)
     with pytest.raises(ValueError, match="internal bug"):
         main(_args(tiny_folder, tmp_path / "run", "--restore", "none", "--no-tensorboard",
                    "--cache-dir", str(tmp_path / "cache")))
@@ -321,3 +321,20 @@ def test_an_unknown_measure_exits_2(tmp_path: Path, capsys) -> None:
     assert exit_info.value.code == 2 and "map_at_r" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="r_precision"):
         ExperimentConfig(measures=("topk", "mAP"))
+
+
+def test_the_vocabularies_drive_the_choices_of_the_flags() -> None:
+    from robustret.cli.experiment import build_parser
+    from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES
+    from robustret.retrieval.index_kinds import INDEX_KINDS
+    from robustret.retrieval.metrics import MEASURE_TABLE
+    from robustret.retrieval.ranking import METRICS
+
+    choices = {action.dest: list(action.choices) for action in build_parser()._actions
+               if action.choices is not None}
+    assert choices["measures"] == list(MEASURE_TABLE)
+    assert choices["index"] == list(INDEX_KINDS)
+    assert choices["metric"] == [*METRICS, "both"]
+    assert choices["degrade_side"] == list(DEGRADE_SIDES)
+    assert choices["adapt"] == ["none", *ADAPTATION_SIDES]
+

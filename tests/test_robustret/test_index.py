@@ -83,3 +83,22 @@ def test_faiss_backend_matches(metric) -> None:
     s2, i2 = search(q, g, 5, metric, backend="faiss")
     assert torch.equal(i1, i2)
     assert torch.allclose(s1, s2, atol=1e-3)
+
+
+def test_the_index_kinds_table_derives_every_list_of_index_names() -> None:
+    from robustret.experiment.config import INDEX_BACKENDS, INDEXES
+    from robustret.retrieval import ann, index
+    from robustret.retrieval.index_kinds import INDEX_KINDS, backend_kind, index_kind
+
+    assert INDEXES == tuple(INDEX_KINDS) == (
+        "exact", "faiss-flat", "faiss-ivf", "faiss-ivfpq", "faiss-hnsw")
+    assert INDEX_BACKENDS == {name: kind.backend for name, kind in INDEX_KINDS.items()}
+    assert index.BACKENDS == ("torch", "faiss", "faiss-ivf", "faiss-ivfpq", "faiss-hnsw")
+    assert index.APPROXIMATE == ann.KINDS == tuple(ann.SPECS) == tuple(ann.SEARCH_OPTIONS)
+    assert [kind.name for kind in INDEX_KINDS.values() if kind.approximate] == list(ann.KINDS)
+    assert backend_kind("faiss") is index_kind("faiss-flat")
+    assert not index_kind("exact").needs_faiss and index_kind("faiss-flat").needs_faiss
+    with pytest.raises(ValueError, match="unknown index 'ivf'; choose one of exact, faiss-flat"):
+        index_kind("ivf")
+    with pytest.raises(ValueError, match="unknown backend 'ivf'; available: torch, faiss"):
+        GalleryIndex(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), backend="ivf")

@@ -60,12 +60,12 @@ def _rows(text: str) -> list[dict]:
 
 def _no_evaluation_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """Evaluating a condition in this process fails: a run that passes evaluated elsewhere."""
-    import robustret.experiment.runner
+    import robustret.experiment.conditions
 
     def here(*args, **kwargs):
         raise AssertionError("a condition was evaluated in the parent process")
 
-    monkeypatch.setattr(robustret.experiment.runner, "evaluate_condition", here)
+    monkeypatch.setattr(robustret.experiment.conditions, "evaluate_condition", here)
 
 
 @pytest.mark.slow
@@ -120,15 +120,15 @@ def test_submitit_local_cluster_writes_the_rows_of_jobs_1(serial_run, tmp_path: 
 
 
 def _failing(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
-    import robustret.experiment.runner
+    import robustret.experiment.conditions
 
     def evaluate(condition, **kwargs):
         if condition.query == "restored":
             raise error
         return real(condition, **kwargs)
 
-    real = robustret.experiment.runner.evaluate_condition
-    monkeypatch.setattr(robustret.experiment.runner, "evaluate_condition", evaluate)
+    real = robustret.experiment.conditions.evaluate_condition
+    monkeypatch.setattr(robustret.experiment.conditions, "evaluate_condition", evaluate)
 
 
 def _debug_args(serial_run, tmp_path: Path) -> list[str]:

@@ -152,3 +152,34 @@ def test_per_query_scores_reject_bad_requests() -> None:
         per_query_scores(RETRIEVED, QUERIES, ["recall"], (1,))
     with pytest.raises(ValueError, match="full ranking"):
         per_query_scores(RETRIEVED[:, :3], QUERIES, ["map"], (), COUNTS)
+
+
+def test_the_measure_table_derives_the_measure_lists() -> None:
+    from robustret.retrieval.metrics import K_FREE, MEASURE_TABLE, MEASURES, NEEDS_COUNTS
+
+    assert MEASURES == ("topk", "precision", "recall", "map", "map_at_r", "r_precision")
+    assert K_FREE == ("map", "map_at_r", "r_precision")
+    assert NEEDS_COUNTS == ("recall", "map", "map_at_r", "r_precision")
+    assert all(name == measure.name for name, measure in MEASURE_TABLE.items())
+    with pytest.raises(TypeError):
+        MEASURE_TABLE["new"] = MEASURE_TABLE["topk"]  # read-only: one definition
+
+
+def test_a_measure_is_one_entry_of_the_table(monkeypatch) -> None:
+    import types
+
+    from robustret.retrieval import metrics
+
+    first_hit = metrics.Measure("first_hit", False, False, "H@1", "First hit",
+                                lambda ranking, k: ranking.hits[:, 0])
+    table = types.MappingProxyType({**metrics.MEASURE_TABLE, "first_hit": first_hit})
+    monkeypatch.setattr(metrics, "MEASURE_TABLE", table)
+    monkeypatch.setattr(metrics, "MEASURES", tuple(table))
+    retrieved = torch.tensor([[0, 1], [1, 0]])
+    scores = metrics.per_query_scores(retrieved, torch.tensor([0, 0]), ["first_hit", "topk"],
+                                      (2,))
+    assert list(scores) == [("first_hit", None), ("topk", 2)]
+    assert scores[("first_hit", None)].tolist() == [1.0, 0.0]
+    assert metrics.get_measure("first_hit") is first_hit
+    with pytest.raises(ValueError, match="unknown measure 'mAP'; choose from topk"):
+        metrics.get_measure("mAP")

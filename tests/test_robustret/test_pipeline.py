@@ -108,10 +108,10 @@ def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
     assert plan[0] == Condition("clean")
     assert plan[1:4] == [
         Condition("degraded", "noise", 1),
-        Condition("restored", "noise", 1, "hybrid_unet_objects"),
+        Condition("restored", "noise", 1, "oracle_hybrid-objects"),
         Condition("degraded", "noise", 3),
     ]
-    assert Condition("restored", "lowres", 3, "hybrid_unet_long") in plan and len(plan) == 9
+    assert Condition("restored", "lowres", 3, "oracle_hybrid-long") in plan and len(plan) == 9
     study = plan_conditions(config.replace(restore="study"))
     assert Condition("restored", "noise", 1, "dae") in study
     assert Condition("restored", "lowres", 3, "srcnn") in study
@@ -241,3 +241,32 @@ def test_rows_of_other_measures_round_trip() -> None:
         ResultRow(clean, "l2", 1, 0.5, measure="map")
     with pytest.raises(ValueError, match="measure"):
         ResultRow(clean, "l2", 1, 0.5, measure="ndcg")
+
+
+@pytest.mark.parametrize(("fields", "valid"), [
+    ({"measure": "mAP"}, "topk, precision, recall, map, map_at_r, r_precision"),
+    ({"query": "restore"}, "clean, degraded, restored, adapted"),
+    ({"metric": "L2"}, "l2, cosine"),
+    ({"degrade_side": "queries"}, "query, gallery, both"),
+    ({"adaptation": "gallery"}, "None, queries, both"),
+])
+def test_select_refuses_a_value_outside_a_closed_vocabulary(fields: dict, valid: str) -> None:
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.9)]
+    field = next(iter(fields))
+    for read in (select, accuracy_of, value_of):
+        with pytest.raises(ValueError, match=f"unknown {field} .*valid values: {valid}"):
+            read(rows, **fields)
+
+
+def test_select_takes_every_value_of_the_vocabularies() -> None:
+    from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES, QUERY_KINDS
+    from robustret.retrieval.metrics import MEASURES
+    from robustret.retrieval.ranking import METRIC_NAMES
+
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.9)]
+    for field, values in (("query", QUERY_KINDS), ("metric", METRIC_NAMES),
+                          ("measure", MEASURES), ("degrade_side", DEGRADE_SIDES),
+                          ("adaptation", (None, *ADAPTATION_SIDES))):
+        for value in values:
+            assert select(rows, **{field: value}) == [r for r in rows if getattr(r, field) == value]
+    assert accuracy_of(rows, metric="l2", adaptation=None) == 0.9

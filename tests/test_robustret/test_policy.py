@@ -12,17 +12,17 @@ import restoration
 import restoration.hybrid
 from robustret.core.checks import ConfigError
 from robustret.experiment import policy
-from robustret.experiment.recipes import recipe_names
+from robustret.experiment.recipes import base_recipes, recipe_names
 
 NOISE_CONDITION = ("severity", "kind")
 STUDY = {
     # degradation: (study, classical, trained on, hybrid front end, auto, hybrid condition)
-    "noise": ("dae", "median", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
-    "gaussian_noise": ("dae", "nlm", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
-    "salt_pepper": ("dae", "median", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
-    "speckle": ("dae", "bilateral", "noise", "median", "hybrid_unet_objects", NOISE_CONDITION),
+    "noise": ("dae", "median", "noise", "median", "oracle_hybrid-objects", NOISE_CONDITION),
+    "gaussian_noise": ("dae", "nlm", "noise", "median", "oracle_hybrid-objects", NOISE_CONDITION),
+    "salt_pepper": ("dae", "median", "noise", "median", "oracle_hybrid-objects", NOISE_CONDITION),
+    "speckle": ("dae", "bilateral", "noise", "median", "oracle_hybrid-objects", NOISE_CONDITION),
     "motion_blur": ("srcnn", "wiener", "motion_blur", "wiener", "hybrid", ()),
-    "lowres": ("srcnn", "bicubic", "lowres", "identity", "hybrid_unet_long",
+    "lowres": ("srcnn", "bicubic", "lowres", "identity", "oracle_hybrid-long",
                ("level", "severity")),
 }
 
@@ -59,7 +59,7 @@ def test_the_study_pairing(name: str) -> None:
     assert policy.hybrid_condition_for(name) == condition
     assert policy.restorers_for(name, "classical") == [classical]
     assert policy.classical_for(name) == classical
-    assert policy.restorers_for(name, "all") == [*recipe_names(), classical]
+    assert policy.restorers_for(name, "all") == [*base_recipes(), classical]
     assert policy.restorers_for(name, "none") == []
     assert policy.training_degradation(name) == trained_on
 
@@ -102,7 +102,7 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
         assert policy.hybrid_front_for("test_fog") == "identity"
         assert policy.hybrid_condition_for("test_fog") == ()
         assert "no restorer pairing for degradation 'test_fog'" in caplog.text
-        assert policy.restorers_for("test_fog", "all") == recipe_names()
+        assert policy.restorers_for("test_fog", "all") == base_recipes()
         assert policy.restorers_for("test_fog", "classical") == []
         assert policy.classical_for("test_fog") is None
         assert policy.training_degradation("test_fog") == "test_fog"
@@ -114,7 +114,7 @@ def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
     with degradations.DEGRADATIONS.temporarily("test_my_noise", _MyNoise):
         assert policy.family_of("test_my_noise") == "noise"
         assert policy.restorers_for("test_my_noise", "study") == ["dae"]
-        assert policy.restorers_for("test_my_noise", "auto") == ["hybrid_unet_objects"]
+        assert policy.restorers_for("test_my_noise", "auto") == ["oracle_hybrid-objects"]
         assert policy.hybrid_condition_for("test_my_noise") == NOISE_CONDITION
         assert policy.hybrid_front_for("test_my_noise") == "median"
         assert policy.classical_for("test_my_noise") == "median"  # the family's default
@@ -125,3 +125,26 @@ def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
 def test_the_blind_mixture_is_told_nothing() -> None:
     assert policy.hybrid_front_for(policy.BLIND) == "identity"
     assert policy.hybrid_condition_for(policy.BLIND) == ()
+
+
+def test_recipe_names_say_what_a_restorer_is_and_old_names_still_work() -> None:
+    """Every recipe carries its kind; the oracle ones say so in their name; an earlier
+    release's name is translated, for --restore and for the training settings alike."""
+    from robustret.experiment.recipes import (
+        ALIASES,
+        VARIANTS,
+        RecipeKind,
+        canonical,
+        recipe,
+        train_config,
+    )
+
+    for name in recipe_names():
+        kind = recipe(name).kind
+        assert isinstance(kind, RecipeKind)
+        assert (kind is RecipeKind.ORACLE) == name.startswith("oracle_"), name
+    assert set(VARIANTS).isdisjoint(base_recipes())  # variants are not a zoo of top names
+    for old, new in ALIASES.items():
+        assert canonical(old) == new and recipe(old) == recipe(new)
+        assert policy.restorers_for("noise", old) == [new]
+        assert train_config(old, "quick") == train_config(new, "quick")

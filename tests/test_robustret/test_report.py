@@ -80,3 +80,59 @@ def test_results_md_has_a_table_per_measure(tmp_path) -> None:
         records = list(csv.DictReader(handle))
     assert records[-2]["measure"] == "map" and records[-2]["value"] == "0.8"
     assert read_rows(json.loads(paths["json"].read_text())) == rows
+
+
+def _record():
+    from robustret.experiment.config import ExperimentConfig
+    from robustret.experiment.record import DerivedSeeds, ResolvedRun, RunRecord, Versions
+    from robustret.report.summary import summarise_run
+
+    config = ExperimentConfig(severities=(2, 3), degrade_side="both").resolved()
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.8),
+            ResultRow(Condition("degraded", "noise", 2), "l2", 1, 0.6),
+            ResultRow(Condition("degraded", "noise", 3), "l2", 1, 0.4)]
+    return config, RunRecord(
+        summary=tuple(summarise_run(rows)), config=config, command="python -m x --seed 0",
+        seed=0, derived_seeds=DerivedSeeds({2: 11, 3: 12}, 7, {2: 21, 3: 22}, None),
+        resolved=ResolvedRun("cpu", 4, "rk", "dk", "/cache/retriever.pt", "gk", 30, 10,
+                             ("a", "b"), {"l2": {"backend": "torch", "metric": "l2"}}),
+        computed=3, reused=0, world_size=1, versions=Versions("1.0", "2.3", "3.11.2"),
+        timings={"load_data_s": 0.5, "total_s": 2.0})
+
+
+def test_the_run_record_is_the_json_runs_have_always_written() -> None:
+    config, record = _record()
+    legacy = {  # the dict the runner built before RunRecord, key for key
+        "summary": [score.to_dict() for score in record.summary],
+        "config": config.to_dict(),
+        "command": "python -m x --seed 0",
+        "seed": 0,
+        "derived_seeds": {"degrade": {2: 11, 3: 12}, "degrade_gallery": {2: 21, 3: 22},
+                          "retriever": 7},
+        "resolved": {"device": "cpu", "threads": 4, "retriever_key": "rk", "data_key": "dk",
+                     "retriever_checkpoint": "/cache/retriever.pt", "gallery_key": "gk",
+                     "gallery_size": 30, "query_size": 10, "classes": ["a", "b"],
+                     "index": {"l2": {"backend": "torch", "metric": "l2"}}},
+        "conditions": {"computed": 3, "reused": 0},
+        "world_size": 1,
+        "versions": {"robustret": "1.0", "torch": "2.3", "python": "3.11.2"},
+        "timings": {"load_data_s": 0.5, "total_s": 2.0},
+    }
+    written = record.to_json()
+    assert written == legacy
+    assert json.dumps(written) == json.dumps(legacy)  # the same keys in the same order
+    assert written["resolved"]["retriever_checkpoint"] == "/cache/retriever.pt"  # the web demo
+
+
+def test_the_run_record_round_trips_through_results_json(tmp_path) -> None:
+    from robustret.experiment.record import RunRecord
+
+    _, record = _record()
+    paths = write_results(tmp_path, [ResultRow(Condition("clean"), "l2", 1, 0.8)],
+                          record.to_json())
+    results = json.loads(paths["json"].read_text())
+    again = RunRecord.from_json(results)
+    assert json.dumps(again.to_json()) == json.dumps(record.to_json())
+    assert again.derived_seeds == record.derived_seeds and again.config == record.config
+    assert {k: v for k, v in results.items() if k != "rows"} == json.loads(
+        json.dumps(record.to_json()))

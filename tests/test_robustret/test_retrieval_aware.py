@@ -584,13 +584,13 @@ def test_the_experiments_restorer_draws_one_severity_per_batch_or_per_image(
     monkeypatch.setattr(restorer_module, "train_restorer", capture)
     section = {"severity_per_image": per_image} if per_image else {}
     config = ExperimentConfig.from_dict({"severities": [1, 2, 3, 4, 5],
-                                         "restorers": {"hybrid_unet_severe": section}}).resolved()
+                                         "restorers": {"oracle_hybrid-severe": section}}).resolved()
     images = _images(20)
     labels = torch.tensor([0, 1] * 10)
     gallery = ImageSet(images, labels, ["a", "b"])
     data = RetrievalData("tiny", gallery, ImageSet(images[:4], labels[:4], ["a", "b"]), ["a", "b"])
     with pytest.raises(RuntimeError, match="captured"):
-        trained_restorer("hybrid_unet_severe", "lowres", [1, 2, 3, 4, 5], config, data, "data",
+        trained_restorer("oracle_hybrid-severe", "lowres", [1, 2, 3, 4, 5], config, data, "data",
                          torch.device("cpu"), tmp_path, TrainedModel(retriever, "r", None, "rk"),
                          torch.zeros(20, 4))
     assert captured["config"].severity_per_image is per_image
@@ -629,37 +629,37 @@ def test_gallery_holdout_is_a_seeded_disjoint_tenth() -> None:
 
 
 def test_recipes_name_networks_and_resolve_into_the_configuration() -> None:
-    assert {"dae", "srcnn", "dae_feat", "srcnn_feat", "hybrid"} <= set(recipe_names())
+    assert {"dae", "srcnn", "dae_retrieval", "srcnn_retrieval", "hybrid"} <= set(recipe_names())
     assert all(recipe(name).model in restoration.networks() for name in recipe_names())
     assert set(restoration.classical()) <= set(restorer_names())
-    config = ExperimentConfig(restore="dae_feat").validate().resolved()
-    assert config.restorers["dae_feat"].model == "dae"
-    assert config.restorers["dae_feat"].feature_weight == RECIPES["dae_feat"].overrides[
+    config = ExperimentConfig(restore="dae_retrieval").validate().resolved()
+    assert config.restorers["dae_retrieval"].model == "dae"
+    assert config.restorers["dae_retrieval"].feature_weight == RECIPES["dae_retrieval"].overrides[
         "feature_weight"]
     assert config.restorers["dae"].feature_weight == 0.0  # the study's pixel-trained DAE
-    deeper = config.restorers["hybrid_unet"]  # one severity: the recipe's quick schedule
+    deeper = config.restorers["oracle_hybrid"]  # one severity: the recipe's quick schedule
     assert (deeper.epochs, deeper.lr_step) == (8, 4)
     assert deeper.model_options["body"] == "unet" and "layer1" in deeper.feature_layers
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
-    longer = RECIPES["hybrid_unet"].sweep
+    longer = RECIPES["oracle_hybrid"].sweep
     assert (longer["epochs"], longer["lr_step"]) == (24, 8)  # docs/results.md, section 00
-    assert longer["epochs"] > RECIPES["hybrid_unet"].quick["epochs"]
-    assert (sweep.restorers["hybrid_unet"].epochs, sweep.restorers["hybrid_unet"].lr_step) == (
+    assert longer["epochs"] > RECIPES["oracle_hybrid"].quick["epochs"]
+    assert (sweep.restorers["oracle_hybrid"].epochs, sweep.restorers["oracle_hybrid"].lr_step) == (
         longer["epochs"], longer["lr_step"])  # one model for five severities: the longer one
-    assert sweep.restorers["dae_feat"].epochs == 15  # a recipe without one keeps its preset
+    assert sweep.restorers["dae_retrieval"].epochs == 15  # a recipe without one keeps its preset
     parsed = ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
-        "hybrid_unet": {"lr": 2e-3}}})
-    assert (parsed.restorers["hybrid_unet"].epochs, parsed.restorers["hybrid_unet"].lr) == (
+        "oracle_hybrid": {"lr": 2e-3}}})
+    assert (parsed.restorers["oracle_hybrid"].epochs, parsed.restorers["oracle_hybrid"].lr) == (
         longer["epochs"], 2e-3)
     paper = ExperimentConfig(profile="paper", severities=(1, 5)).validate().resolved()
-    assert paper.restorers["hybrid_unet"].epochs == 200  # the paper schedule is kept
+    assert paper.restorers["oracle_hybrid"].epochs == 200  # the paper schedule is kept
     with pytest.raises(KeyError, match="unknown restorer recipe"):
         recipe("dae_magic")
     with pytest.raises(ConfigError, match="recipe"):
         ExperimentConfig.from_dict({"restorers": {"dae_magic": {}}}).resolved()
 
 
-def test_the_severe_recipe_is_hybrid_unet_with_its_severity_bias() -> None:
+def test_the_severe_variant_is_oracle_hybrid_with_its_severity_bias() -> None:
     from dataclasses import asdict, replace
 
     from robustret.experiment.recipes import SEVERE_BIAS
@@ -668,34 +668,34 @@ def test_the_severe_recipe_is_hybrid_unet_with_its_severity_bias() -> None:
         for profile in ("quick", "paper"):
             resolved = ExperimentConfig(profile=profile,
                                         severities=severities).validate().resolved()
-            severe = resolved.restorers["hybrid_unet_severe"]
-            plain = resolved.restorers["hybrid_unet"]
+            severe = resolved.restorers["oracle_hybrid-severe"]
+            plain = resolved.restorers["oracle_hybrid"]
             assert severe.severity_bias == SEVERE_BIAS > 0 and plain.severity_bias == 0.0
             # everything else, the schedule of the profile and of a sweep included, is shared
             assert asdict(replace(severe, severity_bias=0.0)) == asdict(plain)
             assert severe.fingerprint() != plain.fingerprint()
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
-    assert (sweep.restorers["hybrid_unet_severe"].epochs,
-            sweep.restorers["hybrid_unet_severe"].lr_step) == (24, 8)
+    assert (sweep.restorers["oracle_hybrid-severe"].epochs,
+            sweep.restorers["oracle_hybrid-severe"].lr_step) == (24, 8)
 
 
-def test_the_objects_recipe_is_hybrid_unet_with_objects_and_a_bias_when_it_sweeps() -> None:
+def test_the_objects_variant_is_oracle_hybrid_with_objects_and_a_bias_when_it_sweeps() -> None:
     from dataclasses import asdict, replace
 
     for profile in ("quick", "paper"):
         one = ExperimentConfig(profile=profile, severities=(3,)).validate().resolved()
-        assert asdict(one.restorers["hybrid_unet_objects"]) == asdict(
-            one.restorers["hybrid_unet"])  # one severity (the main job): the same training
+        assert asdict(one.restorers["oracle_hybrid-objects"]) == asdict(
+            one.restorers["oracle_hybrid"])  # one severity (the main job): the same training
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
-    objects, plain = sweep.restorers["hybrid_unet_objects"], sweep.restorers["hybrid_unet"]
+    objects, plain = sweep.restorers["oracle_hybrid-objects"], sweep.restorers["oracle_hybrid"]
     assert (objects.extra_objects, plain.extra_objects) == (10, 0)
     assert (objects.severity_bias, plain.severity_bias) == (1.0, 0.0)
     assert asdict(replace(objects, extra_objects=0, severity_bias=0.0)) == asdict(
         plain)  # the same schedule
     assert objects.fingerprint() != plain.fingerprint()
     assert ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
-        "hybrid_unet_objects": {"extra_objects": 0}}}).resolved().restorers[
-        "hybrid_unet_objects"].extra_objects == 0  # a configuration can turn them off
+        "oracle_hybrid-objects": {"extra_objects": 0}}}).resolved().restorers[
+        "oracle_hybrid-objects"].extra_objects == 0  # a configuration can turn them off
 
 
 def test_the_hybrid_sweeps_on_a_shorter_schedule_and_validation_cadence_is_not_learned() -> None:
@@ -708,9 +708,9 @@ def test_the_hybrid_sweeps_on_a_shorter_schedule_and_validation_cadence_is_not_l
         6, 2, 2)
     assert asdict(replace(sweep["hybrid"], epochs=10, lr_step=4, val_every=1)) == asdict(
         one["hybrid"])  # only the schedule differs
-    for name in ("hybrid_unet", "hybrid_unet_objects", "hybrid_unet_long"):
+    for name in ("oracle_hybrid", "oracle_hybrid-objects", "oracle_hybrid-long"):
         assert (one[name].val_every, sweep[name].val_every) == (1, 4)
-    config = sweep["hybrid_unet"]
+    config = sweep["oracle_hybrid"]
     assert replace(config, val_every=1).fingerprint() == config.fingerprint()
     assert replace(config, lr_step=3).fingerprint() != config.fingerprint()
     with pytest.raises(ConfigError, match="val_every"):
@@ -722,18 +722,19 @@ def test_the_long_recipe_is_the_severe_one_with_twice_its_sweep_steps() -> None:
 
     for profile in ("quick", "paper"):
         one = ExperimentConfig(profile=profile, severities=(3,)).validate().resolved()
-        assert asdict(one.restorers["hybrid_unet_long"]) == asdict(
-            one.restorers["hybrid_unet_severe"])  # one severity: the same training
+        assert asdict(one.restorers["oracle_hybrid-long"]) == asdict(
+            one.restorers["oracle_hybrid-severe"])  # one severity: the same training
     sweep = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved()
-    long, severe = sweep.restorers["hybrid_unet_long"], sweep.restorers["hybrid_unet_severe"]
+    long, severe = sweep.restorers["oracle_hybrid-long"], sweep.restorers["oracle_hybrid-severe"]
     assert (long.epochs, long.lr_step) == (2 * severe.epochs, 2 * severe.lr_step) == (48, 16)
     assert asdict(replace(long, epochs=severe.epochs, lr_step=severe.lr_step)) == asdict(severe)
     assert long.fingerprint() != severe.fingerprint()
     paper = ExperimentConfig(profile="paper", severities=(1, 5)).validate().resolved()
-    assert paper.restorers["hybrid_unet_long"].epochs == paper.restorers[
-        "hybrid_unet_severe"].epochs  # the paper profile keeps its own schedule
-    assert ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
-        "hybrid_unet_long": {"epochs": 30}}}).resolved().restorers["hybrid_unet_long"].epochs == 30
+    assert paper.restorers["oracle_hybrid-long"].epochs == paper.restorers[
+        "oracle_hybrid-severe"].epochs  # the paper profile keeps its own schedule
+    longer = ExperimentConfig.from_dict({"severities": [1, 5], "restorers": {
+        "oracle_hybrid-long": {"epochs": 30}}}).resolved()
+    assert longer.restorers["oracle_hybrid-long"].epochs == 30
 
 
 def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias() -> None:
@@ -745,51 +746,51 @@ def test_every_shipped_configuration_loads_and_the_bias_ablation_sets_its_bias()
     for path in sorted(Path("experiments/configs").glob("*.toml")):
         with path.open("rb") as handle:
             resolved[path.stem] = ExperimentConfig.from_dict(tomllib.load(handle)).resolved()
-    bias = resolved["ablation_hybrid_unet_severity_bias"].restorers["hybrid_unet"]
+    bias = resolved["ablation_hybrid_unet_severity_bias"].restorers["oracle_hybrid"]
     assert (bias.severity_bias, bias.epochs, bias.lr_step) == (2.0, 24, 8)
-    bias3 = resolved["ablation_hybrid_unet_severity_bias3"].restorers["hybrid_unet"]
-    task = resolved["ablation_hybrid_unet_task_term"].restorers["hybrid_unet"]
+    bias3 = resolved["ablation_hybrid_unet_severity_bias3"].restorers["oracle_hybrid"]
+    task = resolved["ablation_hybrid_unet_task_term"].restorers["oracle_hybrid"]
     assert (bias3.severity_bias, bias3.class_weight, bias3.epochs) == (3.0, 0.0, 24)
     assert (task.severity_bias, task.class_weight, task.epochs) == (3.0, 0.5, 24)
-    assert resolved["smoke"].restorers["hybrid_unet"].severity_bias == 0.0
+    assert resolved["smoke"].restorers["oracle_hybrid"].severity_bias == 0.0
     for stem, weight in (("ablation_hybrid_unet_neighbour", 0.1),
                          ("ablation_hybrid_unet_neighbour_w03", 0.3)):
-        near = resolved[stem].restorers["hybrid_unet_severe"]
+        near = resolved[stem].restorers["oracle_hybrid-severe"]
         assert (near.neighbour_weight, near.neighbour_temperature, near.severity_bias,
                 near.epochs) == (weight, 0.1, 2.0, 24)
-    lr2 = resolved["ablation_hybrid_unet_lr2"].restorers["hybrid_unet_severe"]
-    flip = resolved["ablation_hybrid_unet_hflip"].restorers["hybrid_unet_severe"]
-    both = resolved["ablation_hybrid_unet_lr2_hflip"].restorers["hybrid_unet_severe"]
+    lr2 = resolved["ablation_hybrid_unet_lr2"].restorers["oracle_hybrid-severe"]
+    flip = resolved["ablation_hybrid_unet_hflip"].restorers["oracle_hybrid-severe"]
+    both = resolved["ablation_hybrid_unet_lr2_hflip"].restorers["oracle_hybrid-severe"]
     assert (lr2.lr, lr2.hflip, lr2.severity_bias, lr2.epochs) == (0.002, False, 2.0, 24)
     assert (flip.lr, flip.hflip, flip.severity_bias) == (0.001, True, 2.0)
     assert (both.lr, both.hflip, both.severity_bias) == (0.002, True, 2.0)
-    layers = resolved["ablation_hybrid_unet_layer2_embedding"].restorers["hybrid_unet_severe"]
+    layers = resolved["ablation_hybrid_unet_layer2_embedding"].restorers["oracle_hybrid-severe"]
     assert layers.feature_layers == ("layer2", "embedding")
-    shuffled = resolved["ablation_hybrid_unet_shuffle"].restorers["hybrid_unet_severe"]
+    shuffled = resolved["ablation_hybrid_unet_shuffle"].restorers["oracle_hybrid-severe"]
     assert dict(shuffled.model_options)["shuffle"] == 2
-    ema = resolved["ablation_hybrid_unet_ema"].restorers["hybrid_unet_severe"]
+    ema = resolved["ablation_hybrid_unet_ema"].restorers["oracle_hybrid-severe"]
     assert (ema.ema_decay, ema.lr, ema.severity_bias, ema.epochs) == (0.995, 0.001, 2.0, 24)
-    mixed = resolved["ablation_hybrid_unet_per_image"].restorers["hybrid_unet_severe"]
+    mixed = resolved["ablation_hybrid_unet_per_image"].restorers["oracle_hybrid-severe"]
     assert (mixed.severity_per_image, mixed.severity_bias, mixed.epochs) == (True, 2.0, 24)
     assert not ema.severity_per_image
-    extra = resolved["ablation_hybrid_unet_extra_objects"].restorers["hybrid_unet_severe"]
+    extra = resolved["ablation_hybrid_unet_extra_objects"].restorers["oracle_hybrid-severe"]
     assert (extra.extra_objects, extra.severity_bias, extra.epochs) == (5, 2.0, 24)
-    long = resolved["ablation_hybrid_unet_extra_objects_long"].restorers["hybrid_unet_severe"]
+    long = resolved["ablation_hybrid_unet_extra_objects_long"].restorers["oracle_hybrid-severe"]
     assert (long.extra_objects, long.epochs, long.lr_step, long.severity_bias) == (20, 48, 16, 2.0)
-    longer = resolved["ablation_hybrid_unet_long"].restorers["hybrid_unet_severe"]
+    longer = resolved["ablation_hybrid_unet_long"].restorers["oracle_hybrid-severe"]
     assert (longer.extra_objects, longer.epochs, longer.lr_step) == (0, 48, 16)
-    noise = resolved["ablation_hybrid_unet_noise_extra_objects"].restorers["hybrid_unet"]
+    noise = resolved["ablation_hybrid_unet_noise_extra_objects"].restorers["oracle_hybrid"]
     assert (noise.extra_objects, noise.epochs, noise.lr_step, noise.severity_bias) == (
         10, 24, 8, 0.0)
-    biased = resolved["ablation_hybrid_unet_noise_objects_bias"].restorers["hybrid_unet_objects"]
+    biased = resolved["ablation_hybrid_unet_noise_objects_bias"].restorers["oracle_hybrid-objects"]
     auto = ExperimentConfig(severities=(1, 2, 3, 4, 5)).validate().resolved().restorers[
-        "hybrid_unet_objects"]
+        "oracle_hybrid-objects"]
     assert biased.fingerprint() == auto.fingerprint()  # the ablation trained today's auto
     assert (biased.extra_objects, biased.severity_bias, biased.epochs) == (10, 1.0, 24)
     assert ema.extra_objects == 0
     for stem, front in (("ablation_hybrid_unet_level_only", "hybrid"),
                         ("ablation_hybrid_unet_level_bicubic", "bicubic")):
-        options = dict(resolved[stem].restorers["hybrid_unet_severe"].model_options)
+        options = dict(resolved[stem].restorers["oracle_hybrid-severe"].model_options)
         assert options["condition"] == ["level"] and options.get("front", "hybrid") == front
 
 
@@ -837,9 +838,9 @@ def test_the_experiments_restorer_trains_on_extra_rendered_objects(
     def train(dataset: str, extra: int) -> dict:
         config = ExperimentConfig.from_dict({
             "dataset": dataset, "dataset_options": tiny, "image_size": 32, "seed": 1,
-            "restorers": {"hybrid_unet_severe": {"extra_objects": extra}}}).resolved()
+            "restorers": {"oracle_hybrid-severe": {"extra_objects": extra}}}).resolved()
         with pytest.raises(RuntimeError, match="captured"):
-            trained_restorer("hybrid_unet_severe", "lowres", [1, 5], config, data, "data",
+            trained_restorer("oracle_hybrid-severe", "lowres", [1, 5], config, data, "data",
                              torch.device("cpu"), tmp_path,
                              TrainedModel(retriever, "r", None, "rk"), torch.zeros(40, 4))
         return captured[-1]
