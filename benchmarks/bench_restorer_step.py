@@ -1,6 +1,7 @@
-"""One ``hybrid_unet`` training step with the clean features looked up vs recomputed.
+"""One ``oracle_hybrid`` (formerly ``hybrid_unet``) training step, clean features looked up vs
+recomputed.
 
-The step of ``robustret.train.restorer`` for the noise family's ``hybrid_unet`` (median front,
+The step of ``robustret.train.restorer`` for the noise family's ``oracle_hybrid`` (median front,
 unet 16-32-64, severity and kind planes): forward, pixel MSE + feature term through a frozen
 ResNet34 (``layer1``, ``layer2``, embedding), backward, Adam. ``recomputed`` runs the clean
 images through the retriever in the step (as before 2026-12-02), ``cached`` passes their
