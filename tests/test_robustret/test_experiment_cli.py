@@ -235,12 +235,12 @@ def test_help_names_what_auto_and_study_run(capsys) -> None:
 
 
 def test_interrupt_exits_130_and_writes_no_result(tmp_path: Path, monkeypatch, capsys) -> None:
-    import robustret.experiment.runner
+    import robustret.cli.experiment
 
     def interrupted(config, command=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(robustret.experiment.runner, "run", interrupted)
+    monkeypatch.setattr(robustret.cli.experiment, "run", interrupted)
     out = tmp_path / "run"
     assert main(["--out", str(out), "-q"]) == 130
     assert "re-run the same command" in capsys.readouterr().err
