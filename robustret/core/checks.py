@@ -8,8 +8,9 @@ that say what was expected, what was received and what to do.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -115,6 +116,21 @@ def check_choice(value: str, choices: Sequence[str], name: str) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
+
+
+Entry = TypeVar("Entry")
+
+
+def table_entry(table: Mapping[str, Entry], name: object, what: str) -> Entry:
+    """The entry of a closed vocabulary ``table`` called ``name``.
+
+    Raises:
+        ValueError: ``unknown {what} {name!r}; choose from a, b, ...`` (every valid name).
+    """
+    try:
+        return table[name]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(table)}") from None
 
 
 def check_writable_folder(folder: Path, name: str, flag: str) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from robustret.core.checks import table_entry
+
 
 @dataclass(frozen=True)
 class IndexKind:
@@ -66,10 +68,7 @@ def index_kind(name: str) -> IndexKind:
     Raises:
         ValueError: an unknown name; the message lists the valid ones.
     """
-    try:
-        return INDEX_KINDS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown index {name!r}; choose one of {', '.join(INDEXES)}") from None
+    return table_entry(INDEX_KINDS, name, "index")
 
 
 def backend_kind(backend: str) -> IndexKind:
@@ -78,8 +77,4 @@ def backend_kind(backend: str) -> IndexKind:
     Raises:
         ValueError: an unknown backend; the message lists the valid ones.
     """
-    try:
-        return _BY_BACKEND[backend]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}") from None
+    return table_entry(_BY_BACKEND, backend, "backend")

@@ -13,7 +13,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
-from robustret.core.checks import check_labels
+from robustret.core.checks import check_labels, table_entry
 
 
 def _hits(retrieved_labels: Tensor, query_labels: Tensor) -> Tensor:
@@ -252,11 +252,7 @@ def get_measure(name: str) -> Measure:
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    try:
-        return MEASURE_TABLE[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown measure {name!r}; choose from {', '.join(MEASURES)}") from None
+    return table_entry(MEASURE_TABLE, name, "measure")
 
 
 def per_query_scores(retrieved_labels: Tensor, query_labels: Tensor, measures: Sequence[str],

@@ -2,7 +2,7 @@
 :data:`METRICS`, that every other list of metric names derives from) and the deterministic
 order of tied results.
 
-May import: torch only.
+May import: torch and ``robustret.core``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from torch import Tensor
+
+from robustret.core.checks import table_entry
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,7 @@ def get_metric(name: str) -> Metric:
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    try:
-        return METRICS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}"
-        ) from None
+    return table_entry(METRICS, name, "metric")
 
 
 def order_ties(values: Tensor, indices: Tensor, descending: bool) -> tuple[Tensor, Tensor]:

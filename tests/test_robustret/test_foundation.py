@@ -182,3 +182,14 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_a_closed_vocabulary_names_its_entries_when_asked_for_another() -> None:
+    from robustret.core.checks import table_entry
+
+    table = {"l2": 1, "cosine": 2}
+    assert table_entry(table, "cosine", "metric") == 2
+    with pytest.raises(ValueError, match=r"unknown metric 'hamming'; choose from l2, cosine"):
+        table_entry(table, "hamming", "metric")
+    with pytest.raises(ValueError, match=r"unknown metric \['l2'\]"):  # unhashable
+        table_entry(table, ["l2"], "metric")
