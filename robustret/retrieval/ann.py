@@ -60,6 +60,12 @@ INSTALL_HINT = "pip install 'robustret[faiss]'"
 ExactSearch = Callable[[Tensor, int], "tuple[Tensor, Tensor]"]
 
 
+def faiss_seed(seed: int) -> int:
+    """``seed`` reduced to the non-negative 31-bit int that faiss's k-means takes (the run's
+    stream seeds are 64-bit), deterministically."""
+    return int(seed) % 2**31
+
+
 def import_faiss() -> Any:
     """The ``faiss`` module; ImportError saying how to install it when it is missing."""
     try:
@@ -305,8 +311,8 @@ class ApproximateIndex:
             ivf = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss_metric)
         else:
             ivf = faiss.IndexIVFPQ(quantizer, dim, spec.nlist, spec.m, spec.nbits, faiss_metric)
-            ivf.pq.cp.seed = seed
-        ivf.cp.seed = seed  # faiss's Python wrapper keeps ``quantizer`` alive with ``ivf``
+            ivf.pq.cp.seed = faiss_seed(seed)
+        ivf.cp.seed = faiss_seed(seed)  # faiss's wrapper keeps ``quantizer`` alive with ``ivf``
         if isinstance(spec, IVFPQSpec) and spec.refine:
             refined = faiss.IndexRefineFlat(ivf)
             refined.k_factor = float(spec.refine)

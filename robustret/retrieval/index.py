@@ -154,8 +154,9 @@ def _search_faiss(
     # lazy: optional dependency (extra 'faiss')
     import faiss
 
-    g = np.ascontiguousarray(gallery.detach().float().cpu().numpy())
-    q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+    # copies: normalize_L2 works in place, and a CPU tensor's .numpy() shares its memory
+    g = np.array(gallery.detach().float().cpu().numpy(), dtype=np.float32, order="C")
+    q = np.array(queries.detach().float().cpu().numpy(), dtype=np.float32, order="C")
     if metric.name == "cosine":
         faiss.normalize_L2(g)
         faiss.normalize_L2(q)
