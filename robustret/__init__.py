@@ -1,16 +1,17 @@
 """robustret: robustness research on degraded-query image retrieval.
 
-The package is layered so that imports flow one way:
+Its sub-packages are the layers; imports only go down (docs/architecture.md, enforced by
+tests/test_architecture/test_layers.py):
 
-* bottom: :mod:`robustret.core.checks`, :mod:`robustret.core.rng`, :mod:`robustret.core.registry`,
-  :mod:`robustret.core.device`, :mod:`robustret.core.io`, :mod:`robustret.core.paths`;
-* middle: :mod:`degradations`, :mod:`restoration`, :mod:`robustret.data`,
-  :mod:`robustret.models`, :mod:`robustret.retrieval`, :mod:`robustret.retrieval.metrics`;
-* top: :mod:`robustret.train`, :mod:`robustret.evaluation.pipeline`,
-:mod:`robustret.experiment.runner`,
-  :mod:`robustret.report.files`, :mod:`robustret.cli.experiment`.
+1. :mod:`robustret.core`: contracts, seeds, registry, devices, verified files, cache keys;
+2. :mod:`degradations`, :mod:`restoration`, :mod:`robustret.data`, :mod:`robustret.models`,
+   :mod:`robustret.retrieval`;
+3. :mod:`robustret.train`, :mod:`robustret.evaluation`;
+4. :mod:`robustret.report`;
+5. :mod:`robustret.experiment`;
+6. :mod:`robustret.cli`, :mod:`robustret.demo`.
 
-This module imports nothing heavy so that ``import robustret`` stays cheap.
+This module imports nothing, so that ``import robustret`` stays cheap.
 """
 
 __version__ = "0.1.0"
