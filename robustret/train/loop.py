@@ -334,15 +334,16 @@ def _resumable_state(
 
     A checkpoint whose bytes do not match its ``.sha256`` sidecar, that torch cannot read, or
     whose structure does not fit ``model`` is moved aside to ``last.pt.corrupt`` with one
-    warning (training then starts over, as if it had never been written). One without a sidecar
-    (copied alone, or written before checksums) is loaded as before. Temporary files of an
-    interrupted write in its folder are removed.
+    warning (training then starts over, as if it had never been written); so is one without its
+    sidecar (copied alone, or written before checksums): its bytes cannot be checked, and
+    garbled weights would change every row silently. Temporary files of an interrupted write in
+    its folder are removed.
     """
     remove_stale_temps(checkpoint.parent)
     if not checkpoint.is_file():
         return None
     try:
-        state = load_checkpoint(checkpoint)
+        state = load_checkpoint(checkpoint, required=True)
         if state.get("fingerprint", "") == fingerprint:  # another configuration's: refused later
             _check_structure(state, model, checkpoint, averaged)
     except CorruptFileError as exc:

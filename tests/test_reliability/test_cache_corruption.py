@@ -97,3 +97,28 @@ def test_edited_or_truncated_condition_files_are_recomputed(
     assert len(warnings) == 2
     assert any(files["clean"].name in w for w in warnings)
     assert any(files["degraded"].name in w for w in warnings)
+
+
+def test_a_checkpoint_without_its_checksum_is_retrained_not_trusted(
+    clean_run, tmp_path: Path, caplog
+) -> None:
+    """A readable checkpoint with other weights and no ``.sha256`` sidecar (copied alone, or
+    edited) once resumed as it was and changed the rows silently; now it is moved aside with
+    one warning, retrained, and the figures hold."""
+    import torch
+
+    from robustret.core.io import checksum_path
+
+    args, clean = _copy_of(clean_run, tmp_path), clean_run[2]
+    (dae,) = (tmp_path / "cache").glob("dae-*/last.pt")
+    state = torch.load(dae, map_location="cpu", weights_only=False)
+    for name, tensor in state["model"].items():
+        if tensor.is_floating_point():
+            state["model"][name] = tensor + 0.5  # garbled weights in a well-formed file
+    torch.save(state, dae)
+    checksum_path(dae).unlink()
+    caplog.clear()
+    assert main(args) == 0
+    assert _figures(_rows(tmp_path)) == clean
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1 and str(dae) in warnings[0] and "no checksum file" in warnings[0]

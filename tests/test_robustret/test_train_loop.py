@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -161,12 +163,20 @@ def test_checkpoint_that_does_not_fit_the_model_is_not_resumed(tmp_path, caplog)
     assert any("do not fit" in r.getMessage() for r in caplog.records)
 
 
-def test_a_checkpoint_without_sidecar_still_resumes(tmp_path) -> None:
+def test_a_checkpoint_without_sidecar_is_not_trusted(tmp_path, caplog) -> None:
+    """Its bytes cannot be checked: it is moved aside with one warning and training starts
+    over (it once resumed from whatever the file held)."""
     checkpoint = tmp_path / "last.pt"
     _run(1, checkpoint=checkpoint)
     checksum_path(checkpoint).unlink()  # written before checksums, or copied alone
+    caplog.clear()
     _, result = _run(2, checkpoint=checkpoint)
-    assert result.resumed_from == 1
+    assert result.resumed_from == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no checksum file" in warnings[0]
+    assert "from scratch" in warnings[0]
+    assert checkpoint.with_name("last.pt.corrupt").is_file()
+    assert load_checkpoint(checkpoint, required=True)["epoch"] == 2
 
 
 def test_step_decay_counts_real_epochs() -> None:
