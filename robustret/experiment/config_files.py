@@ -28,7 +28,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file (TOML or JSON): {exc.reason} at byte "
+                          f"{exc.start}; pass a configuration such as "
+                          "experiments/configs/smoke.toml") from exc
     if path.suffix.lower() == ".json":
         try:
             values = json.loads(text)

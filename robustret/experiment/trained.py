@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 import degradations
 import restoration
+from robustret.core.checks import ConfigError
 from robustret.core.distributed import world_size
 from robustret.core.io import CorruptFileError, checksum_path, file_digest
 from robustret.core.keys import fingerprint, source_hash
@@ -148,8 +149,12 @@ def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.
     key = fingerprint("retriever", data_key, config.backbone, weights_file,
                       dataclasses.asdict(config.retriever), list(config.train_degrade), code,
                       *_world_salt())
-    model = build_retriever(config.backbone, num_classes=len(data.class_names),
-                            in_channels=data.gallery.images.shape[1], weights=config.weights)
+    try:
+        model = build_retriever(config.backbone, num_classes=len(data.class_names),
+                                in_channels=data.gallery.images.shape[1], weights=config.weights)
+    except ValueError as exc:  # the user's --weights file: unreadable, or keys that do not fit
+        raise ConfigError(f"--weights: {exc}; pass a torchvision state_dict (.pth) of "
+                          f"{config.backbone} or leave --weights out") from exc
     model = model.to(device)
     train_degrade = None
     if config.train_degrade:

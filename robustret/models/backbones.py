@@ -113,8 +113,9 @@ def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str)
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read weights file {path}: {exc}") from exc
+    except Exception as exc:  # torch raises many kinds for a file that is not its own
+        raise ValueError(f"cannot read weights file {path}: not a torch file of tensors "
+                         f"({type(exc).__name__})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -221,3 +221,24 @@ def test_experiment_data_too_small_fails_before_training(tmp_path: Path,
     _no_run(monkeypatch)
     argv = _experiment(tmp_path, "--out", str(tmp_path / "out"), "--image-size", "8")
     _fails_in_one_line(experiment.main, argv, capsys, "SSIM")
+
+
+def test_experiment_binary_config_file_is_one_line(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that is not text (once a UnicodeDecodeError traceback)."""
+    config = tmp_path / "config.toml"
+    config.write_bytes(bytes(range(128, 256)))
+    _fails_in_one_line(experiment.main, ["--config", str(config), "--out", str(tmp_path / "o")],
+                       capsys, str(config), "not a text file")
+
+
+def test_experiment_weights_that_are_not_a_checkpoint_is_one_line(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --weights file torch cannot read (once a ValueError traceback after the data)."""
+    weights = tmp_path / "weights.pt"
+    weights.write_text("not a checkpoint\n")
+    _fails_in_one_line(experiment.main, [
+        "--dataset", f"folder:{tiny_folder}", "--image-size", "16", "--backbone", "resnet18",
+        "--weights", str(weights), "--out", str(tmp_path / "o"), "--cache-dir",
+        str(tmp_path / "cache"), "--no-tensorboard", "-q"],
+        capsys, "--weights", str(weights), "leave --weights out")
