@@ -263,7 +263,16 @@ class ExperimentConfig:
         if bad or not self.metrics:
             raise ConfigError(f"unknown metric {bad}; choose from {', '.join(METRICS)}")
         set_(self, "restore", canonical(self.restore))  # an earlier release's recipe name
+        if self.retriever is not None and not isinstance(self.retriever, RetrieverTrainConfig):
+            raise ConfigError(f"[retriever] must be a table of settings; got {self.retriever!r}")
         if self.restorers is not None:
+            if not isinstance(self.restorers, Mapping):
+                raise ConfigError(f"[restorers] must be a table of tables, one per recipe; got "
+                                  f"{self.restorers!r}")
+            for name, section in self.restorers.items():
+                if not isinstance(section, RestorerTrainConfig):
+                    raise ConfigError(f"[restorers.{name}] must be a table of settings; got "
+                                      f"{section!r}")
             set_(self, "restorers", {canonical(k): v for k, v in self.restorers.items()})
         as_int(self.jobs, "jobs", 1)
         if self.executor not in EXECUTORS:

@@ -202,6 +202,9 @@ def test_experiment_out_is_a_file_or_read_only(tmp_path: Path,
     ("[restorers.srcnn]\ncrop_size = \"big\"\n", ["[restorers.srcnn]", "crop_size"]),
     ("seed = 1.5\n", ["seed"]),
     ("tensorboard = \"no\"\n", ["tensorboard"]),
+    ("[restorers]\ndae = 3\n", ["[restorers.dae]", "table"]),  # were AttributeError tracebacks
+    ("retriever = 7\n", ["[retriever]", "table"]),
+    ("restorers = 7\n", ["[restorers]", "table"]),
 ])
 def test_experiment_toml_values_of_the_wrong_type(section: str, needles: list[str],
                                                   tmp_path: Path,
