@@ -40,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host, port = sock.getsockname()[:2]
     print(f"robustret demo: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
-    make_server(create_app(service)).run(sockets=[sock])
+    try:
+        make_server(create_app(service)).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C while serving: a stop, not an error
+        print("stopped", file=sys.stderr)
+        return 130
     return 0
 
 

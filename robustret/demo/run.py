@@ -37,7 +37,10 @@ def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
     if not checkpoint.is_file():
         raise ConfigError(f"the run's retriever checkpoint {checkpoint} is missing "
                           "(set ROBUSTRET_CACHE to the run's cache)")
-    torch_device = resolve_device(device)
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as exc:  # cuda asked for where there is none, or a bad spec
+        raise ConfigError(str(exc)) from exc
     data = load_data(config)
     model = load_retriever(checkpoint, torch_device)
     trained = TrainedModel(model, str(resolved.get("retriever_key", "")), checkpoint,

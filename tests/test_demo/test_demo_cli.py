@@ -36,3 +36,34 @@ def test_unreadable_results(tmp_path: Path) -> None:
 def test_bad_port() -> None:
     with pytest.raises(SystemExit):
         main(["--run", "OUT", "--port", "70000"])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this host has CUDA")
+def test_cuda_asked_for_without_cuda_is_one_line(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """(was a ValueError traceback)"""
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"weights")
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": "synthetic"}))
+    (tmp_path / "results.json").write_text(
+        json.dumps({"resolved": {"retriever_checkpoint": str(checkpoint)}}))
+    assert main(["--run", str(tmp_path), "--port", "0", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "CUDA is not available" in err.splitlines()[-1]
+
+
+def test_ctrl_c_while_serving_exits_130(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """(was a KeyboardInterrupt traceback)"""
+    import robustret.demo.app as app
+    import robustret.demo.run as run
+
+    class Interrupted:
+        def run(self, sockets: object) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "load_run", lambda folder, device: object())
+    monkeypatch.setattr(app, "create_app", lambda service: object())
+    monkeypatch.setattr(app, "make_server", lambda application: Interrupted())
+    assert main(["--run", "OUT", "--port", "0"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
