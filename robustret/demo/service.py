@@ -10,12 +10,15 @@ their top-k gallery matches. Nothing here knows about HTTP: bad input is a
 from __future__ import annotations
 
 import base64
+import io
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import PIL.Image
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +31,8 @@ from robustret.retrieval import GalleryIndex, extract_embeddings
 
 #: the largest upload accepted, in bytes
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: the most pixels an upload's header may claim (checked before decoding)
+MAX_UPLOAD_PIXELS = 50_000_000
 #: the largest k offered
 MAX_K = 50
 METRICS = ("l2", "cosine")
@@ -133,26 +138,70 @@ def encode_png(image: Tensor) -> bytes:
     return buffer.tobytes()
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` that an image file's header claims, read without decoding its
+    pixels; None where Pillow does not know the format (OpenCV may still read it).
+
+    Raises:
+        DemoError: a claimed size far over any limit (413).
+    """
+    try:
+        with warnings.catch_warnings():  # Pillow warns of, or refuses, huge claimed sizes
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except PIL.Image.DecompressionBombError as exc:  # over twice Pillow's own pixel limit
+        raise DemoError(f"the upload claims too many pixels ({exc}); the limit is "
+                        f"{MAX_UPLOAD_PIXELS // 10**6} million", 413) from exc
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+    """A decoded image as float32 in [0, 1]: 8- and 16-bit by their type's range; a float
+    image as it is when it lies in [0, 1], else stretched from its own range [min, max] (a
+    float TIFF of 0..255 values is not clipped to white).
+
+    Raises:
+        DemoError: a float image with NaN or infinite values (422).
+    """
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    array = image.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise DemoError("the upload has NaN or infinite pixel values", 422)
+    low, high = float(array.min()), float(array.max())
+    if low >= 0.0 and high <= 1.0:
+        return array
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
 def decode_upload(data: bytes) -> np.ndarray:
     """Uploaded bytes as an (H, W) or (H, W, 3) RGB float32 array in [0, 1].
 
+    The size in bytes and the pixel count the header claims are checked before any decoding.
+
     Raises:
-        DemoError: empty (400), over :data:`MAX_UPLOAD_BYTES` (413), or not an image OpenCV
-            reads (415).
+        DemoError: empty (400), over :data:`MAX_UPLOAD_BYTES` or :data:`MAX_UPLOAD_PIXELS`
+            (413), not an image OpenCV reads (415), NaN or infinite values (422).
     """
     if not data:
         raise DemoError("the uploaded file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
         raise DemoError(f"the upload is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    claimed = header_size(data)
+    if claimed is not None and claimed[0] * claimed[1] > MAX_UPLOAD_PIXELS:
+        raise DemoError(f"the upload claims {claimed[0]}x{claimed[1]} pixels, over the limit of "
+                        f"{MAX_UPLOAD_PIXELS // 10**6} million", 413)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # a header OpenCV refuses (its own pixel limit, a broken file)
+        image = None
     if image is None or image.size == 0:
         raise DemoError("the upload is not an image OpenCV can read (PNG, JPEG, TIFF, ...)", 415)
-    if image.dtype == np.uint8:
-        array = image.astype(np.float32) / 255.0
-    elif image.dtype == np.uint16:
-        array = image.astype(np.float32) / 65535.0
-    else:
-        array = np.clip(image.astype(np.float32), 0.0, 1.0)
+    array = to_unit_range(image)
     if array.ndim == 3:
         if array.shape[2] == 1:
             array = array[:, :, 0]

@@ -208,3 +208,52 @@ def test_every_offered_restorer(service: DemoService, restorer: str, degradation
                              "query_index": "0"})
     result = service.search(request)
     assert len(result.rows) == 3 and result.rows[2].image.shape == (1, 32, 32)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def _float_tiff(values: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buffer = cv2.imencode(".tiff", values.astype(np.float32))
+    assert ok
+    return buffer.tobytes()
+
+
+@pytest.mark.parametrize(("content", "status", "message"), [
+    (_png_claiming(40000, 40000), 413, "too many pixels"),  # refused before any decoding
+    (_png_claiming(8000, 8000), 413, "8000x8000"),
+    (_float_tiff(np.full((16, 16), np.nan)), 422, "NaN or infinite"),
+    (_float_tiff(np.full((16, 16), np.inf)), 422, "NaN or infinite"),
+])
+def test_hostile_uploads_are_refused_with_a_reason(client: TestClient, content: bytes,
+                                                   status: int, message: str) -> None:
+    """(each was a 500)"""
+    response = client.post("/api/search", data=SETTINGS,
+                           files={"image": ("q.tiff", content, "image/tiff")})
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+
+
+def test_a_float_upload_is_scaled_by_its_range_not_clipped() -> None:
+    """A float TIFF of 0..255 values was clipped into a white square."""
+    from robustret.demo.service import decode_upload
+
+    ramp = np.tile(np.linspace(0, 255, 16, dtype=np.float32), (16, 1))
+    decoded = decode_upload(_float_tiff(ramp))
+    assert decoded.min() == 0.0 and decoded.max() == 1.0
+    assert np.allclose(decoded, ramp / 255.0, atol=1e-6)
+    unit = np.tile(np.linspace(0.2, 0.6, 16, dtype=np.float32), (16, 1))
+    assert np.array_equal(decode_upload(_float_tiff(unit)), unit)  # already in [0, 1]: as is
