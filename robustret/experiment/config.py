@@ -28,7 +28,8 @@ from robustret.core.rng import stream_seed
 from robustret.data import SCHEMES
 from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES
 from robustret.experiment.cluster import check_submitit
-from robustret.experiment.config_files import load_config_file, load_toml
+from robustret.experiment.config_files import load_config_file as read_config_file
+from robustret.experiment.config_files import load_toml
 from robustret.experiment.config_presets import (
     PROFILE_IMAGE_SIZE,
     PROFILES,
@@ -58,6 +59,7 @@ from robustret.train.classifier import RetrieverTrainConfig
 from robustret.train.restorer import RestorerTrainConfig
 
 #: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
+
 RESTORE_MODES = MODES
 #: ``--metric``: the ranking metrics (:data:`robustret.retrieval.ranking.METRICS`)
 METRICS = METRIC_NAMES
@@ -467,3 +469,10 @@ class ExperimentConfig:
             folder = getattr(self, name)
             if folder is not None:  # a file, inside a file, or read-only
                 check_writable_folder(folder, name, flag)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML configuration or a run's ``config.json`` into a dict of settings
+    (:func:`robustret.experiment.config_files.load_config_file`; a ``config.json`` of other
+    code is read with one warning naming the settings it lacks)."""
+    return read_config_file(path, settings=ExperimentConfig.field_names())

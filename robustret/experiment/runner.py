@@ -50,6 +50,7 @@ from robustret.experiment.conditions import (
     load_data,
 )
 from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.config_files import CODE_KEY, code_record
 from robustret.experiment.jobs import run_parallel
 from robustret.experiment.plan import plan_conditions
 from robustret.experiment.preflight import check_against_data
@@ -230,7 +231,8 @@ def _report(stage: _Stage, loop: ConditionLoop, rows: list[ResultRow], command: 
         extra) if part)
     record = _record(stage, loop, scores, command)
     meta = record.to_json()
-    atomic_write_json(out_dir / "config.json", {**config.to_dict(), "world_size": world_size()})
+    atomic_write_json(out_dir / "config.json", {**config.to_dict(), "world_size": world_size(),
+                                                CODE_KEY: code_record()})
     paths = write_results(out_dir, rows, meta, extra_markdown=extra)
     return RunResult(rows=rows, table="\n".join(table_lines(rows, markdown=False)), paths=paths,
                      tensorboard_dir=out_dir / "tb" if config.tensorboard else None,

@@ -138,3 +138,26 @@ def test_dataset_schemes_are_those_of_the_data_package(tmp_path: Path, monkeypat
     for dataset in ("bogus", "web"):
         with pytest.raises(ConfigError, match=message):
             ExperimentConfig(dataset=dataset, out_dir=tmp_path / "out").validate()
+
+
+def test_a_config_json_of_other_code_says_what_it_lacks(tmp_path: Path, caplog) -> None:
+    """An old config.json (no code record, a setting added since) once ran today's defaults
+    without a word; now it is read as written, with one warning naming the missing settings.
+    One of today's code reads back silently, without its code record among the settings."""
+    import logging
+
+    from robustret.experiment.config import load_config_file
+    from robustret.experiment.config_files import CODE_KEY, code_record
+
+    today = {**ExperimentConfig().to_dict(), "world_size": 1, CODE_KEY: code_record()}
+    (tmp_path / "today.json").write_text(json.dumps(today))
+    with caplog.at_level(logging.WARNING):
+        values = load_config_file(tmp_path / "today.json")
+    assert CODE_KEY not in values and ExperimentConfig.from_dict(values) == ExperimentConfig()
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    old = {k: v for k, v in ExperimentConfig().to_dict().items() if k != "adapt"}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with caplog.at_level(logging.WARNING):
+        load_config_file(tmp_path / "old.json")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "did not record itself" in warning and "today's defaults: adapt" in warning
