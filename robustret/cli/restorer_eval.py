@@ -145,7 +145,10 @@ def evaluate(images: Tensor, degradation_names: Sequence[str], restorer_names: S
         raise ConfigError(str(exc)) from exc
     models = []
     for path in map(Path, model_paths):
-        model = restoration.load(path, device=device)
+        try:
+            model = restoration.load(path, device=device)
+        except ValueError as exc:  # a retriever's, or another file's, checkpoint
+            raise ConfigError(f"{exc}; pass --models-dir folders of restorer runs only") from exc
         trained_on = getattr(model, "checkpoint_info", {}).get("degradation")
         models.append((f"{model.restorer_name}[{path.parent.name}]", trained_on, model))
     built = {name: restoration.build(name).to(device) for name in restorer_names}

@@ -245,3 +245,16 @@ def test_experiment_weights_that_are_not_a_checkpoint_is_one_line(
         "--weights", str(weights), "--out", str(tmp_path / "o"), "--cache-dir",
         str(tmp_path / "cache"), "--no-tensorboard", "-q"],
         capsys, "--weights", str(weights), "leave --weights out")
+
+
+def test_restorer_evaluate_models_dir_holding_a_retriever(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A retriever's run folder passed as restorer runs (was a ValueError traceback)."""
+    import torch
+
+    run = tmp_path / "retriever-run"
+    run.mkdir()
+    torch.save({"model": {"fc.weight": torch.zeros(2, 2)}, "epoch": 1}, run / "last.pt")
+    _fails_in_one_line(restorer_eval.main, [
+        "--dataset", f"folder:{tiny_folder}", "--models-dir", str(run), "--queries", "2"],
+        capsys, "not a restorer checkpoint", "restorer runs only")
