@@ -15,14 +15,13 @@ Networks compute an unbounded (or ``[-1, 1]``) output internally; :meth:`Restore
 exposes it unclamped for training (so the MSE gradient never vanishes at the range limits) and
 :meth:`Restorer.forward` clamps it.
 
-Every call goes through one gate, :meth:`Restorer.restore`: the images are checked against the
-full contract (``robustret.core.checks.check_images``: shape, channels, floating dtype, finite
-values
-in ``[0, 1]``), the image side against :attr:`Restorer.min_size`, the channel count against
-the one a network was built with (:meth:`Restorer.input_channels`), and the used ``params``
-(finite, ``(B,)`` or a number). Any floating dtype goes in and the same dtype comes out: a
-restorer with weights computes in its weights' dtype (float32 unless the module was cast) and
-the result is cast back; the filters compute in float32 inside where they need it.
+Every call goes through one gate, :meth:`Restorer.restore`: the images are checked against the full
+contract (``robustret.core.checks.check_images``: shape, channels, floating dtype, finite values in
+``[0, 1]``), the image side against :attr:`Restorer.min_size`, the channel count against the one a
+network was built with (:meth:`Restorer.input_channels`), and the used ``params`` (finite, ``(B,)``
+or a number). Any floating dtype goes in and the same dtype comes out: a restorer with weights
+computes in its weights' dtype (float32 unless the module was cast) and the result is cast back; the
+filters compute in float32 inside where they need it.
 """
 
 from __future__ import annotations
@@ -50,8 +49,8 @@ class Restorer(nn.Module):
         uses_params: the degradation parameters :meth:`restore_raw` accepts as keywords.
         requires_params: the subset of ``uses_params`` that must be given.
         min_size: the smallest image side (H and W) :meth:`restore` accepts; a larger value in a
-            subclass is also what ``robustret.experiment.preflight`` checks the data against before
-            a run.
+            subclass is also what ``robustret.experiment.preflight`` checks the data against
+            before a run.
 
     Attributes:
         restorer_name: registry name the module was built under (set by ``RESTORERS.build``,

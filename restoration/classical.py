@@ -11,9 +11,8 @@ baseline       what it does                                          degradation
 =============  ====================================================  ====================
 
 Which baseline serves which degradation is policy, not restoration: see
-``robustret.experiment.policy``.
-Every baseline is an :class:`~restoration.base.Restorer` (no parameters) mapping
-``(B, C, H, W)`` in ``[0, 1]`` to the same shape and range.
+``robustret.experiment.policy``. Every baseline is an :class:`~restoration.base.Restorer` (no
+parameters) mapping ``(B, C, H, W)`` in ``[0, 1]`` to the same shape and range.
 """
 
 from __future__ import annotations

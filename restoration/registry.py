@@ -28,8 +28,8 @@ def _plain(value: Any) -> Any:
 
 
 class RestorerRegistry(Registry[Restorer]):
-    """A :class:`~robustret.core.registry.Registry` of restorers whose ``build`` stamps the
-    result."""
+    """A :class:`~robustret.core.registry.Registry` of restorers whose ``build`` stamps
+    the result."""
 
     def __init__(self) -> None:
         super().__init__("restorer")

@@ -3,7 +3,7 @@
 :func:`degrade_queries` makes the degraded queries of one (degradation, severity) once, for the
 degraded row and every restorer after it; :func:`evaluate_condition` computes one condition's
 rows. These functions take tensors, models and typed values, never paths: caching is the
-runner's job.
+experiment's job.
 """
 
 from __future__ import annotations
@@ -73,9 +73,8 @@ class ConditionResult:
         images: the (Q, C, H, W) query images that were searched with.
         retrieved: per metric the (Q, max(ks)) int64 gallery indices, best first.
         per_query: ``{(metric, measure, k): (Q,) float32}``, each query's score (a row's
-            value is its mean); kept for bootstrap intervals (:mod:`robustret.experiment.seeds`),
-            never
-            written into ``results.json``.
+            value is its mean); kept for bootstrap intervals
+            (:mod:`robustret.experiment.seeds`), never written into ``results.json``.
         embeddings: the (Q, D) float32 query embeddings that were searched (for the recall of
             an approximate index against exact search).
     """

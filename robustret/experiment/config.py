@@ -29,7 +29,6 @@ from robustret.data import SCHEMES
 from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES
 from robustret.experiment.cluster import check_submitit
 from robustret.experiment.config_files import load_config_file as read_config_file
-from robustret.experiment.config_files import load_toml
 from robustret.experiment.config_presets import (
     PROFILE_IMAGE_SIZE,
     PROFILES,
@@ -59,7 +58,6 @@ from robustret.train.classifier import RetrieverTrainConfig
 from robustret.train.restorer import RestorerTrainConfig
 
 #: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
-
 RESTORE_MODES = MODES
 #: ``--metric``: the ranking metrics (:data:`robustret.retrieval.ranking.METRICS`)
 METRICS = METRIC_NAMES
@@ -130,9 +128,8 @@ class ExperimentConfig:
             and of every entry of ``restorers``; a resolved configuration has them folded in.
         cache_dir: where trained models are cached (None: ``robustret.core.paths.cache_dir()``).
         queries_dir: a query set folder written by ``python -m robustret.data export``
-            (:mod:`robustret.experiment.query_sets`); the degraded queries of each condition are
-            then read
-            from it, verified, instead of drawn (None: drawn on the fly, identically).
+            (:mod:`robustret.experiment.query_sets`); the degraded queries of each condition
+            are then read from it, verified, instead of drawn (None: drawn on the fly, identically).
         tensorboard: write TensorBoard logs.
         index: the gallery index (:data:`INDEXES`): ``exact`` (the torch search), ``faiss-flat``
             (exact, faiss) or an approximate one, ``faiss-ivf``, ``faiss-ivfpq``,
@@ -151,10 +148,9 @@ class ExperimentConfig:
             (``[restorers.dae]``). Their ``degrade``, ``severity``, ``dataset`` and ``device``
             are set per condition by the runner, and every ``seed`` inside a section is derived
             from ``seed`` (recomputed on load).
-        jobs: how many conditions are evaluated at once (:mod:`robustret.experiment.jobs`): 1
-        evaluates
-            them in this process; N > 1 in N worker processes (``local``) or at most N jobs
-            (``submitit``). The rows are those of ``jobs = 1``.
+        jobs: how many conditions are evaluated at once (:mod:`robustret.experiment.jobs`):
+            1 evaluates them in this process; N > 1 in N worker processes (``local``) or at most N
+            jobs (``submitit``). The rows are those of ``jobs = 1``.
         executor: ``local`` (a process pool on this machine) or ``submitit`` (Slurm jobs, or
             submitit's ``local`` / ``debug`` cluster; the ``cluster`` extra).
         executor_options: for ``submitit`` only: ``cluster`` (``slurm``, ``local``,
@@ -361,8 +357,7 @@ class ExperimentConfig:
 
         ``image_size`` takes the profile's size when unset; ``retriever`` and every recipe of
         :func:`robustret.experiment.recipes.recipe_names` missing from ``restorers`` take the
-        profile's
-        presets;
+        profile's presets;
         ``retriever_epochs`` / ``restorer_epochs`` are folded into them; the sections' seeds are
         the named streams ``"retriever"`` and ``"restorer"`` of ``seed``.
         """
@@ -476,3 +471,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     (:func:`robustret.experiment.config_files.load_config_file`; a ``config.json`` of other
     code is read with one warning naming the settings it lacks)."""
     return read_config_file(path, settings=ExperimentConfig.field_names())
+
+
+load_toml = load_config_file

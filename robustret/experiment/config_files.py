@@ -70,8 +70,6 @@ def load_config_file(path: str | Path, *, settings: Sequence[str] = ()) -> dict[
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
 
 
-load_toml = load_config_file
-
 
 def _note_other_code(path: Path, recorded: object, values: Mapping[str, Any],
                      settings: Sequence[str]) -> None:

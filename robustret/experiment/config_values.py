@@ -13,7 +13,7 @@ from typing import Any
 from robustret.core.checks import ConfigError
 from robustret.core.device import resolve_device
 from robustret.retrieval.ann import check_options
-from robustret.retrieval.index_kinds import APPROXIMATE, INDEX_KINDS, INDEXES
+from robustret.retrieval.index_kinds import APPROXIMATE, index_kind
 
 
 def as_int(value: object, name: str, low: int) -> int:
@@ -73,11 +73,12 @@ def plain(value: Any) -> Any:
 def index_options(index: object, options: object) -> dict[str, int]:
     """Check the index name and its options' names and kinds (values against the gallery
     size are checked once the data is loaded, :func:`robustret.experiment.runner.run`)."""
-    if index not in INDEX_KINDS:
-        raise ConfigError(f"unknown index {index!r}; choose one of {', '.join(INDEXES)}")
+    try:
+        kind = index_kind(index)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     if not isinstance(options, Mapping):
         raise ConfigError(f"index_options must be a table; got {options!r}")
-    kind = INDEX_KINDS[index]
     if not kind.approximate:
         if options:
             raise ConfigError(f"index_options apply to the approximate indexes "

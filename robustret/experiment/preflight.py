@@ -1,8 +1,7 @@
 """Checks of a resolved configuration against the loaded data, before any training.
 
 :meth:`robustret.experiment.config.ExperimentConfig.validate` checks what the configuration alone
-can tell
-(names, paths, ranges). What depends on the data can only be checked once it is loaded, and
+can tell (names, paths, ranges). What depends on the data can only be checked once it is loaded, and
 :func:`check_against_data` does that right after loading, so a run that cannot finish fails in
 seconds with one line instead of after the retriever's training:
 

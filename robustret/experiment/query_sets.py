@@ -253,8 +253,7 @@ def export_query_set(
 
     The data are ``robustret.data.load(dataset, image_size=image_size, per_class=per_class,
     seed=seed, **dataset_options)``, as :func:`robustret.experiment.runner.run` loads them (the
-    quick
-    profile's ``image_size`` is 64, :data:`robustret.experiment.config.PROFILE_IMAGE_SIZE`).
+    quick profile's ``image_size`` is 64, :data:`robustret.experiment.config.PROFILE_IMAGE_SIZE`).
 
     Raises:
         ConfigError: an unknown degradation or severity, data that cannot be read, or a bad

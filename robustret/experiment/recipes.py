@@ -57,9 +57,8 @@ class Recipe:
             (fields of :class:`robustret.train.restorer.RestorerTrainConfig`).
         summary: one line for the docs and ``--help``.
         blind: trained once on the mixture of every family
-            (:func:`robustret.experiment.policy.blind_mixture`) and applied to any degraded query
-            without
-            knowing its degradation; otherwise trained per degradation (or family).
+            (:func:`robustret.experiment.policy.blind_mixture`) and applied to any degraded
+            query without knowing its degradation; otherwise trained per degradation (or family).
         quick: settings for the quick profile, applied after ``overrides`` (the paper
             profile keeps its own schedule).
         sweep: settings for the quick profile when one model learns several severities at

@@ -1,8 +1,7 @@
 """``run(config)``: plan the conditions, reuse the finished ones, compute the rest, report.
 
-Caching (see :mod:`robustret.experiment.trained`): the retriever and each network restorer are
-trained
-once per key of everything that affects them, code included, under ``cache_dir/models``;
+Caching (see :mod:`robustret.experiment.trained`): the retriever and each network restorer
+are trained once per key of everything that affects them, code included, under ``cache_dir/models``;
 gallery embeddings are stored beside the retriever, keyed by its checkpoint's hash; each
 finished condition is kept in ``OUT/.conditions`` under a key of the checkpoints, seeds and
 code that produced it, so an interrupted sweep continues where it stopped and a change to the

@@ -1,11 +1,11 @@
 """Trained models and gallery embeddings, made once per key and reused from the model cache.
 
 Each artefact lives in a folder of the model cache named by a
-:func:`robustret.core.keys.fingerprint`
-of everything that decides it, including :func:`robustret.core.keys.source_hash` of the code that
-computes it: the data's content, the resolved training settings, the seed, the backbone and
-weights file, and for restorers the degradation they learn. Gallery embeddings, and every
-finished condition after them, are keyed by the SHA-256 of the checkpoint file they came from.
+:func:`robustret.core.keys.fingerprint` of everything that decides it, including
+:func:`robustret.core.keys.source_hash` of the code that computes it: the data's content, the
+resolved training settings, the seed, the backbone and weights file, and for restorers the
+degradation they learn. Gallery embeddings, and every finished condition after them, are keyed by
+the SHA-256 of the checkpoint file they came from.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ class ApproximateIndex:
                  gpu: bool | None = None) -> None:
         faiss = import_faiss()
         self.metric, self.spec = metric, spec
-        vectors = _as_float32(gallery, copy=metric == "cosine")  # (G, D), normalised in place
+        vectors = faiss_array(gallery, copy=metric == "cosine")  # (G, D), normalised in place
         if metric == "cosine":
             faiss.normalize_L2(vectors)
         faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
@@ -379,7 +379,7 @@ class ApproximateIndex:
         scores_out, indices_out = [], []
         for start in range(0, queries.shape[0], chunk_size):
             chunk = queries[start:start + chunk_size]
-            q = _as_float32(chunk, copy=self.metric == "cosine")
+            q = faiss_array(chunk, copy=self.metric == "cosine")
             if self.metric == "cosine":
                 # lazy: optional dependency (extra 'faiss')
                 import faiss
@@ -403,9 +403,10 @@ class ApproximateIndex:
         return torch.cat(scores_out).to(queries.device), torch.cat(indices_out).to(queries.device)
 
 
-def _as_float32(x: Tensor, *, copy: bool) -> np.ndarray:
-    """(N, D) C-contiguous float32 numpy array of ``x``: a view where possible, unless
-    ``copy`` (for faiss's in-place normalisation)."""
+def faiss_array(x: Tensor, *, copy: bool) -> np.ndarray:
+    """(N, D) C-contiguous float32 numpy array of ``x`` for faiss: a view where possible,
+    unless ``copy`` (for faiss's in-place ``normalize_L2``, which must not rescale the caller's
+    tensor: a CPU tensor's ``.numpy()`` shares its memory)."""
     array = x.detach().float().cpu().numpy()
     if copy:
         return np.array(array, dtype=np.float32, order="C", copy=True)

@@ -154,10 +154,10 @@ def _search_faiss(
     # lazy: optional dependency (extra 'faiss')
     import faiss
 
-    # copies: normalize_L2 works in place, and a CPU tensor's .numpy() shares its memory
-    g = np.array(gallery.detach().float().cpu().numpy(), dtype=np.float32, order="C")
-    q = np.array(queries.detach().float().cpu().numpy(), dtype=np.float32, order="C")
-    if metric.name == "cosine":
+    cosine = metric.name == "cosine"  # normalised in place below: copies
+    g = ann.faiss_array(gallery, copy=cosine)
+    q = ann.faiss_array(queries, copy=cosine)
+    if cosine:
         faiss.normalize_L2(g)
         faiss.normalize_L2(q)
         index = faiss.IndexFlatIP(g.shape[1])

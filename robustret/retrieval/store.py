@@ -10,10 +10,9 @@ on disk until they are read, and the operating system can drop them again under 
 
 The file is a plain ``.npy`` (``numpy.load`` reads it) written through
 :func:`robustret.core.io.atomic_output`: under a temporary name beside the target, hashed and
-renamed
-over it at the end, with a ``NAME.sha256`` sidecar (``sha256sum -c`` reads it). An interrupted
-write leaves no file under the final name (and the previous one untouched); the next write
-removes its temporary file. A write is not resumed: it starts over.
+renamed over it at the end, with a ``NAME.sha256`` sidecar (``sha256sum -c`` reads it). An
+interrupted write leaves no file under the final name (and the previous one untouched); the next
+write removes its temporary file. A write is not resumed: it starts over.
 """
 
 from __future__ import annotations
