@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     import degradations
     import restoration
     from robustret.models import build_retriever
-    from robustret.train.restorer import clean_features, feature_loss
+    from robustret.train.restorer_losses import clean_features, feature_loss
 
     generator = torch.Generator().manual_seed(0)
     retriever = build_retriever("resnet34", num_classes=5, in_channels=1).eval()

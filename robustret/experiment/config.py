@@ -55,7 +55,7 @@ from robustret.retrieval.index_kinds import INDEX_KINDS, INDEXES
 from robustret.retrieval.metrics import MEASURES
 from robustret.retrieval.ranking import METRIC_NAMES
 from robustret.train.classifier import RetrieverTrainConfig
-from robustret.train.restorer import RestorerTrainConfig
+from robustret.train.restorer_config import RestorerTrainConfig
 
 #: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
 RESTORE_MODES = MODES

@@ -10,7 +10,7 @@ from typing import Any
 from robustret.core.checks import ConfigError
 from robustret.experiment.recipes import train_config
 from robustret.train.classifier import RetrieverTrainConfig
-from robustret.train.restorer import RestorerTrainConfig
+from robustret.train.restorer_config import RestorerTrainConfig
 
 PROFILES = ("quick", "paper")
 #: What each profile sets in the data: the quick profile resizes to 64 px (minutes on a CPU).

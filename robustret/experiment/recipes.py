@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 import restoration
-from robustret.train.restorer import RestorerTrainConfig
+from robustret.train.restorer_config import RestorerTrainConfig
 
 
 class RecipeKind(str, Enum):
@@ -54,7 +54,7 @@ class Recipe:
         model: the network, a name of ``restoration.networks()``.
         kind: what the recipe is (:class:`RecipeKind`).
         overrides: training settings replacing the model's profile preset
-            (fields of :class:`robustret.train.restorer.RestorerTrainConfig`).
+            (fields of :class:`robustret.train.restorer_config.RestorerTrainConfig`).
         summary: one line for the docs and ``--help``.
         blind: trained once on the mixture of every family
             (:func:`robustret.experiment.policy.blind_mixture`) and applied to any degraded

@@ -455,6 +455,4 @@ def _finished(config: RestorerTrainConfig, out_dir: Path, model: restoration.Res
 
 
 __all__ = ["INIT_STREAM", "NeighbourBank", "RestorerStep", "RestorerTrainResult",
-           "TrainingLabels", "train_restorer",
-           # re-exported from their modules for earlier importers of this one
-           "RestorerTrainConfig", "RetrievalGuide", "clean_features", "feature_loss"]
+           "TrainingLabels", "train_restorer"]

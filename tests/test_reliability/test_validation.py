@@ -13,7 +13,7 @@ from robustret.data import ImageSet, RetrievalData
 from robustret.experiment.config import ExperimentConfig, load_config_file
 from robustret.experiment.preflight import check_against_data, ssim_window
 from robustret.train.classifier import RetrieverTrainConfig
-from robustret.train.restorer import RestorerTrainConfig
+from robustret.train.restorer_config import RestorerTrainConfig
 
 SMOKE = Path("experiments/configs/smoke.toml")
 

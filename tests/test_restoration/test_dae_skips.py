@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import restoration
-from robustret.train.restorer import RestorerTrainConfig
+from robustret.train.restorer_config import RestorerTrainConfig
 
 
 def test_skips_keep_size_and_range_and_change_the_function(tmp_path) -> None:
