@@ -36,7 +36,7 @@ from robustret.core.rng import make_generator, stream_seed
 from robustret.core.tracking import RunLogger
 from robustret.models.retriever import Retriever
 from robustret.train.augment import augment_batch
-from robustret.train.loop import TrainResult, step_decay, train_loop
+from robustret.train.loop import LoopSettings, TrainResult, step_decay, train_loop
 
 ROBUST_STREAM = "retriever/robust"
 """Seed stream of each fine-tuning epoch (index: the epoch)."""
@@ -190,9 +190,11 @@ def finetune_robust(model: Retriever, gallery: Any, degradations_seen: Sequence[
     checkpoint = Path(out_dir) / "last.pt" if out_dir is not None else None
     result = train_loop(
         model=model, optimizer=optimizer, scheduler=scheduler, make_batches=make_batches,
-        step=step, epochs=config.epochs, checkpoint=checkpoint, fingerprint=resume_key,
-        logger=logger, tag=tag, progress=progress,
-        extra_state={"arch": model.arch(), "robust": asdict(config), "degradations": names},
+        step=step, logger=logger,
+        settings=LoopSettings(
+            epochs=config.epochs, checkpoint=checkpoint, fingerprint=resume_key, tag=tag,
+            progress=progress,
+            extra_state={"arch": model.arch(), "robust": asdict(config), "degradations": names}),
     )
     model.eval()
     return result
