@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from robustret.core.checks import ConfigError
+from robustret.core.checks import ConfigError, HostError, host_refusal
 from robustret.core.io import sigterm_as_interrupt
 
 T = TypeVar("T")
@@ -22,10 +22,12 @@ def run_command(prog: str, work: Callable[[], T]) -> tuple[int, T | None]:
         prog: the command's name, the prefix of every line it prints.
         work: the command's body.
     Returns:
-        ``(0, work's result)``, ``(2, None)`` after a :class:`ConfigError` or a missing file
-        (one line saying what to do), or ``(130, None)`` after Ctrl-C or SIGTERM (SIGTERM is
-        turned into ``KeyboardInterrupt`` while ``work`` runs; re-running resumes). Any other
-        exception is a bug and propagates with its traceback.
+        ``(0, work's result)``; ``(2, None)`` after a :class:`ConfigError`, a missing file,
+        a :class:`HostError` (a killed worker) or an ``OSError`` of a full disk or a refused
+        write (:func:`host_refusal`), each one line saying what to do; or ``(130, None)``
+        after Ctrl-C or SIGTERM (SIGTERM is turned into ``KeyboardInterrupt`` while ``work``
+        runs; re-running resumes). Any other exception is a bug and propagates with its
+        traceback.
     """
     try:
         with sigterm_as_interrupt():
@@ -33,8 +35,14 @@ def run_command(prog: str, work: Callable[[], T]) -> tuple[int, T | None]:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED, None
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, HostError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT, None
+    except OSError as exc:
+        line = host_refusal(exc)
+        if line is None:
+            raise
+        print(f"{prog}: error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT, None
 
 

@@ -22,12 +22,14 @@ import argparse
 import io
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 import degradations
-from robustret.cli.boundary import int_at_least
+from robustret.cli.boundary import int_at_least, run_command
 from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.io import atomic_write_bytes
 from robustret.data import RetrievalData, load
@@ -36,6 +38,8 @@ from robustret.experiment.config import PROFILE_IMAGE_SIZE, ExperimentConfig, lo
 from robustret.experiment.query_sets import export_query_set
 
 logger = logging.getLogger("robustret.data")
+PROG = "python -m robustret.data"
+T = TypeVar("T")
 
 
 def preview_grid(data: RetrievalData, per_class: int = 8, seed: int = 0) -> np.ndarray:
@@ -118,6 +122,10 @@ FOLDER_SIZES = (
 
 def _export(args: argparse.Namespace) -> int:
     """``export``: the degraded queries of each (degradation, severity) asked for."""
+    return _readers_errors_as_config_errors(lambda: _export_sets(args))
+
+
+def _export_sets(args: argparse.Namespace) -> int:
     values = dict(load_config_file(args.config)) if args.config else {}
     flags = {"dataset": args.dataset, "image_size": args.image_size,
              "per_class": args.per_class, "seed": args.seed}
@@ -146,7 +154,7 @@ def _degradation_names() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad spec / data)."""
     parser = argparse.ArgumentParser(
-        prog="python -m robustret.data", description=__doc__.splitlines()[0]
+        prog=PROG, description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser(
@@ -196,26 +204,37 @@ def main(argv: list[str] | None = None) -> int:
                         help="the set's folder; several conditions go to DIR/NAME-sLEVEL/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.command == "export":
-        try:
-            return _export(args)
-        except (ValueError, FileNotFoundError, OSError) as exc:  # ConfigError is a ValueError
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    status, _ = run_command(PROG, lambda: _export(args) if args.command == "export"
+                            else _info(args))
+    return status
+
+
+def _readers_errors_as_config_errors(work: Callable[[], T]) -> T:
+    """``work()``, with the data readers' bad-input errors (a bad spec, a corrupt or unreadable
+    file: ``ValueError``, ``TypeError``) raised as :class:`ConfigError`, one line at the
+    boundary."""
     try:
-        if args.preview:  # before the (maybe slow) load: a preview that cannot be written
-            _check_preview_path(Path(args.preview))
+        return work()
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _info(args: argparse.Namespace) -> int:
+    """``info``: describe a data set (a folder's survey first) and write its preview."""
+    if args.preview:  # before the (maybe slow) load: a preview that cannot be written
+        _check_preview_path(Path(args.preview))
+
+    def read() -> RetrievalData:
         scheme, _, location = args.dataset.strip().partition(":")
         if scheme.lower() == "folder" and location and Path(location).expanduser().is_dir():
             survey = survey_folder(Path(location).expanduser(), args.image_size)
             sys.stdout.write(survey.describe() + "\n\n")
-        data = load(args.dataset, image_size=args.image_size, channels=args.channels,
+        return load(args.dataset, image_size=args.image_size, channels=args.channels,
                     per_class=args.per_class, seed=args.seed)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        # ConfigError and the readers' bad-input errors (a bad spec, a missing or corrupt
-        # file): one line
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+    data = _readers_errors_as_config_errors(read)
     sys.stdout.write(data.describe() + "\n")
     if args.preview:
         path = write_preview(data, args.preview, seed=args.seed)

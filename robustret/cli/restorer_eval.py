@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from torch import Tensor
 import degradations
 import restoration
 from robustret import data as rdata
-from robustret.cli.boundary import int_at_least
+from robustret.cli.boundary import int_at_least, run_command
 from robustret.core.checks import ConfigError, check_images
 from robustret.core.device import resolve_device
 from robustret.core.quality import psnr, ssim
@@ -211,23 +210,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, evaluate, print the table; returns the exit code (2: bad input)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    status, rows = run_command(PROG, lambda: _evaluate(args))
+    if rows is not None:
+        print(format_table(rows))
+    return status
 
+
+def _evaluate(args: argparse.Namespace) -> list[QualityRow]:
+    """The rows of the table ``args`` asks for."""
     try:
-        try:
-            images = rdata.load(args.dataset, seed=args.seed).queries.images
-        except (ValueError, TypeError) as exc:  # the data readers' bad-input errors
-            raise ConfigError(f"dataset {args.dataset!r}: {exc}") from exc
-        if args.queries:
-            images = images[: args.queries]
-        restorers = args.restorers or [restoration.IDENTITY, *restoration.classical()]
-        rows = evaluate(images, args.degrade or degradations.available(), restorers,
-                        find_models(args.models_dir), severity=args.severity, seed=args.seed,
-                        all_pairs=args.all_pairs, device=args.device)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(rows))
-    return 0
+        images = rdata.load(args.dataset, seed=args.seed).queries.images
+    except (ValueError, TypeError) as exc:  # the data readers' bad-input errors
+        raise ConfigError(f"dataset {args.dataset!r}: {exc}") from exc
+    if args.queries:
+        images = images[: args.queries]
+    restorers = args.restorers or [restoration.IDENTITY, *restoration.classical()]
+    return evaluate(images, args.degrade or degradations.available(), restorers,
+                    find_models(args.models_dir), severity=args.severity, seed=args.seed,
+                    all_pairs=args.all_pairs, device=args.device)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ moment a run is killed.
 
 A ``KeyboardInterrupt`` raised inside a writer (also one that ``torch.save`` turns into a
 ``RuntimeError``) leaves as a ``KeyboardInterrupt``, with the temporary file removed and the
-previous file and sidecar untouched.
+previous file and sidecar untouched. So does an ``OSError`` of the disk (full, read-only,
+quota): it leaves as itself, naming the file written, not as the ``RuntimeError`` that
+``torch.save`` makes of it (whose message never says "no space left on device").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -30,12 +33,16 @@ import numpy as np
 import torch
 from numpy.lib.format import open_memmap
 
+from robustret.core.checks import host_refusal
 from robustret.core.checksums import CorruptFileError, checksum_path, file_digest, read_digests
 from robustret.core.interrupts import ACTIVE_TEMPS, create_temp, remove_stale_temps
 
+log = logging.getLogger(__name__)
+
 
 class _Sink:
-    """The handle a writer sees: hashes what passes and remembers an interrupt inside it."""
+    """The handle a writer sees: hashes what passes and remembers an interrupt or a disk error
+    inside it (the first one)."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
@@ -48,7 +55,7 @@ class _Sink:
             self.digest.update(view)
             return self._handle.write(view)
         except BaseException as exc:  # torch's C++ writer would turn it into a RuntimeError
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, (KeyboardInterrupt, OSError)) and self.interrupt is None:
                 self.interrupt = exc
             raise
 
@@ -64,14 +71,15 @@ class _Sink:
 
 
 def _interrupt_behind(exc: BaseException, sink: _Sink) -> BaseException | None:
-    """The KeyboardInterrupt that caused ``exc`` (raised in the sink or chained), if any."""
-    if isinstance(exc, KeyboardInterrupt):
+    """The KeyboardInterrupt or disk ``OSError`` that caused ``exc`` (raised in the sink or
+    chained), if any."""
+    if isinstance(exc, (KeyboardInterrupt, OSError)):
         return None
     if sink.interrupt is not None:
         return sink.interrupt
     seen, cause = set(), exc.__cause__ or exc.__context__
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
+        if isinstance(cause, (KeyboardInterrupt, OSError)):
             return cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
@@ -113,6 +121,11 @@ def _atomic_write(
             handle.flush()
             os.fsync(handle.fileno())
         _commit(tmp, path, sink.digest.hexdigest(), checksum)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # a write error names no file
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)  # the unfinished temporary file; the target is untouched
         raise
@@ -257,3 +270,24 @@ def _json_default(obj: Any) -> Any:
 def atomic_save(obj: Any, path: str | os.PathLike, *, checksum: bool = False) -> Path:
     """``torch.save(obj)`` to ``path`` atomically (with a ``.sha256`` sidecar if asked)."""
     return _atomic_write(path, lambda handle: torch.save(obj, handle), checksum=checksum)
+
+
+def write_optional_cache(path: str | os.PathLike, write: Callable[[], object]) -> bool:
+    """Run ``write()``, which writes the optional cache file ``path``; a disk that refuses it
+    (full, read-only, not permitted: :func:`robustret.core.checks.host_refusal`) is one
+    warning and the work goes on without the cache (a shared read-only cache is still read).
+
+    Returns:
+        True when the file was written, False when the disk refused it.
+    Raises:
+        OSError: any other error of the write (a bug, not the disk).
+    """
+    try:
+        write()
+    except OSError as exc:
+        if host_refusal(exc) is None:
+            raise
+        log.warning("cannot write the cache file %s (%s); going on without it",
+                    path, exc.strerror or exc)
+        return False
+    return True

@@ -7,6 +7,7 @@ that say what was expected, what was received and what to do.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,38 @@ class ConfigError(ValueError):
     Raised before any work starts. The command-line tools catch this (and missing files) and
     print one line; any other exception is a bug and shows its traceback.
     """
+
+
+class HostError(RuntimeError):
+    """The machine stopped the work: not the user's input and not a bug (a worker process was
+    killed, a disk is full or refuses writes). The command-line tools print one line naming
+    the problem and what to do (exit 2); finished work is kept and re-running resumes."""
+
+
+#: ``errno`` values of a disk that is full / of a path the process may not write
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+NOT_PERMITTED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def host_refusal(exc: BaseException) -> str | None:
+    """One line for an ``OSError`` that says the disk is full or a path is not writable.
+
+    Returns:
+        ``"disk full: ..."`` or ``"permission denied: ..."`` naming the file and what to do, or
+        None for any other exception (a missing file, a bug: the caller decides).
+    """
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    where = f"{exc.filename}" if exc.filename is not None else "a file"
+    reason = exc.strerror or os.strerror(exc.errno)
+    if exc.errno in DISK_FULL:
+        return (f"disk full: cannot write {where} ({reason}); free space on that disk, or point "
+                "--out, --cache-dir or $ROBUSTRET_CACHE at another one, then re-run the same "
+                "command to resume")
+    if exc.errno in NOT_PERMITTED:
+        return (f"permission denied: {where} ({reason}); choose a folder you may write "
+                "(--out, --cache-dir, $ROBUSTRET_CACHE) or fix its permissions, then re-run")
+    return None
 
 
 def check_images(images: object, name: str = "images", *, check_values: bool = True) -> Tensor:

@@ -20,6 +20,7 @@ from robustret.core.atomic import (
     atomic_write_json,
     atomic_write_text,
     write_npy_blocks,
+    write_optional_cache,
 )
 from robustret.core.checksums import (
     CHECKSUM_SUFFIX,
@@ -53,4 +54,5 @@ __all__ = [
     "verified_load",
     "verify_file",
     "write_npy_blocks",
+    "write_optional_cache",
 ]

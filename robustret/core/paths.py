@@ -6,17 +6,26 @@ import os
 from pathlib import Path
 
 
-def cache_dir(*parts: str) -> Path:
-    """The cache folder, created on demand.
-
-    ``$ROBUSTRET_CACHE`` wins; otherwise ``$XDG_CACHE_HOME/robustret`` or
-    ``~/.cache/robustret``. ``parts`` name a sub-folder.
-    """
+def cache_root() -> Path:
+    """The cache folder (not created): ``$ROBUSTRET_CACHE`` wins; otherwise
+    ``$XDG_CACHE_HOME/robustret`` or ``~/.cache/robustret``."""
     root = os.environ.get("ROBUSTRET_CACHE")
     if root:
-        base = Path(root)
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "robustret"
-    path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "robustret"
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache folder :func:`cache_root`, or its sub-folder ``parts``, created on demand.
+
+    A folder that cannot be created (a read-only or full disk) is returned all the same: a
+    reader finds nothing in it, and a writer meets the disk's refusal
+    (:func:`robustret.core.io.write_optional_cache` turns it into one warning for optional
+    caches).
+    """
+    path = cache_root().joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # reported by whoever writes into it
     return path

@@ -43,6 +43,7 @@ from robustret.core.io import (
     atomic_write_bytes,
     read_verified,
     remove_stale_temps,
+    write_optional_cache,
 )
 from robustret.core.keys import source_hash
 from robustret.core.paths import cache_dir
@@ -240,7 +241,8 @@ def decode_folder(
                  sizes=result["sizes"], modes=np.asarray(modes, dtype=str),
                  unreadable=np.asarray(bad, dtype=str))
         remove_stale_temps(cache_file.parent)
-        atomic_write_bytes(cache_file, buffer.getvalue(), checksum=True)
+        write_optional_cache(
+            cache_file, lambda: atomic_write_bytes(cache_file, buffer.getvalue(), checksum=True))
     return result
 
 

@@ -41,6 +41,7 @@ from robustret.core.io import (
     remove_stale_temps,
     verify_file,
     write_npy_blocks,
+    write_optional_cache,
 )
 from robustret.core.keys import fingerprint, source_hash
 from robustret.core.paths import cache_dir
@@ -198,12 +199,12 @@ def index_folder(
                 time.perf_counter() - start)
     if use_cache:
         remove_stale_temps(cache_file.parent)
-        atomic_write_json(cache_file, {
+        write_optional_cache(cache_file, lambda: atomic_write_json(cache_file, {
             "class_names": index.class_names, "files": index.files,
             "labels": index.labels.tolist(), "sizes": index.sizes.tolist(),
             "modes": index.modes, "unreadable": index.unreadable,
             "colour": index.colour, "deep": index.deep,
-        }, indent=0, checksum=True)
+        }, indent=0, checksum=True))
     return index
 
 
@@ -268,7 +269,7 @@ class DecodedFolder(Dataset):
 
 def decoded_cache(
     index: FolderIndex, image_size: int | None = None, *, workers: int = 0
-) -> np.ndarray:
+) -> np.ndarray | DecodedFolder:
     """The decoded images of ``index`` in a cache file, memory-mapped (written on first use).
 
     The file is ``cache_dir('folders')/KEY-SIDE.npy``, (N, C, H, W) as :class:`DecodedFolder`
@@ -276,7 +277,9 @@ def decoded_cache(
     a file that does not verify is reported in one warning and written again.
 
     Returns:
-        (N, C, H, W) uint8 / uint16, a read-only memory map.
+        (N, C, H, W) uint8 / uint16, a read-only memory map; or, where the disk refuses the
+        cache file (read-only, full: one warning), the :class:`DecodedFolder` itself, which
+        decodes each item when asked for.
     """
     source = DecodedFolder(index, image_size)
     path = cache_dir("folders") / f"{index.key}-{source.side or 'native'}.npy"
@@ -292,8 +295,10 @@ def decoded_cache(
     start = time.perf_counter()
     loader = DataLoader(source, batch_size=BATCH_SIZE, num_workers=check_workers(workers))
     remove_stale_temps(path.parent)
-    write_npy_blocks(path, (batch.numpy() for batch in loader), len(index), source.dtype,
-                     checksum=True)
+    if not write_optional_cache(path, lambda: write_npy_blocks(
+            path, (batch.numpy() for batch in loader), len(index), source.dtype,
+            checksum=True)):
+        return source  # the disk refused the cache: each item is decoded when asked for
     logger.info("folder %s: cached %d decoded images in %.2f s (%s)", index.root, len(index),
                 time.perf_counter() - start, path)
     return np.load(path, mmap_mode="r", allow_pickle=False)

@@ -26,7 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustret.core.io import CorruptFileError, atomic_write_bytes, read_verified
+from robustret.core.io import (
+    CorruptFileError,
+    atomic_write_bytes,
+    read_verified,
+    write_optional_cache,
+)
 from robustret.core.keys import fingerprint, source_hash
 from robustret.core.paths import cache_dir
 from robustret.core.rng import stream_seed
@@ -185,7 +190,8 @@ def generate_cached(config: SyntheticConfig, use_cache: bool = True) -> dict[str
     if use_cache:
         buffer = io.BytesIO()
         np.savez(buffer, **result)
-        atomic_write_bytes(path, buffer.getvalue(), checksum=True)
+        write_optional_cache(
+            path, lambda: atomic_write_bytes(path, buffer.getvalue(), checksum=True))
     return result
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from robustret.core.checks import ConfigError
+from robustret.cli.boundary import run_command
+
+PROG = "python -m robustret.demo"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m robustret.demo",
+        prog=PROG,
         description="Serve a page that searches the gallery of a finished run with original, "
                     "degraded and restored queries (see docs/demo.md).")
     parser.add_argument("--run", required=True, metavar="OUT",
@@ -28,16 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+        print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 2
-    try:
-        print(f"loading {args.run} ...", flush=True)
-        service = load_run(args.run, args.device)
-    except ConfigError as exc:
+    print(f"loading {args.run} ...", flush=True)
+    status, service = run_command(PROG, lambda: load_run(args.run, args.device))
+    if service is None:
         sock.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return status
     host, port = sock.getsockname()[:2]
     print(f"robustret demo: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     try:

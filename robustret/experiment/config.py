@@ -24,6 +24,7 @@ from typing import Any
 import degradations
 from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.keys import fingerprint
+from robustret.core.paths import cache_root
 from robustret.core.rng import stream_seed
 from robustret.data import SCHEMES
 from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES
@@ -464,6 +465,9 @@ class ExperimentConfig:
             folder = getattr(self, name)
             if folder is not None:  # a file, inside a file, or read-only
                 check_writable_folder(folder, name, flag)
+        if self.cache_dir is None:  # the default model cache: trained models are written there
+            check_writable_folder(cache_root() / "models", "the model cache",
+                                  "--cache-dir or $ROBUSTRET_CACHE")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -24,9 +24,10 @@ cache on a file system the nodes share.
 Errors: a :class:`~robustret.core.checks.ConfigError` or ``FileNotFoundError`` in a task comes back
 as the same kind of error, naming the condition (the CLI prints one line); any other exception
 is raised as :class:`ConditionFailed`, one line naming the condition and the error, with the
-task's traceback as its cause. Ctrl-C (or SIGTERM) in the parent stops the workers (they ignore
-SIGINT, so the parent alone decides) or cancels the submitted jobs; finished conditions are
-kept, and re-running the command resumes.
+task's traceback as its cause; a worker process that dies (killed, out of memory) is
+:class:`WorkerLost`, a :class:`~robustret.core.checks.HostError` (one line). Ctrl-C (or
+SIGTERM) in the parent stops the workers (they ignore SIGINT, so the parent alone decides) or
+cancels the submitted jobs; finished conditions are kept, and re-running the command resumes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robustret.core.checks import ConfigError
+from robustret.core.checks import ConfigError, HostError
 from robustret.core.device import resolve_device
 from robustret.evaluation.results import Condition, ResultRow
 from robustret.experiment.cluster import submitit_executor
@@ -71,6 +72,11 @@ POLL_S = 1.0
 
 class ConditionFailed(RuntimeError):
     """A condition could not be evaluated in a worker (its traceback is the ``__cause__``)."""
+
+
+class WorkerLost(HostError):
+    """A worker process died (killed, out of memory): one line at the command's boundary,
+    naming the conditions it held; the finished conditions are kept."""
 
 
 class WorkerTraceback(Exception):
@@ -315,9 +321,10 @@ def _run_local(spec: WorkerSpec, groups: list[list[Condition]],
                 outcome = future.result()
             except BrokenProcessPool as exc:
                 names = ", ".join(c.name for c in futures[future])
-                raise ConditionFailed(f"a worker process died while evaluating {names} (killed, "
-                                      "or out of memory? fewer --jobs use less); re-run to "
-                                      "resume") from exc
+                raise WorkerLost(f"a worker process died while evaluating {names} (killed, or "
+                                 "out of memory? fewer --jobs use less memory); finished "
+                                 "conditions are kept: re-run the same command to resume"
+                                 ) from exc
             accept(outcome)
     except BaseException:
         if pool is not None:

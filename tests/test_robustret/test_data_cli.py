@@ -29,7 +29,7 @@ def test_info_synthetic_with_preview(tmp_path, capsys, monkeypatch) -> None:
 def test_bad_spec_one_line_exit_2(spec, capsys) -> None:
     assert main(["info", "--dataset", spec]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err
+    assert err.startswith("python -m robustret.data: error:") and "\n" not in err
 
 
 def test_module_runs(tmp_path) -> None:

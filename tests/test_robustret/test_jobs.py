@@ -363,3 +363,29 @@ def test_workers_rebuild_the_fine_tuned_retriever_and_the_approximate_index(
                             *_args(data, tmp_path / "run", cache, *extra, "--jobs", "2")]))
     assert parallel.rows == serial.rows
     assert {row.retriever_seen for row in parallel.rows} == {("gaussian_noise",)}
+
+
+def test_a_killed_worker_is_one_line_and_a_rerun_resumes(serial_run, tmp_path: Path,
+                                                         monkeypatch, capsys) -> None:
+    import multiprocessing
+
+    import robustret.experiment.jobs as jobs
+
+    data, cache, serial, _ = serial_run
+    real_as_completed = jobs.as_completed
+
+    def kill_the_workers_first(futures):
+        for child in multiprocessing.active_children():  # the pool's spawned workers
+            os.kill(child.pid, signal.SIGKILL)
+        return real_as_completed(futures)
+
+    monkeypatch.setattr(jobs, "as_completed", kill_the_workers_first)
+    out = tmp_path / "run"
+    assert main(_args(data, out, cache, "--jobs", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("python -m robustret.experiment: error: a worker process died")
+    assert "re-run the same command to resume" in err[0]
+    monkeypatch.undo()
+    assert main(_args(data, out, cache)) == 0  # serially: the rows of the serial run
+    assert _rows((out / "results.json").read_text()) == _rows(serial)

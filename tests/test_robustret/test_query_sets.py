@@ -126,7 +126,8 @@ def test_export_refuses_a_folder_that_is_not_a_set_and_bad_names(tiny_folder: Pa
     (busy / "notes.txt").write_text("mine")
     assert _export(tiny_folder, busy) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err and "holds no query set" in err
+    assert err.startswith("python -m robustret.data: error:") and "\n" not in err
+    assert "holds no query set" in err
     assert _export(tmp_path / "missing", tmp_path / "set") == 2
     assert "\n" not in capsys.readouterr().err.strip()
     with pytest.raises(SystemExit):
