@@ -20,7 +20,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
     embeddings cached beside that checkpoint (computed and cached when missing).
 
     Raises:
-        ConfigError: a file is missing or does not describe a finished run.
+        ConfigError: a file is missing or does not describe a finished run; the retriever's
+            checkpoint does not verify against its ``.sha256`` sidecar or has none.
     """
     run_dir = Path(run_dir)
     files = {name: run_dir / name for name in ("config.json", "results.json")}
@@ -41,8 +42,12 @@ def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
         torch_device = resolve_device(device)
     except ValueError as exc:  # cuda asked for where there is none, or a bad spec
         raise ConfigError(str(exc)) from exc
+    try:  # the run's cached checkpoint: written with a sidecar, so it must verify
+        model = load_retriever(checkpoint, torch_device, required=True)
+    except ValueError as exc:
+        raise ConfigError(f"the run's retriever checkpoint cannot be trusted: {exc}; re-run the "
+                          "experiment's command to rebuild it") from exc
     data = load_data(config)
-    model = load_retriever(checkpoint, torch_device)
     trained = TrainedModel(model, str(resolved.get("retriever_key", "")), checkpoint,
                            weights_key(model, checkpoint))
     embeddings, _ = gallery_embeddings(trained, data.gallery.images, torch_device)

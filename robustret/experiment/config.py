@@ -25,7 +25,7 @@ import degradations
 from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.keys import fingerprint
 from robustret.core.paths import cache_root
-from robustret.core.rng import stream_seed
+from robustret.core.rng import SEED_LIMIT, stream_seed
 from robustret.data import SCHEMES
 from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES
 from robustret.experiment.cluster import check_submitit
@@ -68,6 +68,8 @@ METRICS = METRIC_NAMES
 INDEX_BACKENDS = {name: kind.backend for name, kind in INDEX_KINDS.items()}
 #: ``--executor``: where ``jobs`` evaluate conditions (:mod:`robustret.experiment.jobs`)
 EXECUTORS = ("local", "submitit")
+#: the largest ``image_size``: a 4096 x 4096 image is 64 MB as float32, per image
+MAX_IMAGE_SIZE = 4096
 
 __all__ = [
     "ADAPTATION_SIDES", "DEGRADE_SIDES", "EXECUTORS", "INDEXES",
@@ -238,15 +240,16 @@ class ExperimentConfig:
         set_ = object.__setattr__
         set_(self, "severities", as_ints(self.severities, "severities", 1, 5))
         set_(self, "ks", as_ints(self.ks, "ks (top-k)", 1))
-        as_int(self.seed, "seed", 0)
+        as_int(self.seed, "seed", 0, SEED_LIMIT - 1)
         for name in ("out_dir", "weights", "cache_dir", "reference"):
             set_(self, name, as_path(getattr(self, name), name))
         if self.out_dir is None:
             raise ConfigError("out_dir must be a path; got None")
         set_(self, "queries_dir", as_path(self.queries_dir, "queries_dir"))
-        for name in ("image_size", "per_class"):
-            if getattr(self, name) is not None:
-                as_int(getattr(self, name), name, 1)
+        if self.image_size is not None:
+            as_int(self.image_size, "image_size", 1, MAX_IMAGE_SIZE)
+        if self.per_class is not None:
+            as_int(self.per_class, "per_class", 1)
         for name in ("retriever_epochs", "restorer_epochs"):
             if getattr(self, name) is not None:
                 as_int(getattr(self, name), name, 0)

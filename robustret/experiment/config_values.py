@@ -16,10 +16,12 @@ from robustret.retrieval.ann import check_options
 from robustret.retrieval.index_kinds import APPROXIMATE, index_kind
 
 
-def as_int(value: object, name: str, low: int) -> int:
-    """``value`` when it is an integer >= ``low`` (not a bool)."""
+def as_int(value: object, name: str, low: int, high: int | None = None) -> int:
+    """``value`` when it is an integer in ``low..high`` (not a bool; no upper bound: None)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}; got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be an integer in {low}..{high}; got {value!r}")
     return value
 
 

@@ -226,7 +226,8 @@ def build_retriever(
 
 
 def load_retriever(
-    path: str | Path, device: torch.device | str = "cpu", *, channels_last: bool = False
+    path: str | Path, device: torch.device | str = "cpu", *, channels_last: bool = False,
+    required: bool = False,
 ) -> Retriever:
     """Rebuild a :class:`Retriever` from a checkpoint holding ``arch`` and ``model``.
 
@@ -237,13 +238,16 @@ def load_retriever(
         path: the checkpoint file.
         device: where the model goes.
         channels_last: convert to channels_last memory format after loading.
+        required: refuse a checkpoint without its ``.sha256`` sidecar (a cached one: it was
+            written with one, so a missing sidecar means it cannot be verified).
     Returns:
         The model in ``eval()`` mode on ``device``.
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not a retriever checkpoint.
+        ValueError: not a retriever checkpoint; :class:`~robustret.core.io.CorruptFileError`
+            when it does not match its sidecar (or, with ``required``, has none).
     """
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, required=required)
     if "arch" not in state or "model" not in state:
         raise ValueError(
             f"{path} is not a retriever checkpoint (needs 'arch' and 'model'; has {sorted(state)})"

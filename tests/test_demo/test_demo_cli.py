@@ -67,3 +67,37 @@ def test_ctrl_c_while_serving_exits_130(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(app, "make_server", lambda application: Interrupted())
     assert main(["--run", "OUT", "--port", "0"]) == 130
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _run_with_checkpoint(tmp_path: Path) -> Path:
+    """A run folder whose retriever checkpoint is cached as the experiment caches it (with a
+    sidecar)."""
+    from robustret.core.io import atomic_save
+    from robustret.models import build_retriever
+
+    model = build_retriever("resnet18", num_classes=3, in_channels=1)
+    checkpoint = tmp_path / "cache" / "last.pt"
+    atomic_save({"arch": model.arch(), "model": model.state_dict()}, checkpoint, checksum=True)
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": "synthetic"}))
+    (tmp_path / "results.json").write_text(
+        json.dumps({"resolved": {"retriever_checkpoint": str(checkpoint)}}))
+    return checkpoint
+
+
+@pytest.mark.parametrize("damage", ["sidecar deleted", "bytes changed"])
+def test_a_checkpoint_that_does_not_verify_is_refused(tmp_path: Path, damage: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """(a checkpoint without its sidecar was loaded unchecked)"""
+    from robustret.core.io import checksum_path
+
+    checkpoint = _run_with_checkpoint(tmp_path)
+    if damage == "sidecar deleted":
+        checksum_path(checkpoint).unlink()
+    else:
+        data = bytearray(checkpoint.read_bytes())
+        data[-100] ^= 0xFF
+        checkpoint.write_bytes(bytes(data))
+    assert main(["--run", str(tmp_path), "--port", "0", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert "retriever checkpoint cannot be trusted" in err[-1] and str(checkpoint) in err[-1]

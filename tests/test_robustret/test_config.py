@@ -28,6 +28,8 @@ def test_defaults_are_the_study_and_validate() -> None:
         ({"seed": 1.5}, "seed"),
         ({"seed": True}, "seed"),
         ({"image_size": True}, "image_size"),
+        ({"image_size": 10**9}, "image_size must be an integer in 1..4096"),
+        ({"seed": 2**64}, "seed must be an integer in 0.."),
         ({"tensorboard": "no"}, "tensorboard"),
         ({"device": 5}, "device"),
         ({"out_dir": 5}, "out_dir"),
