@@ -86,9 +86,15 @@ def _run_with_checkpoint(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["sidecar deleted", "bytes changed"])
 def test_a_checkpoint_that_does_not_verify_is_refused(tmp_path: Path, damage: str,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """(a checkpoint without its sidecar was loaded unchecked)"""
     from robustret.core.io import checksum_path
+
+    def never_serve(_app: object) -> None:
+        raise AssertionError("the page was served from an unverified checkpoint")
+
+    monkeypatch.setattr("robustret.demo.app.make_server", never_serve)
 
     checkpoint = _run_with_checkpoint(tmp_path)
     if damage == "sidecar deleted":
