@@ -15,6 +15,9 @@ Public contract:
   and range, reading the degradation's drawn ``(B,)`` parameters it uses
   (:attr:`~restoration.base.Restorer.uses_params`) from the ``params`` dict;
 - :func:`restore_batches` runs a restorer over N images in fixed-size batches;
+- :func:`restoration.estimate.estimate_degradation` estimates from the degraded images alone
+  (no drawn parameters) the family, noise kind and level, line-blur length and angle and Haar
+  level, and gives them as the ``params`` dict a restorer reads (docs/estimation.md);
 - :func:`save` / :func:`load`: a checkpoint stores the architecture name and options beside the
   weights, so ``load(path)`` rebuilds the model without other information.
 """
