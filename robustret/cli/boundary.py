@@ -15,6 +15,14 @@ T = TypeVar("T")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that would break it into lines (newlines, and the
+    separators :meth:`str.splitlines` also honours, such as ``\\x1e``) written as its escape:
+    a user's file or key name cannot split the one line an error is."""
+    return "".join(repr(char)[1:-1] if len(f"a{char}b".splitlines()) > 1 else char
+                   for char in text)
+
+
 def run_command(prog: str, work: Callable[[], T]) -> tuple[int, T | None]:
     """Run ``work()``; a user error or an interrupt becomes one line on stderr and an exit code.
 
@@ -36,13 +44,13 @@ def run_command(prog: str, work: Callable[[], T]) -> tuple[int, T | None]:
         print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED, None
     except (ConfigError, FileNotFoundError, HostError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT, None
     except OSError as exc:
         line = host_refusal(exc)
         if line is None:
             raise
-        print(f"{prog}: error: {line}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(line)}", file=sys.stderr)
         return EXIT_BAD_INPUT, None
 
 

@@ -151,8 +151,8 @@ def _degradation_names() -> list[str]:
     return degradations.available()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad spec / data)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: sub-commands ``info`` and ``export``."""
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.splitlines()[0]
     )
@@ -202,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="as the experiment's --per-class (default: all)")
     export.add_argument("--out", required=True, metavar="DIR",
                         help="the set's folder; several conditions go to DIR/NAME-sLEVEL/")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad spec / data)."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     status, _ = run_command(PROG, lambda: _export(args) if args.command == "export"
                             else _info(args))

@@ -36,14 +36,18 @@ class HostError(RuntimeError):
 #: ``errno`` values of a disk that is full / of a path the process may not write
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 NOT_PERMITTED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+#: ``errno`` values of a path the system cannot use at all, whatever is on the disk
+BAD_PATH = frozenset({errno.ENAMETOOLONG, errno.ELOOP})
 
 
 def host_refusal(exc: BaseException) -> str | None:
-    """One line for an ``OSError`` that says the disk is full or a path is not writable.
+    """One line for an ``OSError`` that says the disk is full, a path is not writable or a
+    path cannot be used at all (a name too long, a loop of symbolic links).
 
     Returns:
-        ``"disk full: ..."`` or ``"permission denied: ..."`` naming the file and what to do, or
-        None for any other exception (a missing file, a bug: the caller decides).
+        ``"disk full: ..."``, ``"permission denied: ..."`` or ``"unusable path: ..."`` naming
+        the file and what to do, or None for any other exception (a missing file, a bug: the
+        caller decides).
     """
     if not isinstance(exc, OSError) or exc.errno is None:
         return None
@@ -56,6 +60,8 @@ def host_refusal(exc: BaseException) -> str | None:
     if exc.errno in NOT_PERMITTED:
         return (f"permission denied: {where} ({reason}); choose a folder you may write "
                 "(--out, --cache-dir, $ROBUSTRET_CACHE) or fix its permissions, then re-run")
+    if exc.errno in BAD_PATH:
+        return f"unusable path: {where} ({reason}); pass a shorter or plain path"
     return None
 
 
