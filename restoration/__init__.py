@@ -15,6 +15,10 @@ Public contract:
   and range, reading the degradation's drawn ``(B,)`` parameters it uses
   (:attr:`~restoration.base.Restorer.uses_params`) from the ``params`` dict;
 - :func:`restore_batches` runs a restorer over N images in fixed-size batches;
+- ``estimated`` (:class:`~restoration.routed.EstimateThenRestore`) restores each image by the
+  restorer of its *estimated* family with estimated parameters, reading none of the drawn
+  ones; :func:`~restoration.base.knowledge_of` says what a restorer knows (``oracle``,
+  ``estimated``, ``blind``: :data:`~restoration.base.KNOWLEDGE`);
 - :func:`restoration.estimate.estimate_degradation` estimates from the degraded images alone
   (no drawn parameters) the family, noise kind and level, line-blur length and angle and Haar
   level, and gives them as the ``params`` dict a restorer reads (docs/estimation.md);
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from restoration.base import Identity, Restorer, restore_batches
+from restoration.base import KNOWLEDGE, Identity, Restorer, knowledge_of, restore_batches
 from restoration.checkpoints import checkpoint_meta, load, save
 from restoration.classical import (
     BicubicUpsample,
@@ -38,6 +42,7 @@ from restoration.classical import (
 from restoration.dae import DenoisingAutoencoder
 from restoration.hybrid import HybridRestorer
 from restoration.registry import IDENTITY, RESTORERS
+from restoration.routed import EstimateThenRestore
 from restoration.srcnn import SRCNN
 
 RESTORERS.register(IDENTITY)(Identity)
@@ -49,6 +54,7 @@ RESTORERS.register("bilateral")(BilateralFilter)
 RESTORERS.register("wiener")(WienerDeblur)
 RESTORERS.register("bicubic")(BicubicUpsample)
 RESTORERS.register("hybrid")(HybridRestorer)
+RESTORERS.register("estimated")(EstimateThenRestore)
 
 
 def available() -> list[str]:
@@ -81,6 +87,7 @@ def build(name: str, **options: Any) -> Restorer:
 
 
 __all__ = [
-    "IDENTITY", "RESTORERS", "Restorer", "available", "build", "checkpoint_meta", "classical",
+    "IDENTITY", "KNOWLEDGE", "RESTORERS", "Restorer", "available", "build", "checkpoint_meta",
+    "classical", "knowledge_of",
     "load", "networks", "restore_batches", "save",
 ]

@@ -39,6 +39,22 @@ from robustret.core.checks import check_images
 Params = Mapping[str, "Tensor | float"]
 """Per-image degradation parameters: name -> (B,) tensor (a number applies to every image)."""
 
+#: what a restorer knows of each query's degradation: ``oracle`` (it reads the parameters the
+#: degradation drew, or the query set's severity: an upper bound no real photo allows),
+#: ``estimated`` (only what it estimates from the image), ``blind`` (nothing)
+KNOWLEDGE = ("oracle", "estimated", "blind")
+
+
+def knowledge_of(restorer: Restorer) -> str:
+    """The :data:`KNOWLEDGE` of ``restorer`` when the caller hands it the drawn parameters (as
+    the experiment does): its own ``knowledge`` attribute when it declares one, else
+    ``oracle`` when it reads any parameter (:attr:`Restorer.uses_params` or a conditioned
+    hybrid's :meth:`Restorer.required_params`) and ``blind`` when it reads none."""
+    declared = getattr(restorer, "knowledge", None)
+    if declared is not None:
+        return declared
+    return "oracle" if restorer.uses_params or restorer.required_params() else "blind"
+
 
 class Restorer(nn.Module):
     """Base class: subclasses implement :meth:`restore_raw`.

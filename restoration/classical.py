@@ -29,7 +29,7 @@ from torch import Tensor
 from degradations.motion_blur import blur_from_length
 from degradations.motion_blur import motion_blur_transfer as degradation_transfer
 from restoration.base import Restorer
-from robustret.core.checks import check_images
+from robustret.core.checks import check_choice, check_images
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,32 @@ def motion_blur_transfer(h: int, w: int, a: Tensor | float, b: Tensor | float,
                                 device=torch.device(device))
 
 
+#: ``WienerDeblur(phase=...)``: invert the study's transfer with its phase, or its magnitude only
+WIENER_PHASES = ("study", "zero")
+
+
+def zero_phase_transfer(h: int, w: int, a: float | Tensor, b: float | Tensor,
+                        t: float | Tensor = 1.0, device: torch.device | str = "cpu") -> Tensor:
+    """The study's blur transfer without its linear phase: ``T sinc(u a + v b)``, the transfer
+    of a line blur centred on the pixel; even in ``(a, b)``, so the blur's sign does not
+    matter.
+
+    Args:
+        h, w: image size.
+        a, b: displacement in image widths / heights, a float or (B,) tensor.
+        t: exposure, a float or (B,) tensor.
+        device: where to build the transfer.
+    Returns:
+        (B or 1, 1, H, W) complex64 (real values), the full spectrum in ``torch.fft.fft2``
+        layout.
+    """
+    a_, b_, t_ = (torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
+                  for v in (a, b, t))
+    u = torch.fft.fftfreq(w, 1.0 / w, device=device).view(1, 1, 1, w)
+    v = torch.fft.fftfreq(h, 1.0 / h, device=device).view(1, 1, h, 1)
+    return (t_ * torch.sinc(u * a_ + v * b_)).to(torch.complex64)
+
+
 def wiener_deconvolve(images: Tensor, transfer: Tensor, k: float = 0.01) -> Tensor:
     """Wiener deconvolution ``F = conj(H) G / (|H|^2 + k)`` (circular, in the DFT domain).
 
@@ -213,16 +239,23 @@ class WienerDeblur(Restorer):
         length: alternative to ``a``/``b``: assumed blur length in pixels (None: use a, b).
         angle: direction of ``length`` in degrees (0 = right, 90 = down).
         k: noise-to-signal ratio.
+        phase: ``"study"`` inverts the study's transfer, linear phase included (the blurred
+            image is displaced by half the blur, and deconvolving puts it back); ``"zero"``
+            inverts only its magnitude, a blur centred on the pixel: the sign of ``(a, b)``
+            then does not matter, which suits an *estimated* blur, whose sign an image cannot
+            show (the result stays displaced by half the blur, whichever the true sign; a
+            wrong sign with ``"study"`` displaces it by the whole blur).
     """
 
     uses_params = ("a", "b")
 
     def __init__(self, a: float = DEFAULT_BLUR["a"], b: float = DEFAULT_BLUR["b"],
                  t: float = DEFAULT_BLUR["t"], length: float | None = None,
-                 angle: float | None = None, k: float = 0.01) -> None:
+                 angle: float | None = None, k: float = 0.01, phase: str = "study") -> None:
         super().__init__()
         self.a, self.b, self.t, self.k = float(a), float(b), float(t), float(k)
         self.length, self.angle = length, angle
+        self.phase = check_choice(phase, WIENER_PHASES, "phase")
 
     def _assumed_blur(self, h: int, w: int) -> tuple[Tensor | float, Tensor | float]:
         if self.length is not None:
@@ -238,7 +271,10 @@ class WienerDeblur(Restorer):
         h, w = images.shape[-2:]
         if a is None:
             a, b = self._assumed_blur(h, w)
-        transfer = motion_blur_transfer(h, w, a, b, self.t, device=images.device)
+        if self.phase == "zero":
+            transfer = zero_phase_transfer(h, w, a, b, self.t, device=images.device)
+        else:
+            transfer = motion_blur_transfer(h, w, a, b, self.t, device=images.device)
         return wiener_deconvolve(images, transfer, self.k)
 
 

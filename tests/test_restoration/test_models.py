@@ -93,7 +93,8 @@ def test_raw_output_is_unclamped_for_training() -> None:
 
 def test_networks_and_classical_come_from_the_trainable_attribute() -> None:
     assert {"dae", "srcnn"} <= set(restoration.networks())
-    assert restoration.classical() == ["bicubic", "bilateral", "median", "nlm", "wiener"]
+    assert restoration.classical() == ["bicubic", "bilateral", "estimated", "median", "nlm",
+                                       "wiener"]
     for name in restoration.available():
         cls = restoration.RESTORERS.get(name)
         assert (name in restoration.networks()) == cls.trainable

@@ -1,0 +1,90 @@
+"""Estimate-then-restore (``estimated``) and what each restorer knows (``knowledge_of``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import degradations
+import restoration
+from restoration.estimate import FAMILIES, estimate_degradation
+from robustret.core.quality import psnr
+from robustret.core.rng import make_generator
+
+
+def _scenes(n: int = 8, size: int = 48) -> torch.Tensor:
+    """Smooth gradients with a few bright squares: natural enough for the estimator."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size),
+                            indexing="ij")
+    images = (0.3 + 0.3 * xx + 0.1 * yy).expand(n, 1, size, size).clone()
+    for i in range(n):
+        top, left = torch.randint(4, size - 20, (2,), generator=g).tolist()
+        images[i, :, top:top + 14, left:left + 14] = 0.85
+    return images
+
+
+@pytest.mark.parametrize(("name", "options", "knowledge"), [
+    ("wiener", {}, "oracle"), ("bicubic", {}, "oracle"), ("median", {}, "blind"),
+    ("identity", {}, "blind"), ("dae", {}, "blind"), ("estimated", {}, "estimated"),
+])
+def test_each_restorer_says_what_it_knows(name: str, options: dict, knowledge: str) -> None:
+    assert restoration.knowledge_of(restoration.build(name, **options)) == knowledge
+    assert knowledge in restoration.KNOWLEDGE
+
+
+def test_it_reads_none_of_the_drawn_parameters() -> None:
+    clean = _scenes()
+    blurred, drawn = degradations.apply(clean, "motion_blur", 4, generator=make_generator(1),
+                                        return_params=True)
+    restorer = restoration.build("estimated")
+    lies = {"a": -drawn["a"] * 3, "b": drawn["b"] + 0.2, "level": torch.full((8,), 2),
+            "severity": torch.full((8,), 5.0)}
+    assert torch.equal(restorer(blurred, drawn), restorer(blurred, None))
+    assert torch.equal(restorer(blurred, lies), restorer(blurred, None))
+
+
+def test_each_image_goes_to_its_estimated_familys_restorer() -> None:
+    clean = _scenes(12)
+    parts = [clean[:3],
+             degradations.apply(clean[3:6], "salt_pepper", 3, generator=make_generator(2)),
+             degradations.apply(clean[6:9], "motion_blur", 5, generator=make_generator(3)),
+             degradations.apply(clean[9:], "lowres", 4, generator=make_generator(4))]
+    mixed = torch.cat(parts)
+    estimate = estimate_degradation(mixed)
+    restored = restoration.build("estimated")(mixed)
+    experts = {"noise": restoration.build("median"), "blur": restoration.build("wiener"),
+               "resolution": restoration.build("bicubic")}
+    params = estimate.params()
+    for i, family in enumerate(estimate.family_names()):
+        if family == "clean":
+            assert torch.equal(restored[i], mixed[i])
+            continue
+        one = {key: value[i:i + 1] for key, value in params.items()}
+        expected = experts[family](mixed[i:i + 1], one)[0]
+        torch.testing.assert_close(restored[i], expected, atol=1e-5, rtol=0)
+    assert estimate.family_names()[:3] == ["clean"] * 3
+    assert set(estimate.family_names()[3:6]) == {"noise"}
+    assert set(estimate.family_names()[9:]) == {"resolution"}
+    for lo, hi in ((3, 6), (9, 12)):  # noise and resolution are restored, not just routed
+        assert float(psnr(restored[lo:hi], clean[lo:hi]).mean()) > float(
+            psnr(mixed[lo:hi], clean[lo:hi]).mean()) + 1
+
+
+def test_the_zero_phase_wiener_ignores_the_sign_of_the_blur() -> None:
+    clean = _scenes()
+    blurred, drawn = degradations.apply(clean, "motion_blur", 4, generator=make_generator(5),
+                                        return_params=True)
+    flipped = {"a": -drawn["a"], "b": -drawn["b"]}
+    zero = restoration.build("wiener", phase="zero")
+    torch.testing.assert_close(zero(blurred, drawn), zero(blurred, flipped), atol=1e-5, rtol=0)
+    study = restoration.build("wiener")
+    assert (study(blurred, drawn) - study(blurred, flipped)).abs().max() > 0.05
+    with pytest.raises(ValueError, match="phase"):
+        restoration.build("wiener", phase="linear")
+
+
+def test_families_of_the_estimate_are_the_routed_ones_and_clean() -> None:
+    from restoration.routed import ROUTED_FAMILIES
+
+    assert set(ROUTED_FAMILIES) | {"clean"} == set(FAMILIES)
