@@ -156,6 +156,26 @@ SEVERITY = "severity"
 restorer conditioned on the severity reads it, as a Wiener front end reads the drawn blur."""
 
 
+def drawn_params(name: str) -> tuple[str, ...]:
+    """The names of the parameters ``apply(images, name, severity, return_params=True)``
+    returns, sorted: what a restorer can be told about an image degraded by ``name``.
+
+    The class's drawn parameters (its ``sample_params``, read at severity 3 on a 64 px
+    image), the noise mixture's ``kind`` for one of its noises, and :data:`SEVERITY`.
+    ``motion_blur`` gives ``a``, ``b``; ``lowres`` its ``level``; the corruption suite's
+    families mostly nothing but the severity (restorer policies read this).
+
+    Raises:
+        ConfigError: unknown name (the message lists them).
+    """
+    module = build_module(name)
+    generator = torch.Generator().manual_seed(0)
+    names = {*module.sample_params(1, generator, size=(64, 64)), SEVERITY}
+    if name in MIXTURE_KINDS:
+        names.add("kind")
+    return tuple(sorted(names))
+
+
 def _known_params(out: tuple[Tensor, dict[str, Tensor]], name: str, severity: int,
                    overrides: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
     """Add what is known without drawing: :data:`SEVERITY` (unless ``overrides`` replaced the

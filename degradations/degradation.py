@@ -33,9 +33,11 @@ from ._base import WordSource, check_batch, per_index_generators, run_chunked
 Params = dict[str, Tensor]
 #: the number of severity levels every degradation has; level 3 is the study's setting
 SEVERITY_LEVELS = (1, 2, 3, 4, 5)
-#: registry names are short lowercase words the CLI can show; "all" is the CLI's "every one"
+#: registry names are short lowercase words the CLI can show; the group names of
+#: ``degradations.groups`` that are such words ("all": every one, "study": the study's six) are
+#: reserved ("imagenet-c" and "held-out" cannot clash: no registry name has a hyphen)
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
-_RESERVED = ("all",)
+_RESERVED = ("all", "study")
 
 
 class Degradation(nn.Module):
@@ -49,6 +51,9 @@ class Degradation(nn.Module):
     - ``family``: the family a restorer is chosen for (``"noise"``, ``"blur"``,
       ``"resolution"``, ...). None (the default) makes the registry name the family.
     - ``range_mode``: ``"clip"`` or ``"minmax"``, usually set from a constructor parameter.
+    - ``gray_is_identity``: True for a family that by definition leaves one-channel images
+      unchanged (``saturate``: gray has no saturation); the contract tests then check on RGB
+      images that its damage grows with severity. False (the default) for every other family.
 
     and the methods :meth:`core` (required), :meth:`sample_params` and :meth:`words_per_image`
     (for random degradations), :attr:`output_in_range` (for averaging ones).
@@ -56,6 +61,7 @@ class Degradation(nn.Module):
 
     severities: ClassVar[tuple[dict[str, Any], ...]] = ()
     family: ClassVar[str | None] = None
+    gray_is_identity: ClassVar[bool] = False
     range_mode: str = "clip"
 
     def sample_params(
@@ -200,7 +206,8 @@ def check_degradation_class(name: str, cls: object) -> None:
     """Check that ``cls`` can be registered as degradation ``name``.
 
     Args:
-        name: the registry name: a lowercase word (letters, digits, ``_``), not ``all``.
+        name: the registry name: a lowercase word (letters, digits, ``_``), not ``all`` or
+            ``study`` (group names, :mod:`degradations.groups`).
         cls: the class to register.
 
     Raises:

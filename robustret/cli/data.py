@@ -29,6 +29,7 @@ from typing import TypeVar
 import numpy as np
 
 import degradations
+from degradations.groups import expand, group_names
 from robustret.cli.boundary import int_at_least, run_command
 from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.io import atomic_write_bytes
@@ -132,7 +133,7 @@ def _export_sets(args: argparse.Namespace) -> int:
     values.update({key: value for key, value in flags.items() if value is not None})
     config = ExperimentConfig.from_dict(values)
     image_size = config.image_size or PROFILE_IMAGE_SIZE[config.profile]
-    names = degradations.available() if "all" in args.degrade else args.degrade
+    names = expand(args.degrade)  # group names (study, imagenet-c, ...) become their members
     severities = range(1, 6) if "all" in args.severity else sorted({int(s) for s in args.severity})
     wanted = [(name, severity) for name in names for severity in severities]
     out = Path(args.out)
@@ -189,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dataset", default=None, metavar="SPEC",
                         help="synthetic (default) | smallnorb:PATH | folder:PATH")
     export.add_argument("--degrade", nargs="+", required=True, metavar="NAME",
-                        choices=[*_degradation_names(), "all"],
-                        help=f"degradation(s): {', '.join(_degradation_names())} or all")
+                        choices=[*_degradation_names(), *group_names()],
+                        help=f"degradation(s): {', '.join(_degradation_names())}, or groups: "
+                        f"{', '.join(group_names())} (docs/degradations.md)")
     export.add_argument("--severity", nargs="+", default=["3"], metavar="LEVEL",
                         choices=[str(i) for i in range(1, 6)] + ["all"],
                         help="levels 1..5 or all (default 3)")

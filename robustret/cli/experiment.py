@@ -3,7 +3,8 @@
 Examples::
 
     python -m robustret.experiment --degrade noise
-    python -m robustret.experiment --degrade all --restore all --severity all
+    python -m robustret.experiment --degrade study --restore all --severity all
+    python -m robustret.experiment --degrade imagenet-c --restore none --severity all
     python -m robustret.experiment --dataset folder:PATH/TO/CLASS_FOLDERS --degrade lowres
     python -m robustret.experiment --config experiments/configs/smoke.toml --out /tmp/smoke
     torchrun --nproc_per_node=2 -m robustret.experiment --config ...   # docs/distributed.md
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import degradations
+from degradations.groups import group_names
 from robustret.cli.boundary import run_command
 from robustret.core import distributed
 from robustret.experiment.config import (
@@ -110,8 +112,11 @@ def _add_condition_arguments(parser: argparse.ArgumentParser, names: list[str]) 
     """The conditions and figures of the table: degradations, severities, restoration, metric,
     test-time adaptation, k."""
     add = parser.add_argument
-    add("--degrade", nargs="+", metavar="NAME", choices=names + ["all"],
-        help=f"degradations to apply to the queries: {', '.join(names)} or all (default: noise)")
+    add("--degrade", nargs="+", metavar="NAME", choices=names + group_names(),
+        help=f"degradations to apply to the queries: {', '.join(names)}; or groups of them, "
+        "mixed with names: study = the study's six, imagenet-c = ImageNet-C's corruptions but "
+        "frost, held-out = ImageNet-C's held-out ones, all = every registered one "
+        "(docs/degradations.md; default: noise)")
     add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
         help="severity levels 1..5 or all (default 3 = the study's parameters)")
     add("--restore", choices=[*RESTORE_MODES, *_restorer_names(), *ALIASES], metavar="MODE",
@@ -230,9 +235,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     values = dict(load_config_file(args.config)) if args.config else {}
     flags = {
         "dataset": args.dataset,
-        "degradations": (
-            _degradation_names() if args.degrade and "all" in args.degrade else args.degrade
-        ),
+        "degradations": args.degrade,  # group names: ExperimentConfig expands them
         "severities": (
             list(range(1, 6))
             if args.severity and "all" in args.severity
@@ -275,8 +278,6 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if any(value is not None for value in reader.values()):
         values["dataset_options"] = {**(values.get("dataset_options") or {}),
                                      **{k: v for k, v in reader.items() if v is not None}}
-    if values.get("degradations") == ["all"] or values.get("degradations") == "all":
-        values["degradations"] = _degradation_names()
     if values.get("severities") in ("all", ["all"]):
         values["severities"] = list(range(1, 6))
     return ExperimentConfig.from_dict(values)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 import degradations
 import restoration
+from degradations.groups import GROUPS, expand
 from robustret import data as rdata
 from robustret.cli.boundary import int_at_least, run_command
 from robustret.core.checks import ConfigError, check_images
@@ -189,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--degrade", nargs="+", default=None,
-                        help="degradations to apply (default: every registered one)")
+                        help="degradations to apply, or groups of them (study, imagenet-c, "
+                        "held-out, all); default: study, the study's six")
     parser.add_argument("--restorers", nargs="+", default=None,
                         choices=[n for n in restoration.available()
                                  if n not in restoration.networks()],
@@ -225,7 +227,9 @@ def _evaluate(args: argparse.Namespace) -> list[QualityRow]:
     if args.queries:
         images = images[: args.queries]
     restorers = args.restorers or [restoration.IDENTITY, *restoration.classical()]
-    return evaluate(images, args.degrade or degradations.available(), restorers,
+    # groups become their members; an unknown name is left to evaluate()'s message
+    names = expand(args.degrade, keep_unknown=True) if args.degrade else sorted(GROUPS["study"])
+    return evaluate(images, names, restorers,
                     find_models(args.models_dir), severity=args.severity, seed=args.seed,
                     all_pairs=args.all_pairs, device=args.device)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from degradations import DEGRADATIONS
+from degradations.groups import ALL, groups_of
 from robustret.core.keys import fingerprint
 from robustret.retrieval.metrics import K_FREE, MEASURES
 from robustret.retrieval.ranking import METRIC_NAMES
@@ -151,6 +153,8 @@ class ResultRow:
         retriever_seen: the degradations the retriever saw in training (``train_degrade``
             augmentation and ``robust_train`` fine-tuning), sorted; empty: trained on clean
             images only. A degradation of the row that is not in it is *unseen*.
+
+    Derived, not stored: :attr:`groups`, the named groups of the row's degradation.
     """
 
     condition: Condition
@@ -204,6 +208,17 @@ class ResultRow:
     def adaptation(self) -> str | None:
         return self.condition.adaptation
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups of the row's degradation (:mod:`degradations.groups`, ``all`` left
+        out): ``("study", "imagenet-c")`` for ``gaussian_noise``, ``("imagenet-c",)`` for
+        ``fog``; empty for clean rows and for a degradation in no named group or not
+        registered here."""
+        name = self.condition.degradation
+        if name is None or name not in DEGRADATIONS:
+            return ()
+        return tuple(group for group in groups_of(name) if group != ALL)
+
     def to_dict(self) -> dict[str, Any]:
         """The row as ``results.json`` stores it (flat keys). Every row has ``measure`` and
         ``value``, and ``accuracy`` as well (the same number: readers written before measures
@@ -211,12 +226,12 @@ class ResultRow:
         return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
                 "accuracy": self.accuracy, "reused": self.reused, "measure": self.measure,
                 "value": self.accuracy, "degrade_side": self.degrade_side,
-                "retriever_seen": list(self.retriever_seen)}
+                "retriever_seen": list(self.retriever_seen), "groups": list(self.groups)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
         """Read a row written by :meth:`to_dict`; rows of older runs without ``measure``
-        and ``value`` are top-k rows.
+        and ``value`` are top-k rows (``groups`` is derived again, not read).
 
         Raises:
             ValueError: a key is missing or a value is out of its range.
@@ -236,7 +251,8 @@ class ResultRow:
 
 
 ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "metric", "k",
-              "accuracy", "reused", "measure", "value", "degrade_side", "retriever_seen")
+              "accuracy", "reused", "measure", "value", "degrade_side", "retriever_seen",
+              "groups")
 
 
 #: the row fields whose values form a closed vocabulary, and those values

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import degradations
+from degradations.groups import GROUPS, expand
 from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.keys import fingerprint
 from robustret.core.paths import cache_root
@@ -96,7 +97,10 @@ class ExperimentConfig:
         dataset_options: extra options of that reader (e.g. ``{"camera": 1}`` for smallNORB,
             ``{"instance_pattern": "obj(\\d+)__"}`` or ``{"decode": "lazy", "workers": 4}`` for a
             folder, view counts for ``synthetic``).
-        degradations: names from ``degradations.available()``.
+        degradations: names from ``degradations.available()`` and group names
+            (``study``, ``imagenet-c``, ``held-out``, ``all``: :mod:`degradations.groups`),
+            expanded into their members when the configuration is built (a saved
+            ``config.json`` lists the degradations).
         severities: levels 1..5 (3 = the study's parameters).
         restore: ``none``, ``auto`` (the best learned restorer per family), ``study`` (the
             study's pixel-trained pairing; both in :mod:`robustret.experiment.policy`),
@@ -211,7 +215,10 @@ class ExperimentConfig:
         if not isinstance(self.dataset_options, Mapping):
             raise ConfigError(f"dataset_options must be a table; got {self.dataset_options!r}")
         set_(self, "dataset_options", dict(self.dataset_options))
-        set_(self, "degradations", as_strings(self.degradations, "degradations"))
+        names = as_strings(self.degradations, "degradations")
+        if any(name in GROUPS for name in names):  # unknown names are left to validate()
+            names = tuple(expand(names, keep_unknown=True))
+        set_(self, "degradations", names)
         set_(self, "train_degrade", as_strings(self.train_degrade, "train_degrade"))
         set_(self, "robust_train", as_strings(self.robust_train, "robust_train"))
         as_int(self.robust_epochs, "robust_epochs", 0)
@@ -415,8 +422,9 @@ class ExperimentConfig:
         ):
             bad = [n for n in names if n not in known]
             if bad:
+                groups = f" or a group: {', '.join(GROUPS)}" if label == "degradation" else ""
                 raise ConfigError(f"unknown {label} {', '.join(map(repr, bad))}; "
-                                  f"available: {', '.join(known)}")
+                                  f"available: {', '.join(known)}{groups}")
         if self.restore not in [*RESTORE_MODES, *restorer_names()]:
             raise ConfigError(f"unknown restore mode {self.restore!r}; choose one of "
                               f"{', '.join(RESTORE_MODES)} or a restorer: "

@@ -47,10 +47,27 @@ family          ``auto``                  ``study``  trained on           classi
                                                                           severity)
 ==============  ========================  =========  ===================  =========================
 
-A registered degradation whose family has no row (a user's ``fog`` of family ``weather``, or
-one without a family) is not an error: ``auto``, ``study`` and ``all`` give every network, each
-trained on that degradation itself (a hybrid with the ``identity`` front), ``classical`` gives
-nothing, and a note is logged.
+A row *serves* a degradation of its family that draws every parameter the row's restorers are
+told (:func:`told`: the hybrid's condition and what its front end reads; what a degradation
+draws is ``degradations.drawn_params``): the study's six are served. The corruption suite's
+members of these families are not (``shot_noise``, ``impulse_noise``: no noise ``kind``;
+``gaussian_blur``, ``defocus_blur``, ``zoom_blur``, ``glass_blur``, ``line_motion_blur``: no
+``a``, ``b``; ``pixelate``: no Haar ``level``), and the families ``weather`` and ``digital``
+(``fog``, ``snow``, ``spatter``, ``brightness``, ``contrast``, ``saturate``, ``jpeg``,
+``elastic_transform``) and a degradation without a family have no row. Such a degradation is
+not an error; a note is logged and
+
+- ``auto`` gives its family's classical baseline (``median`` for the noises, ``wiener`` with its
+  assumed blur for the blurs, ``bicubic`` for ``pixelate``), and where the family has none, no
+  restorer at all: its table has clean and degraded rows only (nothing is measured to pick a
+  learned restorer by, and training every network for each of them is not what ``auto`` is
+  for);
+- ``classical`` gives that baseline (or nothing);
+- ``study`` and ``all`` give every network, each trained on that degradation itself (a hybrid
+  with the ``identity`` front, told nothing), and ``all`` the baseline too.
+
+The blind recipe is trained on the study's degradations only (:func:`blind_mixture`): the
+corruption suite stays unseen, as ImageNet-C's protocol asks.
 """
 
 from __future__ import annotations
@@ -62,6 +79,7 @@ from types import MappingProxyType
 
 import degradations
 import restoration
+from degradations.groups import GROUPS
 from robustret.core.checks import ConfigError
 from robustret.experiment.recipes import base_recipes, canonical, restorer_names
 
@@ -137,23 +155,55 @@ def family_of(degradation: str) -> str | None:
     return family if isinstance(family, str) and family else None
 
 
-def _policy(degradation: str) -> FamilyPolicy | None:
+def told(rule: FamilyPolicy) -> tuple[str, ...]:
+    """What a row's restorers are told about each image, sorted: its hybrid's condition and
+    the parameters its hybrid front end reads (the Wiener filter's blur ``a``, ``b``)."""
+    front = restoration.RESTORERS.get(rule.hybrid_front)
+    return tuple(sorted({*rule.hybrid_condition, *getattr(front, "uses_params", ())}))
+
+
+def _family_rule(degradation: str) -> FamilyPolicy | None:
     family = family_of(degradation)
-    rule = POLICY.get(family) if family is not None else None
+    return POLICY.get(family) if family is not None else None
+
+
+def _policy(degradation: str) -> FamilyPolicy | None:
+    """The row that serves ``degradation``: its family's, where ``degradation`` draws every
+    parameter the row's restorers are told; None otherwise (a note is logged)."""
+    rule = _family_rule(degradation)
     if rule is None:
         log.info("no restorer pairing for degradation %r (family %r; known: %s): networks are "
-                 "trained on it directly and there is no classical baseline", degradation,
-                 family, ", ".join(POLICY))
+                 "trained on it directly, auto falls back to no restorer", degradation,
+                 degradations.family(degradation), ", ".join(POLICY))
+        return None
+    missing = sorted(set(told(rule)) - set(degradations.drawn_params(degradation)))
+    if missing:
+        log.info("degradation %r does not draw %s, which the %s family's restorers are told: "
+                 "networks are trained on it directly, auto falls back to the classical %s",
+                 degradation, ", ".join(missing), degradations.family(degradation),
+                 _classical(rule, degradation))
+        return None
     return rule
 
 
-def classical_for(degradation: str) -> str | None:
-    """The classical baseline for ``degradation``; None where its family has none.
+def serves(degradation: str) -> bool:
+    """Whether its family's row serves ``degradation`` (it draws every parameter of
+    :func:`told`); False for a family without a row.
 
     Raises:
         ConfigError: ``degradation`` is not registered.
     """
-    return _classical(_policy(degradation), degradation)
+    return _policy(degradation) is not None
+
+
+def classical_for(degradation: str) -> str | None:
+    """The classical baseline for ``degradation`` (its family's, served or not); None where
+    its family has none.
+
+    Raises:
+        ConfigError: ``degradation`` is not registered.
+    """
+    return _classical(_family_rule(degradation), degradation)
 
 
 def _classical(rule: FamilyPolicy | None, degradation: str) -> str | None:
@@ -164,8 +214,8 @@ def _classical(rule: FamilyPolicy | None, degradation: str) -> str | None:
 
 def hybrid_front_for(degradation: str) -> str:
     """The front end of a ``hybrid`` serving ``degradation`` (its training degradation's
-    family's ``hybrid_front``; ``identity`` where the family has no row or for the blind
-    mixture :data:`BLIND`).
+    family's ``hybrid_front``; ``identity`` where no row serves it or for the blind mixture
+    :data:`BLIND`).
 
     Raises:
         ConfigError: ``degradation`` is neither registered nor :data:`BLIND`.
@@ -178,7 +228,7 @@ def hybrid_front_for(degradation: str) -> str:
 
 def hybrid_condition_for(degradation: str) -> tuple[str, ...]:
     """What a ``hybrid`` serving ``degradation`` is conditioned on (its family's
-    ``hybrid_condition``); nothing where the family has no row, or for the blind mixture
+    ``hybrid_condition``); nothing where no row serves it, or for the blind mixture
     :data:`BLIND` (a blind restorer is told nothing about the degradation).
 
     Raises:
@@ -193,8 +243,8 @@ def hybrid_condition_for(degradation: str) -> tuple[str, ...]:
 def training_degradation(degradation: str) -> str:
     """What a network restorer for ``degradation`` is trained on.
 
-    One model serves every noise (trained on the study's ``noise`` mixture); any other
-    degradation, including one the policy has no entry for, trains on itself.
+    One model serves every noise the noise row serves (trained on the study's ``noise``
+    mixture); any other degradation, including one no row serves, trains on itself.
 
     Raises:
         ConfigError: ``degradation`` is not registered.
@@ -211,9 +261,10 @@ BLIND = "mixture"
 
 def blind_mixture() -> list[str]:
     """What a blind restorer learns: one draw per batch from these degradations, the training
-    degradation of every registered degradation, once each, sorted (built in: ``lowres``,
-    ``motion_blur``, ``noise``)."""
-    return sorted({training_degradation(name) for name in degradations.available()})
+    degradation of each of the study's degradations (the group ``study``), once each, sorted:
+    ``lowres``, ``motion_blur``, ``noise``. The corruption suite is left unseen (it is what a
+    blind restorer is tested on, not trained on)."""
+    return sorted({training_degradation(name) for name in GROUPS["study"]})
 
 
 def restorers_for(degradation: str, mode: str) -> list[str]:
@@ -222,10 +273,12 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
     Args:
         degradation: a registered degradation name.
         mode: ``none`` (no restorer), ``auto`` (the toolkit's best learned recipe for the
-            family), ``study`` (the study's pixel-trained network for the family),
-            ``classical`` (the family's classical baseline), ``all`` (every base recipe, not
-            the research variants, then the classical baseline), or one registered restorer
-            name (an earlier release's recipe name is translated).
+            family; where no row serves the degradation its family's classical baseline, or
+            nothing), ``study`` (the study's pixel-trained network for the family; every
+            network where no row serves it), ``classical`` (the family's classical baseline),
+            ``all`` (every base recipe, not the research variants, then the classical
+            baseline), or one registered restorer name (an earlier release's recipe name is
+            translated).
     Returns:
         Registry names of ``restoration``, in the order to run them (may be empty).
     Raises:
@@ -242,12 +295,12 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
         family_of(degradation)
         return [mode]
     rule = _policy(degradation)
-    if mode in ("auto", "study"):
-        if rule is None:
-            return restoration.networks()
-        return [rule.learned if mode == "auto" else rule.network]
-    baseline = _classical(rule, degradation)
+    baseline = classical_for(degradation)
     extra = [baseline] if baseline is not None else []
+    if mode in ("auto", "study"):
+        if rule is None:  # no row serves it: auto's fallback, or every network
+            return extra if mode == "auto" else restoration.networks()
+        return [rule.learned if mode == "auto" else rule.network]
     if mode == "classical":
         return extra
     return [*base_recipes(), *extra]

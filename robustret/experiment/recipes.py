@@ -56,7 +56,7 @@ class Recipe:
         overrides: training settings replacing the model's profile preset
             (fields of :class:`robustret.train.restorer_config.RestorerTrainConfig`).
         summary: one line for the docs and ``--help``.
-        blind: trained once on the mixture of every family
+        blind: trained once on the mixture of the study's families
             (:func:`robustret.experiment.policy.blind_mixture`) and applied to any degraded
             query without knowing its degradation; otherwise trained per degradation (or family).
         quick: settings for the quick profile, applied after ``overrides`` (the paper

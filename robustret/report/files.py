@@ -74,8 +74,8 @@ def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True,
 
 
 def rows_to_csv(rows: Iterable[ResultRow]) -> str:
-    """CSV text with the row fields as header (a list field, ``retriever_seen``, as its names
-    joined by spaces; empty for None or an empty list)."""
+    """CSV text with the row fields as header (a list field, ``retriever_seen`` or
+    ``groups``, as its names joined by spaces; empty for None or an empty list)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(ROW_FIELDS), lineterminator="\n")
     writer.writeheader()

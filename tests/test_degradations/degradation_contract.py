@@ -23,6 +23,31 @@ def texture(batch: int = 4, size: int = 32) -> torch.Tensor:
     return base.clamp(0.05, 0.95).float().expand(batch, 1, size, size).clone()
 
 
+def color_texture(batch: int = 4, size: int = 32) -> torch.Tensor:
+    """(batch, 3, size, size) in [0, 1]: :func:`texture` as the luminance, tinted by weak
+    opposite ramps (HSV saturation below 1/2, as in most photographs)."""
+    lum = texture(batch, size)
+    ramp = 0.08 * (torch.arange(size, dtype=torch.float32) / max(1, size - 1) - 0.5)
+    tint = ramp.view(1, 1, 1, size) + ramp.view(1, 1, size, 1)
+    return torch.cat([lum + tint, lum, lum - tint], dim=1).clamp(0, 1)
+
+
+def contract_batch(channels: int = 1, size: int = 32, batch: int = 4) -> torch.Tensor:
+    """(batch, channels, size, size) float32 in [0, 1]: smooth gradients, a bright square and
+    weak noise (the ``images`` fixture of tests/conftest.py at any size); RGB channels carry
+    different gradients, so hue and saturation vary over the image."""
+    generator = torch.Generator().manual_seed(1234)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size),
+                            indexing="ij")
+    planes = [0.25 + 0.5 * (0.6 * xx + 0.4 * yy), 0.25 + 0.5 * (0.3 * xx + 0.7 * yy),
+              0.3 + 0.4 * (1 - xx)][:channels]
+    images = torch.stack(planes).expand(batch, channels, size, size).clone()
+    low, high = size // 4, (5 * size) // 8
+    images[:, :, low:high, low + size // 16: high + size // 16] += 0.2
+    images += 0.05 * torch.rand(images.shape, generator=generator)
+    return images.clamp(0, 1)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / (a - b).pow(2).mean()))
 
@@ -83,8 +108,17 @@ def check_per_index_seeding(name: str, images: torch.Tensor) -> None:
 
 
 def check_severity_orders_damage(name: str) -> None:
-    """PSNR to the clean image falls strictly from severity 1 to 5 (fixed seed)."""
+    """PSNR to the clean image falls strictly from severity 1 to 5 (fixed seed).
+
+    On the gray :func:`texture`; a family declaring ``gray_is_identity`` (``saturate``) is
+    checked to leave it unchanged at every level, and its order is checked on
+    :func:`color_texture` instead.
+    """
     x = texture(16)
+    if degradations.DEGRADATIONS.get(name).gray_is_identity:
+        for s in degradations.SEVERITY_LEVELS:
+            assert torch.equal(degradations.apply(x, name, s, generator=make_generator(3)), x), s
+        x = color_texture(16)
     values = [psnr(degradations.apply(x, name, s, generator=make_generator(3)), x)
               for s in degradations.SEVERITY_LEVELS]
     assert all(a > b for a, b in zip(values, values[1:])), values

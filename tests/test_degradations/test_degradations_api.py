@@ -18,6 +18,7 @@ from degradation_contract import (
     check_seeds,
     check_severity_orders_damage,
     check_shape_dtype_device_range,
+    contract_batch,
     texture,
 )
 from hypothesis import given, settings
@@ -45,6 +46,18 @@ PUBLIC_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+#: the images every contract check runs on, (channels, side): gray and RGB at 32 and 96 px
+IMAGE_KINDS = [(1, 32), (3, 32), (1, 96), (3, 96)]
+
+
+@pytest.fixture(params=IMAGE_KINDS, ids=[f"{'gray' if c == 1 else 'rgb'}{side}"
+                                         for c, side in IMAGE_KINDS])
+def kind_images(request: pytest.FixtureRequest) -> torch.Tensor:
+    """(4, C, side, side) float32 in [0, 1] of each of :data:`IMAGE_KINDS`."""
+    channels, side = request.param
+    return contract_batch(channels, side)
+
+
 def test_the_six_built_ins_are_registered_with_their_family() -> None:
     assert set(BUILT_IN) <= set(NAMES)
     assert {name: degradations.family(name) for name in BUILT_IN} == BUILT_IN
@@ -59,9 +72,9 @@ def test_the_six_built_ins_are_registered_with_their_family() -> None:
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
 def test_shape_dtype_device_range(
-    name: str, severity: int, images: torch.Tensor, device: torch.device,
+    name: str, severity: int, kind_images: torch.Tensor, device: torch.device,
 ) -> None:
-    check_shape_dtype_device_range(name, images, device, severity)
+    check_shape_dtype_device_range(name, kind_images, device, severity)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -70,13 +83,13 @@ def test_rgb_float64_and_odd_sizes(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_bytes_other_seed_differs(name: str, images: torch.Tensor) -> None:
-    check_seeds(name, images)
+def test_same_seed_same_bytes_other_seed_differs(name: str, kind_images: torch.Tensor) -> None:
+    check_seeds(name, kind_images)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_per_index_seeding(name: str, images: torch.Tensor) -> None:
-    check_per_index_seeding(name, images)
+def test_per_index_seeding(name: str, kind_images: torch.Tensor) -> None:
+    check_per_index_seeding(name, kind_images)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,8 +98,17 @@ def test_psnr_strictly_decreasing(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_drawn_params_come_back_and_replay(name: str, images: torch.Tensor) -> None:
-    check_params_replay(name, images)
+def test_drawn_params_come_back_and_replay(name: str, kind_images: torch.Tensor) -> None:
+    check_params_replay(name, kind_images)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_drawn_params_names_what_return_params_hands_back(
+        name: str, kind_images: torch.Tensor) -> None:
+    """degradations.drawn_params, which restorer policies read, without degrading anything."""
+    _, params = degradations.apply(kind_images, name, 2, generator=make_generator(4),
+                                   return_params=True)
+    assert degradations.drawn_params(name) == tuple(sorted(params))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -193,8 +215,8 @@ def test_unknown_name_is_a_config_error_everywhere() -> None:
     from robustret.core.checks import ConfigError
 
     for call in (degradations.family, degradations.severity_params, degradations.build_module):
-        with pytest.raises(ConfigError, match="unknown degradation 'fog'; available: "):
-            call("fog")
+        with pytest.raises(ConfigError, match="unknown degradation 'frost'; available: "):
+            call("frost")
 
 
 def test_severity_params_table() -> None:
@@ -216,7 +238,7 @@ def test_severities_view_follows_the_classes() -> None:
     table["speckle"][2]["amplitude"] = 9.0  # a copy: the class keeps its table
     assert degradations.severity_params("speckle", 3) == {"amplitude": 0.1}
     with pytest.raises(TypeError, match="set the class attribute severities"):
-        table["fog"] = ()  # type: ignore[index]
+        table["frost"] = ()  # type: ignore[index]
 
 
 def test_degrade_transform_and_numpy_bridge() -> None:

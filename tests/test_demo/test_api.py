@@ -128,7 +128,7 @@ BAD_FIELDS = [
     ({"query_index": "6"}, "query_index must be an integer in 0..5"),
     ({"query_index": "-1"}, "query_index must be"),
     ({"query_index": "one"}, "query_index must be"),
-    ({"query_index": "0", "degradation": "fog"}, "unknown degradation 'fog'"),
+    ({"query_index": "0", "degradation": "frost"}, "unknown degradation 'frost'"),
     ({"query_index": "0", "restorer": "dae"}, "unknown restorer 'dae'"),
     ({"query_index": "0", "restorer": "nope"}, "unknown restorer 'nope'"),
     ({"query_index": "0", "metric": "hamming"}, "unknown metric"),

@@ -6,7 +6,8 @@ program's ``main`` (a shell redirection such as ``> FILE`` left off); argparse i
 after it parsed the arguments, so nothing runs, but an unknown flag, a bad choice or a renamed
 module fails here. Experiment commands also go
 through ``config_from_args``, which checks degradation and restorer names and severities;
-the restoration commands' ``--degrade`` names are checked against ``degradations.available()``.
+the restoration commands' ``--degrade`` names are checked against ``degradations.available()``
+(group names such as ``study`` expanded first, ``degradations.expand``).
 """
 
 from __future__ import annotations
@@ -118,5 +119,6 @@ def test_doc_command_parses(where: str, text: str, monkeypatch: pytest.MonkeyPat
         import degradations
 
         names = [namespace.degrade] if isinstance(namespace.degrade, str) else namespace.degrade
+        names = degradations.expand(names, keep_unknown=True)  # groups: their members
         unknown = set(names) - set(degradations.available())
         assert not unknown, f"{where}: unknown degradation(s) {sorted(unknown)}"

@@ -50,7 +50,7 @@ TRAIN = ["--model", "srcnn", "--degrade", "noise", "--image-size", "16", "--epoc
 
 @pytest.mark.parametrize("argv, needles", [
     (["--model", "unet", "--degrade", "noise", "--out", "x"], ["--model"]),
-    (["--model", "dae", "--degrade", "fog", "--out", "x"], ["unknown degradation 'fog'"]),
+    (["--model", "dae", "--degrade", "frost", "--out", "x"], ["unknown degradation 'frost'"]),
     (["--model", "dae", "--degrade", "noise", "--out", "x", "--severity", "7"], ["--severity"]),
     (["--model", "dae", "--degrade", "noise", "--out", "x", "--epochs", "-1"], ["--epochs"]),
     (["--model", "dae", "--degrade", "noise", "--out", "x", "--seed", "-3"], ["--seed"]),
@@ -107,7 +107,7 @@ def test_restorer_train_images_too_small(tmp_path: Path, capsys: pytest.CaptureF
     (["--severity", "7"], ["--severity"]),
     (["--seed", "-1"], ["--seed"]),
     (["--restorers", "dae"], ["--restorers"]),
-    (["--degrade", "fog"], ["fog"]),
+    (["--degrade", "frost"], ["frost"]),
     (["--models-dir", "/no/such/models"], ["/no/such/models"]),
     (["--dataset", "imagenet"], ["imagenet"]),
     (["--device", "tpu"], ["tpu"]),

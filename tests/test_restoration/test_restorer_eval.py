@@ -84,8 +84,8 @@ def test_bad_names_are_config_errors() -> None:
         evaluate(_images(), ["noise"], ["dae"])
     with pytest.raises(ConfigError, match="unknown restorer 'mediann'"):
         evaluate(_images(), ["noise"], ["mediann"])
-    with pytest.raises(ConfigError, match="unknown degradation.*fog"):
-        evaluate(_images(), ["fog"], ["median"])
+    with pytest.raises(ConfigError, match="unknown degradation.*frost"):
+        evaluate(_images(), ["frost"], ["median"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_models(["/nonexistent/runs"])
 
@@ -109,7 +109,24 @@ def test_cli_prints_the_table(monkeypatch: pytest.MonkeyPatch,
     assert restorer_eval.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 4 and out[3].startswith("| salt_pepper | median |")
-    assert restoration.evaluate.main(["--degrade", "fog", "--device", "cpu"]) == 2
-    assert "unknown degradation(s) fog" in capsys.readouterr().err
+    assert restoration.evaluate.main(["--degrade", "frost", "--device", "cpu"]) == 2
+    assert "unknown degradation(s) frost" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # networks are not offered without weights
         restorer_eval.build_parser().parse_args(["--restorers", "dae"])
+
+
+def test_cli_degrade_defaults_to_the_study_and_takes_groups(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from degradations.groups import GROUPS
+    from robustret import data
+
+    bundle = SimpleNamespace(queries=SimpleNamespace(images=_images(4)))
+    monkeypatch.setattr(data, "load", lambda spec, **kwargs: bundle)
+    asked = []
+    monkeypatch.setattr(restorer_eval, "evaluate",
+                        lambda images, names, *args, **kwargs: asked.append(list(names)) or [])
+    assert restorer_eval.main(["--device", "cpu"]) == 0
+    assert restorer_eval.main(["--degrade", "held-out", "noise", "--device", "cpu"]) == 0
+    # the default is the six the study had registered, in the order they had
+    assert asked == [sorted(GROUPS["study"]), [*GROUPS["held-out"], "noise"]]
+

@@ -93,8 +93,8 @@ def test_presets_and_validation() -> None:
         RestorerTrainConfig(model="unet")
     with pytest.raises(ConfigError, match="only trainable"):
         RestorerTrainConfig(model="median")
-    with pytest.raises(ConfigError, match="unknown degradation 'fog'"):
-        RestorerTrainConfig(degrade="fog")
+    with pytest.raises(ConfigError, match="unknown degradation 'frost'"):
+        RestorerTrainConfig(degrade="frost")
     with pytest.raises(ValueError, match="batch_size"):
         RestorerTrainConfig(batch_size=0)
 
@@ -120,9 +120,9 @@ def test_cli_parser_offers_the_registry_networks(capsys: pytest.CaptureFixture[s
 
 
 def test_cli_bad_degradation_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--model", "dae", "--degrade", "fog", "--out", str(tmp_path)]) == 2
+    assert main(["--model", "dae", "--degrade", "frost", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown degradation 'fog'" in err and "Traceback" not in err
+    assert "unknown degradation 'frost'" in err and "Traceback" not in err
 
 
 def test_a_hybrid_front_end_gets_the_drawn_blur_in_training(tmp_path, monkeypatch) -> None:

@@ -47,7 +47,7 @@ def test_bad_values_are_config_errors_naming_the_field(changes: dict, message: s
     ("changes", "message"),
     [
         ({"degradations": ("blurr",)}, "unknown degradation 'blurr'; available: .*motion_blur"),
-        ({"train_degrade": ("fog",)}, "unknown train_degrade"),
+        ({"train_degrade": ("frost",)}, "unknown train_degrade"),
         ({"restore": "magic"}, "unknown restore mode 'magic'"),
         ({"backbone": "resnet1000"}, "unknown backbone"),
         ({"device": "tpu"}, "device"),
@@ -163,3 +163,23 @@ def test_a_config_json_of_other_code_says_what_it_lacks(tmp_path: Path, caplog) 
         load_config_file(tmp_path / "old.json")
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "did not record itself" in warning and "today's defaults: adapt" in warning
+
+
+def test_degradations_take_group_names_expanded_when_built(tmp_path: Path) -> None:
+    import degradations
+    from degradations.groups import GROUPS
+
+    assert ExperimentConfig(degradations="study").degradations == GROUPS["study"]
+    assert ExperimentConfig(degradations=["all"]).degradations == tuple(degradations.available())
+    mixed = ExperimentConfig(degradations=["fog", "held-out", "speckle"]).degradations
+    assert mixed == ("fog", "speckle", "gaussian_blur", "spatter", "saturate")
+    assert ExperimentConfig(degradations=["noise", "noise"]).degradations == ("noise", "noise")
+    with pytest.raises(ConfigError, match="unknown degradation 'blurr'; available: .* or a "
+                                          "group: study, imagenet-c, held-out, all"):
+        ExperimentConfig(degradations=["study", "blurr"]).validate()
+    toml = tmp_path / "suite.toml"
+    toml.write_text('degradations = "imagenet-c"\nrestore = "none"\n')
+    config = ExperimentConfig.from_dict(load_config_file(toml))
+    assert config.degradations == GROUPS["imagenet-c"] and len(config.degradations) == 14
+    assert config.to_dict()["degradations"] == list(GROUPS["imagenet-c"])  # config.json: names
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import matplotlib.image
 import pytest
@@ -76,3 +77,23 @@ def test_help_states_the_folder_default(capsys) -> None:
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "centre-cropped to a square" in " ".join(capsys.readouterr().out.split())
+
+
+def test_export_takes_group_names(tmp_path, monkeypatch, capsys) -> None:
+    from degradations.groups import GROUPS
+    from robustret.cli import data as cli
+
+    made = []
+
+    def export(folder, *, degradation, severity, **kwargs):
+        made.append((degradation, severity, folder))
+        return SimpleNamespace(labels=[0, 1])
+
+    monkeypatch.setattr(cli, "export_query_set", export)
+    assert main(["export", "--degrade", "held-out", "fog", "speckle", "--out",
+                 str(tmp_path)]) == 0
+    assert [name for name, _, _ in made] == [*GROUPS["held-out"], "fog"]
+    assert made[-1] == ("fog", 3, tmp_path / "fog-s3")
+    with pytest.raises(SystemExit):
+        main(["export", "--degrade", "frost", "--out", str(tmp_path)])
+

@@ -11,7 +11,7 @@ import torch
 from robustret.cli.experiment import main
 
 ROW_KEYS = {"query", "degradation", "severity", "restorer", "adaptation", "metric", "k", "accuracy",
-            "reused", "measure", "value", "degrade_side", "retriever_seen"}
+            "reused", "measure", "value", "degrade_side", "retriever_seen", "groups"}
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -338,6 +338,46 @@ def test_the_vocabularies_drive_the_choices_of_the_flags() -> None:
     assert choices["degrade_side"] == list(DEGRADE_SIDES)
     assert choices["adapt"] == ["none", *ADAPTATION_SIDES]
 
+
+
+def test_degrade_takes_group_names_beside_family_names() -> None:
+    import degradations
+    from degradations.groups import GROUPS
+    from robustret.cli.experiment import build_parser, config_from_args
+
+    parser = build_parser()
+
+    def chosen(*words: str) -> list[str]:
+        return list(config_from_args(parser.parse_args(["--degrade", *words])).degradations)
+
+    assert {"study", "imagenet-c", "held-out", "all"} <= set(
+        next(a for a in parser._actions if a.dest == "degrade").choices)
+    assert chosen("study") == list(GROUPS["study"])  # what "all" meant before the suite
+    assert sorted(chosen("study")) == sorted(["gaussian_noise", "salt_pepper", "speckle",
+                                              "noise", "lowres", "motion_blur"])
+    assert chosen("all") == degradations.available() and len(chosen("all")) >= 22
+    assert chosen("imagenet-c", "noise") == [*GROUPS["imagenet-c"], "noise"]
+    assert chosen("fog", "held-out", "speckle") == ["fog", "speckle", "gaussian_blur", "spatter",
+                                                    "saturate"]
+    # the README's main run (make run: --degrade noise) and the default do today's work
+    assert chosen("noise") == ["noise"]
+    assert config_from_args(parser.parse_args([])).degradations == ("noise",)
+
+
+def test_a_corruption_runs_end_to_end_with_the_default_restore(tiny_folder: Path,
+                                                               tmp_path: Path) -> None:
+    """auto on families no policy row serves: shot_noise falls back to its family's classical
+    median, fog (no row) to no restorer; rows name the degradation's groups."""
+    out = tmp_path / "run"
+    assert main(_args(tiny_folder, out, "--degrade", "shot_noise", "fog", "--topk", "1",
+                      "--metric", "l2", "--measures", "topk", "--no-tensorboard",
+                      "--cache-dir", str(tmp_path / "cache"))) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    kinds = {(row["query"], row["degradation"], row["restorer"]) for row in rows}
+    assert kinds == {("clean", None, None), ("degraded", "shot_noise", None),
+                     ("restored", "shot_noise", "median"), ("degraded", "fog", None)}
+    assert {tuple(row["groups"]) for row in rows if row["degradation"] == "fog"} == {
+        ("imagenet-c",)}
 
 
 def test_every_index_kind_runs_from_the_command_line(tmp_path: Path) -> None:

@@ -47,6 +47,18 @@ class _Unfamiliar(_Fog):
 
 
 class _MyNoise(_Fog):
+    """A user's noise that tells its kind, as the study's noises do: the noise row serves it."""
+
+    family = "noise"
+
+    def sample_params(self, batch_size: int, generator: torch.Generator | None = None, *,
+                      size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        return {"kind": torch.zeros(batch_size, dtype=torch.int64)}
+
+
+class _MyUntoldNoise(_Fog):
+    """A user's noise that draws no kind: the noise row's hybrid could not be told it."""
+
     family = "noise"
 
 
@@ -64,9 +76,13 @@ def test_the_study_pairing(name: str) -> None:
     assert policy.training_degradation(name) == trained_on
 
 
-def test_every_registered_degradation_has_a_known_family_and_registered_restorers() -> None:
-    for name in degradations.available():
-        assert policy.family_of(name) in policy.POLICY, name
+def test_the_study_is_served_and_every_degradation_gets_registered_restorers() -> None:
+    for name in degradations.GROUPS["study"]:
+        assert policy.family_of(name) in policy.POLICY and policy.serves(name), name
+    for name in degradations.available():  # the corruption suite too: no mode raises
+        for mode in policy.MODES:
+            assert set(policy.restorers_for(name, mode)) <= set(recipe_names()) | set(
+                restoration.available()), (name, mode)
     for rule in policy.POLICY.values():
         assert rule.network in restoration.networks()
         assert rule.learned in recipe_names()
@@ -97,8 +113,9 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
         cls: type, caplog: pytest.LogCaptureFixture) -> None:
     with degradations.DEGRADATIONS.temporarily("test_fog", cls):
         with caplog.at_level(logging.INFO, logger="robustret.experiment.policy"):
-            assert policy.restorers_for("test_fog", "auto") == restoration.networks()
+            assert policy.restorers_for("test_fog", "auto") == []  # no restorer: no row
         assert policy.restorers_for("test_fog", "study") == restoration.networks()
+        assert not policy.serves("test_fog")
         assert policy.hybrid_front_for("test_fog") == "identity"
         assert policy.hybrid_condition_for("test_fog") == ()
         assert "no restorer pairing for degradation 'test_fog'" in caplog.text
@@ -112,7 +129,7 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
 
 def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
     with degradations.DEGRADATIONS.temporarily("test_my_noise", _MyNoise):
-        assert policy.family_of("test_my_noise") == "noise"
+        assert policy.family_of("test_my_noise") == "noise" and policy.serves("test_my_noise")
         assert policy.restorers_for("test_my_noise", "study") == ["dae"]
         assert policy.restorers_for("test_my_noise", "auto") == ["oracle_hybrid-objects"]
         assert policy.hybrid_condition_for("test_my_noise") == NOISE_CONDITION
@@ -120,6 +137,46 @@ def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
         assert policy.classical_for("test_my_noise") == "median"  # the family's default
         assert policy.training_degradation("test_my_noise") == "noise"
     assert "test_my_noise" not in degradations.available()
+
+
+#: degradation -> (auto, classical): the corruption suite's members of the noise, blur and
+#: resolution families draw none of what their row's restorers are told (kind; a, b; level)
+NOT_SERVED = {
+    "shot_noise": ("median", "median"), "impulse_noise": ("median", "median"),
+    "gaussian_blur": ("wiener", "wiener"), "defocus_blur": ("wiener", "wiener"),
+    "line_motion_blur": ("wiener", "wiener"), "pixelate": ("bicubic", "bicubic"),
+    "fog": (None, None), "jpeg": (None, None), "saturate": (None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SERVED))
+def test_a_degradation_no_row_serves_falls_back_to_its_classical_baseline_or_nothing(
+        name: str, caplog: pytest.LogCaptureFixture) -> None:
+    auto, classical = NOT_SERVED[name]
+    with caplog.at_level(logging.INFO, logger="robustret.experiment.policy"):
+        assert not policy.serves(name)
+        assert policy.restorers_for(name, "auto") == ([auto] if auto else [])
+    assert name in caplog.text
+    assert policy.classical_for(name) == classical
+    assert policy.restorers_for(name, "classical") == ([classical] if classical else [])
+    assert policy.restorers_for(name, "study") == restoration.networks()
+    assert policy.restorers_for(name, "all") == [*base_recipes(), *([classical] * bool(
+        classical))]
+    # its networks learn it alone, and a hybrid is told nothing the degradation cannot give
+    assert policy.training_degradation(name) == name
+    assert policy.hybrid_front_for(name) == "identity" and policy.hybrid_condition_for(name) == ()
+
+
+def test_a_noise_that_draws_no_kind_is_not_served_by_the_noise_row() -> None:
+    with degradations.DEGRADATIONS.temporarily("test_untold", _MyUntoldNoise):
+        assert policy.told(policy.POLICY["noise"]) == ("kind", "severity")
+        assert not policy.serves("test_untold")
+        assert policy.restorers_for("test_untold", "auto") == ["median"]
+        assert policy.training_degradation("test_untold") == "test_untold"
+
+
+def test_the_blind_mixture_is_the_study_s_and_leaves_the_corruption_suite_unseen() -> None:
+    assert policy.blind_mixture() == ["lowres", "motion_blur", "noise"]
 
 
 def test_the_blind_mixture_is_told_nothing() -> None:

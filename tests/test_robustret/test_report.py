@@ -40,13 +40,28 @@ def test_write_results_writes_three_consistent_files(tmp_path) -> None:
     assert data["rows"][0] == {"query": "clean", "degradation": None, "severity": None,
                                "restorer": None, "adaptation": None, "metric": "l2", "k": 1,
                                "accuracy": 0.9, "reused": False, "measure": "topk",
-                               "value": 0.9, "degrade_side": "query", "retriever_seen": []}
+                               "value": 0.9, "degrade_side": "query", "retriever_seen": [],
+                               "groups": []}
     with paths["csv"].open() as handle:
         records = list(csv.DictReader(handle))
     assert len(records) == len(rows) and records[0]["query"] == "clean"
     assert records[0]["severity"] == "" and records[-1]["reused"] == "True"
     assert records[0]["retriever_seen"] == ""
+    # each row names the groups of its degradation (degradations.groups), "all" left out
+    assert data["rows"][2]["degradation"] == "noise" and data["rows"][2]["groups"] == ["study"]
+    assert records[0]["groups"] == "" and records[2]["groups"] == "study"
     assert "L2 top-1" in paths["md"].read_text()
+
+
+def test_a_row_names_the_groups_of_its_degradation() -> None:
+    def groups(name: str | None) -> tuple[str, ...]:
+        condition = Condition("clean") if name is None else Condition("degraded", name, 3)
+        return ResultRow(condition, "l2", 1, 0.5).groups
+
+    assert groups(None) == () and groups("lowres") == ("study",)
+    assert groups("gaussian_noise") == ("study", "imagenet-c")
+    assert groups("fog") == ("imagenet-c",) and groups("saturate") == ("held-out",)
+    assert groups("no_longer_registered") == ()  # an old results.json still reads
 
 
 def test_sweep_summary_mean_and_recovery() -> None:

@@ -64,8 +64,8 @@ def test_bad_settings_and_names_say_what_is_valid() -> None:
     model = build_retriever("resnet18", num_classes=2, in_channels=1)
     with pytest.raises(ConfigError, match="at least one degradation"):
         finetune_robust(model, _gallery(), [], RobustTuneConfig(), device="cpu")
-    with pytest.raises(ConfigError, match="unknown degradation.*fog.*available"):
-        finetune_robust(model, _gallery(), ["fog"], RobustTuneConfig(), device="cpu")
+    with pytest.raises(ConfigError, match="unknown degradation.*frost.*available"):
+        finetune_robust(model, _gallery(), ["frost"], RobustTuneConfig(), device="cpu")
 
 
 @pytest.mark.slow

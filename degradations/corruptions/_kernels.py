@@ -1,0 +1,443 @@
+"""Shared pieces of the corruption families: size calibration, filters, resampling, and the
+chunk functions of the zoom, glass and line-motion blurs.
+
+Size calibration. Hendrycks and Dietterich published each corruption's five levels three
+times: ImageNet-C (224 px), Tiny-ImageNet-C (64 px) and CIFAR-10-C (32 px), hand-tuned per
+size. A parameter here is either one number (used at every image size, as given) or a triple
+``(at 32 px, at 64 px, at 224 px)`` of those tables' values (:data:`ANCHOR_SIDES`).
+:func:`at_side` reads a triple at the side ``min(H, W)`` of the batch: exactly CIFAR-10-C's
+value at 32 px, Tiny-ImageNet-C's at 64 and ImageNet-C's at 224, linear in ``log(side)``
+between them; outside [32, 224] lengths in pixels scale with the side and other quantities
+(amounts, factors, qualities) keep the end value.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from robustret.core.rng import check_generator
+
+from .._base import WordSource, check_batch, check_range_mode, run_chunked
+
+#: image sides of the three published tables: CIFAR-10-C, Tiny-ImageNet-C, ImageNet-C
+ANCHOR_SIDES = (32, 64, 224)
+#: one value for every size, or its values at the three :data:`ANCHOR_SIDES`
+Anchored = float | tuple[float, float, float]
+
+
+def check_anchored(
+    name: str, value: object, *, low: float = 0.0, high: float = math.inf,
+    positive: bool = False,
+) -> Anchored:
+    """``value`` as a float or a triple of floats, each finite and in ``[low, high]``.
+
+    Args:
+        name: the parameter's name, for the message.
+        value: a real number, or a sequence of three (its values at 32, 64 and 224 px).
+        low, high: the valid range.
+        positive: exclude ``low`` itself.
+
+    Returns:
+        A float, or a tuple of three floats.
+
+    Raises:
+        ValueError: anything else; the message says what is expected.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        values: tuple[float, ...] = (float(value),)
+    elif (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3
+          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+        values = tuple(float(v) for v in value)
+    else:
+        raise ValueError(
+            f"{name} must be a number or a sequence of 3 numbers (its values at "
+            f"{', '.join(map(str, ANCHOR_SIDES))} px); got {value!r}")
+    bound = f"in ({low}, {high}]" if positive else f"in [{low}, {high}]"
+    for v in values:
+        if not math.isfinite(v) or v < low or v > high or (positive and v == low):
+            raise ValueError(f"{name} must be finite and {bound}; got {value!r}")
+    return values[0] if len(values) == 1 else values  # type: ignore[return-value]
+
+
+def anchor_blend(side: int) -> tuple[tuple[int, float, float], ...]:
+    """How a batch of shorter side ``side`` px reads the anchors: ``(index, weight, scale)``
+    triples, the weights summing to 1.
+
+    Between two anchors the weight of the upper one is ``log(side / lower) / log(upper /
+    lower)`` (scale 1); below 32 px or above 224 px the end anchor alone, with the scale
+    ``side / anchor`` that lengths in pixels are multiplied by.
+    """
+    if side <= ANCHOR_SIDES[0]:
+        return ((0, 1.0, side / ANCHOR_SIDES[0]),)
+    if side >= ANCHOR_SIDES[-1]:
+        last = len(ANCHOR_SIDES) - 1
+        return ((last, 1.0, side / ANCHOR_SIDES[-1]),)
+    upper = next(i for i, s in enumerate(ANCHOR_SIDES) if s > side)
+    lo, hi = ANCHOR_SIDES[upper - 1], ANCHOR_SIDES[upper]
+    t = math.log(side / lo) / math.log(hi / lo)
+    if t == 0.0:  # exactly on the lower anchor
+        return ((upper - 1, 1.0, 1.0),)
+    return ((upper - 1, 1.0 - t, 1.0), (upper, t, 1.0))
+
+
+def anchor_value(value: Anchored, index: int) -> float:
+    """An anchored parameter's value at anchor ``index`` (a plain number: itself)."""
+    return value[index] if isinstance(value, tuple) else float(value)
+
+
+def at_side(value: Anchored, side: int, *, length: bool = False) -> float:
+    """The value of an anchored parameter for images whose shorter side is ``side`` px.
+
+    Args:
+        value: a float (returned as it is) or ``(at 32, at 64, at 224)``.
+        side: ``min(H, W)`` of the images, >= 1.
+        length: the parameter is a length in pixels (it scales with ``side`` outside
+            [32, 224]); otherwise it keeps the end value there.
+
+    Returns:
+        The interpolated value (linear in ``log(side)`` between the anchors, see
+        :func:`anchor_blend`).
+    """
+    if not isinstance(value, tuple):
+        return float(value)
+    return sum(w * value[i] * (scale if length else 1.0) for i, w, scale in anchor_blend(side))
+
+
+def anchor_max(value: Anchored) -> float:
+    """The largest value an anchored parameter takes at any size (lengths aside)."""
+    return max(value) if isinstance(value, tuple) else float(value)
+
+
+def anchor_levels(
+    names: Sequence[str], cifar: Sequence[Any], tiny: Sequence[Any], imagenet: Sequence[Any],
+) -> tuple[dict[str, Anchored], ...]:
+    """Five severity dicts ``{name: (CIFAR-10-C, Tiny-ImageNet-C, ImageNet-C)}``.
+
+    Args:
+        names: the parameters, in the order of each table entry.
+        cifar, tiny, imagenet: five entries each (mildest first); an entry is a number (one
+            parameter) or a tuple with one value per name.
+    """
+    def row(entry: Any) -> tuple[float, ...]:
+        return tuple(entry) if isinstance(entry, tuple) else (entry,)
+
+    levels = []
+    for c, t, i in zip(cifar, tiny, imagenet, strict=True):
+        rows = row(c), row(t), row(i)
+        levels.append({n: tuple(float(r[k]) for r in rows) for k, n in enumerate(names)})
+    return tuple(levels)  # type: ignore[return-value]
+
+
+def image_side(x: Tensor) -> int:
+    """``min(H, W)`` of a (B, C, H, W) batch."""
+    return int(min(x.shape[-2:]))
+
+
+def run_corruption(
+    images: Tensor, core: Callable[..., Tensor], *, range_mode: str = "clip",
+    words_per_image: Callable[[int], int] | None = None,
+    generator: torch.Generator | None = None, params: dict[str, Tensor] | None = None,
+    in_range: bool = False,
+) -> Tensor:
+    """The body of every public corruption function: check, then run ``core`` per chunk.
+
+    ``core(x, words, out, **params)`` is the family's chunk function (as
+    :meth:`degradations.Degradation.core`); ``words_per_image(pixels)`` (if given) says how
+    many 64-bit words each image draws from one SFC64 stream seeded by ``generator``.
+    """
+    check_batch(images)
+    check_generator(generator)
+    check_range_mode(range_mode)
+    k = words_per_image(images[0].numel()) if words_per_image and images.shape[0] else 0
+    source = WordSource.from_generator(generator) if k else None
+    return run_chunked(images, core, params or {}, k, source, range_mode, in_range)
+
+
+# ---------------------------------------------------------------------------------- filters
+
+
+def pad2d(x: Tensor, pad_h: int, pad_w: int, mode: str) -> Tensor:
+    """Pad the last two dims; ``"reflect"`` falls back to ``"replicate"`` where a side is
+    too short to reflect (pad >= size)."""
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if mode == "reflect" and (pad_h >= x.shape[-2] or pad_w >= x.shape[-1]):
+        mode = "replicate"
+    return F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode=mode)
+
+
+def gaussian_taps(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Normalised 1-D Gaussian of std ``sigma`` on ``-r..r``, ``r = int(truncate sigma + 0.5)``
+    (scipy.ndimage's support; ``sigma = 0`` gives the identity ``[1.0]``)."""
+    radius = int(truncate * sigma + 0.5)
+    if radius == 0:
+        return np.ones(1)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def separable_filter(x: Tensor, taps: np.ndarray, mode: str = "replicate") -> Tensor:
+    """Filter every channel with ``taps`` along H and along W.
+
+    Args:
+        x: (B, C, H, W) float.
+        taps: odd-length 1-D kernel (applied as correlation; ours are symmetric).
+        mode: border, ``"replicate"`` (scipy's ``nearest``) or ``"reflect"``.
+
+    Returns:
+        (B, C, H, W), a new tensor.
+    """
+    if len(taps) == 1:
+        return x * float(taps[0])
+    b, c, h, w = x.shape
+    r = len(taps) // 2
+    k = torch.as_tensor(taps, dtype=x.dtype, device=x.device)
+    flat = x.reshape(b * c, 1, h, w)
+    flat = F.conv2d(pad2d(flat, 0, r, mode), k.view(1, 1, 1, -1))
+    flat = F.conv2d(pad2d(flat, r, 0, mode), k.view(1, 1, -1, 1))
+    return flat.reshape(b, c, h, w)
+
+
+def gaussian_filter(x: Tensor, sigma: float) -> Tensor:
+    """skimage's ``gaussian(x, sigma)`` per channel: truncate 4, border ``nearest``."""
+    return separable_filter(x, gaussian_taps(sigma), "replicate")
+
+
+def disk_kernel(radius: float, alias_blur: float, supersample: int = 8) -> np.ndarray:
+    """Defocus kernel: a disk of ``radius`` px, then a Gaussian of std ``alias_blur``.
+
+    ImageNet-C takes the pixels with ``x^2 + y^2 <= radius^2`` (a jagged disk) and smooths it
+    with a 3 x 3 Gaussian (5 x 5 beyond radius 8) to antialias. Here each pixel's weight is the
+    share of its area inside the circle (``supersample^2`` points per pixel), so the kernel
+    changes continuously with the radius (radius <= 1/2: the centre pixel alone), then the
+    same small Gaussian (``alias_blur = 0``: none).
+
+    Returns:
+        (k, k) float64 array summing to 1, k = 2 (ceil(radius - 1/2) + 1 or 2) + 1.
+    """
+    g = 1 if radius <= 8 else 2
+    reach = max(0, int(math.ceil(radius - 0.5)))
+    half = reach + g
+    sub = (np.arange(supersample) + 0.5) / supersample - 0.5  # sub-pixel offsets
+    pos = (np.arange(-half, half + 1)[:, None] + sub[None, :]).reshape(-1)  # (k * s,)
+    inside = (pos[:, None] ** 2 + pos[None, :] ** 2 <= radius**2).astype(np.float64)
+    k = 2 * half + 1
+    disk = inside.reshape(k, supersample, k, supersample).mean(axis=(1, 3))
+    disk[half, half] = max(disk[half, half], 1e-12)  # radius 0: the centre pixel
+    disk /= disk.sum()
+    if alias_blur <= 0:
+        return disk
+    taps = np.exp(-0.5 * (np.arange(-g, g + 1) / alias_blur) ** 2)
+    taps /= taps.sum()
+    rows = np.apply_along_axis(lambda v: np.convolve(v, taps, mode="same"), 0, disk)
+    out = np.apply_along_axis(lambda v: np.convolve(v, taps, mode="same"), 1, rows)
+    return out / out.sum()
+
+
+def blend_kernels(kernels: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Weighted sum of odd square kernels of any sizes, centred (zero-padded to the largest)."""
+    size = max(k.shape[0] for k in kernels)
+    out = np.zeros((size, size))
+    for kernel, weight in zip(kernels, weights):
+        m = (size - kernel.shape[0]) // 2
+        out[m : size - m, m : size - m] += weight * kernel
+    return out
+
+
+def filter2d(x: Tensor, kernel: np.ndarray, mode: str = "reflect") -> Tensor:
+    """Correlate every channel with a square 2-D ``kernel``; border ``mode`` as :func:`pad2d`
+    (``"reflect"`` is OpenCV's default ``BORDER_REFLECT_101``)."""
+    b, c, h, w = x.shape
+    r = kernel.shape[0] // 2
+    k = torch.as_tensor(kernel, dtype=x.dtype, device=x.device).view(1, 1, *kernel.shape)
+    flat = pad2d(x.reshape(b * c, 1, h, w), r, r, mode)
+    return F.conv2d(flat, k).reshape(b, c, h, w)
+
+
+# ------------------------------------------------------------------------------- resampling
+
+
+def zoom_indices(n: int, zoom: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation of a centre zoom by ``zoom`` >= 1 along an axis of ``n`` pixels.
+
+    Output pixel i (centre ``i + 1/2``) samples the input at ``n/2 + (i + 1/2 - n/2) / zoom``.
+
+    Returns:
+        ``(i0, i1, w)``: output i is ``(1 - w[i]) in[i0[i]] + w[i] in[i1[i]]``.
+    """
+    u = (np.arange(n) + 0.5 - n / 2) / zoom + n / 2 - 0.5
+    u = np.clip(u, 0, n - 1)
+    i0 = np.floor(u).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n - 1)
+    return i0, i1, u - i0
+
+
+def block_average(n_out: int, n_in: int, phase: Tensor) -> tuple[Tensor, Tensor]:
+    """Box downsampling of an axis of ``n_in`` pixels to blocks of ``n_in / n_out`` pixels
+    whose grid starts ``phase`` blocks before the image, and the way back.
+
+    Block j covers ``[(j - phase) s, (j + 1 - phase) s)``, s = n_in / n_out, j = 0 .. n_out
+    (one more block, for the shifted grid); its value is the mean over its part inside the
+    image, fractional pixels weighted by their share (PIL's ``BOX`` filter, at ``phase`` 0).
+    Output pixel i copies block ``floor((i + 1/2) / s + phase)``, the block holding its centre.
+
+    Args:
+        n_out: blocks across the image (without the extra one), 1 .. n_in.
+        n_in: pixels.
+        phase: (B,) float in [0, 1), per image, on the data's device and dtype.
+
+    Returns:
+        ``(weights, index)``: (B, n_out + 1, n_in) averaging weights and (B, n_in) int64 block
+        of each output pixel.
+    """
+    scale = n_in / n_out
+    cells = torch.arange(n_out + 2, device=phase.device, dtype=phase.dtype)
+    edges = (cells[None, :] - phase[:, None]) * scale  # (B, n_out + 2)
+    start, stop = edges[:, :-1, None], edges[:, 1:, None]  # (B, n_out + 1, 1)
+    pix = torch.arange(n_in, device=phase.device, dtype=phase.dtype).view(1, 1, -1)
+    overlap = (torch.minimum(stop, pix + 1) - torch.maximum(start, pix)).clamp_(min=0)
+    total = overlap.sum(dim=2, keepdim=True)
+    weights = overlap / torch.where(total > 0, total, torch.ones_like(total))
+    centres = (torch.arange(n_in, device=phase.device, dtype=phase.dtype) + 0.5) / scale
+    index = torch.floor(centres[None, :] + phase[:, None]).long().clamp_(0, n_out)
+    return weights, index
+
+
+def motion_taps(radius: float, sigma: float) -> np.ndarray:
+    """ImageMagick's motion-blur weights: ``exp(-i^2 / (2 sigma^2))`` for
+    ``i = 0 .. 2 ceil(radius)``, normalised to sum 1 (``sigma = 0`` gives ``[1.0]``)."""
+    width = 2 * int(math.ceil(radius)) + 1
+    if sigma <= 0:
+        return np.ones(1)
+    taps = np.exp(-0.5 * (np.arange(width) / sigma) ** 2)
+    return taps / taps.sum()
+
+
+# ------------------------------------------------------------------------------------ cores
+
+
+def zoom_factors(max_zoom: float, step: float) -> np.ndarray:
+    """ImageNet-C's ``np.arange(1, max_zoom + step / 2, step)``: 1, 1 + step, ... <= max_zoom."""
+    count = int(math.floor((max_zoom - 1) / step + 1e-6)) + 1 if step > 0 else 1
+    return 1 + step * np.arange(count)
+
+
+def zoom_matrices(n: int, factors: np.ndarray) -> np.ndarray:
+    """(Z, n, n) linear-interpolation matrices of the centre zooms (:func:`zoom_indices`)."""
+    mats = np.zeros((len(factors), n, n))
+    rows = np.arange(n)
+    for k, zoom in enumerate(factors):
+        i0, i1, w = zoom_indices(n, float(zoom))
+        np.add.at(mats[k], (rows, i0), 1 - w)
+        np.add.at(mats[k], (rows, i1), w)
+    return mats
+
+
+def zoom_core(x: Tensor, out: Tensor, max_zoom: float, step: float) -> Tensor:
+    """out = (x + sum of centre zooms of x by each of :func:`zoom_factors`) / (count + 1).
+
+    Each zoom is ``A_y x A_x^T`` with the interpolation matrices of :func:`zoom_matrices`, all
+    zooms in two batched matrix products.
+    """
+    b, c, h, w = x.shape
+    factors = zoom_factors(max_zoom, step)
+    along_y = torch.as_tensor(zoom_matrices(h, factors), dtype=x.dtype, device=x.device)
+    along_x = torch.as_tensor(zoom_matrices(w, factors), dtype=x.dtype, device=x.device)
+    rows = (along_y.reshape(-1, h) @ x).view(b, c, len(factors), h, w)  # (B, C, Z, H, W)
+    zooms = rows @ along_x.transpose(1, 2)  # (B, C, Z, H, W)
+    torch.sum(zooms, dim=2, out=out)
+    return out.add_(x).div_(len(factors) + 1)
+
+
+def glass_words(pixels: int, iterations: float) -> int:
+    """64-bit words per image of ``pixels`` values: three 16-bit words per value and pass."""
+    return int(math.ceil(iterations)) * ((3 * pixels + 3) // 4)
+
+
+def glass_core(
+    x: Tensor, words: np.ndarray, out: Tensor, sigma: float, delta: float, iterations: float,
+) -> Tensor:
+    """Blur, ``ceil(iterations)`` passes of random local displacement, blur.
+
+    In each pass every pixel (all channels together) takes the value of the pixel at offset
+    ``(dy, dx)``, each ``round((2u - 1) delta)`` for u uniform in (0, 1) from a 16-bit word,
+    indices clamped at the border. A fractional last pass (``iterations`` not whole) moves a
+    pixel only where a third word's uniform is below the fraction, so the scrambling grows
+    continuously with ``iterations``. ``words`` holds at least 3 H W 16-bit words per pass.
+    """
+    b, c, h, w = x.shape
+    n = h * w
+    passes = int(math.ceil(iterations))
+    blurred = gaussian_filter(x, sigma).reshape(b, c, n)
+    if passes:
+        bits = torch.from_numpy(words.view(np.uint16)[:, : 3 * n * passes].astype(np.int32))
+        u = (bits.to(x.device).view(b, passes, 3, h, w) * 2 + 1) / 131072.0  # (0, 1)
+        offsets = torch.round((u[:, :, :2] * 2 - 1) * delta).long()  # (B, passes, 2, H, W)
+        fraction = iterations - (passes - 1)  # of the last pass, in (0, 1]
+        offsets[:, -1].mul_((u[:, -1, 2] < fraction).unsqueeze(1))
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    for it in range(passes):
+        dy, dx = offsets[:, it, 0], offsets[:, it, 1]
+        src = (rows + dy).clamp_(0, h - 1) * w + (cols + dx).clamp_(0, w - 1)  # (B, H, W)
+        blurred = blurred.gather(2, src.view(b, 1, n).expand(b, c, n))
+    return out.copy_(gaussian_filter(blurred.view(b, c, h, w), sigma))
+
+
+def line_motion_kernels(angle: Tensor, taps: np.ndarray, reach: int) -> Tensor:
+    """Per-image convolution kernels of the line blur: tap i (weight ``taps[i]``) samples the
+    image at ``i (cos a, sin a)``, bilinearly, so it is spread over the four pixels around.
+
+    Args:
+        angle: (B,) degrees on the data's device and dtype.
+        taps: the weights, summing to 1.
+        reach: kernel half-width, >= len(taps).
+
+    Returns:
+        (B, 2 reach + 1, 2 reach + 1) convolution kernels (centre at ``[reach, reach]``):
+        ``sum_q K[q] x(p - q)`` is the blurred image.
+    """
+    b, side = angle.shape[0], 2 * reach + 1
+    rad = angle * (math.pi / 180)
+    i = torch.arange(len(taps), device=angle.device, dtype=angle.dtype)
+    weight = torch.as_tensor(taps, device=angle.device, dtype=angle.dtype)
+    dx, dy = rad.cos()[:, None] * i, rad.sin()[:, None] * i  # (B, T) sample offsets
+    x0, y0 = dx.floor(), dy.floor()
+    fx, fy = dx - x0, dy - y0
+    kernels = torch.zeros(b, side * side, device=angle.device, dtype=angle.dtype)
+    for ay, wy in ((0, 1 - fy), (1, fy)):
+        for ax, wx in ((0, 1 - fx), (1, fx)):
+            # sampling x(p + c) is convolving with a unit kernel at q = -c
+            index = (reach - (y0 + ay)) * side + (reach - (x0 + ax))
+            kernels.scatter_add_(1, index.long(), weight * wy * wx)
+    return kernels.view(b, side, side)
+
+
+def line_motion_core(x: Tensor, out: Tensor, angle: Tensor, radius: float,
+                     sigma: float) -> Tensor:
+    """out(p) = sum_i k_i x(p + i (cos a, sin a)), k = :func:`motion_taps` (radius, sigma).
+
+    Each tap is a bilinear sample; beyond the border the edge pixels repeat (linear, not
+    circular, convolution). Computed as one FFT product per image on the edge-padded image
+    (padding ``reach`` = taps + 1 on each side, so the kept part never wraps around).
+    ``angle`` (B,) in degrees, 0 = right, 90 = down.
+    """
+    b, c, h, w = x.shape
+    taps = motion_taps(radius, sigma)
+    if len(taps) == 1:
+        return out.copy_(x)
+    reach = len(taps) + 1
+    kernels = line_motion_kernels(angle.to(x.device, x.dtype), taps, reach)  # (B, k, k)
+    padded = F.pad(x, (reach, reach, reach, reach), mode="replicate")  # (B, C, N, M)
+    size = padded.shape[-2:]
+    spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernels, s=size).unsqueeze(1)
+    full = torch.fft.irfft2(spectrum, s=size)
+    return out.copy_(full[..., 2 * reach : 2 * reach + h, 2 * reach : 2 * reach + w])
