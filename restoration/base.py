@@ -48,12 +48,12 @@ KNOWLEDGE = ("oracle", "estimated", "blind")
 def knowledge_of(restorer: Restorer) -> str:
     """The :data:`KNOWLEDGE` of ``restorer`` when the caller hands it the drawn parameters (as
     the experiment does): its own ``knowledge`` attribute when it declares one, else
-    ``oracle`` when it reads any parameter (:attr:`Restorer.uses_params` or a conditioned
-    hybrid's :meth:`Restorer.required_params`) and ``blind`` when it reads none."""
+    ``oracle`` when it reads any parameter (:meth:`Restorer.reads_params`) and ``blind``
+    when it reads none."""
     declared = getattr(restorer, "knowledge", None)
     if declared is not None:
         return declared
-    return "oracle" if restorer.uses_params or restorer.required_params() else "blind"
+    return "oracle" if restorer.reads_params() else "blind"
 
 
 class Restorer(nn.Module):
@@ -138,6 +138,11 @@ class Restorer(nn.Module):
                 f"{images.shape[1]} channels (shape {tuple(images.shape)}); build it with "
                 f"channels={images.shape[1]} or convert the images to {expected} channel(s)")
         return images
+
+    def reads_params(self) -> tuple[str, ...]:
+        """The parameters this restorer, as built, reads when they are given: its
+        :attr:`uses_params`; a subclass that reads fewer (a hybrid told nothing) narrows it."""
+        return self.uses_params
 
     def required_params(self) -> tuple[str, ...]:
         """The parameters this restorer cannot work without: :attr:`requires_params`; a

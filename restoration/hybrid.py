@@ -170,6 +170,11 @@ class HybridRestorer(Restorer):
         self.net.to(memory_format=torch.channels_last)
         self.gate = nn.Parameter(torch.zeros(1))
 
+    def reads_params(self) -> tuple[str, ...]:
+        """What the front end reads (the Wiener filter's ``a``, ``b``) and every conditioned
+        parameter; empty for a hybrid with a front end that reads nothing, told nothing."""
+        return (*self.front.reads_params(), *self.condition)
+
     def required_params(self) -> tuple[str, ...]:
         """The base's required parameters and every conditioned one: a missing one is refused
         in :meth:`select_params`, before any work."""

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 import degradations
-from restoration import Restorer, restore_batches
+from restoration import Restorer, knowledge_of, restore_batches
 from robustret.core.rng import stream_seed
 from robustret.evaluation.results import Condition, ResultRow
 from robustret.retrieval import GalleryIndex
@@ -168,7 +168,8 @@ def evaluate_condition(
         degraded: the condition's degraded queries (from :func:`degrade_queries`); required
             for degraded and restored conditions.
         restorer: the restorer of a restored condition; it receives the drawn parameters it
-            declares (``uses_params``).
+            declares (``uses_params``); its rows record what it knew
+            (:func:`restoration.knowledge_of`).
         device: where the restorer runs.
         measures: names of :data:`robustret.retrieval.metrics.MEASURES` (``topk``: the study's).
         degrade_side: ``query`` (the study), ``gallery`` or ``both``. For ``gallery`` the
@@ -194,6 +195,8 @@ def evaluate_condition(
                 raise ValueError(f"{condition.name}: a restorer is required")
             images = restore_images(restorer, degraded, device)
     embeddings = embed(images)
+    knowledge = (knowledge_of(restorer)
+                 if condition.query == "restored" and restorer is not None else None)
     rows: list[ResultRow] = []
     retrieved: dict[str, Tensor] = {}
     per_query: dict[tuple[str, str, int | None], Tensor] = {}
@@ -205,5 +208,5 @@ def evaluate_condition(
             value = min(max(float(values.mean()), 0.0), 1.0)  # float rounding past 1
             rows.append(ResultRow(condition, metric, None if k is None else int(k), value,
                                   measure=measure, degrade_side=degrade_side,
-                                  retriever_seen=tuple(retriever_seen)))
+                                  retriever_seen=tuple(retriever_seen), knowledge=knowledge))
     return ConditionResult(rows, images, retrieved, per_query, embeddings)

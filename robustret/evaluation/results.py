@@ -16,6 +16,7 @@ from typing import Any
 
 from degradations import DEGRADATIONS
 from degradations.groups import ALL, groups_of
+from restoration.base import KNOWLEDGE
 from robustret.core.keys import fingerprint
 from robustret.retrieval.metrics import K_FREE, MEASURES
 from robustret.retrieval.ranking import METRIC_NAMES
@@ -165,9 +166,16 @@ class ResultRow:
     measure: str = "topk"
     degrade_side: str = "query"
     retriever_seen: tuple[str, ...] = ()
+    knowledge: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retriever_seen", tuple(sorted(set(self.retriever_seen))))
+        if self.knowledge is not None and self.condition.query != "restored":
+            raise ValueError(f"only a restored row says what its restorer knew; got "
+                             f"knowledge={self.knowledge!r} for a {self.condition.query} row")
+        if self.knowledge is not None and self.knowledge not in KNOWLEDGE:
+            raise ValueError(f"knowledge must be one of {', '.join(KNOWLEDGE)}; got "
+                             f"{self.knowledge!r}")
 
         if not 0.0 <= self.accuracy <= 1.0:
             raise ValueError(f"accuracy ({self.measure}) must be in [0, 1]; got {self.accuracy}")
@@ -226,7 +234,8 @@ class ResultRow:
         return {**dataclasses.asdict(self.condition), "metric": self.metric, "k": self.k,
                 "accuracy": self.accuracy, "reused": self.reused, "measure": self.measure,
                 "value": self.accuracy, "degrade_side": self.degrade_side,
-                "retriever_seen": list(self.retriever_seen), "groups": list(self.groups)}
+                "retriever_seen": list(self.retriever_seen), "groups": list(self.groups),
+                "knowledge": self.knowledge}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
@@ -245,14 +254,14 @@ class ResultRow:
             return cls(condition, str(values["metric"]), None if k is None else int(k),
                        float(value), bool(values.get("reused", False)), measure,
                        str(values.get("degrade_side", "query")),
-                       tuple(values.get("retriever_seen", ())))
+                       tuple(values.get("retriever_seen", ())), values.get("knowledge"))
         except KeyError as exc:
             raise ValueError(f"result row lacks {exc.args[0]!r}: {dict(values)}") from None
 
 
 ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "metric", "k",
               "accuracy", "reused", "measure", "value", "degrade_side", "retriever_seen",
-              "groups")
+              "groups", "knowledge")
 
 
 #: the row fields whose values form a closed vocabulary, and those values
@@ -262,6 +271,7 @@ CLOSED_FIELDS: Mapping[str, tuple[object, ...]] = MappingProxyType({
     "metric": METRIC_NAMES,
     "measure": MEASURES,
     "degrade_side": DEGRADE_SIDES,
+    "knowledge": (None, *KNOWLEDGE),
 })
 
 

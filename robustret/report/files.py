@@ -42,15 +42,19 @@ def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True,
     """The study's layout: one line per query condition, a column per metric and k (in %).
 
     Conditions appear as: clean, then for each degradation and severity the degraded queries
-    followed by each restorer's output. Only the rows of ``measure`` are shown (the study's
+    followed by each restorer's output, named with what it knew (``wiener (oracle)``,
+    ``estimated (estimated)``, ``dae (blind)``). Only the rows of ``measure`` are shown (the study's
     top-k hit rate by default).
     """
     rows = [r for r in rows if r.measure == measure]
     metrics = [m for m in METRIC_TITLES if any(r.metric == m for r in rows)]
     ks = sorted({r.k for r in rows}, key=lambda k: k or 0)
     cells: dict[Condition, dict[tuple[str, int], float]] = {}
+    knew: dict[Condition, str] = {}
     for row in rows:
         cells.setdefault(row.condition, {})[(row.metric, row.k)] = row.accuracy
+        if row.knowledge is not None:
+            knew[row.condition] = row.knowledge
     header = ["query", "degradation", "severity", "restorer"] + [
         f"{METRIC_TITLES[m]} {MEASURE_TITLES[measure].format(k=k)}" for m in metrics for k in ks
     ]
@@ -60,6 +64,8 @@ def table_lines(rows: Sequence[ResultRow], *, markdown: bool = True,
         severity = "-" if condition.severity is None else str(condition.severity)
         restorer = condition.restorer or (
             f"bn:{condition.adaptation}" if condition.adaptation else "-")
+        if condition in knew:  # what the restorer knew: oracle, estimated or blind
+            restorer = f"{restorer} ({knew[condition]})"
         body.append([condition.query, condition.degradation or "-", severity, restorer]
                     + ["" if v is None else f"{100 * v:.2f}" for v in values])
     if markdown:

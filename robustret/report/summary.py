@@ -41,6 +41,8 @@ class SummaryScore:
         error_ratio: the corruption-error ratio against the reference run (mCE for
             ``all``: the mean of the families' ratios); None without a reference or where the
             reference has no error on those pairs.
+        knowledge: for a restorer, what it knew of each query's degradation
+            (``oracle``, ``estimated``, ``blind``; see :class:`ResultRow`); None otherwise.
     """
 
     metric: str
@@ -52,6 +54,7 @@ class SummaryScore:
     mean: float
     relative: float | None
     error_ratio: float | None = None
+    knowledge: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -86,6 +89,7 @@ def summarise_run(rows: Sequence[ResultRow],
     """
     series: dict[tuple[str, str, int | None], dict[str, dict[tuple[str, int], float]]] = {}
     clean: dict[tuple[str, str, int | None], float] = {}
+    knew: dict[str, str] = {}
     for row in rows:
         which = (row.metric, row.measure, row.k)
         if row.query == "clean":
@@ -93,6 +97,8 @@ def summarise_run(rows: Sequence[ResultRow],
             continue
         method = _method(row)
         assert method is not None and row.degradation is not None and row.severity is not None
+        if row.knowledge is not None:
+            knew[method] = row.knowledge
         series.setdefault(which, {}).setdefault(method, {})[(row.degradation, row.severity)] = (
             row.value)
     baseline: dict[tuple[str, str, int | None], dict[tuple[str, int], float]] = {}
@@ -113,21 +119,23 @@ def summarise_run(rows: Sequence[ResultRow],
                 ratio = _error_ratio(values, base, pairs)
                 if ratio is not None:
                     ratios.append(ratio)
-                out.append(_score(which, method, family, pairs, values, clean.get(which), ratio))
+                out.append(_score(which, method, family, pairs, values, clean.get(which), ratio,
+                                  knew.get(method)))
             everything = sorted(values)
             mce = (sum(ratios) / len(ratios)
                    if base is not None and ratios and len(ratios) == len(families) else None)
-            out.append(_score(which, method, ALL, everything, values, clean.get(which), mce))
+            out.append(_score(which, method, ALL, everything, values, clean.get(which), mce,
+                              knew.get(method)))
     return out
 
 
 def _score(which: tuple[str, str, int | None], method: str, family: str,
            pairs: list[tuple[str, int]], values: dict[tuple[str, int], float],
-           clean: float | None, ratio: float | None) -> SummaryScore:
+           clean: float | None, ratio: float | None, knowledge: str | None) -> SummaryScore:
     mean = sum(values[p] for p in pairs) / len(pairs)
     relative = mean / clean if clean else None
     names = sorted({p[0] for p in pairs})
-    return SummaryScore(*which, method, family, names, mean, relative, ratio)
+    return SummaryScore(*which, method, family, names, mean, relative, ratio, knowledge)
 
 
 def _error_ratio(values: dict[tuple[str, int], float],
@@ -143,9 +151,10 @@ def _error_ratio(values: dict[tuple[str, int], float],
 
 def summary_markdown(summary: Sequence[SummaryScore], *, metric: str, measure: str = "topk",
                      k: int | None = None) -> str:
-    """The summary of one (metric, measure, k) as a markdown table: a line per method, a
-    column per family, then the corruption average (mPC), its ratio to clean (rPC) and, with
-    a reference, the corruption-error ratio (mCE)."""
+    """The summary of one (metric, measure, k) as a markdown table: a line per method (a
+    restorer named with what it knew: ``wiener (oracle)``), a column per family, then the
+    corruption average (mPC), its ratio to clean (rPC) and, with a reference, the
+    corruption-error ratio (mCE)."""
     chosen = [s for s in summary if (s.metric, s.measure, s.k) == (metric, measure, k)]
     if not chosen:
         return ""
@@ -158,7 +167,8 @@ def summary_markdown(summary: Sequence[SummaryScore], *, metric: str, measure: s
     for method in dict.fromkeys(s.method for s in chosen):
         mine = {s.family: s for s in chosen if s.method == method}
         total = mine[ALL]
-        cells = [method] + [f"{100 * mine[f].mean:.2f}" if f in mine else "" for f in families]
+        label = method if total.knowledge is None else f"{method} ({total.knowledge})"
+        cells = [label] + [f"{100 * mine[f].mean:.2f}" if f in mine else "" for f in families]
         cells += [f"{100 * total.mean:.2f}",
                   "" if total.relative is None else f"{total.relative:.3f}"]
         if with_reference:

@@ -88,3 +88,14 @@ def test_families_of_the_estimate_are_the_routed_ones_and_clean() -> None:
     from restoration.routed import ROUTED_FAMILIES
 
     assert set(ROUTED_FAMILIES) | {"clean"} == set(FAMILIES)
+
+
+@pytest.mark.parametrize(("options", "knowledge"), [
+    ({"front": "identity"}, "blind"),                       # told nothing
+    ({"front": "median"}, "blind"),
+    ({"front": "wiener"}, "oracle"),                        # the drawn blur
+    ({"front": "identity", "condition": ["severity"]}, "oracle"),  # the set's severity
+])
+def test_a_hybrid_knows_what_its_front_end_and_its_condition_read(options: dict,
+                                                                  knowledge: str) -> None:
+    assert restoration.knowledge_of(restoration.build("hybrid", **options)) == knowledge

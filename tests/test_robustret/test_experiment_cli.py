@@ -11,7 +11,8 @@ import torch
 from robustret.cli.experiment import main
 
 ROW_KEYS = {"query", "degradation", "severity", "restorer", "adaptation", "metric", "k", "accuracy",
-            "reused", "measure", "value", "degrade_side", "retriever_seen", "groups"}
+            "reused", "measure", "value", "degrade_side", "retriever_seen", "groups",
+            "knowledge"}
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:

@@ -270,3 +270,57 @@ def test_select_takes_every_value_of_the_vocabularies() -> None:
         for value in values:
             assert select(rows, **{field: value}) == [r for r in rows if getattr(r, field) == value]
     assert accuracy_of(rows, metric="l2", adaptation=None) == 0.9
+
+
+class _Blind(_Recorder):
+    uses_params = ()
+
+
+class _Estimating(_Blind):
+    knowledge = "estimated"
+
+
+@pytest.mark.parametrize(("restorer_class", "knowledge"),
+                         [(_Recorder, "oracle"), (_Blind, "blind"), (_Estimating, "estimated")])
+def test_restored_rows_say_what_the_restorer_knew(gallery, restorer_class: type,
+                                                  knowledge: str) -> None:
+    """(rows did not say whether the restorer was told the drawn parameters)"""
+    images, labels = gallery
+    degraded = DegradedQueries(images, {"a": torch.arange(4.0)}, seed=0)
+    restored = evaluate_condition(Condition("restored", "noise", 3, "r"), queries=images,
+                                  labels=labels, embed=_flat, indexes=_indexes(images, labels),
+                                  ks=(1,), degraded=degraded, restorer=restorer_class(images))
+    assert {row.knowledge for row in restored.rows} == {knowledge}
+    assert all(ResultRow.from_dict(row.to_dict()) == row for row in restored.rows)
+    plain = evaluate_condition(Condition("degraded", "noise", 3), queries=images, labels=labels,
+                               embed=_flat, indexes=_indexes(images, labels), ks=(1,),
+                               degraded=degraded)
+    assert {row.knowledge for row in plain.rows} == {None}
+
+
+def test_knowledge_is_a_closed_vocabulary_of_restored_rows() -> None:
+    restored = Condition("restored", "noise", 3, "median")
+    with pytest.raises(ValueError, match="knowledge must be one of"):
+        ResultRow(restored, "l2", 1, 0.5, knowledge="psychic")
+    with pytest.raises(ValueError, match="only a restored row"):
+        ResultRow(Condition("degraded", "noise", 3), "l2", 1, 0.5, knowledge="oracle")
+    old = {**ResultRow(restored, "l2", 1, 0.5, knowledge="blind").to_dict()}
+    del old["knowledge"]  # a row written before the field existed: not recorded
+    assert ResultRow.from_dict(old).knowledge is None
+    assert select([ResultRow(restored, "l2", 1, 0.5, knowledge="oracle")], knowledge="oracle")
+
+
+def test_the_table_and_the_summary_name_what_each_restorer_knew() -> None:
+    from robustret.report.files import table_lines
+    from robustret.report.summary import summarise_run, summary_markdown
+
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.9),
+            ResultRow(Condition("degraded", "motion_blur", 3), "l2", 1, 0.5),
+            ResultRow(Condition("restored", "motion_blur", 3, "wiener"), "l2", 1, 0.8,
+                      knowledge="oracle"),
+            ResultRow(Condition("restored", "motion_blur", 3, "estimated"), "l2", 1, 0.6,
+                      knowledge="estimated")]
+    table = "\n".join(table_lines(rows))
+    assert "| wiener (oracle) |" in table and "| estimated (estimated) |" in table
+    summary = summary_markdown(summarise_run(rows), metric="l2", k=1)
+    assert "| wiener (oracle) |" in summary and "| estimated (estimated) |" in summary
