@@ -16,8 +16,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from restoration.base import Restorer
-from restoration.classical import BicubicUpsample, MedianFilter, WienerDeblur
+from restoration.base import Identity, Restorer
+from restoration.classical import MedianFilter, WienerDeblur
 from restoration.estimate import FAMILIES, EstimationRule, estimate_degradation
 
 #: the families an estimate routes to a restorer (the others, ``clean``, pass unchanged)
@@ -33,8 +33,10 @@ class EstimateThenRestore(Restorer):
         blur: of images estimated blurred (default: the Wiener filter with the estimated
             displacement; its sign is not observable and is canonical, ``b >= 0``:
             docs/estimation.md says what a wrong sign costs).
-        resolution: of images estimated low-resolution (default: bicubic re-upsampling by the
-            estimated Haar level).
+        resolution: of images estimated low-resolution (default: ``identity``, the image
+            as it is: bicubic re-upsampling by the estimated level cost retrieval accuracy on
+            the built-in data, as it does with the drawn level; docs/restoration.md, "What
+            each restorer knows").
         rule: the estimator's thresholds (default: :class:`EstimationRule`'s).
     """
 
@@ -46,7 +48,7 @@ class EstimateThenRestore(Restorer):
         self.routes = nn.ModuleDict({
             "noise": noise if noise is not None else MedianFilter(),
             "blur": blur if blur is not None else WienerDeblur(),
-            "resolution": resolution if resolution is not None else BicubicUpsample(),
+            "resolution": resolution if resolution is not None else Identity(),
         })
         self.rule = rule
 

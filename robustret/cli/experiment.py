@@ -121,7 +121,10 @@ def _add_condition_arguments(parser: argparse.ArgumentParser, names: list[str]) 
         help="severity levels 1..5 or all (default 3 = the study's parameters)")
     add("--restore", choices=[*RESTORE_MODES, *_restorer_names(), *ALIASES], metavar="MODE",
         help="restoration of degraded queries: auto (default; the toolkit's best learned "
-        f"restorer per family, docs/results.md: {pairings('learned')}), study (the study's "
+        f"restorer per family, docs/results.md: {pairings('learned')}; each is told the drawn "
+        "degradation, an upper bound), oracle (the same, named by what it is), estimated (one "
+        "restorer for every query that estimates each query's degradation from the image "
+        "and knows nothing else), study (the study's "
         f"pixel-trained pairing: {pairings('network')}), classical, all, none, or one "
         f"restorer: {', '.join(_restorer_names())}")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")

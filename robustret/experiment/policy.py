@@ -85,8 +85,9 @@ from robustret.experiment.recipes import base_recipes, canonical, restorer_names
 
 log = logging.getLogger(__name__)
 
-MODES = ("none", "auto", "study", "classical", "all")
-"""Restore modes besides a single restorer name."""
+MODES = ("none", "auto", "oracle", "study", "classical", "all")
+"""Restore modes besides a single restorer name. ``oracle`` names today's ``auto`` by what it
+is: the learned recipes told each query's drawn degradation, an upper bound."""
 
 
 @dataclass(frozen=True)
@@ -274,11 +275,12 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
         degradation: a registered degradation name.
         mode: ``none`` (no restorer), ``auto`` (the toolkit's best learned recipe for the
             family; where no row serves the degradation its family's classical baseline, or
-            nothing), ``study`` (the study's pixel-trained network for the family; every
-            network where no row serves it), ``classical`` (the family's classical baseline),
-            ``all`` (every base recipe, not the research variants, then the classical
-            baseline), or one registered restorer name (an earlier release's recipe name is
-            translated).
+            nothing), ``oracle`` (the same, by the name of what it is: every recipe of
+            ``auto`` is told the drawn degradation), ``study`` (the study's pixel-trained
+            network for the family; every network where no row serves it), ``classical``
+            (the family's classical baseline), ``all`` (every base recipe, not the research
+            variants, then the classical baseline), or one registered restorer name (an
+            earlier release's recipe name is translated).
     Returns:
         Registry names of ``restoration``, in the order to run them (may be empty).
     Raises:
@@ -297,10 +299,10 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
     rule = _policy(degradation)
     baseline = classical_for(degradation)
     extra = [baseline] if baseline is not None else []
-    if mode in ("auto", "study"):
+    if mode in ("auto", "oracle", "study"):
         if rule is None:  # no row serves it: auto's fallback, or every network
-            return extra if mode == "auto" else restoration.networks()
-        return [rule.learned if mode == "auto" else rule.network]
+            return extra if mode != "study" else restoration.networks()
+        return [rule.network if mode == "study" else rule.learned]
     if mode == "classical":
         return extra
     return [*base_recipes(), *extra]

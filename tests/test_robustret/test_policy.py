@@ -99,8 +99,8 @@ def test_a_single_restorer_name_is_a_mode() -> None:
 
 
 def test_unknown_mode_and_unknown_degradation_say_what_is_valid() -> None:
-    with pytest.raises(ConfigError, match="unknown restore mode 'autoo'.*none, auto, study, "
-                                          "classical, all.*bicubic"):
+    with pytest.raises(ConfigError, match="unknown restore mode .autoo..*none, auto, oracle, "
+                                          "study, classical, all.*bicubic"):
         policy.restorers_for("noise", "autoo")
     with pytest.raises(ConfigError, match="unknown degradation 'blurr'; available: .*lowres"):
         policy.restorers_for("blurr", "auto")
@@ -205,3 +205,16 @@ def test_recipe_names_say_what_a_restorer_is_and_old_names_still_work() -> None:
         assert canonical(old) == new and recipe(old) == recipe(new)
         assert policy.restorers_for("noise", old) == [new]
         assert train_config(old, "quick") == train_config(new, "quick")
+
+
+def test_oracle_names_the_learned_recipes_told_the_drawn_degradation() -> None:
+    """``--restore oracle`` is today's ``auto`` by the name of what it is; every restorer it
+    gives for the study's six reads the drawn degradation."""
+    import restoration
+    from degradations.groups import GROUPS
+
+    for name in GROUPS["study"]:
+        oracle = policy.restorers_for(name, "oracle")
+        assert oracle == policy.restorers_for(name, "auto") and oracle
+    assert policy.restorers_for("fog", "oracle") == []
+    assert restoration.knowledge_of(restoration.build("wiener")) == "oracle"
