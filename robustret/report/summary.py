@@ -14,11 +14,13 @@ themselves, each restorer, each test-time adaptation):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import degradations
+from degradations.groups import GROUPS
 from robustret.evaluation.results import ResultRow
 
 ALL = "all"
@@ -33,7 +35,9 @@ class SummaryScore:
         metric, measure, k: which rows it summarises (k None for k-free measures).
         method: ``degraded`` (the degraded queries), a restorer name, or ``bn:queries`` /
             ``bn:both`` (test-time adaptation).
-        family: a degradation family, or ``all`` (the corruption average, mPC).
+        family: a degradation family, a named group of degradations
+            (:data:`degradations.groups.GROUPS`: ``study``, ``imagenet-c``, ``held-out``; see
+            ``scope``), or ``all`` (the corruption average, mPC).
         degradations: the degradations averaged over.
         mean: the mean value over those degradations and the run's severities, in [0, 1].
         relative: ``mean / clean`` (rPC for ``all``); None without a clean row or when the
@@ -43,6 +47,8 @@ class SummaryScore:
             reference has no error on those pairs.
         knowledge: for a restorer, what it knew of each query's degradation
             (``oracle``, ``estimated``, ``blind``; see :class:`ResultRow`); None otherwise.
+        scope: ``family``, ``group`` (the mean over a named group's degradations present in
+            the run, given where it differs from the whole run) or ``all``.
     """
 
     metric: str
@@ -55,6 +61,11 @@ class SummaryScore:
     relative: float | None
     error_ratio: float | None = None
     knowledge: str | None = None
+    scope: str = "family"
+
+    def __post_init__(self) -> None:
+        if self.family == ALL:  # also a score read from an older record, written before scope
+            object.__setattr__(self, "scope", ALL)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -122,10 +133,18 @@ def summarise_run(rows: Sequence[ResultRow],
                 out.append(_score(which, method, family, pairs, values, clean.get(which), ratio,
                                   knew.get(method)))
             everything = sorted(values)
+            for group, members in GROUPS.items():
+                pairs = [pair for pair in everything if pair[0] in members]
+                if pairs and pairs != everything:
+                    out.append(dataclasses.replace(
+                        _score(which, method, group, pairs, values, clean.get(which),
+                               _error_ratio(values, base, pairs), knew.get(method)),
+                        scope="group"))
             mce = (sum(ratios) / len(ratios)
                    if base is not None and ratios and len(ratios) == len(families) else None)
-            out.append(_score(which, method, ALL, everything, values, clean.get(which), mce,
-                              knew.get(method)))
+            out.append(dataclasses.replace(
+                _score(which, method, ALL, everything, values, clean.get(which), mce,
+                       knew.get(method)), scope=ALL))
     return out
 
 
@@ -158,17 +177,21 @@ def summary_markdown(summary: Sequence[SummaryScore], *, metric: str, measure: s
     chosen = [s for s in summary if (s.metric, s.measure, s.k) == (metric, measure, k)]
     if not chosen:
         return ""
-    families = sorted({s.family for s in chosen if s.family != ALL})
+    families = sorted({s.family for s in chosen if s.scope == "family"})
+    groups = list(dict.fromkeys(s.family for s in chosen if s.scope == "group"))
     with_reference = any(s.error_ratio is not None for s in chosen)
-    header = ["method", *families, "mPC (%)", "rPC"] + (["mCE ratio"] if with_reference else [])
+    header = (["method", *families, *(f"group {g}" for g in groups), "mPC (%)", "rPC"]
+              + (["mCE ratio"] if with_reference else []))
     label = measure if k is None else f"{measure}@{k}"
     lines = [f"### Summary ({metric}, {label}; families: mean over severities, %)", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for method in dict.fromkeys(s.method for s in chosen):
-        mine = {s.family: s for s in chosen if s.method == method}
-        total = mine[ALL]
+        mine = {(s.scope, s.family): s for s in chosen if s.method == method}
+        total = mine[(ALL, ALL)]
         label = method if total.knowledge is None else f"{method} ({total.knowledge})"
-        cells = [label] + [f"{100 * mine[f].mean:.2f}" if f in mine else "" for f in families]
+        cells = [label] + [f"{100 * mine[scope, f].mean:.2f}" if (scope, f) in mine else ""
+                           for scope, names in (("family", families), ("group", groups))
+                           for f in names]
         cells += [f"{100 * total.mean:.2f}",
                   "" if total.relative is None else f"{total.relative:.3f}"]
         if with_reference:

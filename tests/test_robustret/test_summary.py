@@ -37,7 +37,7 @@ def test_family_means_corruption_average_and_ratio_to_clean() -> None:
 
 def test_error_ratio_against_a_reference_run() -> None:
     summary = summarise_run(_rows(shift=0.1), reference=_rows())
-    degraded = {s.family: s for s in summary if s.method == "degraded"}
+    degraded = {s.family: s for s in summary if s.method == "degraded" and s.scope != "group"}
     # noise: errors (0.3 + 0.5) vs (0.4 + 0.6); lowres: (0.4 + 0.6) vs (0.5 + 0.7)
     ratios = [0.8 / 1.0, 1.0 / 1.2]
     assert sorted(s.error_ratio for f, s in degraded.items() if f != ALL) == pytest.approx(
@@ -49,3 +49,22 @@ def test_error_ratio_against_a_reference_run() -> None:
     text = summary_markdown(summary, metric="l2", measure="topk", k=1)
     assert "mCE ratio" in text and "| degraded |" in text and "| dae |" in text
     assert summary[0].to_dict()["method"] == "degraded"
+
+
+def test_named_groups_are_summarised_where_they_differ_from_the_whole_run() -> None:
+    """gaussian_noise is in the study's six and in ImageNet-C's fifteen, lowres only in the
+    study's: an imagenet-c column (the noise alone), no study column (the whole run)."""
+    summary = summarise_run(_rows(shift=0.1), reference=_rows())
+    groups = {s.family: s for s in summary if s.method == "degraded" and s.scope == "group"}
+    assert set(groups) == {"imagenet-c"}
+    assert groups["imagenet-c"].mean == pytest.approx(0.6)
+    assert groups["imagenet-c"].degradations == ["gaussian_noise"]
+    assert groups["imagenet-c"].error_ratio == pytest.approx(0.8 / 1.0)
+    text = summary_markdown(summary, metric="l2", measure="topk", k=1)
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert "group imagenet-c" in header and "group study" not in header
+    degraded_line = next(line for line in text.splitlines() if line.startswith("| degraded"))
+    assert "| 60.00 |" in degraded_line
+    old = {**groups["imagenet-c"].to_dict(), "family": ALL}
+    del old["scope"]  # a record written before scope existed
+    assert type(groups["imagenet-c"])(**old).scope == ALL
