@@ -153,6 +153,7 @@ def evaluate_condition(
     measures: Sequence[str] = ("topk",),
     degrade_side: str = "query",
     retriever_seen: Sequence[str] = (),
+    restorer_seen: Sequence[str] = (),
 ) -> ConditionResult:
     """Compute one condition's rows: the query images it stands for, embedded and searched.
 
@@ -177,6 +178,8 @@ def evaluate_condition(
             gallery) and ``degraded``/``restorer`` are not needed; for ``both`` the queries
             are degraded (and restored) as for ``query``.
         retriever_seen: the degradations the retriever was trained on (recorded in the rows).
+        restorer_seen: the degradations the restorer was trained on (recorded in the rows of
+            a restored condition; empty for an untrained filter).
     Returns:
         A :class:`ConditionResult`.
     Raises:
@@ -208,5 +211,6 @@ def evaluate_condition(
             value = min(max(float(values.mean()), 0.0), 1.0)  # float rounding past 1
             rows.append(ResultRow(condition, metric, None if k is None else int(k), value,
                                   measure=measure, degrade_side=degrade_side,
-                                  retriever_seen=tuple(retriever_seen), knowledge=knowledge))
+                                  retriever_seen=tuple(retriever_seen), knowledge=knowledge,
+                                  restorer_seen=tuple(restorer_seen) if knowledge else ()))
     return ConditionResult(rows, images, retrieved, per_query, embeddings)

@@ -167,9 +167,14 @@ class ResultRow:
     degrade_side: str = "query"
     retriever_seen: tuple[str, ...] = ()
     knowledge: str | None = None
+    restorer_seen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retriever_seen", tuple(sorted(set(self.retriever_seen))))
+        object.__setattr__(self, "restorer_seen", tuple(sorted(set(self.restorer_seen))))
+        if self.restorer_seen and self.condition.query != "restored":
+            raise ValueError(f"only a restored row has a trained restorer; got restorer_seen="
+                             f"{self.restorer_seen!r} for a {self.condition.query} row")
         if self.knowledge is not None and self.condition.query != "restored":
             raise ValueError(f"only a restored row says what its restorer knew; got "
                              f"knowledge={self.knowledge!r} for a {self.condition.query} row")
@@ -235,7 +240,7 @@ class ResultRow:
                 "accuracy": self.accuracy, "reused": self.reused, "measure": self.measure,
                 "value": self.accuracy, "degrade_side": self.degrade_side,
                 "retriever_seen": list(self.retriever_seen), "groups": list(self.groups),
-                "knowledge": self.knowledge}
+                "knowledge": self.knowledge, "restorer_seen": list(self.restorer_seen)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ResultRow:
@@ -254,14 +259,15 @@ class ResultRow:
             return cls(condition, str(values["metric"]), None if k is None else int(k),
                        float(value), bool(values.get("reused", False)), measure,
                        str(values.get("degrade_side", "query")),
-                       tuple(values.get("retriever_seen", ())), values.get("knowledge"))
+                       tuple(values.get("retriever_seen", ())), values.get("knowledge"),
+                       tuple(values.get("restorer_seen", ())))
         except KeyError as exc:
             raise ValueError(f"result row lacks {exc.args[0]!r}: {dict(values)}") from None
 
 
 ROW_FIELDS = ("query", "degradation", "severity", "restorer", "adaptation", "metric", "k",
               "accuracy", "reused", "measure", "value", "degrade_side", "retriever_seen",
-              "groups", "knowledge")
+              "groups", "knowledge", "restorer_seen")
 
 
 #: the row fields whose values form a closed vocabulary, and those values

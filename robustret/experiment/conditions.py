@@ -31,9 +31,9 @@ from robustret.evaluation.pipeline import (
 from robustret.evaluation.results import DEGRADE_SIDE_TABLE, Condition, ResultRow
 from robustret.experiment.condition_store import ConditionStore
 from robustret.experiment.config import ExperimentConfig
-from robustret.experiment.policy import BLIND, training_degradation
+from robustret.experiment.policy import BLIND, seen_in_training, training_degradation
 from robustret.experiment.query_sets import query_set_for
-from robustret.experiment.recipes import RECIPES
+from robustret.experiment.recipes import RECIPES, recipe_names
 from robustret.experiment.trained import (
     TrainedModel,
     trained_restorer,
@@ -203,7 +203,8 @@ class ConditionLoop:
             degraded=self.degraded(condition) if query_degraded else None,
             restorer=restorer.model if restorer is not None else None, device=self.device,
             measures=self.config.measures, degrade_side=side,
-            retriever_seen=(*self.config.train_degrade, *self.config.robust_train))
+            retriever_seen=(*self.config.train_degrade, *self.config.robust_train),
+            restorer_seen=self.restorer_seen(condition) if restorer is not None else ())
         per_query = {(condition, *which): values for which, values in result.per_query.items()}
         for metric, index in indexes.items():
             if not index.is_exact and result.embeddings is not None:
@@ -307,6 +308,15 @@ class ConditionLoop:
                 made = degrade_queries(self.data.queries.images, *which, seed=seed)
             self._degraded = (which, made)
         return self._degraded[1]
+
+    def restorer_seen(self, condition: Condition) -> tuple[str, ...]:
+        """What the condition's restorer was trained on (:func:`seen_in_training`); empty for
+        a filter that is not trained."""
+        assert condition.restorer is not None and condition.degradation is not None
+        if condition.restorer not in recipe_names():
+            return ()
+        blind = condition.restorer in RECIPES and RECIPES[condition.restorer].blind
+        return seen_in_training(BLIND if blind else training_degradation(condition.degradation))
 
     def restorer(self, condition: Condition) -> TrainedModel:
         """The condition's restorer, trained or built once per (name, training degradation);

@@ -80,6 +80,7 @@ from types import MappingProxyType
 import degradations
 import restoration
 from degradations.groups import GROUPS
+from degradations.noise import MIXTURE_KINDS
 from robustret.core.checks import ConfigError
 from robustret.experiment.recipes import base_recipes, canonical, restorer_names
 
@@ -258,6 +259,17 @@ def training_degradation(degradation: str) -> str:
 
 BLIND = "mixture"
 """The training target of a blind recipe (:func:`blind_mixture`), in its cache names."""
+
+#: the study's noise mixture and the noises it draws from (``degradations.noise.MIXTURE_KINDS``)
+MIXTURES: Mapping[str, tuple[str, ...]] = MappingProxyType({"noise": MIXTURE_KINDS})
+
+
+def seen_in_training(target: str) -> tuple[str, ...]:
+    """The degradations a network trained on ``target`` has seen, sorted: ``target`` itself
+    (a degradation name or :data:`BLIND`, the study's mixture) and every degradation a mixture
+    draws from (the ``noise`` mixture: ``gaussian_noise``, ``salt_pepper``, ``speckle``)."""
+    targets = blind_mixture() if target == BLIND else [target]
+    return tuple(sorted({name for name in targets for name in (name, *MIXTURES.get(name, ()))}))
 
 
 def blind_mixture() -> list[str]:

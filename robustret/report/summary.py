@@ -48,7 +48,10 @@ class SummaryScore:
         knowledge: for a restorer, what it knew of each query's degradation
             (``oracle``, ``estimated``, ``blind``; see :class:`ResultRow`); None otherwise.
         scope: ``family``, ``group`` (the mean over a named group's degradations present in
-            the run, given where it differs from the whole run) or ``all``.
+            the run, given where it differs from the whole run), ``seen`` / ``unseen`` (the
+            degradations the method's model was trained on, and the others: a restorer's
+            ``restorer_seen``, the retriever's ``retriever_seen`` for the degraded queries and
+            the adapted retriever; given where the run has both) or ``all``.
     """
 
     metric: str
@@ -101,6 +104,7 @@ def summarise_run(rows: Sequence[ResultRow],
     series: dict[tuple[str, str, int | None], dict[str, dict[tuple[str, int], float]]] = {}
     clean: dict[tuple[str, str, int | None], float] = {}
     knew: dict[str, str] = {}
+    seen: dict[str, set[str]] = {}
     for row in rows:
         which = (row.metric, row.measure, row.k)
         if row.query == "clean":
@@ -110,6 +114,8 @@ def summarise_run(rows: Sequence[ResultRow],
         assert method is not None and row.degradation is not None and row.severity is not None
         if row.knowledge is not None:
             knew[method] = row.knowledge
+        trained_on = row.restorer_seen if row.query == "restored" else row.retriever_seen
+        seen.setdefault(method, set()).update(trained_on)
         series.setdefault(which, {}).setdefault(method, {})[(row.degradation, row.severity)] = (
             row.value)
     baseline: dict[tuple[str, str, int | None], dict[tuple[str, int], float]] = {}
@@ -140,6 +146,14 @@ def summarise_run(rows: Sequence[ResultRow],
                         _score(which, method, group, pairs, values, clean.get(which),
                                _error_ratio(values, base, pairs), knew.get(method)),
                         scope="group"))
+            parts = {"seen": [p for p in everything if p[0] in seen.get(method, ())]}
+            parts["unseen"] = [p for p in everything if p not in parts["seen"]]
+            if parts["seen"] and parts["unseen"]:
+                for part, pairs in parts.items():
+                    out.append(dataclasses.replace(
+                        _score(which, method, part, pairs, values, clean.get(which),
+                               _error_ratio(values, base, pairs), knew.get(method)),
+                        scope=part))
             mce = (sum(ratios) / len(ratios)
                    if base is not None and ratios and len(ratios) == len(families) else None)
             out.append(dataclasses.replace(
@@ -179,8 +193,9 @@ def summary_markdown(summary: Sequence[SummaryScore], *, metric: str, measure: s
         return ""
     families = sorted({s.family for s in chosen if s.scope == "family"})
     groups = list(dict.fromkeys(s.family for s in chosen if s.scope == "group"))
+    splits = [part for part in ("seen", "unseen") if any(s.scope == part for s in chosen)]
     with_reference = any(s.error_ratio is not None for s in chosen)
-    header = (["method", *families, *(f"group {g}" for g in groups), "mPC (%)", "rPC"]
+    header = (["method", *families, *(f"group {g}" for g in groups), *splits, "mPC (%)", "rPC"]
               + (["mCE ratio"] if with_reference else []))
     label = measure if k is None else f"{measure}@{k}"
     lines = [f"### Summary ({metric}, {label}; families: mean over severities, %)", "",
@@ -190,7 +205,8 @@ def summary_markdown(summary: Sequence[SummaryScore], *, metric: str, measure: s
         total = mine[(ALL, ALL)]
         label = method if total.knowledge is None else f"{method} ({total.knowledge})"
         cells = [label] + [f"{100 * mine[scope, f].mean:.2f}" if (scope, f) in mine else ""
-                           for scope, names in (("family", families), ("group", groups))
+                           for scope, names in (("family", families), ("group", groups),
+                                                *((part, [part]) for part in splits))
                            for f in names]
         cells += [f"{100 * total.mean:.2f}",
                   "" if total.relative is None else f"{total.relative:.3f}"]

@@ -12,7 +12,7 @@ from robustret.cli.experiment import main
 
 ROW_KEYS = {"query", "degradation", "severity", "restorer", "adaptation", "metric", "k", "accuracy",
             "reused", "measure", "value", "degrade_side", "retriever_seen", "groups",
-            "knowledge"}
+            "knowledge", "restorer_seen"}
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -64,6 +64,12 @@ def test_end_to_end_writes_results_and_reuses_cache(
     assert {row["restorer"] for row in restored} == {"oracle_hybrid-objects"} and {
         row["severity"] for row in restored
     } == {3}
+    # what it knew and what it was trained on: told the drawn noise, trained on the mixture
+    assert {row["knowledge"] for row in restored} == {"oracle"}
+    assert all(row["restorer_seen"] == ["gaussian_noise", "noise", "salt_pepper", "speckle"]
+               for row in restored)
+    assert all(row["knowledge"] is None and row["restorer_seen"] == []
+               for row in every if row["query"] != "restored")
     models = Path(results["resolved"]["retriever_checkpoint"]).parent.parent
     # the noise family's hybrid ...
     (trained,) = models.glob("oracle_hybrid-objects-noise-*/config.json")

@@ -38,7 +38,7 @@ def test_write_results_writes_three_consistent_files(tmp_path) -> None:
     data = json.loads(paths["json"].read_text())
     assert read_rows(data) == rows and data["seed"] == 0
     assert data["rows"][0] == {"query": "clean", "degradation": None, "severity": None,
-                               "knowledge": None,
+                               "knowledge": None, "restorer_seen": [],
                                "restorer": None, "adaptation": None, "metric": "l2", "k": 1,
                                "accuracy": 0.9, "reused": False, "measure": "topk",
                                "value": 0.9, "degrade_side": "query", "retriever_seen": [],

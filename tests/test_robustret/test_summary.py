@@ -68,3 +68,25 @@ def test_named_groups_are_summarised_where_they_differ_from_the_whole_run() -> N
     old = {**groups["imagenet-c"].to_dict(), "family": ALL}
     del old["scope"]  # a record written before scope existed
     assert type(groups["imagenet-c"])(**old).scope == ALL
+
+
+def test_seen_and_unseen_degradations_are_summarised_apart() -> None:
+    """A restorer trained on the noise mixture, scored on a noise and on fog: the noise is
+    seen, fog unseen; the degraded queries' retriever saw neither (no split for them)."""
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.8)]
+    for name, degraded, restored in (("gaussian_noise", 0.4, 0.7), ("fog", 0.5, 0.45)):
+        rows.append(ResultRow(Condition("degraded", name, 3), "l2", 1, degraded))
+        rows.append(ResultRow(Condition("restored", name, 3, "dae"), "l2", 1, restored,
+                              knowledge="blind",
+                              restorer_seen=("gaussian_noise", "noise", "salt_pepper")))
+    summary = summarise_run(rows)
+    parts = {(s.method, s.scope): s for s in summary if s.scope in ("seen", "unseen")}
+    assert set(parts) == {("dae", "seen"), ("dae", "unseen")}
+    assert parts["dae", "seen"].degradations == ["gaussian_noise"]
+    assert parts["dae", "seen"].mean == pytest.approx(0.7)
+    assert parts["dae", "unseen"].mean == pytest.approx(0.45)
+    text = summary_markdown(summary, metric="l2", measure="topk", k=1)
+    dae = next(line for line in text.splitlines() if line.startswith("| dae"))
+    assert "| seen | unseen |" in text and "| 70.00 | 45.00 |" in dae
+    with pytest.raises(ValueError, match="only a restored row"):
+        ResultRow(Condition("degraded", "fog", 3), "l2", 1, 0.5, restorer_seen=("fog",))
