@@ -253,13 +253,22 @@ def blend_kernels(kernels: Sequence[np.ndarray], weights: Sequence[float]) -> np
 
 
 def filter2d(x: Tensor, kernel: np.ndarray, mode: str = "reflect") -> Tensor:
-    """Correlate every channel with a square 2-D ``kernel``; border ``mode`` as :func:`pad2d`
-    (``"reflect"`` is OpenCV's default ``BORDER_REFLECT_101``)."""
+    """Correlate every channel with a square 2-D ``kernel`` (odd side); border ``mode`` as
+    :func:`pad2d` (``"reflect"`` is OpenCV's default ``BORDER_REFLECT_101``).
+
+    Computed as one real FFT product per plane of the padded image (padding the kernel's
+    half-width, so the kept part never wraps around): on 2 CPU cores it was 1.6-4x faster than
+    ``conv2d`` for kernels of 3 to 15 px on 96 px images (docs/benchmarks.md), and equal to
+    it within float rounding (1e-6).
+    """
     b, c, h, w = x.shape
     r = kernel.shape[0] // 2
-    k = torch.as_tensor(kernel, dtype=x.dtype, device=x.device).view(1, 1, *kernel.shape)
-    flat = pad2d(x.reshape(b * c, 1, h, w), r, r, mode)
-    return F.conv2d(flat, k).reshape(b, c, h, w)
+    flipped = np.ascontiguousarray(kernel[::-1, ::-1])  # correlation as a convolution
+    k = torch.as_tensor(flipped, dtype=x.dtype, device=x.device)
+    padded = pad2d(x.reshape(b * c, 1, h, w), r, r, mode)
+    size = padded.shape[-2:]
+    full = torch.fft.irfft2(torch.fft.rfft2(padded) * torch.fft.rfft2(k, s=size), s=size)
+    return full[..., 2 * r: 2 * r + h, 2 * r: 2 * r + w].reshape(b, c, h, w)
 
 
 # ------------------------------------------------------------------------------- resampling
