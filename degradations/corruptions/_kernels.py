@@ -257,9 +257,8 @@ def filter2d(x: Tensor, kernel: np.ndarray, mode: str = "reflect") -> Tensor:
     :func:`pad2d` (``"reflect"`` is OpenCV's default ``BORDER_REFLECT_101``).
 
     Computed as one real FFT product per plane of the padded image (padding the kernel's
-    half-width, so the kept part never wraps around): on 2 CPU cores it was 1.6-4x faster than
-    ``conv2d`` for kernels of 3 to 15 px on 96 px images (docs/benchmarks.md), and equal to
-    it within float rounding (1e-6).
+    half-width, so the kept part never wraps around); equal to ``conv2d`` within float
+    rounding, faster on the CPU (docs/benchmarks.md, the corruption suite).
     """
     b, c, h, w = x.shape
     r = kernel.shape[0] // 2
