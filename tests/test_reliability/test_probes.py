@@ -13,7 +13,7 @@ traceback, a 500 or changed numbers":
   appended, sidecar deleted or rewritten, mtime moved): the reader returns exactly what was
   written, or reports the damage (a warning and a rebuild, or one clear error).
 
-Examples are derandomised, so CI runs the same probes each time (about a minute in all);
+Examples are derandomised, so CI runs the same probes each time;
 ``ROBUSTRET_PROBE_EXAMPLES=500`` explores further with fresh random examples.
 """
 
