@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .corruptions._kernels import fft_convolve, splat_kernels
 from .degradation import DEGRADATIONS, Degradation, Params
 from .noise import gaussian_core, normal_words
 from .resolution import check_level, levels_from_uniform
@@ -62,32 +63,9 @@ def line_kernels(dx: Tensor, dy: Tensor, reach: int, samples: int) -> Tensor:
         (B, 2 reach + 1, 2 reach + 1) float kernels, centre at ``[reach, reach]``;
         ``sum_q K[q] x(p - q)`` is the blurred image.
     """
-    b, side = dx.shape[0], 2 * reach + 1
     t = torch.linspace(0.0, 1.0, samples, device=dx.device, dtype=dx.dtype)
-    px, py = dx[:, None] * t + reach, dy[:, None] * t + reach  # (B, S) kernel coordinates
-    x0, y0 = px.floor(), py.floor()
-    fx, fy = px - x0, py - y0
-    kernels = torch.zeros(b, side * side, device=dx.device, dtype=dx.dtype)
-    for ay, wy in ((0, 1 - fy), (1, fy)):
-        for ax, wx in ((0, 1 - fx), (1, fx)):
-            index = ((y0 + ay).clamp(0, side - 1) * side + (x0 + ax).clamp(0, side - 1)).long()
-            kernels.scatter_add_(1, index, wy * wx)
-    return (kernels / kernels.sum(dim=1, keepdim=True)).view(b, side, side)
-
-
-def linear_convolve(x: Tensor, kernels: Tensor) -> Tensor:
-    """``x`` (B, C, H, W) convolved with its image's kernel (B, K, K), K odd, linearly: the
-    edge pixels repeat beyond the border, nothing wraps around. One FFT product per image on
-    the edge-padded image (padding K on each side, so the kept part never wraps). Returns
-    (B, C, H, W)."""
-    h, w = x.shape[-2:]
-    reach = kernels.shape[-1] // 2
-    pad = 2 * reach
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    size = padded.shape[-2:]
-    spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernels, s=size).unsqueeze(1)
-    full = torch.fft.irfft2(spectrum, s=size)
-    return full[..., pad + reach: pad + reach + h, pad + reach: pad + reach + w]
+    kernels = splat_kernels(dx[:, None] * t, dy[:, None] * t, torch.ones_like(t), reach)
+    return kernels / kernels.sum(dim=(1, 2), keepdim=True)
 
 
 def realistic_motion_blur_core(x: Tensor, words: np.ndarray, out: Tensor, a: Tensor, b: Tensor,
@@ -101,7 +79,7 @@ def realistic_motion_blur_core(x: Tensor, words: np.ndarray, out: Tensor, a: Ten
     reach = min(int(math.ceil(longest)) + 1, max(h, w))
     # the sample count follows the image size, not the batch: an image's kernel is its own
     kernels = line_kernels(dx, dy, reach, 8 * max(h, w) + 1).to(x.dtype)
-    blurred = linear_convolve(x, kernels)
+    blurred = fft_convolve(x, kernels, "replicate")  # linear: edge pixels repeat, no wrap
     return gaussian_core(blurred.contiguous(), words, out, noise)
 
 

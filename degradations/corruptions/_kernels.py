@@ -252,22 +252,37 @@ def blend_kernels(kernels: Sequence[np.ndarray], weights: Sequence[float]) -> np
     return out
 
 
+def fft_convolve(x: Tensor, kernels: Tensor, mode: str) -> Tensor:
+    """``x`` convolved linearly with its image's kernel: ``out(p) = sum_q K[q] x(p - q)``.
+
+    One real FFT product per plane of the image padded by the kernel's half-width (border
+    ``mode`` as :func:`pad2d`), so the kept part never wraps around.
+
+    Args:
+        x: (B, C, H, W) float.
+        kernels: (B or 1, K, K) float on ``x``'s device, K odd, centre at ``[K // 2, K // 2]``.
+        mode: the border, ``"replicate"`` or ``"reflect"``.
+
+    Returns:
+        (B, C, H, W), a new tensor.
+    """
+    h, w = x.shape[-2:]
+    r = kernels.shape[-1] // 2
+    padded = pad2d(x, r, r, mode)
+    size = padded.shape[-2:]
+    spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernels, s=size).unsqueeze(1)
+    return torch.fft.irfft2(spectrum, s=size)[..., 2 * r: 2 * r + h, 2 * r: 2 * r + w]
+
+
 def filter2d(x: Tensor, kernel: np.ndarray, mode: str = "reflect") -> Tensor:
     """Correlate every channel with a square 2-D ``kernel`` (odd side); border ``mode`` as
     :func:`pad2d` (``"reflect"`` is OpenCV's default ``BORDER_REFLECT_101``).
 
-    Computed as one real FFT product per plane of the padded image (padding the kernel's
-    half-width, so the kept part never wraps around); equal to ``conv2d`` within float
+    Computed by :func:`fft_convolve` with the kernel flipped; equal to ``conv2d`` within float
     rounding, faster on the CPU (docs/benchmarks.md, the corruption suite).
     """
-    b, c, h, w = x.shape
-    r = kernel.shape[0] // 2
     flipped = np.ascontiguousarray(kernel[::-1, ::-1])  # correlation as a convolution
-    k = torch.as_tensor(flipped, dtype=x.dtype, device=x.device)
-    padded = pad2d(x.reshape(b * c, 1, h, w), r, r, mode)
-    size = padded.shape[-2:]
-    full = torch.fft.irfft2(torch.fft.rfft2(padded) * torch.fft.rfft2(k, s=size), s=size)
-    return full[..., 2 * r: 2 * r + h, 2 * r: 2 * r + w].reshape(b, c, h, w)
+    return fft_convolve(x, torch.as_tensor(flipped, dtype=x.dtype, device=x.device)[None], mode)
 
 
 # ------------------------------------------------------------------------------- resampling
@@ -413,18 +428,33 @@ def line_motion_kernels(angle: Tensor, taps: np.ndarray, reach: int) -> Tensor:
         (B, 2 reach + 1, 2 reach + 1) convolution kernels (centre at ``[reach, reach]``):
         ``sum_q K[q] x(p - q)`` is the blurred image.
     """
-    b, side = angle.shape[0], 2 * reach + 1
     rad = angle * (math.pi / 180)
     i = torch.arange(len(taps), device=angle.device, dtype=angle.dtype)
     weight = torch.as_tensor(taps, device=angle.device, dtype=angle.dtype)
-    dx, dy = rad.cos()[:, None] * i, rad.sin()[:, None] * i  # (B, T) sample offsets
-    x0, y0 = dx.floor(), dy.floor()
-    fx, fy = dx - x0, dy - y0
-    kernels = torch.zeros(b, side * side, device=angle.device, dtype=angle.dtype)
+    # sampling x(p + c) is convolving with a unit kernel at q = -c
+    return splat_kernels(-rad.cos()[:, None] * i, -rad.sin()[:, None] * i, weight, reach)
+
+
+def splat_kernels(qx: Tensor, qy: Tensor, weight: Tensor, reach: int) -> Tensor:
+    """Per-image kernels holding ``weight`` at sub-pixel positions, each spread bilinearly
+    over the four pixels around it; positions beyond the grid land on its edge.
+
+    Args:
+        qx, qy: (B, T) positions relative to the kernel's centre, pixels (x right, y down).
+        weight: (T,) or (B, T) mass of each position.
+        reach: kernel half-width.
+
+    Returns:
+        (B, 2 reach + 1, 2 reach + 1) kernels, centre at ``[reach, reach]``.
+    """
+    b, side = qx.shape[0], 2 * reach + 1
+    px, py = qx + reach, qy + reach
+    x0, y0 = px.floor(), py.floor()
+    fx, fy = px - x0, py - y0
+    kernels = torch.zeros(b, side * side, device=qx.device, dtype=qx.dtype)
     for ay, wy in ((0, 1 - fy), (1, fy)):
         for ax, wx in ((0, 1 - fx), (1, fx)):
-            # sampling x(p + c) is convolving with a unit kernel at q = -c
-            index = (reach - (y0 + ay)) * side + (reach - (x0 + ax))
+            index = (y0 + ay).clamp(0, side - 1) * side + (x0 + ax).clamp(0, side - 1)
             kernels.scatter_add_(1, index.long(), weight * wy * wx)
     return kernels.view(b, side, side)
 
@@ -434,18 +464,12 @@ def line_motion_core(x: Tensor, out: Tensor, angle: Tensor, radius: float,
     """out(p) = sum_i k_i x(p + i (cos a, sin a)), k = :func:`motion_taps` (radius, sigma).
 
     Each tap is a bilinear sample; beyond the border the edge pixels repeat (linear, not
-    circular, convolution). Computed as one FFT product per image on the edge-padded image
-    (padding ``reach`` = taps + 1 on each side, so the kept part never wraps around).
+    circular, convolution), by :func:`fft_convolve` (kernel half-width ``reach`` = taps + 1).
     ``angle`` (B,) in degrees, 0 = right, 90 = down.
     """
-    b, c, h, w = x.shape
     taps = motion_taps(radius, sigma)
     if len(taps) == 1:
         return out.copy_(x)
     reach = len(taps) + 1
     kernels = line_motion_kernels(angle.to(x.device, x.dtype), taps, reach)  # (B, k, k)
-    padded = F.pad(x, (reach, reach, reach, reach), mode="replicate")  # (B, C, N, M)
-    size = padded.shape[-2:]
-    spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernels, s=size).unsqueeze(1)
-    full = torch.fft.irfft2(spectrum, s=size)
-    return out.copy_(full[..., 2 * reach : 2 * reach + h, 2 * reach : 2 * reach + w])
+    return out.copy_(fft_convolve(x, kernels, "replicate"))
