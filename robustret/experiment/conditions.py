@@ -309,21 +309,26 @@ class ConditionLoop:
             self._degraded = (which, made)
         return self._degraded[1]
 
+    @staticmethod
+    def _training_target(condition: Condition) -> str:
+        """What the condition's restorer is trained on: the study's mixture (:data:`BLIND`)
+        for a blind recipe, else :func:`training_degradation` of the condition's."""
+        assert condition.restorer is not None and condition.degradation is not None
+        blind = condition.restorer in RECIPES and RECIPES[condition.restorer].blind
+        return BLIND if blind else training_degradation(condition.degradation)
+
     def restorer_seen(self, condition: Condition) -> tuple[str, ...]:
         """What the condition's restorer was trained on (:func:`seen_in_training`); empty for
         a filter that is not trained."""
-        assert condition.restorer is not None and condition.degradation is not None
         if condition.restorer not in recipe_names():
             return ()
-        blind = condition.restorer in RECIPES and RECIPES[condition.restorer].blind
-        return seen_in_training(BLIND if blind else training_degradation(condition.degradation))
+        return seen_in_training(self._training_target(condition))
 
     def restorer(self, condition: Condition) -> TrainedModel:
         """The condition's restorer, trained or built once per (name, training degradation);
         a blind recipe once for all degradations."""
-        assert condition.restorer is not None and condition.degradation is not None
-        blind = condition.restorer in RECIPES and RECIPES[condition.restorer].blind
-        target = BLIND if blind else training_degradation(condition.degradation)
+        assert condition.restorer is not None
+        target = self._training_target(condition)
         which = (condition.restorer, target)
         if which not in self._restorers:
             tick = time.perf_counter()

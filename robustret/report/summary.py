@@ -14,7 +14,6 @@ themselves, each restorer, each test-time adaptation):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -142,33 +141,31 @@ def summarise_run(rows: Sequence[ResultRow],
             for group, members in GROUPS.items():
                 pairs = [pair for pair in everything if pair[0] in members]
                 if pairs and pairs != everything:
-                    out.append(dataclasses.replace(
-                        _score(which, method, group, pairs, values, clean.get(which),
-                               _error_ratio(values, base, pairs), knew.get(method)),
-                        scope="group"))
+                    out.append(_score(which, method, group, pairs, values, clean.get(which),
+                                      _error_ratio(values, base, pairs), knew.get(method),
+                                      scope="group"))
             parts = {"seen": [p for p in everything if p[0] in seen.get(method, ())]}
             parts["unseen"] = [p for p in everything if p not in parts["seen"]]
             if parts["seen"] and parts["unseen"]:
                 for part, pairs in parts.items():
-                    out.append(dataclasses.replace(
-                        _score(which, method, part, pairs, values, clean.get(which),
-                               _error_ratio(values, base, pairs), knew.get(method)),
-                        scope=part))
+                    out.append(_score(which, method, part, pairs, values, clean.get(which),
+                                      _error_ratio(values, base, pairs), knew.get(method),
+                                      scope=part))
             mce = (sum(ratios) / len(ratios)
                    if base is not None and ratios and len(ratios) == len(families) else None)
-            out.append(dataclasses.replace(
-                _score(which, method, ALL, everything, values, clean.get(which), mce,
-                       knew.get(method)), scope=ALL))
+            out.append(_score(which, method, ALL, everything, values, clean.get(which), mce,
+                              knew.get(method)))  # scope "all", from the family
     return out
 
 
 def _score(which: tuple[str, str, int | None], method: str, family: str,
            pairs: list[tuple[str, int]], values: dict[tuple[str, int], float],
-           clean: float | None, ratio: float | None, knowledge: str | None) -> SummaryScore:
+           clean: float | None, ratio: float | None, knowledge: str | None, *,
+           scope: str = "family") -> SummaryScore:
     mean = sum(values[p] for p in pairs) / len(pairs)
     relative = mean / clean if clean else None
     names = sorted({p[0] for p in pairs})
-    return SummaryScore(*which, method, family, names, mean, relative, ratio, knowledge)
+    return SummaryScore(*which, method, family, names, mean, relative, ratio, knowledge, scope)
 
 
 def _error_ratio(values: dict[tuple[str, int], float],
