@@ -151,55 +151,21 @@ def _work_stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(restorer_eval_cli.rdata, "load", _reach)
 
 
-def _isolated(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
-    monkeypatch.setenv("ROBUSTRET_CACHE", str(folder / "cache"))
-    monkeypatch.chdir(folder)
+def _probe(main: Callable[[list[str]], int], argv: Callable[[str], list[str]],
+           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """:func:`_one_line_or_reached` for ``main(argv(folder))`` with the heavy work stubbed,
+    the cache and the working folder in a fresh temporary ``folder``."""
+    with tempfile.TemporaryDirectory() as folder, monkeypatch.context() as patch:
+        _work_stubbed(patch)
+        patch.setenv("ROBUSTRET_CACHE", f"{folder}/cache")
+        patch.chdir(folder)
+        _one_line_or_reached(main, argv(folder), capsys)
 
 
 # ------------------------------------------------------------------------- command lines
 EXPERIMENT = experiment_cli.build_parser()
-
-
-@PROBES
-@given(data=st.data())
-def test_experiment_flags_end_in_one_line_or_pass_every_check(
-        data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    argv = data.draw(_argv(EXPERIMENT, skip=("--out", "--cache-dir", "--config")))
-    with tempfile.TemporaryDirectory() as folder, monkeypatch.context() as patch:
-        _work_stubbed(patch)
-        _isolated(patch, Path(folder))
-        _one_line_or_reached(experiment_cli.main,
-                             [*argv, "--out", f"{folder}/run", "--cache-dir", f"{folder}/models",
-                              "-q", "--no-tensorboard"], capsys)
-
-
 RESTORER_TRAIN = restorer_train_cli.build_parser()
 RESTORER_EVAL = restorer_eval_cli.build_parser()
-
-
-@PROBES
-@given(data=st.data())
-def test_restorer_training_flags_end_in_one_line_or_pass_every_check(
-        data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    argv = data.draw(_argv(RESTORER_TRAIN, skip=("--out",)))
-    with tempfile.TemporaryDirectory() as folder, monkeypatch.context() as patch:
-        _work_stubbed(patch)
-        _isolated(patch, Path(folder))
-        _one_line_or_reached(restorer_train_cli.main, [*argv, "--out", f"{folder}/out"], capsys)
-
-
-@PROBES
-@given(data=st.data())
-def test_restorer_evaluation_flags_end_in_one_line_or_pass_every_check(
-        data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    argv = data.draw(_argv(RESTORER_EVAL, skip=()))
-    with tempfile.TemporaryDirectory() as folder, monkeypatch.context() as patch:
-        _work_stubbed(patch)
-        _isolated(patch, Path(folder))
-        _one_line_or_reached(restorer_eval_cli.main, argv, capsys)
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -209,18 +175,47 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     raise AssertionError("the data command has no sub-commands")
 
 
+DATA_COMMANDS = _subparsers(data_cli.build_parser())
+
+
+@PROBES
+@given(data=st.data())
+def test_experiment_flags_end_in_one_line_or_pass_every_check(
+        data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = data.draw(_argv(EXPERIMENT, skip=("--out", "--cache-dir", "--config")))
+    _probe(experiment_cli.main,
+           lambda folder: [*argv, "--out", f"{folder}/run", "--cache-dir", f"{folder}/models",
+                           "-q", "--no-tensorboard"], monkeypatch, capsys)
+
+
+@PROBES
+@given(data=st.data())
+def test_restorer_training_flags_end_in_one_line_or_pass_every_check(
+        data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = data.draw(_argv(RESTORER_TRAIN, skip=("--out",)))
+    _probe(restorer_train_cli.main, lambda folder: [*argv, "--out", f"{folder}/out"],
+           monkeypatch, capsys)
+
+
+@PROBES
+@given(data=st.data())
+def test_restorer_evaluation_flags_end_in_one_line_or_pass_every_check(
+        data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = data.draw(_argv(RESTORER_EVAL, skip=()))
+    _probe(restorer_eval_cli.main, lambda folder: argv, monkeypatch, capsys)
+
+
 @PROBES
 @given(data=st.data())
 def test_data_command_flags_end_in_one_line_or_pass_every_check(
         data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    commands = _subparsers(data_cli.build_parser())
-    command = data.draw(st.sampled_from(sorted(commands)))
-    argv = data.draw(_argv(commands[command], skip=()))
-    with tempfile.TemporaryDirectory() as folder, monkeypatch.context() as patch:
-        _work_stubbed(patch)
-        _isolated(patch, Path(folder))
-        _one_line_or_reached(data_cli.main, [command, *argv], capsys)
+    command = data.draw(st.sampled_from(sorted(DATA_COMMANDS)))
+    argv = data.draw(_argv(DATA_COMMANDS[command], skip=()))
+    _probe(data_cli.main, lambda folder: [command, *argv], monkeypatch, capsys)
 
 
 # --------------------------------------------------------------------------- config files
@@ -255,9 +250,7 @@ def _config(draw: st.DrawFn) -> dict:
 def test_config_files_end_in_one_line_or_pass_every_check(
         config: dict, form: str, junk: bytes, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    with tempfile.TemporaryDirectory() as folder, monkeypatch.context() as patch:
-        _work_stubbed(patch)
-        _isolated(patch, Path(folder))
+    def argv(folder: str) -> list[str]:
         path = Path(folder) / ("config.toml" if form == "toml" else "config.json")
         if form == "json":
             path.write_text(json.dumps(config))
@@ -266,9 +259,10 @@ def test_config_files_end_in_one_line_or_pass_every_check(
                                       for k, v in config.items()))
         else:
             path.write_bytes(junk)
-        _one_line_or_reached(experiment_cli.main,
-                             ["--config", str(path), "--out", f"{folder}/run", "--cache-dir",
-                              f"{folder}/models", "-q", "--no-tensorboard"], capsys)
+        return ["--config", str(path), "--out", f"{folder}/run", "--cache-dir",
+                f"{folder}/models", "-q", "--no-tensorboard"]
+
+    _probe(experiment_cli.main, argv, monkeypatch, capsys)
 
 
 # ----------------------------------------------------------------------------- the page
