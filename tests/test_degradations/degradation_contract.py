@@ -48,6 +48,18 @@ def contract_batch(channels: int = 1, size: int = 32, batch: int = 4) -> torch.T
     return images.clamp(0, 1)
 
 
+def mse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).pow(2).mean())
+
+
+def check_registered_with_their_family(families: dict[str, str]) -> None:
+    """Each name of ``families`` is registered, of that family, with a ``range_mode``."""
+    assert set(families) <= set(degradations.available())
+    assert {name: degradations.family(name) for name in families} == families
+    for name in families:
+        assert "range_mode" in degradations.DEGRADATIONS.get(name).param_names()
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / (a - b).pow(2).mean()))
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from degradation_contract import texture
+from degradation_contract import check_registered_with_their_family, mse, texture
 
 import degradations
 import degradations.corruptions.digital as digital
@@ -57,18 +57,11 @@ def natural(channels: int, size: int, batch: int = 8) -> torch.Tensor:
     return torch.cat([lum + a, lum + b, lum - a - b], 1).clamp(0, 1)
 
 
-def mse(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).pow(2).mean())
-
-
 # ------------------------------------------------------------------------------- contract
 
 
 def test_registered_with_their_family() -> None:
-    assert set(NAMES) <= set(degradations.available())
-    assert {name: degradations.family(name) for name in NAMES} == FAMILIES
-    for name in NAMES:
-        assert "range_mode" in degradations.DEGRADATIONS.get(name).param_names()
+    check_registered_with_their_family(FAMILIES)
 
 
 @pytest.mark.parametrize("name", NAMES)
