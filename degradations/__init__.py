@@ -7,7 +7,8 @@ gaussian_blur, defocus_blur, zoom_blur, glass_blur, line_motion_blur; ``digital`
 jpeg, contrast, brightness, saturate; ``weather``: fog, snow, spatter; ``geometric``:
 elastic_transform), and the realistic variants of the study's blur and resolution loss
 (``realistic.py``: realistic_motion_blur, realistic_lowres: the study's draws without its
-synthetic fingerprints). Named groups of them (``study``, ``imagenet-c``, ``held-out``, ``all``)
+synthetic fingerprints), and ``wild`` (``wild.py``: each image clean or a random family,
+variant and severity, the protocol of a folder of real photos). Named groups of them (``study``, ``imagenet-c``, ``held-out``, ``all``)
 are in :mod:`degradations.groups`.
 
 Public contract::
@@ -67,6 +68,7 @@ from .motion_blur import blur_from_length, motion_blur, motion_blur_transfer
 from .noise import gaussian_noise, noise_mixture, salt_pepper_noise, speckle_noise
 from .realistic import RealisticLowres, RealisticMotionBlur
 from .resolution import block_mean, haar_lowres
+from .wild import WILD_FAMILIES, WILD_MEMBERS, Wild
 
 __all__ = [
     "DEGRADATIONS", "GROUPS", "SEVERITIES", "SEVERITY", "SEVERITY_LEVELS", "Degradation",
@@ -75,6 +77,8 @@ __all__ = [
     "GaussianNoise", "HaarLowres", "MotionBlur", "NoiseMixture", "SaltPepperNoise", "SpeckleNoise",
     # their realistic variants
     "RealisticLowres", "RealisticMotionBlur",
+    # the wild query set: each image clean or a random family, variant and severity
+    "WILD_FAMILIES", "WILD_MEMBERS", "Wild",
     # the corruption suite (functions: degradations.corruptions.noise_blur.shot_noise, ...)
     "Brightness", "Contrast", "DefocusBlur", "ElasticTransform", "Fog", "GaussianBlur",
     "GlassBlur", "ImpulseNoise", "Jpeg", "LineMotionBlur", "Pixelate", "Saturate", "ShotNoise",

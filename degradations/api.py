@@ -186,7 +186,7 @@ def _known_params(out: tuple[Tensor, dict[str, Tensor]], name: str, severity: in
     if name in MIXTURE_KINDS and "kind" not in params:
         params = {**params, "kind": torch.full((batch,), MIXTURE_KINDS.index(name),
                                                dtype=torch.int64, device=images.device)}
-    if overrides:  # the level's parameters were replaced: the severity no longer names them
-        return images, params
+    if overrides or SEVERITY in params:  # the level's parameters were replaced (the severity no
+        return images, params  # longer names them), or each image drew its own (``wild``)
     drawn = torch.full((batch,), float(severity), device=images.device)
     return images, {**params, SEVERITY: drawn}

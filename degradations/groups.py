@@ -13,7 +13,8 @@ group          members
                left out: it blends photographs robustret does not ship.
 ``held-out``   ImageNet-C's held-out corruptions robustret has: ``speckle``,
                ``gaussian_blur``, ``spatter``, ``saturate``
-``all``        every registered degradation (read at each call)
+``all``        every registered degradation (read at each call) but ``wild``, which mixes
+               the others per image (:data:`PROTOCOLS`)
 =============  ===============================================================================
 
 The command lines (``--degrade``) and experiment config files (``degradations``) accept a
@@ -44,8 +45,11 @@ _FIXED: dict[str, tuple[str, ...]] = {
     ),
     "held-out": ("speckle", "gaussian_blur", "spatter", "saturate"),
 }
-#: the group of every registered degradation
+#: the group of every registered degradation but the protocols
 ALL = "all"
+#: registered degradations that mix other families per image (``wild``): a protocol of its
+#: own, not a family, so ``all`` leaves it out (``--degrade wild`` names it)
+PROTOCOLS = ("wild",)
 
 
 class GroupTable(Mapping[str, tuple[str, ...]]):
@@ -53,7 +57,7 @@ class GroupTable(Mapping[str, tuple[str, ...]]):
 
     def __getitem__(self, group: str) -> tuple[str, ...]:
         if group == ALL:
-            return tuple(DEGRADATIONS.names())
+            return tuple(name for name in DEGRADATIONS.names() if name not in PROTOCOLS)
         return _FIXED[group]
 
     def __iter__(self) -> Iterator[str]:

@@ -7,7 +7,7 @@ import torch
 
 import degradations
 from degradations import DEGRADATIONS, Degradation
-from degradations.groups import GROUPS, expand, group_names, groups_of
+from degradations.groups import GROUPS, PROTOCOLS, expand, group_names, groups_of
 from robustret.core.checks import ConfigError
 
 #: sorted, as --degrade all listed them before the corruption suite was registered
@@ -32,7 +32,9 @@ def test_the_groups_and_their_members() -> None:
     assert list(GROUPS["study"]) == STUDY
     assert list(GROUPS["imagenet-c"]) == IMAGENET_C and "frost" not in GROUPS["imagenet-c"]
     assert list(GROUPS["held-out"]) == HELD_OUT
-    assert list(GROUPS["all"]) == degradations.available()
+    # every registered degradation but the protocols (wild mixes the others per image)
+    assert list(GROUPS["all"]) == [n for n in degradations.available() if n not in PROTOCOLS]
+    assert PROTOCOLS == ("wild",) and "wild" in degradations.available()
     # every member of a fixed group is registered; together they are the 22 built-in families
     # (the study's six and the corruption suite's sixteen; a test may register more)
     fixed = {name for group in ("study", "imagenet-c", "held-out") for name in GROUPS[group]}
@@ -49,7 +51,7 @@ def test_expand_mixes_groups_and_names_in_order_once_each() -> None:
     assert expand(["fog", "study", "noise", "fog"]) == ["fog", *STUDY]
     assert expand(["imagenet-c", "held-out"]) == IMAGENET_C + HELD_OUT  # disjoint
     assert expand(["held-out", "study"]) == HELD_OUT + [n for n in STUDY if n != "speckle"]
-    assert expand(["all"]) == degradations.available()
+    assert expand(["all"]) == [n for n in degradations.available() if n != "wild"]
     assert expand([]) == []
     assert degradations.expand is expand and degradations.GROUPS is GROUPS
 
