@@ -1,0 +1,185 @@
+"""The landmark benchmark's report: the protocol's own table, its summary, results.md / .json.
+
+The table has one line per condition (clean; each degradation x severity degraded; each
+restorer's output). Revisited benchmarks (ROxford5k, RParis6k) show the protocol's mAP for Easy,
+Medium and Hard, then mP@k for each k and setup; classic ones (Oxford5k, Paris6k) show the
+protocol's mAP, the non-interpolated and the 11-point interpolated mAP. Values are percent.
+
+The summary, per setup and per kind of query (the degraded queries, and each restorer's
+output), over every (degradation, severity) of the run:
+
+- ``mean mAP``: the mean of the mAP over those conditions;
+- ``mCE``: the corruption error against the clean run, averaged over degradations: for one
+  degradation ``CE = sum over severities (1 - mAP) / sum over severities (1 - clean mAP)``:
+  1 means the queries lose nothing to the corruption, 2 that the retrieval error doubles.
+  Undefined (empty) when the clean run has no error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustret.core.io import atomic_write_json, atomic_write_text
+from robustret.evaluation.landmarks import LandmarkRow
+from robustret.evaluation.results import Condition
+from robustret.retrieval.relevance import Setup
+
+RESULTS_MD, RESULTS_JSON = "results.md", "results.json"
+
+
+@dataclass(frozen=True)
+class LandmarkSummary:
+    """One setup's summary for one kind of query (see the module).
+
+    Attributes:
+        setup: the protocol's setup.
+        method: ``degraded`` or a restorer's name.
+        mean_map: the mean mAP over the run's (degradation, severity) conditions.
+        mce: the mean corruption error against the clean run (None when undefined).
+        conditions: how many conditions the means are over.
+    """
+
+    setup: Setup
+    method: str
+    mean_map: float
+    mce: float | None
+    conditions: int
+
+
+def _method(condition: Condition) -> str | None:
+    if condition.query == "degraded":
+        return "degraded"
+    return condition.restorer if condition.query == "restored" else None
+
+
+def summarise(rows: Sequence[LandmarkRow]) -> list[LandmarkSummary]:
+    """The run's summary per setup and kind of query (the module's definitions)."""
+    clean = {r.setup: r.map for r in rows if r.condition.query == "clean"}
+    groups: dict[tuple[Setup, str], list[LandmarkRow]] = {}
+    for row in rows:
+        method = _method(row.condition)
+        if method is not None and not math.isnan(row.map):
+            groups.setdefault((row.setup, method), []).append(row)
+    out = []
+    for (setup, method), chosen in groups.items():
+        mean_map = sum(r.map for r in chosen) / len(chosen)
+        base = clean.get(setup, math.nan)
+        ratios = []
+        for degradation in sorted({r.condition.degradation for r in chosen}):
+            errors = [1 - r.map for r in chosen if r.condition.degradation == degradation]
+            if not math.isnan(base) and 1 - base > 1e-12:
+                ratios.append(sum(errors) / (len(errors) * (1 - base)))
+        mce = sum(ratios) / len(ratios) if ratios else None
+        out.append(LandmarkSummary(setup, method, mean_map, mce, len(chosen)))
+    return out
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.2f}"
+
+
+def _columns(rows: Sequence[LandmarkRow]) -> list[tuple[str, Any]]:
+    """(title, row -> value) of the numeric columns, for the rows' protocol."""
+    setups = list(dict.fromkeys(r.setup for r in rows))
+    if setups == [Setup.CLASSIC]:
+        return [("mAP", lambda r: r.map), ("mAP plain", lambda r: r.map_plain),
+                ("mAP 11-pt", lambda r: r.map_11)]
+    ks = sorted({k for r in rows for k in r.precision})
+    columns: list[tuple[str, Any]] = [(f"mAP {s.title}", (s, lambda r: r.map)) for s in setups]
+    columns += [(f"mP@{k} {s.title}", (s, lambda r, k=k: r.precision[k]))
+                for k in ks for s in setups]
+    return columns
+
+
+def table_lines(rows: Sequence[LandmarkRow], *, markdown: bool = True) -> list[str]:
+    """The protocol's table (see the module): one line per condition."""
+    columns = _columns(rows)
+    by_condition: dict[Condition, dict[Setup, LandmarkRow]] = {}
+    for row in rows:
+        by_condition.setdefault(row.condition, {})[row.setup] = row
+    header = ["query", "degradation", "severity", "restorer"] + [title for title, _ in columns]
+    body = []
+    for condition in sorted(by_condition, key=Condition.sort_key):
+        setups = by_condition[condition]
+        first = next(iter(setups.values()))
+        restorer = condition.restorer or "-"
+        if first.knowledge is not None:
+            restorer = f"{restorer} ({first.knowledge})"
+        cells = []
+        for _, pick in columns:
+            if isinstance(pick, tuple):
+                setup, value = pick
+                cells.append(_percent(value(setups[setup])) if setup in setups else "")
+            else:
+                cells.append(_percent(pick(first)))
+        body.append([condition.query, condition.degradation or "-",
+                     "-" if condition.severity is None else str(condition.severity), restorer,
+                     *cells])
+    return _layout(header, body, markdown)
+
+
+def summary_lines(summary: Sequence[LandmarkSummary], *, markdown: bool = True) -> list[str]:
+    """The summary as a table: setup, queries, conditions, mean mAP, mCE."""
+    header = ["setup", "queries", "conditions", "mean mAP", "mCE vs clean"]
+    body = [[s.setup.title, s.method, str(s.conditions), _percent(s.mean_map),
+             "" if s.mce is None else f"{s.mce:.3f}"] for s in summary]
+    return _layout(header, body, markdown)
+
+
+def _layout(header: list[str], body: list[list[str]], markdown: bool) -> list[str]:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return lines + ["| " + " | ".join(line) + " |" for line in body]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *body)]
+    text_columns = 4 if header[0] == "query" else 2
+    fmt = "  ".join(f"{{:<{w}}}" if i < text_columns else f"{{:>{w}}}"
+                    for i, w in enumerate(widths))
+    return [fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [
+        fmt.format(*line) for line in body]
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def row_to_dict(row: LandmarkRow) -> dict[str, Any]:
+    """A row as ``results.json`` holds it (NaN as null)."""
+    c = row.condition
+    return {"query": c.query, "degradation": c.degradation, "severity": c.severity,
+            "restorer": c.restorer, "knowledge": row.knowledge, "setup": row.setup.value,
+            "map": _number(row.map), "map_plain": _number(row.map_plain),
+            "map_11": _number(row.map_11),
+            "precision": {str(k): _number(v) for k, v in row.precision.items()},
+            "evaluated": row.evaluated, "empty": row.empty}
+
+
+def write_report(out_dir: str | Path, rows: Sequence[LandmarkRow], meta: Mapping[str, Any],
+                 *, notes: Sequence[str] = ()) -> dict[str, Path]:
+    """Write ``results.md`` and ``results.json`` (atomically) into ``out_dir``.
+
+    Args:
+        out_dir: the run's folder (created).
+        rows: every condition's rows.
+        meta: what the run was (dataset, retriever, seed, ...), stored in the JSON.
+        notes: lines printed above the table in ``results.md`` (e.g. an untrained retriever).
+    Returns:
+        ``{"md": path, "json": path}``.
+    """
+    out = Path(out_dir)
+    summary = summarise(rows)
+    title = str(meta.get("dataset", "landmark benchmark"))
+    md = [f"# {title}", "", *[f"**{note}**" for note in notes], *([""] if notes else []),
+          *table_lines(rows), "", "## Summary over corruptions", "",
+          *summary_lines(summary), ""]
+    paths = {"md": atomic_write_text(out / RESULTS_MD, "\n".join(md) + "\n")}
+    payload = {"meta": dict(meta), "notes": list(notes),
+               "rows": [row_to_dict(r) for r in rows],
+               "summary": [{"setup": s.setup.value, "queries": s.method,
+                            "conditions": s.conditions, "mean_map": _number(s.mean_map),
+                            "mce": s.mce} for s in summary]}
+    paths["json"] = atomic_write_json(out / RESULTS_JSON, payload)
+    return paths
