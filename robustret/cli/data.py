@@ -1,4 +1,5 @@
-"""``python -m robustret.data``: summarise a data set (``info``) or export its degraded queries.
+"""``python -m robustret.data``: summarise a data set (``info``), export its degraded queries, or
+write a tiny landmark benchmark (``landmark-fixture``).
 
 Examples::
 
@@ -6,6 +7,7 @@ Examples::
     python -m robustret.data info --dataset folder:path/to/coil-20 --image-size 64
     python -m robustret.data export --dataset folder:path/to/photos --degrade gaussian_noise \
         --severity 3 --seed 0 --out queries/noise3
+    python -m robustret.data landmark-fixture /tmp/roxford-fixture --format roxford5k
 
 ``info`` on a ``folder:PATH`` first describes the folder (images per class, sizes, colour
 modes, unreadable files). ``export`` writes the degraded queries of one condition exactly as
@@ -35,6 +37,8 @@ from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.io import atomic_write_bytes
 from robustret.data import RetrievalData, load
 from robustret.data.folder import survey_folder
+from robustret.data.landmark_fixture import write_landmark_fixture
+from robustret.data.landmarks import LANDMARK_SCHEMES
 from robustret.experiment.config import PROFILE_IMAGE_SIZE, ExperimentConfig, load_config_file
 from robustret.experiment.query_sets import export_query_set
 
@@ -153,7 +157,7 @@ def _degradation_names() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: sub-commands ``info`` and ``export``."""
+    """The command line: sub-commands ``info``, ``export`` and ``landmark-fixture``."""
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.splitlines()[0]
     )
@@ -204,15 +208,45 @@ def build_parser() -> argparse.ArgumentParser:
                         help="as the experiment's --per-class (default: all)")
     export.add_argument("--out", required=True, metavar="DIR",
                         help="the set's folder; several conditions go to DIR/NAME-sLEVEL/")
+    fixture = sub.add_parser(
+        "landmark-fixture", help="write a tiny landmark benchmark in an official format",
+        description="Write a tiny landmark benchmark (3 landmarks x 4 photos, one query each, "
+        "64 x 48 JPEGs) in the official file layout of FORMAT, for trying "
+        "python -m robustret.experiment.landmarks (docs/landmarks.md).")
+    fixture.add_argument("out", type=Path, metavar="OUT_DIR", help="the benchmark's folder")
+    fixture.add_argument("--format", required=True, choices=LANDMARK_SCHEMES,
+                         help="the layout: oxford5k / paris6k (gt/ folder) or roxford5k / "
+                         "rparis6k (gnd_NAME.pkl)")
+    fixture.add_argument("--landmarks", type=int_at_least(1), default=3, metavar="N",
+                         help="landmarks, one query each (1..8, default 3)")
+    fixture.add_argument("--per-landmark", type=int_at_least(4), default=4, metavar="N",
+                         help="photos per landmark (default 4)")
+    fixture.add_argument("--seed", type=int_at_least(0), default=0)
     return parser
+
+
+def _fixture(args: argparse.Namespace) -> int:
+    """``landmark-fixture``: write the fixture benchmark."""
+    root = args.out
+    if root.is_file() or (root.is_dir() and any(root.iterdir())):
+        raise ConfigError(f"{root} is a file or a non-empty folder; choose a new folder")
+    check_writable_folder(root, "fixture folder", "OUT_DIR")
+    try:
+        write_landmark_fixture(root, args.format, landmarks=args.landmarks,
+                               per_landmark=args.per_landmark, seed=args.seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    sys.stdout.write(f"{args.format} fixture: {args.landmarks} landmarks x {args.per_landmark} "
+                     f"photos -> {root}\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad spec / data)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    status, _ = run_command(PROG, lambda: _export(args) if args.command == "export"
-                            else _info(args))
+    body = {"export": _export, "info": _info, "landmark-fixture": _fixture}[args.command]
+    status, _ = run_command(PROG, lambda: body(args))
     return status
 
 

@@ -8,6 +8,10 @@ Specs understood by :func:`load`:
   ``decode='lazy'`` decoded one file at a time through a DataLoader with ``workers``,
   :mod:`robustret.data.lazy`).
 
+The landmark benchmarks (``oxford5k:PATH``, ``paris6k:PATH``, ``roxford5k:PATH``,
+``rparis6k:PATH``) have per-query ground truth instead of classes: they are read by
+:func:`robustret.data.landmarks.load_landmarks`, not by :func:`load`.
+
 Layer 2. May import: ``robustret.core``.
 """
 
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from robustret.data.base import ImageSet, RetrievalData
 from robustret.data.class_folders import load_folder
+from robustret.data.landmarks import LANDMARK_SCHEMES
 from robustret.data.smallnorb import load_smallnorb, write_smallnorb_matrix
 from robustret.data.splits import ImageSetDataset, to_loader
 from robustret.data.synthetic import load_synthetic, load_synthetic_extra
@@ -25,6 +30,7 @@ from robustret.data.synthetic import load_synthetic, load_synthetic_extra
 __all__ = [
     "ImageSet",
     "ImageSetDataset",
+    "LANDMARK_SCHEMES",
     "RetrievalData",
     "SCHEMES",
     "load",
@@ -75,6 +81,10 @@ def load(
         raise ValueError(f"dataset spec must be a non-empty string; {_USAGE}")
     scheme, sep, rest = spec.strip().partition(":")
     scheme = scheme.lower()
+    if scheme in LANDMARK_SCHEMES:
+        raise ValueError(f"{scheme} is a landmark benchmark with per-query ground truth, not a "
+                         "class-labelled set: read it with robustret.data.landmarks."
+                         "load_landmarks (python -m robustret.experiment.landmarks)")
     if scheme not in SCHEMES:
         raise ValueError(f"unknown dataset spec {spec!r}; {_USAGE}")
     reader = SCHEMES[scheme]

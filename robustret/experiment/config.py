@@ -27,7 +27,7 @@ from robustret.core.checks import ConfigError, check_writable_folder
 from robustret.core.keys import fingerprint
 from robustret.core.paths import cache_root
 from robustret.core.rng import SEED_LIMIT, stream_seed
-from robustret.data import SCHEMES
+from robustret.data import LANDMARK_SCHEMES, SCHEMES
 from robustret.evaluation.results import ADAPTATION_SIDES, DEGRADE_SIDES
 from robustret.experiment.cluster import check_submitit
 from robustret.experiment.config_files import load_config_file as read_config_file
@@ -448,6 +448,9 @@ class ExperimentConfig:
         """``dataset``: a scheme of :data:`robustret.data.SCHEMES`, with an existing folder
         unless it reads none."""
         scheme, _, location = self.dataset.partition(":")
+        if scheme in LANDMARK_SCHEMES:  # a benchmark with its own protocol and command
+            raise ConfigError(f"{scheme} is a landmark benchmark scored by its own protocol; run "
+                              f"python -m robustret.experiment.landmarks --dataset {self.dataset}")
         forms = dataset_forms()
         if scheme not in forms or (forms[scheme] != scheme and not location):
             usage = [repr(form) for form in forms.values()]
