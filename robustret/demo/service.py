@@ -1,10 +1,13 @@
 """The demo's logic as pure functions over tensors: parse a request, search, encode images.
 
 A :class:`DemoService` holds a retriever, the gallery (images, labels, embeddings, one
-:class:`~robustret.retrieval.GalleryIndex` per metric) and the query split. Each search runs
-one query three ways (original, degraded, restored), embeds the three images and returns
-their top-k gallery matches. Nothing here knows about HTTP: bad input is a
-:class:`DemoError` carrying the status code and the one message the web app answers with.
+:class:`~robustret.retrieval.GalleryIndex` per metric), the query split and the restorers it
+offers (:class:`~robustret.demo.restorers.RestorerMenu`). Each search runs one query three ways
+(original, degraded, restored), embeds the three images and returns their top-k gallery
+matches. Degradation :data:`~robustret.demo.restorers.NONE` searches the query as it is (an
+upload of a real photo): its degraded row is the original. Nothing here knows about HTTP:
+bad input is a :class:`DemoError` carrying the status code and the one message the web app
+answers with.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import degradations
 import restoration
 from robustret.core.quality import psnr
 from robustret.data.base import convert_channels, crop_resize_square
+from robustret.demo.errors import DemoError
+from robustret.demo.restorers import NONE, Choice, RestorerMenu, untrained_choices
 from robustret.evaluation.pipeline import degradation_seed
 from robustret.retrieval import GalleryIndex, extract_embeddings
 
@@ -42,15 +47,6 @@ ROWS = ("original", "degraded", "restored")
 FIELDS = ("query_index", "class_name", "degradation", "severity", "restorer", "metric", "k",
           "x", "y", "w", "h")
 DEFAULTS = {"severity": "3", "restorer": "identity", "metric": "l2", "k": "10"}
-
-
-class DemoError(Exception):
-    """Bad input: ``message`` is what the client is told, ``status`` the HTTP code (4xx)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -104,17 +100,23 @@ class Row:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """What one search found, row by row in :data:`ROWS` order."""
+    """What one search found, row by row in :data:`ROWS` order, and the restorer that made
+    the restored row (``auto`` resolved to the run's choice)."""
 
     query_index: int | None
     class_name: str | None
     metric: str
     rows: tuple[Row, ...]
+    restorer: Choice | None = None
 
     def to_json(self) -> dict:
-        """The API's answer: ``results``, ``images`` (base64 PNGs), ``psnr``, ``hit_rate``."""
+        """The API's answer: ``results``, ``images`` (base64 PNGs), ``psnr``, ``hit_rate``,
+        and ``restorer`` (``name``, ``label``, ``knowledge``)."""
+        used = self.restorer
         return {
             "query": {"index": self.query_index, "class_name": self.class_name},
+            "restorer": None if used is None else {"name": used.name, "label": used.label,
+                                                   "knowledge": used.knowledge},
             "metric": self.metric,
             "score": "distance" if self.metric == "l2" else "similarity",
             "results": {row.name: [{"rank": m.rank, "gallery_index": m.gallery_index,
@@ -255,12 +257,16 @@ class DemoService:
         gallery_embeddings: (G, D) rows of the gallery; computed here when None.
         seed: the experiment's seed: query i is degraded exactly as in the run.
         device: where the retriever and the restorers run.
+        restorers: what the page offers; None: identity and the classical filters only
+            (a finished run's menu adds its trained restorers,
+            :meth:`~robustret.demo.restorers.RestorerMenu.of_run`).
     """
 
     def __init__(self, retriever: nn.Module, gallery_images: Tensor, gallery_labels: Tensor,
                  query_images: Tensor, query_labels: Tensor, class_names: list[str], *,
                  gallery_embeddings: Tensor | None = None, seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu",
+                 restorers: RestorerMenu | None = None) -> None:
         self.device = torch.device(device)
         self.retriever = retriever.to(self.device).eval()
         self.gallery_images = gallery_images.detach().cpu()
@@ -276,16 +282,18 @@ class DemoService:
                         for metric in METRICS}
         self.channels, self.size = int(gallery_images.shape[1]), int(gallery_images.shape[2])
         self.max_k = min(MAX_K, len(self.gallery_labels))
-        self.restorer_names = ["identity", *restoration.classical()]
-        self._restorers: dict[str, restoration.Restorer] = {}
+        self.restorers = restorers or RestorerMenu(untrained_choices(self.device))
+        self.degradation_names = [NONE, *degradations.available()]
         self._lock = threading.Lock()  # one search at a time: the CPU is shared
 
     def options(self) -> dict:
         """What the page offers: choices, ranges and the data's shape."""
         return {
-            "degradations": degradations.available(),
+            "degradations": self.degradation_names,
+            "upload_degradation": NONE,
             "severities": [1, 2, 3, 4, 5],
-            "restorers": self.restorer_names,
+            "restorers": self.restorers.names(),
+            "restorer_choices": self.restorers.to_json(),
             "metrics": list(METRICS),
             "k": {"min": 1, "max": self.max_k, "default": min(10, self.max_k)},
             "queries": len(self.query_labels),
@@ -315,16 +323,13 @@ class DemoService:
             decode_upload(image)  # reject a bad file before anything else
         if "degradation" not in fields:
             raise DemoError("degradation is required; one of "
-                            f"{', '.join(degradations.available())}")
+                            f"{', '.join(self.degradation_names)}")
         name = fields["degradation"]
-        if name not in degradations.available():
+        if name not in self.degradation_names:
             raise DemoError(f"unknown degradation {name!r}; one of "
-                            f"{', '.join(degradations.available())}")
+                            f"{', '.join(self.degradation_names)}")
         restorer = fields["restorer"]
-        if restorer not in self.restorer_names:
-            raise DemoError(f"unknown restorer {restorer!r}; one of "
-                            f"{', '.join(self.restorer_names)} (networks need trained weights "
-                            "and are not offered here)")
+        self.restorers.pick(restorer, name)  # unknown, or unable to run on such a query
         metric = fields["metric"]
         if metric not in METRICS:
             raise DemoError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
@@ -365,26 +370,24 @@ class DemoService:
         label = None if request.class_name is None else self.class_names.index(request.class_name)
         return to_query(array, self.size, self.channels), label
 
-    def _restorer(self, name: str) -> restoration.Restorer:
-        if name not in self._restorers:
-            self._restorers[name] = restoration.build(name).to(self.device).eval()
-        return self._restorers[name]
-
     def search(self, request: SearchRequest) -> SearchResult:
         """Search the original, degraded and restored query; see :class:`SearchResult`.
 
         A query of the split is degraded exactly as query ``query_index`` of the run (the
-        run's seed stream); an upload is drawn as query 0.
+        run's seed stream); an upload is drawn as query 0. Degradation ``none`` leaves the
+        query as it is and draws nothing (the severity is ignored).
         """
         with self._lock, torch.inference_mode():
             original, label = self.query(request)
-            index = request.query_index or 0
-            degraded, params = degradations.apply_indexed(
-                original, request.degradation, request.severity,
-                seed=degradation_seed(self.seed, request.severity),
-                indices=torch.tensor([index]), return_params=True)
-            restored = restoration.restore_batches(self._restorer(request.restorer), degraded,
-                                                   params, batch_size=1, device=self.device)
+            choice = self.restorers.pick(request.restorer, request.degradation)
+            degraded, params = original, {}
+            if request.degradation != NONE:
+                degraded, params = degradations.apply_indexed(
+                    original, request.degradation, request.severity,
+                    seed=degradation_seed(self.seed, request.severity),
+                    indices=torch.tensor([request.query_index or 0]), return_params=True)
+            restored = restoration.restore_batches(choice.model, degraded, params,
+                                                   batch_size=1, device=self.device)
             images = torch.cat([original, degraded.cpu(), restored.cpu()]).clamp(0, 1)
             embeddings = extract_embeddings(self.retriever, images, device=self.device,
                                             progress=False)
@@ -405,7 +408,7 @@ class DemoService:
                             None if label is None else sum(hits) / len(hits)))
         return SearchResult(request.query_index,
                             None if label is None else self.class_names[label],
-                            request.metric, tuple(rows))
+                            request.metric, tuple(rows), choice)
 
     def gallery_png(self, index: int) -> bytes:
         """Gallery item ``index`` as PNG bytes; out of range is a 404 :class:`DemoError`."""

@@ -4,7 +4,7 @@
 :meth:`RunRecord.to_json` is the JSON object written (the rows are added by
 :func:`robustret.report.files.write_results`) and :meth:`RunRecord.from_json` reads it back
 from a parsed ``results.json``. Readers rely on its keys: the web demo reads
-``results.json["resolved"]["retriever_checkpoint"]``.
+``results.json["resolved"]["retriever_checkpoint"]`` and ``["resolved"]["restorers"]``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.served import ServedRestorer
 from robustret.report.summary import SummaryScore
 
 
@@ -68,6 +69,10 @@ class ResolvedRun:
         classes: the class names, in label order.
         index: each metric's gallery index description
             (:meth:`robustret.retrieval.GalleryIndex.describe`).
+        restorers: every restorer the restored rows name, with the checkpoint a trained one
+            was used from (:class:`~robustret.experiment.served.ServedRestorer`; the web demo
+            loads them); empty (the key absent) for a run without restored rows and in the
+            records of runs written before it existed.
     """
 
     device: str
@@ -80,6 +85,7 @@ class ResolvedRun:
     query_size: int
     classes: tuple[str, ...]
     index: Mapping[str, Mapping[str, Any]]
+    restorers: tuple[ServedRestorer, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready, keys in the order runs have always written them."""
@@ -94,13 +100,17 @@ class ResolvedRun:
             "query_size": self.query_size,
             "classes": list(self.classes),
             "index": {metric: dict(described) for metric, described in self.index.items()},
+            **({"restorers": [served.to_json() for served in self.restorers]}
+               if self.restorers else {}),
         }
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> ResolvedRun:
         """Read :meth:`to_json`'s object."""
         return cls(**{**values, "classes": tuple(values["classes"]),
-                      "index": {metric: dict(d) for metric, d in values["index"].items()}})
+                      "index": {metric: dict(d) for metric, d in values["index"].items()},
+                      "restorers": tuple(ServedRestorer.from_json(served)
+                                         for served in values.get("restorers", ()))})
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+import torch
 from demo_fixtures import make_png, make_service
 
 import degradations
@@ -59,9 +60,21 @@ def test_page_and_static_files(client: TestClient) -> None:
 
 def test_options(client: TestClient) -> None:
     options = client.get("/api/options").json()
-    assert options["degradations"] == degradations.available()
+    assert options["degradations"] == ["none", *degradations.available()]
+    assert options["upload_degradation"] == "none"
     assert "identity" in options["restorers"] and "dae" not in options["restorers"]
+    assert [choice["name"] for choice in options["restorer_choices"]] == options["restorers"]
+    labels = {choice["name"]: choice["label"] for choice in options["restorer_choices"]}
+    assert labels["wiener"] == "wiener (oracle)" and labels["median"] == "median (blind)"
     assert options["k"]["max"] == 12 and options["queries"] == 6
+
+
+def test_none_searches_the_query_as_it_is(service: DemoService) -> None:
+    result = service.search(service.parse({**SETTINGS, "degradation": "none",
+                                           "query_index": "3"}))
+    original, degraded, _ = (row.image for row in result.rows)
+    assert torch.equal(original, degraded) and result.rows[1].psnr is None
+    assert result.to_json()["restorer"]["label"] == "median (blind)"
 
 
 def test_search_by_query_index(client: TestClient) -> None:
@@ -131,6 +144,10 @@ BAD_FIELDS = [
     ({"query_index": "0", "degradation": "frost"}, "unknown degradation 'frost'"),
     ({"query_index": "0", "restorer": "dae"}, "unknown restorer 'dae'"),
     ({"query_index": "0", "restorer": "nope"}, "unknown restorer 'nope'"),
+    ({"query_index": "0", "restorer": "auto"}, "unknown restorer 'auto'"),  # the run had none
+    ({"query_index": "0", "degradation": "none", "restorer": "wiener"},
+     "wiener (oracle) reads each image's drawn parameters (a, b) and an image searched as it "
+     "is (degradation none) has none; pick an estimated or blind restorer"),
     ({"query_index": "0", "metric": "hamming"}, "unknown metric"),
     ({"query_index": "0", "k": "0"}, "k must be an integer in 1..12"),
     ({"query_index": "0", "k": "13"}, "k must be an integer in 1..12"),
@@ -150,6 +167,7 @@ def test_bad_fields(client: TestClient, fields: dict, message: str) -> None:
     response = client.post("/api/search", data={**SETTINGS, **fields})
     assert response.status_code == 400, response.text
     assert message in response.json()["detail"]
+    assert "not offered" not in response.json()["detail"]
 
 
 def test_missing_degradation(client: TestClient) -> None:
@@ -201,8 +219,12 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("restorer", ["identity", "bilateral", "nlm", "wiener", "bicubic"])
-@pytest.mark.parametrize("degradation", ["motion_blur", "lowres"])
+@pytest.mark.parametrize(("restorer", "degradation"), [
+    (restorer, degradation)
+    for restorer in ("identity", "bilateral", "nlm", "wiener", "bicubic", "estimated")
+    for degradation in ("motion_blur", "lowres", "none")
+    # an oracle has no drawn parameters to read under none: refused (test_bad_fields)
+    if not (degradation == "none" and restorer in ("wiener", "bicubic"))])
 def test_every_offered_restorer(service: DemoService, restorer: str, degradation: str) -> None:
     request = service.parse({**SETTINGS, "degradation": degradation, "restorer": restorer,
                              "query_index": "0"})

@@ -1,0 +1,146 @@
+"""The page's restorer menu: trained restorers from verified checkpoints, their labels, which
+query each can restore, and ``auto`` as the run used it (tiny networks, no run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from demo_fixtures import make_png, make_service
+
+import restoration
+from robustret.core.checks import ConfigError
+from robustret.core.checksums import checksum_path, file_digest
+from robustret.demo.errors import DemoError
+from robustret.demo.restorers import NONE, RestorerMenu, load_trained, untrained_choices
+from robustret.demo.service import DemoService
+from robustret.experiment.served import ServedRestorer
+
+CPU = torch.device("cpu")
+NOISE_SEEN = ("gaussian_noise", "noise", "salt_pepper", "speckle")
+
+
+def _served(tmp_path: Path, name: str, trained_on: str, knowledge: str,
+            seen: tuple[str, ...], served: tuple[str, ...], network: str,
+            **options: object) -> ServedRestorer:
+    """A tiny ``network`` saved as a verified checkpoint, and the run's record of it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = restoration.build(network, **options)
+    path = restoration.save(model, tmp_path / f"{name}-{trained_on}" / "last.pt")
+    return ServedRestorer(name, trained_on, served, knowledge, seen, str(path), file_digest(path))
+
+
+@pytest.fixture
+def oracle(tmp_path: Path) -> ServedRestorer:
+    """A noise hybrid told each image's severity and noise kind (an oracle)."""
+    return _served(tmp_path, "hybrid", "noise", "oracle", NOISE_SEEN, ("gaussian_noise",),
+                   "hybrid", front="median", widths=(4, 4), condition=["severity", "kind"])
+
+
+@pytest.fixture
+def blind(tmp_path: Path) -> ServedRestorer:
+    """A blind autoencoder trained on the study's mixture."""
+    return _served(tmp_path, "blind", "mixture", "blind", (*NOISE_SEEN, "lowres", "motion_blur"),
+                   ("motion_blur",), "dae", widths=(4, 4, 4, 4, 4))
+
+
+def _menu(*served: ServedRestorer, restore: str = "blind") -> RestorerMenu:
+    return RestorerMenu.of_run(list(served), restore, CPU, 1)
+
+
+def test_trained_restorers_are_offered_with_their_family_and_knowledge(
+        oracle: ServedRestorer, blind: ServedRestorer) -> None:
+    menu = _menu(oracle, blind, ServedRestorer("median", None, ("gaussian_noise",), "blind"))
+    labels = {choice["name"]: choice["label"] for choice in menu.to_json()}
+    assert labels["hybrid:noise"] == "hybrid (noise, oracle)"
+    assert labels["blind:mixture"] == "blind (blur+noise+resolution, blind)"
+    assert labels["wiener"] == "wiener (oracle)" and labels["estimated"] == "estimated (estimated)"
+    assert menu.names()[:1] == ["identity"] and "auto" not in menu.names()
+    assert menu.names().count("median") == 1  # a filter the run used is the untrained one
+
+
+def test_the_loaded_network_is_the_checkpoint(oracle: ServedRestorer) -> None:
+    choice = load_trained(oracle, CPU, 1)
+    saved = torch.load(oracle.checkpoint, weights_only=False)["model"]
+    for name, tensor in choice.model.state_dict().items():
+        assert torch.equal(tensor, saved[name])
+
+
+def test_an_oracle_cannot_restore_an_image_as_it_is(oracle: ServedRestorer,
+                                                    blind: ServedRestorer) -> None:
+    menu = _menu(oracle, blind)
+    with pytest.raises(DemoError, match=r"hybrid \(noise, oracle\) reads each image's drawn "
+                                        r"parameters \(severity, kind\) and an image searched "
+                                        "as it is"):
+        menu.pick("hybrid:noise", NONE)
+    with pytest.raises(DemoError, match="needs each image's kind, which motion_blur does not"):
+        menu.pick("hybrid:noise", "motion_blur")
+    assert menu.pick("hybrid:noise", "speckle").name == "hybrid:noise"
+    assert menu.pick("blind:mixture", NONE).name == "blind:mixture"
+    assert menu.pick("estimated", NONE).knowledge == "estimated"
+
+
+def test_auto_is_what_the_run_used(oracle: ServedRestorer, blind: ServedRestorer) -> None:
+    menu = _menu(oracle, ServedRestorer("wiener", None, ("motion_blur",), "oracle"),
+                 restore="auto")
+    assert menu.names()[0] == "auto"
+    assert menu.pick("auto", "gaussian_noise").name == "hybrid:noise"
+    assert menu.pick("auto", "salt_pepper").name == "hybrid:noise"  # the same family
+    assert menu.pick("auto", "motion_blur").name == "wiener"
+    with pytest.raises(DemoError, match="no degradation of the resolution family"):
+        menu.pick("auto", "lowres")
+    with pytest.raises(DemoError, match="auto cannot choose for degradation none.*all read"):
+        menu.pick("auto", NONE)
+    with_blind = _menu(oracle, blind, restore="auto")
+    assert with_blind.pick("auto", NONE).name == "blind:mixture"
+
+
+def test_an_upload_as_it_is_is_restored_by_a_trained_restorer(blind: ServedRestorer) -> None:
+    base = make_service()
+    service = DemoService(base.retriever, base.gallery_images, base.gallery_labels,
+                          base.query_images, base.query_labels, base.class_names,
+                          restorers=_menu(blind))
+    result = service.search(service.parse({"degradation": NONE, "restorer": "blind:mixture",
+                                           "k": "3"}, make_png()))
+    original, degraded, restored = (row.image for row in result.rows)
+    assert torch.equal(original, degraded) and not torch.equal(original, restored)
+    assert result.to_json()["restorer"] == {"name": "blind:mixture", "knowledge": "blind",
+                                            "label": "blind (blur+noise+resolution, blind)"}
+    expected = load_trained(blind, CPU, 1).model(original[None])[0]
+    assert torch.allclose(restored, expected.clamp(0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["missing", "sidecar deleted", "bytes changed",
+                                    "another run's file"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(oracle: ServedRestorer, tmp_path: Path,
+                                                     damage: str) -> None:
+    path = Path(oracle.checkpoint)
+    if damage == "missing":
+        path.unlink()
+    elif damage == "sidecar deleted":
+        checksum_path(path).unlink()
+    elif damage == "bytes changed":
+        data = bytearray(path.read_bytes())
+        data[-50] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:  # a valid checkpoint with its sidecar, but not the file the rows came from
+        restoration.save(restoration.build("hybrid", front="median", widths=(4, 4),
+                                           condition=["severity", "kind"]), path)
+    with pytest.raises(ConfigError) as caught:
+        _menu(oracle)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "hybrid:noise" in message
+    assert ("is missing" if damage == "missing" else "cannot be trusted") in message
+
+
+def test_a_checkpoint_for_other_channels_is_refused(oracle: ServedRestorer) -> None:
+    with pytest.raises(ConfigError, match="restores 1-channel images but the run's data has 3"):
+        load_trained(oracle, CPU, 3)
+
+
+def test_the_untrained_choices_say_what_they_know() -> None:
+    knowledge = {choice.name: choice.knowledge for choice in untrained_choices(CPU)}
+    assert knowledge["identity"] == "blind" and knowledge["bicubic"] == "oracle"
+    assert set(knowledge) == {"identity", *restoration.classical()}
