@@ -7,21 +7,26 @@ from pathlib import Path
 
 from robustret.core.checks import ConfigError
 from robustret.core.device import resolve_device
+from robustret.demo.restorers import RestorerMenu
 from robustret.demo.service import DemoService
 from robustret.experiment.config import ExperimentConfig, load_config_file
 from robustret.experiment.runner import load_data
+from robustret.experiment.served import ServedRestorer
 from robustret.experiment.trained import TrainedModel, gallery_embeddings, weights_key
 from robustret.models import load_retriever
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
     """The service of ``run_dir``: its data set (reloaded from the resolved ``config.json``),
-    its retriever (``results.json["resolved"]["retriever_checkpoint"]``) and the gallery
-    embeddings cached beside that checkpoint (computed and cached when missing).
+    its retriever (``results.json["resolved"]["retriever_checkpoint"]``), the gallery
+    embeddings cached beside that checkpoint (computed and cached when missing), and every
+    restorer the run trained (``results.json["resolved"]["restorers"]``, loaded from the run's
+    cache as the run used them) beside the untrained ones.
 
     Raises:
         ConfigError: a file is missing or does not describe a finished run; the retriever's
-            checkpoint does not verify against its ``.sha256`` sidecar or has none.
+            or a trained restorer's checkpoint is missing, does not verify against its
+            ``.sha256`` sidecar, has none, or (a restorer's) is not the file the run used.
     """
     run_dir = Path(run_dir)
     files = {name: run_dir / name for name in ("config.json", "results.json")}
@@ -32,7 +37,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
         config = ExperimentConfig.from_dict(load_config_file(files["config.json"]))
         resolved = json.loads(files["results.json"].read_text())["resolved"]
         checkpoint = Path(resolved["retriever_checkpoint"])
-    except (ValueError, KeyError, TypeError) as exc:
+        served = [ServedRestorer.from_json(entry) for entry in resolved.get("restorers", ())]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{run_dir}: cannot read the run's config.json / results.json "
                           f"({exc})") from exc
     if not checkpoint.is_file():
@@ -48,9 +54,11 @@ def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
         raise ConfigError(f"the run's retriever checkpoint cannot be trusted: {exc}; re-run the "
                           "experiment's command to rebuild it") from exc
     data = load_data(config)
+    channels = int(data.gallery.images.shape[1])
+    menu = RestorerMenu.of_run(served, config.restore, torch_device, channels)
     trained = TrainedModel(model, str(resolved.get("retriever_key", "")), checkpoint,
                            weights_key(model, checkpoint))
     embeddings, _ = gallery_embeddings(trained, data.gallery.images, torch_device)
     return DemoService(model, data.gallery.images, data.gallery.labels, data.queries.images,
-               data.queries.labels, data.class_names, gallery_embeddings=embeddings,
-               seed=config.seed, device=torch_device)
+                       data.queries.labels, data.class_names, gallery_embeddings=embeddings,
+                       seed=config.seed, device=torch_device, restorers=menu)

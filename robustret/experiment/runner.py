@@ -54,6 +54,7 @@ from robustret.experiment.jobs import run_parallel
 from robustret.experiment.plan import plan_conditions
 from robustret.experiment.preflight import check_against_data
 from robustret.experiment.record import DerivedSeeds, ResolvedRun, RunRecord, Versions
+from robustret.experiment.served import served_restorers
 from robustret.experiment.trained import (
     TrainedModel,
     data_content_key,
@@ -228,7 +229,7 @@ def _report(stage: _Stage, loop: ConditionLoop, rows: list[ResultRow], command: 
     extra = "\n".join(part for part in (
         run_summary_markdown(scores, metric=headline[0], measure="topk", k=headline[2]),
         extra) if part)
-    record = _record(stage, loop, scores, command)
+    record = _record(stage, loop, scores, command, rows)
     meta = record.to_json()
     atomic_write_json(out_dir / "config.json", {**config.to_dict(), "world_size": world_size(),
                                                 CODE_KEY: code_record()})
@@ -271,8 +272,8 @@ def _sweep_markdown(config: ExperimentConfig, rows: list[ResultRow]) -> str:
 
 
 def _record(stage: _Stage, loop: ConditionLoop, scores: list[SummaryScore],
-            command: str | None) -> RunRecord:
-    """The run's :class:`RunRecord` (``results.json`` beside its rows)."""
+            command: str | None, rows: list[ResultRow]) -> RunRecord:
+    """The run's :class:`RunRecord` (``results.json`` beside its ``rows``)."""
     config, data, retriever = stage.config, stage.data, stage.retriever
     assert retriever is not None and config.retriever is not None
     gallery_side = DEGRADE_SIDE_TABLE[config.degrade_side].gallery
@@ -290,7 +291,8 @@ def _record(stage: _Stage, loop: ConditionLoop, scores: list[SummaryScore],
         retriever_checkpoint=str(retriever.checkpoint), gallery_key=stage.gallery_key,
         gallery_size=len(data.gallery), query_size=len(data.queries),
         classes=tuple(data.class_names),
-        index={metric: index.describe() for metric, index in stage.indexes.items()})
+        index={metric: index.describe() for metric, index in stage.indexes.items()},
+        restorers=served_restorers(loop, rows))
     return RunRecord(
         summary=tuple(scores), config=config, command=command, seed=config.seed,
         derived_seeds=seeds, resolved=resolved, computed=loop.computed, reused=loop.reused,
