@@ -23,7 +23,10 @@ import restoration
 from degradations import available
 from degradations.groups import group_names
 from robustret.cli.boundary import int_at_least, run_command
-from robustret.experiment.landmarks import LandmarkConfig, run_landmarks
+from robustret.core.checks import ConfigError
+from robustret.data.landmark_fixture import write_landmark_fixture
+from robustret.data.landmarks import parse_landmark_spec
+from robustret.experiment.landmarks import LandmarkConfig, LandmarkResult, run_landmarks
 from robustret.experiment.landmarks.run import RESTORE_CHOICES
 from robustret.retrieval.ranking import METRIC_NAMES
 
@@ -40,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dataset", required=True, metavar="FORMAT:PATH",
         help="oxford5k:PATH | paris6k:PATH (PATH/gt/ ground-truth folder, PATH/jpg/ images) | "
         "roxford5k:PATH | rparis6k:PATH (PATH/gnd_NAME.pkl, PATH/jpg/)")
+    add("--write-fixture", action="store_true",
+        help="first write a tiny fixture benchmark in FORMAT's layout at PATH (a new or empty "
+        "folder; python -m robustret.data landmark-fixture), then run on it")
     add("--distractors", type=Path, metavar="DIR",
         help="extra gallery images (R1M: DIR/revisitop1m.txt naming DIR/jpg/ files, else every "
         "image under DIR)")
@@ -95,6 +101,15 @@ def config_from_args(args: argparse.Namespace) -> LandmarkConfig:
         queries_dir=args.queries_dir, device=args.device)
 
 
+def _write_fixture(spec: str) -> None:
+    """``--write-fixture``: the fixture benchmark at the spec's path (new or empty folder)."""
+    form, root = parse_landmark_spec(spec)
+    if root.is_file() or (root.is_dir() and any(root.iterdir())):
+        raise ConfigError(f"--write-fixture: {root} is a file or a non-empty folder; name a new "
+                          "folder, or leave --write-fixture out to run on what is there")
+    write_landmark_fixture(root, form)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
@@ -102,12 +117,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
 
-    status, result = run_command(PROG, lambda: run_landmarks(config_from_args(args)))
+    def work() -> LandmarkResult:
+        config = config_from_args(args)
+        if args.write_fixture:
+            _write_fixture(config.dataset)
+        return run_landmarks(config)
+
+    status, result = run_command(PROG, work)
     if result is None:
         return status
     for note in result.notes:
         print(f"NOTE: {note}")
     print(result.table)
+    print("\nsummary over corruptions (mCE: the error against the clean run's; docs/landmarks.md)")
+    print(result.summary)
     print("results: " + "  ".join(str(p) for p in result.paths.values()))
     return 0
 

@@ -44,6 +44,11 @@ COMMANDS: tuple[Command, ...] = (
             "(docs/datasets.md)."),
     Command("python -m robustret.data info", "robustret.cli.data", ("info",)),
     Command("python -m robustret.data export", "robustret.cli.data", ("export",)),
+    Command("python -m robustret.data landmark-fixture", "robustret.cli.data",
+            ("landmark-fixture",)),
+    Command("python -m robustret.experiment.landmarks", "robustret.cli.landmarks",
+            note="The corrupted landmark benchmark: Oxford5k, Paris6k, ROxford5k, RParis6k "
+            "queries clean, degraded and restored, the protocol's table (docs/landmarks.md)."),
     Command("python -m restoration.train", "robustret.cli.restorer_train",
             note="Train one restoration network alone (docs/restoration.md)."),
     Command("python -m restoration.evaluate", "robustret.cli.restorer_eval",

@@ -5,10 +5,12 @@ restorer's output). Revisited benchmarks (ROxford5k, RParis6k) show the protocol
 Medium and Hard, then mP@k for each k and setup; classic ones (Oxford5k, Paris6k) show the
 protocol's mAP, the non-interpolated and the 11-point interpolated mAP. Values are percent.
 
-The summary, per setup and per kind of query (the degraded queries, and each restorer's
-output), over every (degradation, severity) of the run:
+The summary, per setup and per kind of query (the degraded queries; every restored row pooled,
+when each condition has one restorer; each restorer's output), over its (degradation,
+severity) conditions:
 
-- ``mean mAP``: the mean of the mAP over those conditions;
+- ``mean mAP``: the mean of the mAP over those conditions, beside the degraded queries' mean on
+  the same conditions (a restorer serving two of six degradations is compared on those two);
 - ``mCE``: the corruption error against the clean run, averaged over degradations: for one
   degradation ``CE = sum over severities (1 - mAP) / sum over severities (1 - clean mAP)``:
   1 means the queries lose nothing to the corruption, 2 that the retrieval error doubles.
@@ -37,10 +39,14 @@ class LandmarkSummary:
 
     Attributes:
         setup: the protocol's setup.
-        method: ``degraded`` or a restorer's name.
-        mean_map: the mean mAP over the run's (degradation, severity) conditions.
+        method: ``degraded``; a restorer's name; or ``restored``, every restored row pooled
+            (given when each (degradation, severity) has one restorer, as ``--restore
+            classical`` runs).
+        mean_map: the mean mAP over its (degradation, severity) conditions.
         mce: the mean corruption error against the clean run (None when undefined).
         conditions: how many conditions the means are over.
+        degraded_map: the degraded queries' mean mAP over the same conditions (what the
+            restorer started from).
     """
 
     setup: Setup
@@ -48,6 +54,7 @@ class LandmarkSummary:
     mean_map: float
     mce: float | None
     conditions: int
+    degraded_map: float
 
 
 def _method(condition: Condition) -> str | None:
@@ -56,25 +63,43 @@ def _method(condition: Condition) -> str | None:
     return condition.restorer if condition.query == "restored" else None
 
 
+def _mce(chosen: Sequence[LandmarkRow], clean: float) -> float | None:
+    """The mean over degradations of ``sum (1 - mAP) / sum (1 - clean mAP)``."""
+    if math.isnan(clean) or 1 - clean <= 1e-12:
+        return None
+    ratios = []
+    for degradation in sorted({r.condition.degradation or "" for r in chosen}):
+        errors = [1 - r.map for r in chosen if r.condition.degradation == degradation]
+        ratios.append(sum(errors) / (len(errors) * (1 - clean)))
+    return sum(ratios) / len(ratios) if ratios else None
+
+
 def summarise(rows: Sequence[LandmarkRow]) -> list[LandmarkSummary]:
-    """The run's summary per setup and kind of query (the module's definitions)."""
+    """The run's summary per setup and kind of query (the module's definitions), in setup
+    order: the degraded queries, the pooled restored rows, then each restorer."""
     clean = {r.setup: r.map for r in rows if r.condition.query == "clean"}
+    degraded = {(r.setup, r.condition.degradation, r.condition.severity): r.map
+                for r in rows if r.condition.query == "degraded"}
     groups: dict[tuple[Setup, str], list[LandmarkRow]] = {}
     for row in rows:
         method = _method(row.condition)
         if method is not None and not math.isnan(row.map):
             groups.setdefault((row.setup, method), []).append(row)
+    restored = [r for r in rows if r.condition.query == "restored" and not math.isnan(r.map)]
+    per_condition = [(r.setup, r.condition.degradation, r.condition.severity) for r in restored]
+    if len(set(per_condition)) == len(per_condition) and len({r.condition.restorer
+                                                              for r in restored}) > 1:
+        for row in restored:
+            groups.setdefault((row.setup, "restored"), []).append(row)
+    order = {"degraded": 0, "restored": 1}
     out = []
-    for (setup, method), chosen in groups.items():
-        mean_map = sum(r.map for r in chosen) / len(chosen)
-        base = clean.get(setup, math.nan)
-        ratios = []
-        for degradation in sorted({r.condition.degradation for r in chosen}):
-            errors = [1 - r.map for r in chosen if r.condition.degradation == degradation]
-            if not math.isnan(base) and 1 - base > 1e-12:
-                ratios.append(sum(errors) / (len(errors) * (1 - base)))
-        mce = sum(ratios) / len(ratios) if ratios else None
-        out.append(LandmarkSummary(setup, method, mean_map, mce, len(chosen)))
+    for (setup, method), chosen in sorted(groups.items(), key=lambda item: (
+            list(Setup).index(item[0][0]), order.get(item[0][1], 2), item[0][1])):
+        start = [degraded.get((setup, r.condition.degradation, r.condition.severity), math.nan)
+                 for r in chosen]
+        out.append(LandmarkSummary(setup, method, sum(r.map for r in chosen) / len(chosen),
+                                   _mce(chosen, clean.get(setup, math.nan)), len(chosen),
+                                   sum(start) / len(start)))
     return out
 
 
@@ -123,10 +148,12 @@ def table_lines(rows: Sequence[LandmarkRow], *, markdown: bool = True) -> list[s
 
 
 def summary_lines(summary: Sequence[LandmarkSummary], *, markdown: bool = True) -> list[str]:
-    """The summary as a table: setup, queries, conditions, mean mAP, mCE."""
-    header = ["setup", "queries", "conditions", "mean mAP", "mCE vs clean"]
+    """The summary as a table: setup, queries, conditions, mean mAP, the degraded queries' mean
+    mAP on the same conditions, mCE."""
+    header = ["setup", "queries", "conditions", "mean mAP", "degraded mAP", "mCE vs clean"]
     body = [[s.setup.title, s.method, str(s.conditions), _percent(s.mean_map),
-             "" if s.mce is None else f"{s.mce:.3f}"] for s in summary]
+             _percent(s.degraded_map), "" if s.mce is None else f"{s.mce:.3f}"]
+            for s in summary]
     return _layout(header, body, markdown)
 
 
@@ -180,6 +207,7 @@ def write_report(out_dir: str | Path, rows: Sequence[LandmarkRow], meta: Mapping
                "rows": [row_to_dict(r) for r in rows],
                "summary": [{"setup": s.setup.value, "queries": s.method,
                             "conditions": s.conditions, "mean_map": _number(s.mean_map),
-                            "mce": s.mce} for s in summary]}
+                            "degraded_map": _number(s.degraded_map), "mce": s.mce}
+                           for s in summary]}
     paths["json"] = atomic_write_json(out / RESULTS_JSON, payload)
     return paths

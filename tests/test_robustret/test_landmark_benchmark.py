@@ -16,8 +16,11 @@ import torch
 from robustret.cli.experiment import main as experiment_main
 from robustret.cli.landmarks import main as landmarks_main
 from robustret.data.landmark_fixture import write_landmark_fixture
+from robustret.evaluation.landmarks import LandmarkRow
+from robustret.evaluation.results import Condition
 from robustret.experiment.landmarks import LandmarkConfig, run_landmarks
 from robustret.experiment.query_sets import load_query_set
+from robustret.report.landmarks import summarise
 from robustret.retrieval.relevance import Setup
 
 
@@ -149,6 +152,7 @@ def test_command_line_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert status == 0
     assert "NOTE: untrained retriever" in out and "mAP E" in out and "mP@5 M" in out
+    assert "summary over corruptions" in out and "mCE vs clean" in out
     assert (tmp_path / "out" / "queries" / "noise-s3" / "manifest.json").is_file()
     assert "untrained" in (tmp_path / "out" / "results.md").read_text()
 
@@ -162,3 +166,35 @@ def test_bad_specs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -
     err = capsys.readouterr().err
     assert "python -m robustret.experiment.landmarks --dataset roxford5k:" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _row(query: str, degradation: str | None, severity: int | None, restorer: str | None,
+         value: float) -> LandmarkRow:
+    return LandmarkRow(Condition(query, degradation, severity, restorer), Setup.EASY, value,
+                       value, value, {1: value}, 1, 0)
+
+
+def test_summary_mean_and_corruption_error() -> None:
+    # clean 0.8 (error 0.2). noise s1 0.6, s3 0.4 -> CE (0.4 + 0.6) / (2 * 0.2) = 2.5;
+    # blur s1 0.7 -> CE 0.3 / 0.2 = 1.5; degraded mCE (2.5 + 1.5) / 2 = 2, mean mAP 1.7 / 3.
+    # median restores noise only: 0.7, 0.5 -> mean 0.6 against the degraded 0.5 on the same
+    # two; CE (0.3 + 0.5) / 0.4 = 2. wiener restores blur: 0.75 -> CE 1.25. Pooled restored:
+    # mean (0.7 + 0.5 + 0.75) / 3 = 0.65, mCE (2 + 1.25) / 2 = 1.625.
+    rows = [_row("clean", None, None, None, 0.8),
+            _row("degraded", "noise", 1, None, 0.6), _row("degraded", "noise", 3, None, 0.4),
+            _row("degraded", "blur", 1, None, 0.7),
+            _row("restored", "noise", 1, "median", 0.7),
+            _row("restored", "noise", 3, "median", 0.5),
+            _row("restored", "blur", 1, "wiener", 0.75)]
+    got = {s.method: s for s in summarise(rows)}
+    assert list(got) == ["degraded", "restored", "median", "wiener"]
+    assert got["degraded"].mean_map == pytest.approx(1.7 / 3)
+    assert got["degraded"].mce == pytest.approx(2.0)
+    assert got["median"].mean_map == pytest.approx(0.6)
+    assert got["median"].degraded_map == pytest.approx(0.5)
+    assert got["median"].mce == pytest.approx(2.0)
+    assert got["wiener"].mce == pytest.approx(1.25)
+    assert got["restored"].mean_map == pytest.approx(0.65)
+    assert got["restored"].mce == pytest.approx(1.625)
+    perfect = summarise([_row("clean", None, None, None, 1.0), rows[1]])
+    assert perfect[0].mce is None  # no clean error: undefined

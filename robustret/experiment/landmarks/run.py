@@ -51,7 +51,7 @@ from robustret.evaluation.results import Condition
 from robustret.experiment.landmarks.export import export_sets, exported_queries, query_image_set
 from robustret.experiment.policy import restorers_for
 from robustret.models.retriever import build_retriever, init_retriever
-from robustret.report.landmarks import table_lines, write_report
+from robustret.report.landmarks import summarise, summary_lines, table_lines, write_report
 from robustret.retrieval import GalleryIndex, extract_embeddings
 from robustret.retrieval.ranking import METRIC_NAMES
 from robustret.retrieval.relevance import (
@@ -155,10 +155,12 @@ class LandmarkConfig:
 
 @dataclass(frozen=True)
 class LandmarkResult:
-    """What :func:`run_landmarks` produced: the rows, the printed table, the files."""
+    """What :func:`run_landmarks` produced: the rows, the printed table and summary, the
+    files."""
 
     rows: list[LandmarkRow]
     table: str
+    summary: str
     paths: Mapping[str, Path]
     benchmark: LandmarkBenchmark
     notes: tuple[str, ...]
@@ -275,7 +277,8 @@ def run_landmarks(config: LandmarkConfig, *, embed: Embed | None = None) -> Land
     paths = dict(write_report(config.out_dir, rows, _meta(config, bench), notes=notes))
     if config.export:
         paths["queries"] = export_sets(config.out_dir / "queries", bench, image_set, config)
-    return LandmarkResult(rows, "\n".join(table_lines(rows, markdown=False)), paths, bench,
+    return LandmarkResult(rows, "\n".join(table_lines(rows, markdown=False)),
+                          "\n".join(summary_lines(summarise(rows), markdown=False)), paths, bench,
                           notes)
 
 
