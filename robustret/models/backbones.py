@@ -1,9 +1,13 @@
-"""Backbone registry: torchvision networks split into a feature trunk and a class head.
+"""Backbone registry: networks split into a feature trunk and a class head.
 
 Each factory returns a :class:`Backbone`: a trunk ``(B, 3, H, W) -> (B, D)`` (the embedding
-used for retrieval), the name of the torchvision head it dropped, and ``embedding_dim``. Weights
-are always randomly initialised here (never downloaded); :func:`load_torchvision_weights` loads
-a local torchvision checkpoint into the network.
+used for retrieval), the name of the head it dropped, ``embedding_dim`` and where its global
+average pool is (which GeM pooling replaces). :func:`build_backbone` takes the registered
+names (``resnet18``, ``resnet34``, ``resnet50``, ``vgg19``), any torchvision classification
+model (``tv:NAME``, or a plain NAME that is not registered) and, with timm installed, any timm
+model (``timm:NAME``) (:mod:`robustret.models.external_backbones`). Weights are always randomly
+initialised here (never downloaded); :func:`load_torchvision_weights` loads a local checkpoint
+into the network.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from robustret.core.registry import Registry
+from robustret.models.external_backbones import (
+    TIMM_PREFIX,
+    TORCHVISION_PREFIX,
+    build_timm,
+    build_torchvision,
+    torchvision_names,
+)
+from robustret.models.pooling import GeM, replace_module
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +42,15 @@ class Backbone:
         head_name: dotted name of the replaced head inside the torchvision state dict
             (``fc`` for ResNets, ``classifier.6`` for VGG), skipped when loading weights.
         embedding_dim: D.
+        pool_name: dotted name inside ``trunk`` of its global average pool over a spatial
+            feature map (``nn.AdaptiveAvgPool2d(1)``), which GeM replaces; None where there is
+            none (VGG's fc7 features, token models).
     """
 
     trunk: nn.Module
     head_name: str
     embedding_dim: int
+    pool_name: str | None = None
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -71,7 +87,8 @@ def _resnet(builder: Callable[..., nn.Module], dim: int) -> Callable[[], Backbon
     def factory() -> Backbone:
         net = builder(weights=None)
         net.fc = nn.Identity()
-        return Backbone(trunk=_ResNetFeatures(net), head_name="fc", embedding_dim=dim)
+        return Backbone(trunk=_ResNetFeatures(net), head_name="fc", embedding_dim=dim,
+                        pool_name="resnet.avgpool")
 
     return factory
 
@@ -94,13 +111,78 @@ def _register() -> None:
 _register()
 
 
-def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str) -> None:
-    """Load a plain torchvision ``state_dict`` file (e.g. ``resnet34-b627a593.pth``) into ``trunk``.
+def build_backbone(name: str) -> Backbone:
+    """The backbone ``name``: a registered one, ``tv:NAME`` (torchvision; a registered NAME
+    gives the registered backbone), ``timm:NAME``, or a plain torchvision model name.
 
-    The head (``fc.*`` / ``classifier.6.*``) is ignored: its class count differs from ours.
+    Raises:
+        KeyError: an unknown plain name (lists the registered ones and the prefixes).
+        ValueError: an unknown torchvision or timm model, or timm not installed.
+    """
+    if name.startswith(TIMM_PREFIX):
+        trunk, head, dim, pool = build_timm(name[len(TIMM_PREFIX):])
+        return Backbone(trunk=trunk, head_name=head, embedding_dim=dim, pool_name=pool)
+    plain = name[len(TORCHVISION_PREFIX):] if name.startswith(TORCHVISION_PREFIX) else name
+    if plain in BACKBONES:
+        return BACKBONES.build(plain)
+    if name.startswith(TORCHVISION_PREFIX) or plain in torchvision_names():
+        trunk, head, dim, pool = build_torchvision(plain)
+        return Backbone(trunk=trunk, head_name=head, embedding_dim=dim, pool_name=pool)
+    raise KeyError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES.names())}, "
+                   "any torchvision classification model (tv:NAME) or timm model (timm:NAME)")
+
+
+def check_backbone(name: str) -> None:
+    """Raise the error :func:`build_backbone` would, without building anything big: names are
+    checked against the libraries' lists.
+
+    Raises:
+        KeyError, ValueError: as :func:`build_backbone`.
+    """
+    if name.startswith(TIMM_PREFIX):
+        try:
+            # lazy: an optional dependency (the ``timm`` extra)
+            import timm
+        except ImportError as exc:
+            raise ValueError(f"backbone {name} needs timm: pip install 'robustret[timm]'"
+                             ) from exc
+        if not timm.is_model(name[len(TIMM_PREFIX):]):
+            raise ValueError(f"timm has no model {name[len(TIMM_PREFIX):]!r}; list them with "
+                             "timm.list_models()")
+        return
+    plain = name[len(TORCHVISION_PREFIX):] if name.startswith(TORCHVISION_PREFIX) else name
+    if plain in BACKBONES or plain in torchvision_names():
+        return
+    if name.startswith(TORCHVISION_PREFIX):
+        raise ValueError(f"unknown torchvision classification model {plain!r}; choose one of "
+                         "torchvision.models.list_models(module=torchvision.models)")
+    raise KeyError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES.names())}, "
+                   "any torchvision classification model (tv:NAME) or timm model (timm:NAME)")
+
+
+def use_gem(backbone: Backbone, name: str, gem_module: nn.Module) -> None:
+    """Put ``gem_module`` in place of ``backbone``'s global average pool (in place).
+
+    Raises:
+        ValueError: the backbone has no spatial feature map to pool (VGG's fc7 features, a
+            token model such as a ViT); the message says what to use instead.
+    """
+    if backbone.pool_name is None:
+        raise ValueError(f"GeM pools a CNN's last spatial feature map; backbone {name} has "
+                         "none GeM can replace (VGG's fc7 features, or a token model whose "
+                         "descriptor is its own class token or token mean): use --pooling avg")
+    replace_module(backbone.trunk, backbone.pool_name, gem_module)
+
+
+def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str) -> None:
+    """Load a plain ``state_dict`` file (e.g. torchvision's ``resnet34-b627a593.pth``, or a
+    timm ``.pth`` / ``.safetensors``) into ``trunk``.
+
+    The head (``fc.*`` / ``classifier.6.*`` / timm's classifier) is ignored: its class count
+    differs from ours. A GeM exponent is not expected in the file (it starts at its setting).
 
     Args:
-        trunk: the ``_ResNetFeatures`` / ``_VGGFeatures`` module (keys gain its prefix).
+        trunk: the backbone's trunk module (keys gain the prefix of its one network child).
         path: local file; nothing is ever downloaded.
         head_name: the torchvision head's key prefix to skip.
     Raises:
@@ -111,11 +193,7 @@ def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a file that is not its own
-        raise ValueError(f"cannot read weights file {path}: not a torch file of tensors "
-                         f"({type(exc).__name__})") from exc
+    state = _read_state(path)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -126,7 +204,9 @@ def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str)
         for key, value in state.items()
         if not key.startswith(head_name + ".")
     }
-    own = trunk.state_dict()
+    pooling = {f"{name}.{key}" for name, module in trunk.named_modules()
+               if isinstance(module, GeM) for key in module.state_dict()}
+    own = {key: value for key, value in trunk.state_dict().items() if key not in pooling}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(key for key in set(own) & set(state) if own[key].shape != state[key].shape)
@@ -141,7 +221,24 @@ def load_torchvision_weights(trunk: nn.Module, path: str | Path, head_name: str)
         raise ValueError(
             f"weights file {path} does not fit this backbone: missing keys: {show(missing)}; "
             f"unexpected keys: {show(unexpected)}; wrong shapes: {show(wrong)}. "
-            "Pass the torchvision checkpoint of the same architecture."
+            "Pass the checkpoint of the same architecture (its classifier is ignored)."
         )
     trunk.load_state_dict(state, strict=False)
     log.info("loaded backbone weights from %s", path)
+
+
+def _read_state(path: Path) -> object:
+    """The object in a torch weights file, or a ``.safetensors`` file's tensors."""
+    try:
+        if path.suffix == ".safetensors":
+            # lazy: safetensors comes with timm (the ``timm`` extra)
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError as exc:
+        raise ValueError(f"cannot read weights file {path}: .safetensors needs the "
+                         "safetensors package (pip install safetensors)") from exc
+    except Exception as exc:  # torch raises many kinds for a file that is not its own
+        raise ValueError(f"cannot read weights file {path}: not a torch file of tensors "
+                         f"({type(exc).__name__})") from exc

@@ -1,8 +1,11 @@
 """The retrieval network of the study: learned 1x1 grayscale stem + CNN trunk + class head.
 
-``forward(x)`` -> class logits (trained with cross-entropy); ``embed(x)`` -> the trunk's
-pooled features used for retrieval (ResNet34: the last conv block after global average
-pooling, 512-d, not normalised).
+``forward(x)`` -> class logits of the pooled features (trained with cross-entropy);
+``pooled(x)`` -> the trunk's pooled features (ResNet34: the last conv block after global
+average pooling, 512-d, not normalised; with ``pooling="gem"``, GeM pooling,
+:mod:`robustret.models.pooling`); ``embed(x)`` -> the retrieval descriptor: the pooled features,
+or, once a whitening is set (:meth:`Retriever.set_whitening`), their PCA-whitened,
+L2-normalised form (:mod:`robustret.models.whitening`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from robustret.core.io import load_checkpoint
-from robustret.models.backbones import BACKBONES, load_torchvision_weights
+from robustret.models.backbones import build_backbone, load_torchvision_weights, use_gem
+from robustret.models.descriptor import POOLINGS
+from robustret.models.pooling import GeM
+from robustret.models.whitening import Whitening, WhiteningLayer
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +31,35 @@ class Retriever(nn.Module):
     """Stem + trunk + head.
 
     Args:
-        backbone: a name in :data:`robustret.models.backbones.BACKBONES`.
+        backbone: a name :func:`robustret.models.backbones.build_backbone` takes.
         num_classes: units of the classification head.
         in_channels: 1 (grayscale, through a learned 1x1 conv 1 -> 3) or 3 (no stem).
         channels_last: convert the parameters to ``torch.channels_last`` memory format and
             feed inputs in that format (same results up to rounding; its speed is in
             docs/benchmarks.md, "Retriever training").
+        pooling: ``avg`` (the backbone's own global pooling) or ``gem`` (GeM in place of its
+            global average pool; a backbone without a spatial map raises ValueError).
+        gem_p: GeM's exponent (its start when learned), >= 1.
+        gem_learn: learn GeM's exponent.
 
     Inputs are (B, in_channels, H, W) float in [0, 1]; they are mapped to [-1, 1] inside
     (the study's normalisation), after the 1x1 stem's input.
     """
 
     def __init__(self, backbone: str = "resnet34", *, num_classes: int, in_channels: int = 1,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, pooling: str = "avg", gem_p: float = 3.0,
+                 gem_learn: bool = True) -> None:
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        spec = BACKBONES.build(backbone)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        spec = build_backbone(backbone)
+        if pooling == "gem":
+            use_gem(spec, backbone, GeM(gem_p, learn=gem_learn))
+        self.pooling, self.gem_p, self.gem_learn = pooling, float(gem_p), bool(gem_learn)
         self.backbone_name = backbone
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
@@ -52,6 +68,7 @@ class Retriever(nn.Module):
         self.stem: nn.Module = nn.Conv2d(1, 3, kernel_size=1) if in_channels == 1 else nn.Identity()
         self.trunk = spec.trunk
         self.head = nn.Linear(spec.embedding_dim, num_classes)
+        self.whitening: WhiteningLayer | None = None
         self.channels_last = bool(channels_last)
         self.weights_file: str | None = (
             None  # set by build_retriever when trunk weights were loaded
@@ -61,11 +78,30 @@ class Retriever(nn.Module):
 
     def arch(self) -> dict[str, Any]:
         """Constructor arguments, stored in checkpoints so :func:`load_retriever` can rebuild."""
+        pooling = ({} if self.pooling == "avg" else
+                   {"pooling": self.pooling, "gem_p": self.gem_p, "gem_learn": self.gem_learn})
         return {
             "backbone": self.backbone_name,
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
+            **pooling,  # absent for avg: the arch (and keys) of earlier releases
         }
+
+    def set_whitening(self, whitening: Whitening | None) -> None:
+        """Make :meth:`embed` whiten the pooled features with ``whitening`` (None: stop).
+
+        It is not part of :meth:`arch`: a whitening is learned after training, from the
+        embeddings (:func:`robustret.models.whitening.fit_whitening`), and kept by whoever
+        learned it; :meth:`forward` and :meth:`features` keep the pooled features.
+
+        Raises:
+            ValueError: it takes another embedding size than this trunk's.
+        """
+        if whitening is not None and whitening.input_dim != self.embedding_dim:
+            raise ValueError(f"the whitening takes {whitening.input_dim}-d embeddings; "
+                             f"{self.backbone_name} gives {self.embedding_dim}-d")
+        self.whitening = None if whitening is None else WhiteningLayer(whitening).to(
+            self.head.weight.device)
 
     def _prepare(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -77,8 +113,8 @@ class Retriever(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.stem(x * 2.0 - 1.0)  # [0, 1] -> [-1, 1], then 1 -> 3 channels
 
-    def embed(self, x: Tensor) -> Tensor:
-        """Retrieval embedding.
+    def pooled(self, x: Tensor) -> Tensor:
+        """The trunk's pooled features (what the head reads).
 
         Args:
             x: (B, in_channels, H, W) float in [0, 1].
@@ -87,9 +123,20 @@ class Retriever(nn.Module):
         """
         return self.trunk(self._prepare(x))
 
+    def embed(self, x: Tensor) -> Tensor:
+        """Retrieval embedding: :meth:`pooled`, whitened when a whitening is set.
+
+        Args:
+            x: (B, in_channels, H, W) float in [0, 1].
+        Returns:
+            (B, embedding_dim) float, not normalised; with a whitening (B, d), L2-normalised.
+        """
+        pooled = self.pooled(x)
+        return pooled if self.whitening is None else self.whitening(pooled)
+
     def forward(self, x: Tensor) -> Tensor:
         """Class logits (B, num_classes) of (B, in_channels, H, W) images in [0, 1]."""
-        return self.head(self.embed(x))
+        return self.head(self.pooled(x))
 
     def feature_layers(self) -> tuple[str, ...]:
         """Names :meth:`features` accepts: ``embedding`` and, for ResNet trunks, the outputs
@@ -104,7 +151,9 @@ class Retriever(nn.Module):
             x: (B, in_channels, H, W) float in [0, 1].
             layers: names from :meth:`feature_layers`.
         Returns:
-            ``{name: tensor}``: ``embedding`` (B, embedding_dim); ``layerN`` (B, C_N, h, w).
+            ``{name: tensor}``: ``embedding`` (B, embedding_dim), the pooled features (what
+            the head reads; :meth:`embed` whitens them when a whitening is set);
+            ``layerN`` (B, C_N, h, w).
         Raises:
             ValueError: a name this trunk does not have.
         """
@@ -114,7 +163,7 @@ class Retriever(nn.Module):
                              f"{self.backbone_name}; available: {', '.join(self.feature_layers())}")
         resnet = _resnet_of(self.trunk)
         if resnet is None or layers == ("embedding",):
-            return {"embedding": self.embed(x)}
+            return {"embedding": self.pooled(x)}
         out: dict[str, Tensor] = {}
         h = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(self._prepare(x)))))
         for name in ("layer1", "layer2", "layer3", "layer4"):
@@ -188,21 +237,29 @@ def build_retriever(
     weights: str | Path | None = None,
     pretrained: str | None = None,
     channels_last: bool = False,
+    pooling: str = "avg",
+    gem_p: float = 3.0,
+    gem_learn: bool = True,
 ) -> Retriever:
     """Build a :class:`Retriever` with random weights, or trunk weights from a local file.
 
     Args:
-        backbone: ``resnet18`` (512-d), ``resnet34`` (512-d, the study), ``resnet50`` (2048-d)
-            or ``vgg19`` (4096-d fc7).
+        backbone: ``resnet18`` (512-d), ``resnet34`` (512-d, the study), ``resnet50`` (2048-d),
+            ``vgg19`` (4096-d fc7), any torchvision classification model (``tv:NAME``) or,
+            with timm installed, any timm model (``timm:NAME``).
         num_classes: classes of the head.
         in_channels: 1 (learned 1x1 stem to 3 channels) or 3.
-        weights: a local torchvision checkpoint (plain state_dict, e.g.
-            ``resnet34-b627a593.pth``) loaded into the trunk; its head is ignored.
+        weights: a local checkpoint of the backbone (plain state_dict, e.g. torchvision's
+            ``resnet34-b627a593.pth`` or a timm ``.pth`` / ``.safetensors``) loaded into the
+            trunk; its head is ignored.
         pretrained: ``"imagenet"`` requires ``weights``: nothing is downloaded here.
         channels_last: see :class:`Retriever`.
+        pooling, gem_p, gem_learn: see :class:`Retriever`.
     Raises:
         KeyError: unknown backbone (lists the available ones).
-        ValueError: ``pretrained`` without ``weights``, or a weights file that does not fit.
+        ValueError: ``pretrained`` without ``weights``, a weights file that does not fit
+            (naming the missing and unexpected keys), or GeM on a backbone without a spatial
+            feature map.
         FileNotFoundError: ``weights`` does not exist.
     """
     if pretrained is not None:
@@ -215,7 +272,8 @@ def build_retriever(
                 "resnet34-b627a593.pth) "
                 "on disk and pass weights=PATH (CLI: --weights PATH)."
             )
-    model = Retriever(backbone, num_classes=num_classes, in_channels=in_channels)
+    model = Retriever(backbone, num_classes=num_classes, in_channels=in_channels,
+                      pooling=pooling, gem_p=gem_p, gem_learn=gem_learn)
     if weights is not None:
         load_torchvision_weights(model.trunk, weights, model.head_name)
         model.weights_file = str(weights)

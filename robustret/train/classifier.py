@@ -1,4 +1,6 @@
-"""Train the retriever as a classifier on the gallery (the study's recipe), on the shared loop.
+"""Train the retriever on the gallery, on the shared loop: as a classifier (the study's
+recipe) or with a metric-learning loss (``loss``: :data:`RETRIEVER_LOSSES`, triplet,
+contrastive or ArcFace, :mod:`robustret.train.metric_losses`).
 
 Threads: torch's intra-op thread setting is left as the caller set it (call
 ``torch.set_num_threads`` before training to change it); this module never changes it.
@@ -25,7 +27,14 @@ from robustret.core.rng import make_generator, stream_seed
 from robustret.core.tracking import RunLogger
 from robustret.models.retriever import Retriever, init_retriever, load_retriever
 from robustret.train.augment import augment_batch
+from robustret.train.class_batches import class_balanced_batches
 from robustret.train.loop import LoopSettings, TrainResult, step_decay, train_loop
+from robustret.train.metric_losses import (
+    RETRIEVER_LOSSES,
+    arcface_loss,
+    contrastive_loss,
+    triplet_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,9 @@ EPOCH_STREAM = "retriever/epoch"
 """Seed stream of each epoch's shuffling, augmentation and degradation (index: the epoch)."""
 TRAINING_CODE = ("robustret.models", "robustret.train.classifier", "robustret.train.loop",
                  "robustret.train.averaging", "robustret.train.augment")
+#: the settings of the metric-learning losses, left out of :func:`settings_key` at their
+#: defaults (a classifier's key is then that of earlier releases)
+METRIC_SETTINGS = {"loss": "classifier", "margin": None, "images_per_class": 4}
 """Modules whose source is part of the resume key: editing them starts training afresh."""
 
 __all__ = ["RetrieverTrainConfig", "TrainResult", "load_retriever", "train_retriever"]
@@ -58,6 +70,13 @@ class RetrieverTrainConfig:
         channels_last: train in the channels_last memory format (same results, another
             memory layout; see docs/benchmarks.md for its speed).
         max_images: train on the first this many gallery images (None: all).
+        loss: ``classifier`` (cross-entropy, the study), ``triplet`` (batch-hard),
+            ``contrastive`` or ``arcface`` (:data:`RETRIEVER_LOSSES`). The pair losses
+            (triplet, contrastive) train on the L2-normalised pooled features and leave the
+            class head untrained; ArcFace uses the head's weights as class centres.
+        margin: the loss's margin (None: its default, :data:`RETRIEVER_LOSSES`); not for the
+            classifier.
+        images_per_class: images of one class side by side in a pair loss's batch (>= 2).
     """
 
     epochs: int = 200
@@ -69,11 +88,15 @@ class RetrieverTrainConfig:
     seed: int = 0
     channels_last: bool = True
     max_images: int | None = None
+    loss: str = "classifier"
+    margin: float | None = None
+    images_per_class: int = 4
 
     def __post_init__(self) -> None:
         # types first, so that a TOML value of the wrong kind is named (not a TypeError later)
         for name, kind in (("epochs", "int"), ("batch_size", "int"), ("lr_step", "int"),
                            ("seed", "int"), ("max_images", "int?"), ("lr", "number"),
+                           ("margin", "number?"), ("images_per_class", "int"),
                            ("label_smoothing", "number"), ("augment", "bool"),
                            ("channels_last", "bool")):
             value = getattr(self, name)
@@ -92,6 +115,22 @@ class RetrieverTrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.max_images is not None and self.max_images < 1:
             raise ValueError(f"max_images must be >= 1 or None, got {self.max_images}")
+        if self.loss not in RETRIEVER_LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(RETRIEVER_LOSSES)}; "
+                              f"got {self.loss!r}")
+        if self.margin is not None and (self.loss == "classifier"
+                                        or not 0 <= self.margin < float("inf")):
+            raise ConfigError(f"margin is a setting of the metric losses ("
+                              f"{', '.join(n for n in RETRIEVER_LOSSES if n != 'classifier')})"
+                              f", >= 0; got {self.margin!r} with loss {self.loss}")
+        if self.images_per_class < 2 or self.images_per_class > self.batch_size:
+            raise ConfigError(f"images_per_class must be in 2..batch_size "
+                              f"({self.batch_size}); got {self.images_per_class}")
+
+    @property
+    def margin_value(self) -> float | None:
+        """The margin the loss uses: ``margin``, else the loss's default."""
+        return self.margin if self.margin is not None else RETRIEVER_LOSSES[self.loss].margin
 
     @classmethod
     def paper(cls, **overrides: Any) -> RetrieverTrainConfig:
@@ -107,6 +146,13 @@ class RetrieverTrainConfig:
         ("Retriever training").
         """
         return cls(**{"epochs": 10, "lr_step": 4, **overrides})
+
+
+def settings_key(config: RetrieverTrainConfig) -> dict[str, Any]:
+    """The settings as they enter cache keys: :func:`dataclasses.asdict`, less the
+    metric-learning settings that hold their defaults (:data:`METRIC_SETTINGS`)."""
+    return {name: value for name, value in asdict(config).items()
+            if not (name in METRIC_SETTINGS and value == METRIC_SETTINGS[name])}
 
 
 def data_identity(images: Tensor, labels: Tensor) -> str:
@@ -131,7 +177,8 @@ def train_retriever(
     train_degrade: DegradeFn | None = None,
     tag: str = "train/retriever",
 ) -> TrainResult:
-    """Train ``model`` with cross-entropy and Adam on the gallery images.
+    """Train ``model`` with ``config.loss`` (cross-entropy by default) and Adam on the gallery
+    images.
 
     Args:
         model: from :func:`robustret.models.build_retriever`; re-initialised from a generator
@@ -163,7 +210,7 @@ def train_retriever(
             f"{int(labels.min())}..{int(labels.max())}"
         )
     resume_key = fingerprint(
-        "retriever", asdict(config), data_identity(images, labels), model.arch(),
+        "retriever", settings_key(config), data_identity(images, labels), model.arch(),
         train_degrade is not None, source_hash(*TRAINING_CODE),
     )
 
@@ -172,14 +219,21 @@ def train_retriever(
     if config.channels_last:
         model.channels_last = True
         model.to(memory_format=torch.channels_last)
+    loss = RETRIEVER_LOSSES[config.loss]
+    if loss.pairs:  # the head reads nothing a pair loss trains: left as initialised
+        model.head.requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = step_decay(optimizer, step_epochs=config.lr_step)
-    net = data_parallel(model, device)  # model itself on one process
+    if config.loss == "classifier":
+        net = data_parallel(model, device)  # model itself on one process
+        step = partial(_classifier_step, net, config.label_smoothing)
+    else:
+        step = partial(_metric_step, data_parallel(_MetricForward(model, config), device))
     checkpoint = Path(out_dir) / "last.pt" if out_dir is not None else None
     return train_loop(
         model=model, optimizer=optimizer, scheduler=scheduler,
         make_batches=partial(_epoch_batches, images, labels, config, device, train_degrade),
-        step=partial(_classifier_step, net, config.label_smoothing),
+        step=step,
         settings=LoopSettings(epochs=config.epochs, checkpoint=checkpoint,
                               fingerprint=resume_key, tag=tag, progress=progress,
                               extra_state={"arch": model.arch(), "config": asdict(config)}),
@@ -204,8 +258,12 @@ def _epoch_batches(images: Tensor, labels: Tensor, config: RetrieverTrainConfig,
         ``(images (B, C, H, W), labels (B,))`` on ``device``.
     """
     generator = make_generator(stream_seed(config.seed, EPOCH_STREAM, epoch))
-    order = torch.randperm(images.shape[0], generator=generator)
-    for idx in order.split(config.batch_size):
+    if RETRIEVER_LOSSES[config.loss].pairs:  # several images of a class in each batch
+        batches = class_balanced_batches(labels, config.batch_size, config.images_per_class,
+                                         generator)
+    else:
+        batches = torch.randperm(images.shape[0], generator=generator).split(config.batch_size)
+    for idx in batches:
         x = images[idx].to(device, non_blocking=True)
         if config.augment:
             x = augment_batch(x, generator)
@@ -225,6 +283,36 @@ def _classifier_step(net: torch.nn.Module, label_smoothing: float,
     logits = net(x)
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     return loss, {"accuracy": float((logits.detach().argmax(1) == y).float().mean())}
+
+
+class _MetricForward(torch.nn.Module):
+    """``(images, labels) -> (loss, metric)`` of a metric-learning loss as one ``forward``,
+    which ``DistributedDataParallel`` can wrap (it averages the gradients of ``forward``
+    only); the metric is the triplets' / negative pairs' active share, or ArcFace's accuracy."""
+
+    def __init__(self, model: Retriever, config: RetrieverTrainConfig) -> None:
+        super().__init__()
+        self.model, self.loss, self.margin = model, config.loss, config.margin_value
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        pooled = self.model.pooled(x)
+        if self.loss == "arcface":
+            loss, metric = arcface_loss(pooled, self.model.head.weight, y, margin=self.margin)
+        elif self.loss == "triplet":
+            loss, metric = triplet_loss(pooled, y, margin=self.margin)
+        else:
+            loss, metric = contrastive_loss(pooled, y, margin=self.margin)
+        return loss, torch.tensor(metric)
+
+
+def _metric_step(net: torch.nn.Module, batch: tuple[Tensor, Tensor]
+                 ) -> tuple[Tensor, dict[str, float]]:
+    """A metric-learning loss of ``net`` (a :class:`_MetricForward`) on ``(images, labels)``,
+    and its metric (``accuracy`` for ArcFace, else ``active``)."""
+    x, y = batch
+    loss, metric = net(x, y)
+    name = "accuracy" if getattr(net, "module", net).loss == "arcface" else "active"
+    return loss, {name: float(metric)}
 
 
 def _seeded_init(model: Retriever, seed: int) -> None:
