@@ -8,8 +8,8 @@ jpeg, contrast, brightness, saturate; ``weather``: fog, snow, spatter; ``geometr
 elastic_transform), and the realistic variants of the study's blur and resolution loss
 (``realistic.py``: realistic_motion_blur, realistic_lowres: the study's draws without its
 synthetic fingerprints), and ``wild`` (``wild.py``: each image clean or a random family,
-variant and severity, the protocol of a folder of real photos). Named groups of them (``study``, ``imagenet-c``, ``held-out``, ``all``)
-are in :mod:`degradations.groups`.
+variant and severity, the protocol of a folder of real photos). Named groups of them
+(``study``, ``imagenet-c``, ``held-out``, ``all``) are in :mod:`degradations.groups`.
 
 Public contract::
 

@@ -18,7 +18,9 @@ Public contract:
 - ``estimated`` (:class:`~restoration.routed.EstimateThenRestore`) restores each image by the
   restorer of its *estimated* family with estimated parameters, reading none of the drawn
   ones; :func:`~restoration.base.knowledge_of` says what a restorer knows (``oracle``,
-  ``estimated``, ``blind``: :data:`~restoration.base.KNOWLEDGE`);
+  ``estimated``, ``blind``: :data:`~restoration.base.KNOWLEDGE`); ``oracle_route``
+  (:class:`~restoration.routed.OracleRoute`) is its ceiling on the ``wild`` query set, routed
+  by each image's drawn family and parameters;
 - :func:`restoration.estimate.estimate_degradation` estimates from the degraded images alone
   (no drawn parameters) the family, noise kind and level, line-blur length and angle and Haar
   level, and gives them as the ``params`` dict a restorer reads (docs/estimation.md);
@@ -42,7 +44,7 @@ from restoration.classical import (
 from restoration.dae import DenoisingAutoencoder
 from restoration.hybrid import HybridRestorer
 from restoration.registry import IDENTITY, RESTORERS
-from restoration.routed import EstimateThenRestore
+from restoration.routed import EstimateThenRestore, OracleRoute
 from restoration.srcnn import SRCNN
 
 RESTORERS.register(IDENTITY)(Identity)
@@ -55,6 +57,7 @@ RESTORERS.register("wiener")(WienerDeblur)
 RESTORERS.register("bicubic")(BicubicUpsample)
 RESTORERS.register("hybrid")(HybridRestorer)
 RESTORERS.register("estimated")(EstimateThenRestore)
+RESTORERS.register("oracle_route")(OracleRoute)
 
 
 def available() -> list[str]:

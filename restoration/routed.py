@@ -16,10 +16,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from degradations.wild import WILD_FAMILIES, WILD_MEMBERS
 from restoration.base import Identity, Restorer
 from restoration.classical import MedianFilter, WienerDeblur
 from restoration.estimate import FAMILIES, EstimationRule, estimate_degradation
 
+#: each wild member's family, as the estimator names families
+WILD_FAMILY_OF = {name: family for family, names in WILD_FAMILIES.items() for name in names}
 #: the families an estimate routes to a restorer (the others, ``clean``, pass unchanged)
 ROUTED_FAMILIES = tuple(family for family in FAMILIES if family != "clean")
 
@@ -62,13 +65,62 @@ class EstimateThenRestore(Restorer):
         """Restore ``images`` (B, C, H, W) in [0, 1]; returns the same shape, unclamped where a
         routed restorer is."""
         estimate = estimate_degradation(images, rule=self.rule)
-        params = estimate.params()
+        return self.route(images, estimate.family, estimate.params())
+
+    def route(self, images: Tensor, family: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Each image through the restorer of its family.
+
+        Args:
+            images: (B, C, H, W) in [0, 1].
+            family: (B,) int64 codes into :data:`~restoration.estimate.FAMILIES` (``clean``
+                passes unchanged).
+            params: (B,) tensors the routed restorers read (``a``, ``b``, ``level``, ...).
+
+        Returns:
+            (B, C, H, W), unclamped where a routed restorer is.
+        """
         out = images.clone()
-        for family in ROUTED_FAMILIES:
-            chosen = (estimate.family == FAMILIES.index(family)).nonzero().flatten()
+        for name in ROUTED_FAMILIES:
+            chosen = (family.to(images.device) == FAMILIES.index(name)).nonzero().flatten()
             if chosen.numel() == 0:
                 continue
             part = {name: value[chosen] for name, value in params.items()}
-            restorer = self.routes[family]
+            restorer = self.routes[name]
             out[chosen] = restorer.restore(images[chosen], part, clamp=False).to(out.dtype)
         return out
+
+
+class OracleRoute(EstimateThenRestore):
+    """The same routes told the truth: each image of the ``wild`` query set goes to the
+    restorer of its *drawn* family (``member``, :data:`degradations.wild.WILD_MEMBERS`) with its
+    drawn blur ``a``, ``b`` and ``level``. It reads what the degradation drew, so its knowledge
+    is ``oracle``: the ceiling of :class:`EstimateThenRestore` with the same restorers, where
+    the estimator is never wrong.
+
+    Args:
+        noise, blur, resolution: as :class:`EstimateThenRestore`.
+    """
+
+    knowledge: ClassVar[str] = "oracle"
+    uses_params: ClassVar[tuple[str, ...]] = ("member", "a", "b", "level", "kind")
+    requires_params: ClassVar[tuple[str, ...]] = ("member",)
+
+    def __init__(self, noise: Restorer | None = None, blur: Restorer | None = None,
+                 resolution: Restorer | None = None) -> None:
+        super().__init__(noise, blur, resolution)
+
+    def reads_params(self) -> tuple[str, ...]:
+        return self.uses_params
+
+    def restore_raw(self, images: Tensor, member: Tensor | None = None, **params: Tensor
+                    ) -> Tensor:
+        """Restore ``images`` (B, C, H, W) routed by the drawn ``member`` (B,) int64 codes
+        (-1: clean, passed unchanged) with the drawn ``params``."""
+        if member is None:
+            raise ValueError("oracle_route needs each image's drawn member (the wild query "
+                             "set's parameters); use estimated where they are unknown")
+        codes = {family: FAMILIES.index(family) for family in FAMILIES}
+        lookup = torch.tensor([codes["clean"], *(codes[WILD_FAMILY_OF[name]]
+                                                 for name in WILD_MEMBERS)])
+        family = lookup[member.cpu().long() + 1]
+        return self.route(images, family, params)

@@ -79,7 +79,7 @@ from types import MappingProxyType
 
 import degradations
 import restoration
-from degradations.groups import GROUPS
+from degradations.groups import GROUPS, PROTOCOLS
 from degradations.noise import MIXTURE_KINDS
 from robustret.core.checks import ConfigError
 from robustret.experiment.recipes import base_recipes, canonical, restorer_names
@@ -87,8 +87,15 @@ from robustret.experiment.recipes import base_recipes, canonical, restorer_names
 log = logging.getLogger(__name__)
 
 MODES = ("none", "auto", "oracle", "study", "classical", "all")
-"""Restore modes besides a single restorer name. ``oracle`` names today's ``auto`` by what it
-is: the learned recipes told each query's drawn degradation, an upper bound."""
+"""Restore modes besides a single restorer name. ``auto`` is :data:`AUTO` for every
+degradation; ``oracle`` is the family's learned recipe told each query's drawn degradation (an
+upper bound; :data:`POLICY`'s ``learned``), and for the ``wild`` set ``oracle_route``."""
+
+AUTO = "estimated"
+"""What ``--restore auto`` gives every degradation: one restorer for every query that reads
+nothing the degradation drew, chosen by measurement (docs/results.md, "The wild query set":
+on the wild set and the study's families it beats the blind recipe). Choosing a restorer *per
+family* would already read the query set's label, so ``auto`` is the same for all."""
 
 
 @dataclass(frozen=True)
@@ -285,13 +292,14 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
 
     Args:
         degradation: a registered degradation name.
-        mode: ``none`` (no restorer), ``auto`` (the toolkit's best learned recipe for the
-            family; where no row serves the degradation its family's classical baseline, or
-            nothing), ``oracle`` (the same, by the name of what it is: every recipe of
-            ``auto`` is told the drawn degradation), ``study`` (the study's pixel-trained
-            network for the family; every network where no row serves it), ``classical``
-            (the family's classical baseline), ``all`` (every base recipe, not the research
-            variants, then the classical baseline), or one registered restorer name (an
+        mode: ``none`` (no restorer), ``auto`` (:data:`AUTO` for every degradation: one
+            restorer that reads nothing the degradation drew), ``oracle`` (the family's best
+            learned recipe, told the drawn degradation, an upper bound; where no row serves
+            the degradation its family's classical baseline, or nothing; ``oracle_route`` for
+            the ``wild`` set), ``study`` (the study's pixel-trained network for the family;
+            every network where no row serves it), ``classical`` (the family's classical
+            baseline; ``estimated`` for ``wild``), ``all`` (every base recipe, not the
+            research variants, then the classical baseline), or one registered restorer name (an
             earlier release's recipe name is translated).
     Returns:
         Registry names of ``restoration``, in the order to run them (may be empty).
@@ -311,7 +319,11 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
     rule = _policy(degradation)
     baseline = classical_for(degradation)
     extra = [baseline] if baseline is not None else []
-    if mode in ("auto", "oracle", "study"):
+    if mode == "auto":
+        return [AUTO]
+    if degradation in PROTOCOLS and mode in ("oracle", "classical"):
+        return ["oracle_route" if mode == "oracle" else "estimated"]
+    if mode in ("oracle", "study"):
         if rule is None:  # no row serves it: auto's fallback, or every network
             return extra if mode != "study" else restoration.networks()
         return [rule.network if mode == "study" else rule.learned]

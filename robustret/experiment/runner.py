@@ -50,6 +50,7 @@ from robustret.experiment.conditions import (
 )
 from robustret.experiment.config import ExperimentConfig
 from robustret.experiment.config_files import CODE_KEY, code_record
+from robustret.experiment.descriptors import whitened
 from robustret.experiment.jobs import run_parallel
 from robustret.experiment.plan import plan_conditions
 from robustret.experiment.preflight import check_against_data
@@ -62,6 +63,7 @@ from robustret.experiment.trained import (
     robust_retriever,
     trained_retriever,
 )
+from robustret.experiment.wild_rows import wild_parts
 from robustret.report.files import read_rows, table_lines, write_results
 from robustret.report.index_report import (
     IndexReport,
@@ -70,6 +72,7 @@ from robustret.report.index_report import (
 from robustret.report.summary import SummaryScore, summarise_run
 from robustret.report.summary import summary_markdown as run_summary_markdown
 from robustret.report.sweep import plot_sweep, summarise_sweep, summary_markdown
+from robustret.report.wild import wild_markdown
 from robustret.retrieval import GalleryIndex
 from robustret.retrieval.index_kinds import INDEX_KINDS
 
@@ -197,6 +200,8 @@ def _train_and_index(stage: _Stage, logger: RunLogger | None) -> None:
     with main_first():  # rank 0 embeds and caches, the others read the cache
         embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images,
                                                      stage.device)
+    # --whiten: learned on the gallery's training part, set into the retriever (new keys)
+    retriever, embeddings, gallery_key = whitened(config, retriever, embeddings, gallery_key)
     stage.indexes = {metric: gallery_index(config, embeddings, data.gallery.labels, metric)
                      for metric in config.metrics}
     timings["gallery_index_s"] = time.perf_counter() - tick
@@ -226,11 +231,13 @@ def _report(stage: _Stage, loop: ConditionLoop, rows: list[ResultRow], command: 
     reference = _reference_rows(config.reference) if config.reference is not None else None
     scores = summarise_run(rows, reference)
     headline = (config.metrics[0], "topk", min(config.ks))
+    wild = wild_parts(loop, rows, metric=headline[0], k=headline[2])
     extra = "\n".join(part for part in (
         run_summary_markdown(scores, metric=headline[0], measure="topk", k=headline[2]),
-        extra) if part)
+        wild_markdown(wild, metric=headline[0], k=headline[2]), extra) if part)
     record = _record(stage, loop, scores, command, rows)
-    meta = record.to_json()
+    meta = {**record.to_json(), **({"wild_breakdown": [part.to_dict() for part in wild]}
+                                   if wild else {})}
     atomic_write_json(out_dir / "config.json", {**config.to_dict(), "world_size": world_size(),
                                                 CODE_KEY: code_record()})
     paths = write_results(out_dir, rows, meta, extra_markdown=extra)

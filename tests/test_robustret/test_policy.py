@@ -66,7 +66,8 @@ class _MyUntoldNoise(_Fog):
 def test_the_study_pairing(name: str) -> None:
     study, classical, trained_on, front, best, condition = STUDY[name]
     assert policy.restorers_for(name, "study") == [study]
-    assert policy.restorers_for(name, "auto") == [best]  # the measured best learned recipe
+    assert policy.restorers_for(name, "oracle") == [best]  # the measured best learned recipe
+    assert policy.restorers_for(name, "auto") == [policy.AUTO]  # one no-oracle restorer
     assert policy.hybrid_front_for(name) == front
     assert policy.hybrid_condition_for(name) == condition
     assert policy.restorers_for(name, "classical") == [classical]
@@ -93,6 +94,15 @@ def test_the_study_is_served_and_every_degradation_gets_registered_restorers() -
         assert rule.trained_on is None or rule.trained_on in degradations.available()
 
 
+def test_auto_reads_nothing_drawn_and_the_wild_set_has_its_oracle_and_classical() -> None:
+    assert restoration.knowledge_of(restoration.build(policy.AUTO)) != "oracle"
+    for name in (*degradations.GROUPS["study"], "wild", "fog"):
+        assert policy.restorers_for(name, "auto") == [policy.AUTO]
+    assert policy.restorers_for("wild", "oracle") == ["oracle_route"]
+    assert policy.restorers_for("wild", "classical") == ["estimated"]
+    assert restoration.knowledge_of(restoration.build("oracle_route")) == "oracle"
+
+
 def test_a_single_restorer_name_is_a_mode() -> None:
     for name in restoration.available():
         assert policy.restorers_for("lowres", name) == [name]
@@ -113,7 +123,8 @@ def test_a_degradation_without_a_policy_entry_is_tolerated(
         cls: type, caplog: pytest.LogCaptureFixture) -> None:
     with degradations.DEGRADATIONS.temporarily("test_fog", cls):
         with caplog.at_level(logging.INFO, logger="robustret.experiment.policy"):
-            assert policy.restorers_for("test_fog", "auto") == []  # no restorer: no row
+            assert policy.restorers_for("test_fog", "oracle") == []  # no restorer: no row
+        assert policy.restorers_for("test_fog", "auto") == [policy.AUTO]
         assert policy.restorers_for("test_fog", "study") == restoration.networks()
         assert not policy.serves("test_fog")
         assert policy.hybrid_front_for("test_fog") == "identity"
@@ -131,7 +142,7 @@ def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
     with degradations.DEGRADATIONS.temporarily("test_my_noise", _MyNoise):
         assert policy.family_of("test_my_noise") == "noise" and policy.serves("test_my_noise")
         assert policy.restorers_for("test_my_noise", "study") == ["dae"]
-        assert policy.restorers_for("test_my_noise", "auto") == ["oracle_hybrid-objects"]
+        assert policy.restorers_for("test_my_noise", "oracle") == ["oracle_hybrid-objects"]
         assert policy.hybrid_condition_for("test_my_noise") == NOISE_CONDITION
         assert policy.hybrid_front_for("test_my_noise") == "median"
         assert policy.classical_for("test_my_noise") == "median"  # the family's default
@@ -139,7 +150,7 @@ def test_a_new_degradation_of_a_known_family_gets_the_family_pairing() -> None:
     assert "test_my_noise" not in degradations.available()
 
 
-#: degradation -> (auto, classical): the corruption suite's members of the noise, blur and
+#: degradation -> (oracle, classical): the corruption suite's members of the noise, blur and
 #: resolution families draw none of what their row's restorers are told (kind; a, b; level)
 NOT_SERVED = {
     "shot_noise": ("median", "median"), "impulse_noise": ("median", "median"),
@@ -155,7 +166,8 @@ def test_a_degradation_no_row_serves_falls_back_to_its_classical_baseline_or_not
     auto, classical = NOT_SERVED[name]
     with caplog.at_level(logging.INFO, logger="robustret.experiment.policy"):
         assert not policy.serves(name)
-        assert policy.restorers_for(name, "auto") == ([auto] if auto else [])
+        assert policy.restorers_for(name, "oracle") == ([auto] if auto else [])
+    assert policy.restorers_for(name, "auto") == [policy.AUTO]
     assert name in caplog.text
     assert policy.classical_for(name) == classical
     assert policy.restorers_for(name, "classical") == ([classical] if classical else [])
@@ -171,7 +183,7 @@ def test_a_noise_that_draws_no_kind_is_not_served_by_the_noise_row() -> None:
     with degradations.DEGRADATIONS.temporarily("test_untold", _MyUntoldNoise):
         assert policy.told(policy.POLICY["noise"]) == ("kind", "severity")
         assert not policy.serves("test_untold")
-        assert policy.restorers_for("test_untold", "auto") == ["median"]
+        assert policy.restorers_for("test_untold", "oracle") == ["median"]
         assert policy.training_degradation("test_untold") == "test_untold"
 
 
@@ -208,13 +220,14 @@ def test_recipe_names_say_what_a_restorer_is_and_old_names_still_work() -> None:
 
 
 def test_oracle_names_the_learned_recipes_told_the_drawn_degradation() -> None:
-    """``--restore oracle`` is today's ``auto`` by the name of what it is; every restorer it
-    gives for the study's six reads the drawn degradation."""
+    """``--restore oracle`` is the per-family learned recipes (an earlier release's ``auto``) by
+    the name of what it is; every restorer it gives for the study's six reads the drawn
+    degradation, and ``auto`` is none of them."""
     import restoration
     from degradations.groups import GROUPS
 
     for name in GROUPS["study"]:
         oracle = policy.restorers_for(name, "oracle")
-        assert oracle == policy.restorers_for(name, "auto") and oracle
+        assert oracle and oracle != policy.restorers_for(name, "auto")
     assert policy.restorers_for("fog", "oracle") == []
     assert restoration.knowledge_of(restoration.build("wiener")) == "oracle"
