@@ -34,12 +34,16 @@ from robustret.experiment.config import (
     INDEXES,
     MEASURES,
     METRICS,
+    POOLINGS,
     PROFILES,
     RESTORE_MODES,
+    RETRIEVER_LOSSES,
+    WHITENINGS,
     ExperimentConfig,
     load_config_file,
 )
-from robustret.experiment.policy import pairings
+from robustret.experiment.photos import PhotoResult, run_photo_queries
+from robustret.experiment.policy import AUTO, pairings
 from robustret.experiment.recipes import ALIASES, restorer_names
 from robustret.experiment.runner import run
 from robustret.experiment.seeds import run_seeds
@@ -116,15 +120,18 @@ def _add_condition_arguments(parser: argparse.ArgumentParser, names: list[str]) 
         help=f"degradations to apply to the queries: {', '.join(names)}; or groups of them, "
         "mixed with names: study = the study's six, imagenet-c = ImageNet-C's corruptions but "
         "frost, held-out = ImageNet-C's held-out ones, all = every registered one "
-        "(docs/degradations.md; default: noise)")
+        "(docs/degradations.md; default: noise); wild = the wild query set, each query clean "
+        "or a random family, variant and severity (--severity 5 draws every severity)")
     add("--severity", nargs="+", metavar="LEVEL", choices=[str(i) for i in range(1, 6)] + ["all"],
         help="severity levels 1..5 or all (default 3 = the study's parameters)")
     add("--restore", choices=[*RESTORE_MODES, *_restorer_names(), *ALIASES], metavar="MODE",
-        help="restoration of degraded queries: auto (default; the toolkit's best learned "
-        f"restorer per family, docs/results.md: {pairings('learned')}; each is told the drawn "
-        "degradation, an upper bound), oracle (the same, named by what it is), estimated (one "
-        "restorer for every query that estimates each query's degradation from the image "
-        "and knows nothing else), study (the study's "
+        help=f"restoration of degraded queries: auto (default; {AUTO} for every degradation: "
+        "one restorer for every query that reads nothing the degradation drew, chosen by "
+        "measurement, docs/results.md), oracle (the toolkit's best learned restorer per "
+        f"family: {pairings('learned')}; each is told the drawn degradation, an upper bound; "
+        "oracle_route on the wild set), estimated (estimates each query's degradation from "
+        "the image and routes it to a classical filter; it knows nothing else), study (the "
+        "study's "
         f"pixel-trained pairing: {pairings('network')}), classical, all, none, or one "
         f"restorer: {', '.join(_restorer_names())}")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
@@ -156,9 +163,14 @@ def _add_training_arguments(parser: argparse.ArgumentParser, names: list[str]) -
         "--weights",
         type=Path,
         metavar="PATH",
-        help="local torchvision checkpoint to initialise the backbone",
+        help="local checkpoint (state_dict .pth, or timm .safetensors) to initialise the "
+        "backbone; nothing is downloaded",
     )
-    add("--backbone", help="retriever backbone: resnet34 (default), resnet18, resnet50, vgg19")
+    add("--backbone", help="retriever backbone: resnet34 (default), resnet18, resnet50, vgg19, "
+        "any torchvision classification model (tv:NAME, e.g. tv:convnext_tiny) or, with timm "
+        "installed (pip install 'robustret[timm]'), any timm model (timm:NAME); built without "
+        "weights (docs/descriptors.md)")
+    _add_descriptor_arguments(parser)
     add(
         "--image-size",
         type=int,
@@ -189,6 +201,27 @@ def _add_training_arguments(parser: argparse.ArgumentParser, names: list[str]) -
     )
 
 
+def _add_descriptor_arguments(parser: argparse.ArgumentParser) -> None:
+    """The retriever's descriptor and training loss (docs/descriptors.md)."""
+    add = parser.add_argument
+    add("--pooling", choices=POOLINGS,
+        help="global pooling of the trunk's feature map: avg (default: the backbone's own) or "
+        "gem (generalised mean, learnable p; CNN backbones only)")
+    add("--gem-p", dest="gem_p", type=float, metavar="P",
+        help="GeM's exponent p >= 1, its starting value when learned (default 3)")
+    add("--gem-fixed", dest="gem_learn", action="store_false", default=None,
+        help="keep GeM's p fixed instead of learning it")
+    add("--whiten", choices=WHITENINGS,
+        help="descriptor whitening: none (default) or pca (PCA-whitening learned on the "
+        "gallery's training part, L2-normalised descriptors)")
+    add("--dim", type=int, metavar="N",
+        help="descriptor size after PCA (with --whiten pca; <= the backbone's embedding size)")
+    add("--retriever-loss", choices=list(RETRIEVER_LOSSES),
+        help="the retriever's training loss: classifier (default, cross-entropy), triplet "
+        "(batch-hard), contrastive or arcface; pair losses draw several images per class "
+        "per batch ([retriever] images_per_class, margin)")
+
+
 def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     """What is evaluated and how: query sets, measures, degrade side, index, seeds, reference."""
     add = parser.add_argument
@@ -196,6 +229,11 @@ def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate on a shareable query set written by python -m robustret.data export "
         "(verified: checksums, degradation, severity, seed and data must match the run) instead "
         "of degrading the queries on the fly; the rows are identical")
+    add("--query-folder", dest="query_folder", type=Path, metavar="DIR",
+        help="real photos as queries: a class-per-folder directory (classes named like the "
+        "gallery's) searched as the photos are and restored by auto (and by --restore when it "
+        "reads nothing drawn, e.g. blind), with each photo's estimated degradation; writes "
+        "OUT/photo_queries.md and .json in place of the planned conditions")
     add("--measures", nargs="+", choices=MEASURES, metavar="NAME",
         help="what each condition reports: topk (the study's hit rate), precision, recall "
         "(@k of --topk), map (full ranking), map_at_r, r_precision (default: topk map "
@@ -258,6 +296,12 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "out_dir": args.out_dir,
         "weights": args.weights,
         "backbone": args.backbone,
+        "pooling": args.pooling,
+        "gem_p": args.gem_p,
+        "gem_learn": args.gem_learn,
+        "whiten": args.whiten,
+        "dim": args.dim,
+        "retriever_loss": args.retriever_loss,
         "image_size": args.image_size,
         "per_class": args.per_class,
         "train_degrade": args.train_degrade,
@@ -267,6 +311,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "restorer_epochs": args.restorer_epochs,
         "cache_dir": args.cache_dir,
         "queries_dir": args.queries_dir,
+        "query_folder": args.query_folder,
         "tensorboard": args.tensorboard,
         "measures": args.measures,
         "degrade_side": args.degrade_side,
@@ -301,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
         if args.seeds:
             return config, run_seeds(config, args.seeds, command=command)
+        if config.query_folder is not None:
+            return config, run_photo_queries(config)
 
         return config, run(config, command=command)
 
@@ -315,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds_result = result
         print(seeds_result.table)
         print(f"results: {seeds_result.paths['md']}  {seeds_result.paths['summary']}")
+        return 0
+    if isinstance(result, PhotoResult):
+        print(result.paths["md"].read_text())
+        print(f"results: {result.paths['md']}  {result.paths['json']}")
         return 0
     print(result.table)
     print(f"\nconditions: {result.computed} computed, {result.reused} reused from {config.out_dir}")

@@ -51,12 +51,14 @@ from robustret.experiment.config_values import (
 from robustret.experiment.policy import MODES, restorers_for
 from robustret.experiment.query_sets import check_query_sets
 from robustret.experiment.recipes import canonical, recipe, recipe_names, restorer_names
-from robustret.models import BACKBONES
+from robustret.models.backbones import check_backbone
+from robustret.models.descriptor import POOLINGS, WHITENINGS, DescriptorSpec
 from robustret.retrieval.ann import import_faiss
 from robustret.retrieval.index_kinds import INDEX_KINDS, INDEXES
 from robustret.retrieval.metrics import MEASURES
 from robustret.retrieval.ranking import METRIC_NAMES
 from robustret.train.classifier import RetrieverTrainConfig
+from robustret.train.metric_losses import RETRIEVER_LOSSES
 from robustret.train.restorer_config import RestorerTrainConfig
 
 #: ``--restore`` modes; any registered restorer name is accepted as well (that one restorer).
@@ -73,7 +75,8 @@ EXECUTORS = ("local", "submitit")
 MAX_IMAGE_SIZE = 4096
 
 __all__ = [
-    "ADAPTATION_SIDES", "DEGRADE_SIDES", "EXECUTORS", "INDEXES",
+    "ADAPTATION_SIDES", "DEGRADE_SIDES", "EXECUTORS", "INDEXES", "POOLINGS", "RETRIEVER_LOSSES",
+    "WHITENINGS",
     "INDEX_BACKENDS", "MEASURES", "METRICS", "PROFILES", "PROFILE_IMAGE_SIZE", "RESTORE_MODES",
     "ConfigError", "ExperimentConfig", "dataset_forms", "fingerprint", "load_config_file",
     "load_toml",
@@ -121,7 +124,19 @@ class ExperimentConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         out_dir: where results, logs and TensorBoard files go.
         weights: a local torchvision checkpoint to start the backbone from.
-        backbone: retriever backbone (``resnet34`` as in the study).
+        backbone: retriever backbone (``resnet34`` as in the study; ``resnet18``, ``resnet50``,
+            ``vgg19``, any torchvision classification model ``tv:NAME`` and, with timm
+            installed, any timm model ``timm:NAME``;
+            :func:`robustret.models.backbones.build_backbone`).
+        pooling: ``avg`` (the backbone's own global pooling) or ``gem`` (GeM pooling,
+            :mod:`robustret.models.descriptor`); part of the retriever's cache key.
+        gem_p: GeM's exponent (its starting value when learned), >= 1.
+        gem_learn: learn GeM's exponent with the network.
+        whiten: ``none`` or ``pca`` (PCA-whitening learned on the gallery's training part,
+            L2-normalised descriptors; part of the embeddings' and conditions' keys).
+        dim: the descriptor size after PCA (needs ``whiten = "pca"``; None: all directions).
+        retriever_loss: shortcut that overrides ``retriever.loss`` (``classifier``,
+            ``triplet``, ``contrastive``, ``arcface``); folded in when resolved.
         image_size: resize images to this square size (None: the profile's default).
         per_class: cap on images per class in each split (None: all).
         train_degrade: degradations used as training augmentation for the retriever (it is
@@ -137,6 +152,9 @@ class ExperimentConfig:
         queries_dir: a query set folder written by ``python -m robustret.data export``
             (:mod:`robustret.experiment.query_sets`); the degraded queries of each condition
             are then read from it, verified, instead of drawn (None: drawn on the fly, identically).
+        query_folder: a class-per-folder directory of real photos searched as queries as they
+            are and restored by restorers that read nothing drawn, in place of the planned
+            conditions (:mod:`robustret.experiment.photos`); None: the data's query split.
         tensorboard: write TensorBoard logs.
         index: the gallery index (:data:`INDEXES`): ``exact`` (the torch search), ``faiss-flat``
             (exact, faiss) or an approximate one, ``faiss-ivf``, ``faiss-ivfpq``,
@@ -181,6 +199,12 @@ class ExperimentConfig:
     out_dir: Path = Path("experiments/results/default")
     weights: Path | None = None
     backbone: str = "resnet34"
+    pooling: str = "avg"
+    gem_p: float = 3.0
+    gem_learn: bool = True
+    whiten: str = "none"
+    dim: int | None = None
+    retriever_loss: str | None = None
     image_size: int | None = None
     per_class: int | None = None
     train_degrade: tuple[str, ...] = ()
@@ -191,6 +215,7 @@ class ExperimentConfig:
     restorer_epochs: int | None = None
     cache_dir: Path | None = None
     queries_dir: Path | None = None
+    query_folder: Path | None = None
     tensorboard: bool = True
     adapt: tuple[str, ...] = ()
     index: str = "exact"
@@ -253,6 +278,7 @@ class ExperimentConfig:
         if self.out_dir is None:
             raise ConfigError("out_dir must be a path; got None")
         set_(self, "queries_dir", as_path(self.queries_dir, "queries_dir"))
+        set_(self, "query_folder", as_path(self.query_folder, "query_folder"))
         if self.image_size is not None:
             as_int(self.image_size, "image_size", 1, MAX_IMAGE_SIZE)
         if self.per_class is not None:
@@ -295,6 +321,13 @@ class ExperimentConfig:
         if self.executor_options and self.executor != "submitit":
             raise ConfigError("executor_options are options of the submitit executor; set "
                               "executor = \"submitit\" or leave them out")
+        try:
+            self.descriptor  # noqa: B018 (checks pooling, gem_p, gem_learn, whiten, dim)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if self.retriever_loss is not None and self.retriever_loss not in RETRIEVER_LOSSES:
+            raise ConfigError(f"retriever_loss must be one of {', '.join(RETRIEVER_LOSSES)}; "
+                              f"got {self.retriever_loss!r}")
         if self.adapt and self.degrade_side != "query":
             raise ConfigError("adapt (test-time BatchNorm adaptation on the degraded queries) "
                               f"needs degrade_side 'query'; got {self.degrade_side!r}")
@@ -356,12 +389,19 @@ class ExperimentConfig:
         """A fingerprint of the whole configuration."""
         return fingerprint(self.to_dict())
 
+    @property
+    def descriptor(self) -> DescriptorSpec:
+        """The descriptor settings as one value (ValueError for a bad one)."""
+        return DescriptorSpec(pooling=self.pooling, gem_p=self.gem_p, gem_learn=self.gem_learn,
+                              whiten=self.whiten, dim=self.dim)
+
     # ------------------------------------------------------------------ resolution
     @property
     def is_resolved(self) -> bool:
         """True when the profile's choices and derived seeds are filled in."""
         return (self.retriever is not None and self.restorers is not None
-                and self.retriever_epochs is None and self.restorer_epochs is None)
+                and self.retriever_epochs is None and self.restorer_epochs is None
+                and self.retriever_loss is None)
 
     def resolved(self) -> ExperimentConfig:
         """The configuration with every profile default and derived seed filled in, once.
@@ -376,7 +416,12 @@ class ExperimentConfig:
         changes: dict[str, Any] = {"seed": stream_seed(self.seed, "retriever")}
         if self.retriever_epochs is not None:
             changes["epochs"] = self.retriever_epochs
-        retriever = dataclasses.replace(retriever, **changes)
+        if self.retriever_loss is not None:
+            changes["loss"] = self.retriever_loss
+        try:
+            retriever = dataclasses.replace(retriever, **changes)
+        except ValueError as exc:  # e.g. a margin the chosen loss does not take
+            raise ConfigError(f"[retriever]: {exc}") from exc
         restorers = dict(self.restorers or {})
         for name in recipe_names():
             restorers.setdefault(name, restorer_preset(
@@ -395,7 +440,7 @@ class ExperimentConfig:
             restorers[name] = dataclasses.replace(section, **section_changes)
         image_size = self.image_size or PROFILE_IMAGE_SIZE[self.profile]
         return self.replace(image_size=image_size, retriever=retriever, restorers=restorers,
-                            retriever_epochs=None, restorer_epochs=None)
+                            retriever_epochs=None, restorer_epochs=None, retriever_loss=None)
 
     def validate(self) -> ExperimentConfig:
         """Check every name and path against the registries and the file system.
@@ -434,9 +479,10 @@ class ExperimentConfig:
                 if restorer not in restorer_names():
                     raise ConfigError(f"restorer {restorer!r} for {name} is not registered; "
                                       f"available: {', '.join(restorer_names())}")
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone {self.backbone!r}; "
-                              f"available: {', '.join(BACKBONES.names())}")
+        try:
+            check_backbone(self.backbone)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(exc.args[0]) from exc
         check_device(self.device)
         if INDEX_KINDS[self.index].needs_faiss:
             try:
@@ -468,6 +514,11 @@ class ExperimentConfig:
         if self.weights is not None and not self.weights.is_file():
             raise ConfigError(f"weights file {self.weights} does not exist; pass the path of a "
                               "local torchvision checkpoint or leave --weights out")
+        if self.query_folder is not None and not self.query_folder.is_dir():
+            raise ConfigError(f"query folder {self.query_folder} is not a directory; pass a "
+                              "folder with one sub-folder of photos per gallery class")
+        if self.query_folder is not None and self.queries_dir is not None:
+            raise ConfigError("--query-folder and --queries both replace the queries; pass one")
         if self.queries_dir is not None:  # exists, manifests readable, checksums match
             if self.degrade_side != "query":
                 raise ConfigError(f"--queries holds degraded queries only; it cannot be used "

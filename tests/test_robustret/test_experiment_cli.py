@@ -236,8 +236,11 @@ def test_help_names_what_auto_and_study_run(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
+    from robustret.experiment.policy import AUTO
+
+    assert f"auto (default; {AUTO} for every degradation" in text
     for family, rule in POLICY.items():
-        assert f"{rule.learned} for {family}" in text.split("study (")[0]
+        assert f"{rule.learned} for {family}" in text.split("oracle (")[1].split("study (")[0]
         assert f"{rule.network} for {family}" in text.split("study (")[1]
 
 
