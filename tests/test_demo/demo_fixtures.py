@@ -1,10 +1,14 @@
 """What the demo tests share: a tiny service (12 gallery, 6 query images of 3 classes, an
-untrained resnet18) and an RGB PNG. A plain module: a conftest.py here would shadow
-tests/conftest.py."""
+untrained resnet18), an RGB PNG, and a tiny finished run with a trained restorer. A plain
+module: a conftest.py here would shadow tests/conftest.py."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,6 +16,28 @@ import torch
 
 from robustret.demo.service import DemoService
 from robustret.models import build_retriever
+
+#: the tiny run's settings: one epoch of a width-4 blind autoencoder on 64 images, so that the
+#: page has a restorer the run trained and can restore an upload as it is with it
+RUN_CONFIG = """
+degradations = ["gaussian_noise"]
+severities = [3]
+restore = "blind"
+image_size = 32
+retriever_epochs = 1
+restorer_epochs = 1
+backbone = "resnet18"
+seed = 0
+ks = [1]
+measures = ["topk"]
+tensorboard = false
+
+[restorers.blind]
+samples_per_epoch = 64
+batch_size = 16
+val_images = 8
+model_options = {skips = true, widths = [4, 4, 4, 4, 4]}
+"""
 
 CLASSES = ["disc", "bar", "ring"]
 
@@ -42,3 +68,24 @@ def make_png() -> bytes:
     ok, buffer = cv2.imencode(".png", image)
     assert ok
     return buffer.tobytes()
+
+
+@lru_cache(maxsize=1)
+def make_run() -> Path:
+    """A finished run (``results.json``, ``config.json``) of :data:`RUN_CONFIG` on a class
+    folder of 3 x 10 images, its models cached beside it; removed when the tests end. It
+    trains the retriever and the blind restorer for one epoch each (seconds)."""
+    from robustret.cli.experiment import main
+
+    root = Path(tempfile.mkdtemp(prefix="robustret-demo-run-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    images, labels = _images(30, 3)
+    for i, (image, label) in enumerate(zip(images, labels.tolist())):
+        folder = root / "data" / CLASSES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i:02d}.png"), (image[0].numpy() * 255).astype(np.uint8))
+    (root / "run.toml").write_text(RUN_CONFIG)
+    out = root / "run"
+    assert main(["--config", str(root / "run.toml"), "--dataset", f"folder:{root / 'data'}",
+                 "--out", str(out), "--cache-dir", str(root / "models"), "-q"]) == 0
+    return out

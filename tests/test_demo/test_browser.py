@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from demo_fixtures import make_png, make_service
+from demo_fixtures import make_png, make_run, make_service
 
 from robustret.demo.app import bind, create_app, make_server
 from robustret.demo.service import DemoService
@@ -46,6 +46,18 @@ def png_bytes() -> bytes:
 
 @pytest.fixture(scope="module")
 def server_url(service: DemoService) -> Iterator[str]:
+    yield from _serve(service)
+
+
+@pytest.fixture(scope="module")
+def run_url() -> Iterator[str]:
+    """The page of a tiny finished run that trained a blind restorer (``make_run``)."""
+    from robustret.demo.run import load_run
+
+    yield from _serve(load_run(make_run(), "cpu"))
+
+
+def _serve(service: DemoService) -> Iterator[str]:
     sock = bind("127.0.0.1", 0)
     server = make_server(create_app(service))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -116,3 +128,32 @@ def test_bad_input_is_shown_on_the_page(server_url: str, browser: webdriver.Chro
     box.send_keys("1")
     browser.find_element(By.ID, "severity").click()
     wait.until(lambda d: not d.find_element(By.ID, "error").is_displayed() and _ready(d))
+
+
+def test_an_upload_is_restored_by_the_run_s_learned_restorer(run_url: str,
+                                                           browser: webdriver.Chrome,
+                                                           png_bytes: bytes,
+                                                           tmp_path: Path) -> None:
+    image = tmp_path / "photo.png"
+    image.write_bytes(png_bytes)
+    browser.get(run_url)
+    wait = WebDriverWait(browser, 60)
+    wait.until(_ready)
+    restorer = Select(browser.find_element(By.ID, "restorer"))
+    labels = [option.text for option in restorer.options]
+    assert "blind (blur+noise+resolution, blind)" in labels and "wiener (oracle)" in labels
+    browser.execute_script("document.getElementById('results').dataset.state = 'stale';")
+    browser.find_element(By.ID, "image").send_keys(str(image))
+    wait.until(lambda d: _ready(d) and "uploaded" in d.find_element(By.ID, "summary").text)
+    # an upload is searched as it is: no drawn parameters, so no oracle restorer
+    assert Select(browser.find_element(By.ID, "degradation")).first_selected_option.text == "none"
+    oracle = [o for o in restorer.options if o.text == "wiener (oracle)"][0]
+    assert not oracle.is_enabled()
+    browser.execute_script("document.getElementById('results').dataset.state = 'stale';")
+    restorer.select_by_visible_text("blind (blur+noise+resolution, blind)")
+    wait.until(_ready)
+    title = browser.find_element(By.CSS_SELECTOR, '.row[data-row="restored"] h2').text
+    assert title == "restored by blind (blur+noise+resolution, blind)"
+    cells = browser.find_elements(By.CSS_SELECTOR, '.row[data-row="restored"] .match')
+    assert cells and all("unknown" in cell.get_attribute("class").split() for cell in cells)
+    assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None

@@ -15,6 +15,30 @@ function fill(select, names) {
   }
 }
 
+// the restorers by their labels, e.g. "hybrid (noise, oracle)"; the value is the form's name
+function fillRestorers(select, choices) {
+  for (const choice of choices) {
+    const option = document.createElement("option");
+    option.value = choice.name;
+    option.textContent = choice.label;
+    option.dataset.knowledge = choice.knowledge === null ? "" : choice.knowledge;
+    select.appendChild(option);
+  }
+}
+
+// degradation none (the query as it is) draws nothing: no severity, and no oracle restorer,
+// which reads the drawn parameters (the server refuses one in a sentence as well)
+function followDegradation() {
+  const none = $("degradation").value === "none";
+  $("severity").disabled = none;
+  for (const option of $("restorer").options) {
+    option.disabled = none && option.dataset.knowledge === "oracle";
+    option.title = option.disabled ? "reads each image's drawn parameters; none are drawn here"
+      : "";
+  }
+  if ($("restorer").selectedOptions[0]?.disabled) $("restorer").value = "identity";
+}
+
 function showError(message) {
   const box = $("error");
   box.textContent = message;
@@ -53,7 +77,8 @@ function drawRow(name, answer) {
   row.className = "row";
   row.dataset.row = name;
   const title = document.createElement("h2");
-  title.textContent = name;
+  title.textContent = name === "restored" && answer.restorer
+    ? `restored by ${answer.restorer.label}` : name;
   const stats = document.createElement("p");
   stats.className = "stats";
   const psnr = name === "original" ? "reference" : `${format(answer.psnr[name], 2)} dB`;
@@ -120,7 +145,7 @@ async function start() {
   const response = await fetch("/api/options");
   options = await response.json();
   fill($("degradation"), options.degradations);
-  fill($("restorer"), options.restorers);
+  fillRestorers($("restorer"), options.restorer_choices);
   fill($("metric"), options.metrics);
   fill($("class_name"), options.class_names);
   if (options.degradations.includes("noise")) $("degradation").value = "noise";
@@ -132,6 +157,7 @@ async function start() {
     const control = $(name);
     if (control && control.type !== "file") control.value = value;
   }
+  followDegradation();
   $("summary").textContent = `${options.gallery} gallery images, ${options.queries} queries, `
     + `${options.class_names.length} classes, ${options.image_size} px`;
   $("random").addEventListener("click", () => {
@@ -140,9 +166,13 @@ async function start() {
     search();
   });
   $("image").addEventListener("change", () => {
-    // the form's change listener (below) runs the search after this one
+    // the form's change listener (below) runs the search after this one; an upload is
+    // searched as it is (a real photo) until another degradation is chosen
     document.querySelector("input[name=source][value=upload]").checked = true;
+    $("degradation").value = options.upload_degradation;
+    followDegradation();
   });
+  $("degradation").addEventListener("change", followDegradation);
   $("controls").addEventListener("change", search);
   $("controls").addEventListener("submit", (event) => { event.preventDefault(); search(); });
   search();
