@@ -9,6 +9,18 @@ constant, the clamp at 0 and the square root are applied to the ``k`` results on
 Memory: one ``(chunk_size, G)`` float buffer (24,300 gallery items x 1024 queries = 100 MB)
 whatever the number of queries, plus the ``(Q, k)`` outputs.
 
+Top-k by block pruning (when the gallery is large against k): the ``G`` columns of a score row
+are cut into ``W = G // R`` interleaved blocks of ``R = 32`` columns (block ``w`` holds columns
+``w, w + W, w + 2W, ...``; the last ``G - R W`` columns are a tail that is always kept). One
+reduction over the block axis gives each block's best score ``b_w``; the candidates are the
+columns of the ``k + 1`` blocks with the best ``b_w`` (the worst of those is ``T``) plus the
+tail. Every score strictly better than ``T`` lies in a block whose best beats ``T``, a chosen
+one, so it is a candidate; and the candidates hold at least ``k + 1`` scores as good as ``T``
+(one per chosen block). Hence when the candidates' ``k``-th and ``(k + 1)``-th scores differ,
+their ``k`` best are strictly better than ``T`` and are the row's ``k`` best, every tied copy
+included; when they are equal, the row takes the tie-across-the-cut path below. The results
+are those of a plain ``topk`` over the whole row, bit for bit, from ``(k + 1) R`` candidates.
+
 Ties (bit-equal ranking scores) go to the lower gallery index, deterministically:
 ``topk`` is asked for ``k + 1`` candidates; the ``k`` kept are re-ordered by (score, index)
 (sort by index, then a stable sort by score, which cannot reorder distinct scores); a row whose
@@ -109,6 +121,40 @@ def _topk_rows(scores: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor
     return values, indices
 
 
+#: columns per interleaved block of the pruned top-k (see the module docstring)
+_PRUNE_BLOCK = 32
+
+
+def _prunes(size: int, k: int) -> bool:
+    """Whether the pruned top-k pays: at least four times fewer candidates than columns."""
+    return 4 * (k + 1) * _PRUNE_BLOCK <= size
+
+
+def _topk_pruned(scores: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor]:
+    """:func:`_topk_rows` of ``scores`` (n, G), computed on ``(k + 1) * 32`` candidate columns
+    per row chosen by interleaved-block bests (module docstring); needs ``_prunes(G, k)``."""
+    n, size = scores.shape
+    width = size // _PRUNE_BLOCK
+    main = scores[:, : _PRUNE_BLOCK * width].view(n, _PRUNE_BLOCK, width)
+    bests = main.amax(dim=1) if descending else main.amin(dim=1)  # (n, W): each block's best
+    blocks = torch.topk(bests, k + 1, dim=1, largest=descending, sorted=False).indices
+    offsets = torch.arange(0, _PRUNE_BLOCK * width, width, device=scores.device)  # (R,)
+    columns = (blocks[:, :, None] + offsets).reshape(n, -1)  # (n, (k + 1) R)
+    if _PRUNE_BLOCK * width < size:  # the tail columns are candidates of every row
+        tail = torch.arange(_PRUNE_BLOCK * width, size, device=scores.device)
+        columns = torch.cat([columns, tail.expand(n, -1)], dim=1)
+    values, picked = torch.topk(scores.gather(1, columns), k + 1, dim=1, largest=descending,
+                                sorted=True)
+    indices = columns.gather(1, picked)
+    redo = values[:, k - 1] == values[:, k]  # (n,)
+    values, indices = order_ties(values[:, :k], indices[:, :k], descending)
+    if bool(redo.any()):  # a tie across the cut: the whole row, stably sorted
+        rows = redo.nonzero().squeeze(1)
+        full_values, full_indices = scores[rows].sort(dim=1, descending=descending, stable=True)
+        values[rows], indices[rows] = full_values[:, :k], full_indices[:, :k]
+    return values, indices
+
+
 def _search_torch(
     queries: Tensor, prepared: _Prepared, k: int, chunk_size: int
 ) -> tuple[Tensor, Tensor]:
@@ -140,7 +186,8 @@ def _search_torch(
         else:
             torch.addmm(prepared.bias, q, gallery.T, alpha=-2.0, out=block)
         # cosine: block = q.g; l2: block = ||g||^2 - 2 q.g, the squared distance minus ||q||^2.
-        values, indices = _topk_rows(block, k, descending)
+        select = _topk_pruned if _prunes(size, k) else _topk_rows
+        values, indices = select(block, k, descending)
         if metric.name == "l2":
             values = values.add_(q.pow(2).sum(dim=1, keepdim=True)).clamp_(min=0.0).sqrt_()
         scores_out[start:start + n] = values

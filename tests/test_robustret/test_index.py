@@ -129,3 +129,34 @@ def test_every_backend_leaves_its_inputs_alone_and_agrees_with_exact_search(back
         assert torch.equal(gallery, gallery_before) and torch.equal(queries, queries_before)
         agree = (found[1] == exact[1]).float().mean().item()
         assert agree >= (1.0 if backend == "faiss" else 0.9), (metric, agree)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("size", [1600, 1613])  # 1613: 13 tail columns outside the blocks
+def test_pruned_topk_is_the_plain_topk_bit_for_bit(descending, size) -> None:
+    """The block-pruned top-k equals the plain one, ties included: integer scores from a small
+    range tie everywhere (within the k, across the cut, among block bests); float rows don't."""
+    from robustret.retrieval.index import _prunes, _topk_pruned, _topk_rows
+
+    generator = torch.Generator().manual_seed(size)
+    tied = torch.randint(0, 40, (64, size), generator=generator).float()
+    smooth = torch.randn(64, size, generator=generator)
+    for scores in (tied, smooth):
+        for k in (1, 5, 10):
+            assert _prunes(size, k)
+            plain = _topk_rows(scores, k, descending)
+            pruned = _topk_pruned(scores, k, descending)
+            assert torch.equal(pruned[1], plain[1]) and torch.equal(pruned[0], plain[0])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_search_of_a_large_gallery_equals_brute_force(metric) -> None:
+    generator = torch.Generator().manual_seed(3)
+    g = torch.randn(3000, 8, generator=generator)  # large enough for the pruned top-k
+    q = torch.randn(20, 8, generator=generator)
+    g[2000] = g[100]  # a duplicated row: both tie for the query below
+    q[0] = g[100]
+    scores, idx = search(q, g, 10, metric)
+    ref_scores, ref_idx = _brute(q, g, 10, metric)
+    assert torch.equal(idx, ref_idx) and idx[0, :2].tolist() == [100, 2000]
+    assert torch.allclose(scores.double(), ref_scores, atol=1e-4)
