@@ -57,6 +57,7 @@ from robustret.evaluation.results import Condition, ResultRow
 from robustret.experiment.cluster import submitit_executor
 from robustret.experiment.conditions import ConditionLoop, gallery_index, load_data
 from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.descriptors import whitened
 from robustret.experiment.trained import (
     data_content_key,
     gallery_embeddings,
@@ -257,6 +258,7 @@ def _worker_loop(spec: WorkerSpec) -> ConditionLoop:
     if config.robust_train:  # as the parent's run: the fine-tuned retriever, from the cache
         retriever = robust_retriever(config, data, retriever, device, spec.models_dir, None)
     embeddings, gallery_key = gallery_embeddings(retriever, data.gallery.images, device)
+    retriever, embeddings, gallery_key = whitened(config, retriever, embeddings, gallery_key)
     found = (data_key, retriever.content_key, gallery_key)
     if found != (spec.data_key, spec.retriever_key, spec.gallery_key):
         raise RuntimeError(f"the worker rebuilt another run than the parent's (data, retriever, "

@@ -36,7 +36,7 @@ from robustret.experiment.policy import (
 )
 from robustret.models import build_retriever
 from robustret.retrieval import load_embeddings, write_embeddings
-from robustret.train.classifier import train_retriever
+from robustret.train.classifier import settings_key, train_retriever
 from robustret.train.restorer import train_restorer
 from robustret.train.restorer_batches import (
     DegradeFn,
@@ -141,20 +141,37 @@ class TrainedModel:
     content_key: str
 
 
+def retriever_key(config, data_key: str) -> str:
+    """The cache key of the retriever a resolved ``config`` trains on data ``data_key``: the
+    backbone, weights file, training settings (the metric-learning ones when not at their
+    defaults), train degradations, code, the pooling when not ``avg``, the world size when
+    above 1. At the defaults it has the parts of earlier releases."""
+    weights_file = file_digest(config.weights)[:16] if config.weights is not None else None
+    code = source_hash(*RETRIEVER_CODE, *(("degradations",) if config.train_degrade else ()))
+    return fingerprint("retriever", data_key, config.backbone, weights_file,
+                       settings_key(config.retriever), list(config.train_degrade), code,
+                       *config.descriptor.pooling_key, *_world_salt())
+
+
 def trained_retriever(config, data: RetrievalData, data_key: str, device: torch.device,
                       models_dir: Path, logger: RunLogger | None) -> TrainedModel:
     """Train the retriever of a resolved ``config``, or resume/reuse it from the cache."""
-    weights_file = file_digest(config.weights)[:16] if config.weights is not None else None
-    code = source_hash(*RETRIEVER_CODE, *(("degradations",) if config.train_degrade else ()))
-    key = fingerprint("retriever", data_key, config.backbone, weights_file,
-                      dataclasses.asdict(config.retriever), list(config.train_degrade), code,
-                      *_world_salt())
+    descriptor = config.descriptor
+    key = retriever_key(config, data_key)
     try:
         model = build_retriever(config.backbone, num_classes=len(data.class_names),
-                                in_channels=data.gallery.images.shape[1], weights=config.weights)
-    except ValueError as exc:  # the user's --weights file: unreadable, or keys that do not fit
-        raise ConfigError(f"--weights: {exc}; pass a torchvision state_dict (.pth) of "
+                                in_channels=data.gallery.images.shape[1], weights=config.weights,
+                                pooling=descriptor.pooling, gem_p=descriptor.gem_p,
+                                gem_learn=descriptor.gem_learn)
+    except ValueError as exc:  # --weights that do not fit, or GeM without a feature map
+        if config.weights is None:
+            raise ConfigError(f"--backbone {config.backbone}: {exc}") from exc
+        raise ConfigError(f"--weights: {exc}; pass a state_dict (.pth) of "
                           f"{config.backbone} or leave --weights out") from exc
+    if descriptor.dim is not None and descriptor.dim > model.embedding_dim:
+        raise ConfigError(f"--dim {descriptor.dim} exceeds the {model.embedding_dim}-d "
+                          f"embeddings of {config.backbone}; pass --dim <= "
+                          f"{model.embedding_dim} (PCA can only reduce)")
     model = model.to(device)
     train_degrade = None
     if config.train_degrade:
