@@ -194,12 +194,12 @@ class RestorerMenu:
                             f"({', '.join(reads)}) and an image searched as it is (degradation "
                             f"none) has none; pick an estimated or blind restorer")
         if degradation != NONE:
-            missing = [p for p in choice.model.required_params()
-                       if p not in degradations.drawn_params(degradation)]
+            drawn = degradations.drawn_params(degradation)
+            missing = [p for p in choice.model.required_params() if p not in drawn]
             if missing:
                 raise DemoError(f"{choice.label} needs each image's {', '.join(missing)}, which "
-                                f"{degradation} does not draw; pick a restorer of the "
-                                f"{degradations.family(degradation)} family or a blind one")
+                                f"{degradation} does not draw; pick a restorer that needs only "
+                                f"what it draws ({', '.join(drawn)}) or nothing")
         return choice
 
     def _auto(self, degradation: str) -> Choice:

@@ -386,8 +386,12 @@ class DemoService:
                     original, request.degradation, request.severity,
                     seed=degradation_seed(self.seed, request.severity),
                     indices=torch.tensor([request.query_index or 0]), return_params=True)
-            restored = restoration.restore_batches(choice.model, degraded, params,
-                                                   batch_size=1, device=self.device)
+            try:
+                restored = restoration.restore_batches(choice.model, degraded, params,
+                                                       batch_size=1, device=self.device)
+            except ValueError as exc:  # drawn values it cannot read (a noise hybrid's kind
+                # on a wild image that is not noisy): the restorer's contract, said as it is
+                raise DemoError(f"{choice.label} cannot restore this query: {exc}", 422) from exc
             images = torch.cat([original, degraded.cpu(), restored.cpu()]).clamp(0, 1)
             embeddings = extract_embeddings(self.retriever, images, device=self.device,
                                             progress=False)

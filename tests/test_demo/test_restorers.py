@@ -9,12 +9,14 @@ import pytest
 import torch
 from demo_fixtures import make_png, make_service
 
+import degradations
 import restoration
 from robustret.core.checks import ConfigError
 from robustret.core.checksums import checksum_path, file_digest
 from robustret.demo.errors import DemoError
 from robustret.demo.restorers import NONE, RestorerMenu, load_trained, untrained_choices
 from robustret.demo.service import DemoService
+from robustret.evaluation.pipeline import degradation_seed
 from robustret.experiment.served import ServedRestorer
 
 CPU = torch.device("cpu")
@@ -75,7 +77,9 @@ def test_an_oracle_cannot_restore_an_image_as_it_is(oracle: ServedRestorer,
                                         r"parameters \(severity, kind\) and an image searched "
                                         "as it is"):
         menu.pick("hybrid:noise", NONE)
-    with pytest.raises(DemoError, match="needs each image's kind, which motion_blur does not"):
+    with pytest.raises(DemoError, match="needs each image's kind, which motion_blur does not "
+                                        "draw; pick a restorer that needs only what it draws "
+                                        r"\(a, b, severity\) or nothing"):
         menu.pick("hybrid:noise", "motion_blur")
     assert menu.pick("hybrid:noise", "speckle").name == "hybrid:noise"
     assert menu.pick("blind:mixture", NONE).name == "blind:mixture"
@@ -144,3 +148,27 @@ def test_the_untrained_choices_say_what_they_know() -> None:
     knowledge = {choice.name: choice.knowledge for choice in untrained_choices(CPU)}
     assert knowledge["identity"] == "blind" and knowledge["bicubic"] == "oracle"
     assert set(knowledge) == {"identity", *restoration.classical()}
+
+
+def test_drawn_values_a_restorer_cannot_read_are_a_422(oracle: ServedRestorer) -> None:
+    """The wild set draws a noise kind for every image (-1 where it is not noisy): a noise
+    hybrid can be picked for it, but not restore a wild image that is not noisy."""
+    base = make_service()
+    service = DemoService(base.retriever, base.gallery_images, base.gallery_labels,
+                          base.query_images, base.query_labels, base.class_names,
+                          restorers=_menu(oracle))
+    kinds = [degradations.apply_indexed(base.query_images[i:i + 1], "wild", 5,
+                                        seed=degradation_seed(0, 5), indices=torch.tensor([i]),
+                                        return_params=True)[1]["kind"].item()
+             for i in range(len(base.query_labels))]
+    assert -1 in kinds and any(kind >= 0 for kind in kinds)
+    for index, kind in enumerate(kinds):
+        request = service.parse({"query_index": str(index), "degradation": "wild",
+                                 "severity": "5", "restorer": "hybrid:noise"})
+        if kind >= 0:
+            assert service.search(request).restorer.name == "hybrid:noise"
+            continue
+        with pytest.raises(DemoError, match=r"hybrid \(noise, oracle\) cannot restore this "
+                                            r"query: params\['kind'\] must hold") as caught:
+            service.search(request)
+        assert caught.value.status == 422
