@@ -286,8 +286,9 @@ def client() -> TestClient:
 _FIELD_NAMES = ["query_index", "class_name", "degradation", "severity", "restorer", "metric",
                 "k", "x", "y", "w", "h"]
 _FIELD_VALUES = st.sampled_from(["0", "1", "5", "-1", "3", "10", "99", "1e9", "nan", "l2",
-                                 "cosine", "identity", "median", "wiener", "gaussian_noise",
-                                 "motion_blur", "lowres", "disc", "ring", ""]) | _text()
+                                 "cosine", "identity", "median", "wiener", "estimated",
+                                 "oracle_route", "gaussian_noise", "motion_blur", "lowres",
+                                 "none", "wild", "disc", "ring", ""]) | _text()
 
 
 @st.composite
@@ -323,8 +324,10 @@ def _image_file(draw: st.DrawFn) -> tuple[bytes, bool]:
 def _form(draw: st.DrawFn, with_image: bool) -> dict[str, str]:
     """A valid search form (an index query, or settings for an upload), then up to three
     fields replaced by drawn values, removed, or added."""
-    form = {"degradation": draw(st.sampled_from(["gaussian_noise", "motion_blur", "lowres"])),
-            "severity": "3", "restorer": draw(st.sampled_from(["identity", "median"])),
+    form = {"degradation": draw(st.sampled_from(["gaussian_noise", "motion_blur", "lowres",
+                                                 "none", "wild"])),
+            "severity": "3",
+            "restorer": draw(st.sampled_from(["identity", "median", "estimated", "wiener"])),
             "metric": "l2", "k": "5"}
     if not with_image:
         form["query_index"] = draw(st.sampled_from(["0", "5"]))
