@@ -20,7 +20,7 @@ severity) conditions:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,17 +107,26 @@ def _percent(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:.2f}"
 
 
-def _columns(rows: Sequence[LandmarkRow]) -> list[tuple[str, Any]]:
-    """(title, row -> value) of the numeric columns, for the rows' protocol."""
+@dataclass(frozen=True)
+class _Column:
+    """A numeric column of the table: its title, the setup it reads, and the value it shows."""
+
+    title: str
+    setup: Setup
+    value: Callable[[LandmarkRow], float]
+
+
+def _columns(rows: Sequence[LandmarkRow]) -> list[_Column]:
+    """The numeric columns of the rows' protocol (see the module)."""
     setups = list(dict.fromkeys(r.setup for r in rows))
     if setups == [Setup.CLASSIC]:
-        return [("mAP", lambda r: r.map), ("mAP plain", lambda r: r.map_plain),
-                ("mAP 11-pt", lambda r: r.map_11)]
+        return [_Column("mAP", Setup.CLASSIC, lambda r: r.map),
+                _Column("mAP plain", Setup.CLASSIC, lambda r: r.map_plain),
+                _Column("mAP 11-pt", Setup.CLASSIC, lambda r: r.map_11)]
     ks = sorted({k for r in rows for k in r.precision})
-    columns: list[tuple[str, Any]] = [(f"mAP {s.title}", (s, lambda r: r.map)) for s in setups]
-    columns += [(f"mP@{k} {s.title}", (s, lambda r, k=k: r.precision[k]))
-                for k in ks for s in setups]
-    return columns
+    return [_Column(f"mAP {s.title}", s, lambda r: r.map) for s in setups] + [
+        _Column(f"mP@{k} {s.title}", s, lambda r, k=k: r.precision[k])
+        for k in ks for s in setups]
 
 
 def table_lines(rows: Sequence[LandmarkRow], *, markdown: bool = True) -> list[str]:
@@ -126,21 +135,16 @@ def table_lines(rows: Sequence[LandmarkRow], *, markdown: bool = True) -> list[s
     by_condition: dict[Condition, dict[Setup, LandmarkRow]] = {}
     for row in rows:
         by_condition.setdefault(row.condition, {})[row.setup] = row
-    header = ["query", "degradation", "severity", "restorer"] + [title for title, _ in columns]
+    header = ["query", "degradation", "severity", "restorer"] + [c.title for c in columns]
     body = []
     for condition in sorted(by_condition, key=Condition.sort_key):
         setups = by_condition[condition]
-        first = next(iter(setups.values()))
+        knowledge = next(iter(setups.values())).knowledge
         restorer = condition.restorer or "-"
-        if first.knowledge is not None:
-            restorer = f"{restorer} ({first.knowledge})"
-        cells = []
-        for _, pick in columns:
-            if isinstance(pick, tuple):
-                setup, value = pick
-                cells.append(_percent(value(setups[setup])) if setup in setups else "")
-            else:
-                cells.append(_percent(pick(first)))
+        if knowledge is not None:
+            restorer = f"{restorer} ({knowledge})"
+        cells = [_percent(c.value(setups[c.setup])) if c.setup in setups else ""
+                 for c in columns]
         body.append([condition.query, condition.degradation or "-",
                      "-" if condition.severity is None else str(condition.severity), restorer,
                      *cells])

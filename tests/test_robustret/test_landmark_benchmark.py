@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import restoration
 from robustret.cli.experiment import main as experiment_main
 from robustret.cli.landmarks import main as landmarks_main
 from robustret.data.landmark_fixture import write_landmark_fixture
@@ -115,14 +116,36 @@ def test_revisited_clean_map_equals_the_hand_computed_value(tmp_path: Path) -> N
 def test_classic_clean_map_equals_the_hand_computed_value(tmp_path: Path) -> None:
     root = classic_fixture(tmp_path / "bench")
     config = LandmarkConfig(f"oxford5k:{root}", out_dir=tmp_path / "out",
-                            degradations=("motion_blur",), severities=(2, 4), restore=("none",),
-                            image_size=16, metric="l2")
+                            degradations=("motion_blur",), severities=(2, 4),
+                            restore=("classical",), image_size=16, metric="l2")
     result = run_landmarks(config, embed=mean_colour)
     row = _clean(result, Setup.CLASSIC)
     assert row.map == pytest.approx(1 / 3, abs=1e-9)
     assert row.map_plain == pytest.approx(1 / 2) and row.map_11 == pytest.approx(1 / 2)
-    assert result.table.splitlines()[0].split()[4:] == ["mAP", "mAP", "plain", "mAP", "11-pt"]
-    assert len([r for r in result.rows if r.condition.query == "degraded"]) == 2
+    header, _, clean, *rest = result.table.splitlines()
+    assert header.split()[4:] == ["mAP", "mAP", "plain", "mAP", "11-pt"]
+    assert clean.split()[4:] == ["33.33", "50.00", "50.00"]
+    restored = [r for r in result.rows if r.condition.query == "restored"]
+    assert [(r.condition.severity, r.condition.restorer, r.knowledge) for r in restored] == [
+        (2, "wiener", "oracle"), (4, "wiener", "oracle")]
+    assert sum("wiener (oracle)" in line for line in rest) == 2
+
+
+def test_a_saved_restorer_is_applied_to_every_degradation(tmp_path: Path) -> None:
+    root = revisited_fixture(tmp_path / "bench")
+    tiny = restoration.build("dae", channels=3, widths=(4, 4, 4, 4, 4))
+    path = restoration.save(tiny, tmp_path / "tiny-dae.pt")
+    config = LandmarkConfig(f"roxford5k:{root}", out_dir=tmp_path / "out",
+                            degradations=("noise", "lowres"), restore=("none",),
+                            restorer_files=(path,), image_size=32, metric="l2")
+    result = run_landmarks(config, embed=mean_colour)
+    restored = {(r.condition.degradation, r.condition.restorer, r.knowledge)
+                for r in result.rows if r.condition.query == "restored"}
+    assert restored == {("noise", "tiny-dae", "blind"), ("lowres", "tiny-dae", "blind")}
+    with pytest.raises(ValueError, match="restorer file"):
+        LandmarkConfig(f"roxford5k:{root}", restorer_files=(tmp_path / "none.pt",))
+    with pytest.raises(ValueError, match="--restorer-file"):
+        LandmarkConfig(f"roxford5k:{root}", restore=("dae",))
 
 
 def test_exported_sets_rescore_to_the_same_rows(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,6 @@ class LandmarkConfig:
     queries_dir: Path | None = None
     device: str = "cpu"
     batch_size: int = 32
-    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -150,7 +149,7 @@ class LandmarkConfig:
         """The resolved settings, JSON-ready."""
         return {name: (str(value) if isinstance(value, Path) else
                        [str(v) for v in value] if name == "restorer_files" else value)
-                for name, value in self.__dict__.items() if name != "notes"}
+                for name, value in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -250,10 +249,9 @@ def run_landmarks(config: LandmarkConfig, *, embed: Embed | None = None) -> Land
     device = resolve_device(config.device)
     bench, queries = read_benchmark(config)
     log.info("%s", bench.describe())
-    notes = tuple(config.notes)
+    notes: tuple[str, ...] = ()
     if embed is None:
-        embed, built_notes = build_embed(config, device)
-        notes += built_notes
+        embed, notes = build_embed(config, device)
     gallery = torch.cat([embed(batch) for batch in iter_image_batches(
         bench.gallery_files, config.image_size, config.channels, config.batch_size)])
     index = GalleryIndex(gallery, torch.zeros(len(gallery), dtype=torch.int64), config.metric)
