@@ -125,12 +125,6 @@ class LandmarkBenchmark:
     queries: tuple[LandmarkQuery, ...]
     distractors: int = 0
 
-    @property
-    def name(self) -> str:
-        """``FORMAT:ROOT`` (plus ``+R`` and the distractor count)."""
-        extra = f"+{self.distractors} distractors" if self.distractors else ""
-        return f"{self.format.value}:{self.root}{extra}"
-
     def describe(self) -> str:
         """One line: format, gallery size, queries."""
         return (f"{self.format.value}: {len(self.gallery_files)} gallery images "

@@ -23,7 +23,8 @@ counted (:attr:`RelevanceScores.empty`), as revisitop's ``compute_map`` does.
 The setups: classic Oxford / Paris (:func:`classic_relevance`: positives = good + ok, junk =
 junk) and the revisited protocol's Easy, Medium and Hard (:func:`revisited_relevance`:
 Easy = easy with junk + hard ignored, Medium = easy + hard with junk ignored, Hard = hard with
-junk + easy ignored).
+junk + easy ignored). :func:`label_relevance` turns class labels into the same form (the
+class's gallery items positive, no junk), so a class-labelled set can be scored alike.
 """
 
 from __future__ import annotations
@@ -120,6 +121,22 @@ def revisited_relevance(easy: Sequence[int], hard: Sequence[int],
         Setup.MEDIUM: QueryRelevance.of([*easy, *hard], junk),
         Setup.HARD: QueryRelevance.of(hard, [*junk, *easy]),
     })
+
+
+def label_relevance(query_labels: Tensor, gallery_labels: Tensor) -> list[QueryRelevance]:
+    """Class labels as per-query relevance: every gallery item of the query's class is a
+    positive, nothing is junk (the convention of :mod:`robustret.retrieval.metrics`).
+
+    Args:
+        query_labels: (Q,) int64.
+        gallery_labels: (N,) int64.
+    Returns:
+        Q :class:`QueryRelevance`.
+    """
+    gallery_labels = gallery_labels.cpu()
+    empty = torch.zeros(0, dtype=torch.int64)
+    return [QueryRelevance((gallery_labels == int(label)).nonzero().flatten(), empty)
+            for label in query_labels.cpu()]
 
 
 def positive_ranks(ranking: Tensor, relevance: QueryRelevance) -> Tensor:

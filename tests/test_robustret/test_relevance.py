@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
+from robustret.retrieval.metrics import average_precisions
 from robustret.retrieval.relevance import (
     QueryRelevance,
     Setup,
     classic_relevance,
     interpolated_ap_11,
+    label_relevance,
     plain_ap,
     positive_ranks,
     precision_at_k,
@@ -145,3 +147,17 @@ def test_bad_input_is_refused() -> None:
         score_rankings(torch.tensor([[0, 1]]), [QueryRelevance.of([2])])
     with pytest.raises(ValueError, match=r"\(Q, N\)"):
         score_rankings(torch.tensor([0, 1]), [QUERY])
+
+
+def test_class_labels_give_the_label_measures_plain_ap() -> None:
+    """With positives = the query's class and no junk, the plain AP is metrics' class-label AP."""
+    generator = torch.Generator().manual_seed(3)
+    gallery_labels = torch.randint(0, 4, (20,), generator=generator)
+    query_labels = torch.tensor([0, 1, 2, 3, 1])
+    rankings = torch.stack([torch.randperm(20, generator=generator) for _ in range(5)])
+    relevance = label_relevance(query_labels, gallery_labels)
+    scores = score_rankings(rankings, relevance)
+    counts = torch.bincount(gallery_labels, minlength=4)
+    expected = average_precisions(gallery_labels[rankings], query_labels, counts)
+    assert torch.allclose(scores.ap_plain, expected.double(), atol=1e-6)
+    assert all(len(r.junk) == 0 for r in relevance)
