@@ -153,9 +153,9 @@ class RestorerMenu:
         Raises:
             ConfigError: a trained restorer's checkpoint is missing or damaged.
         """
-        loaded = [(entry, load_trained(entry, device, channels)) for entry in served]
-        trained = [choice for _, choice in loaded if choice is not None]
-        trained = _unique_labels(trained, {entry.choice: entry.trained_on for entry in served})
+        loaded = [load_trained(entry, device, channels) for entry in served]
+        trained = _unique_labels([choice for choice in loaded if choice is not None],
+                                 {entry.choice: entry.trained_on for entry in served})
         auto = ({degradation: entry.choice for entry in served
                  for degradation in entry.degradations} if restore == AUTO else {})
         return cls(untrained_choices(device), trained, auto)
@@ -165,14 +165,17 @@ class RestorerMenu:
         return [*([AUTO] if self.auto else []), *self.choices]
 
     def to_json(self) -> list[dict[str, Any]]:
-        """The options API's ``restorer_choices``, in page order."""
+        """The options API's ``restorer_choices``, in page order; ``auto``'s knowledge is
+        that of the run's choices where they share one, else None."""
         auto = []
         if self.auto:
-            used = ", ".join(dict.fromkeys(self.choices[name].label
-                                           for name in self.auto.values()))
-            auto = [{"name": AUTO, "label": f"auto (the run's choice: {used})",
-                     "knowledge": None, "trained": True, "families": [], "reads": [],
-                     "served": sorted(self.auto)}]
+            used = [self.choices[name] for name in dict.fromkeys(self.auto.values())]
+            known = {choice.knowledge for choice in used}
+            auto = [{"name": AUTO,
+                     "label": f"auto (the run's choice: {', '.join(c.label for c in used)})",
+                     "knowledge": known.pop() if len(known) == 1 else None,
+                     "trained": any(choice.trained for choice in used), "families": [],
+                     "reads": [], "served": sorted(self.auto)}]
         return [*auto, *(choice.to_json() for choice in self.choices.values())]
 
     def pick(self, name: str, degradation: str) -> Choice:
@@ -203,8 +206,9 @@ class RestorerMenu:
         return choice
 
     def _auto(self, degradation: str) -> Choice:
-        """What the run's ``auto`` used for ``degradation``, or for another of its family;
-        for :data:`NONE`, its one restorer that is no oracle."""
+        """What the run's ``auto`` used for ``degradation``; else its one restorer where it
+        used one for everything, or what it used for another of the family; for :data:`NONE`,
+        its one restorer that is no oracle."""
         if degradation == NONE:
             usable = list(dict.fromkeys(name for name in self.auto.values()
                                         if self.choices[name].knowledge != "oracle"))
@@ -217,6 +221,8 @@ class RestorerMenu:
                             f"{used}, and {why}; pick a restorer")
         if degradation in self.auto:
             return self.choices[self.auto[degradation]]
+        if len(set(self.auto.values())) == 1:  # one restorer for everything the run restored
+            return self.choices[next(iter(self.auto.values()))]
         family = degradations.family(degradation)
         for served, name in self.auto.items():
             if served in degradations.DEGRADATIONS and degradations.family(served) == family:

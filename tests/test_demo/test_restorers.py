@@ -97,8 +97,16 @@ def test_auto_is_what_the_run_used(oracle: ServedRestorer, blind: ServedRestorer
         menu.pick("auto", "lowres")
     with pytest.raises(DemoError, match="auto cannot choose for degradation none.*all read"):
         menu.pick("auto", NONE)
+    (choice,) = [c for c in menu.to_json() if c["name"] == "auto"]
+    assert choice["label"] == "auto (the run's choice: hybrid (noise, oracle), wiener (oracle))"
+    assert choice["knowledge"] == "oracle" and choice["trained"]  # greyed out under none
     with_blind = _menu(oracle, blind, restore="auto")
     assert with_blind.pick("auto", NONE).name == "blind:mixture"
+    assert with_blind.to_json()[0]["knowledge"] is None  # an oracle and a blind one
+    today = _menu(ServedRestorer("estimated", None, ("noise", "wild"), "estimated"),
+                  restore="auto")  # --restore auto: estimate, then restore, for everything
+    assert today.pick("auto", NONE).name == today.pick("auto", "lowres").name == "estimated"
+    assert today.to_json()[0]["knowledge"] == "estimated" and not today.to_json()[0]["trained"]
 
 
 def test_an_upload_as_it_is_is_restored_by_a_trained_restorer(blind: ServedRestorer) -> None:
