@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 import degradations
 from robustret.cli import data as data_cli
 from robustret.cli import experiment as experiment_cli
+from robustret.cli import landmarks as landmarks_cli
 from robustret.cli import restorer_eval as restorer_eval_cli
 from robustret.cli import restorer_train as restorer_train_cli
 from robustret.core.checks import ConfigError
@@ -149,6 +150,7 @@ def _work_stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data_cli, "export_query_set", _reach)
     monkeypatch.setattr(restorer_train_cli, "train_restorer", _reach)
     monkeypatch.setattr(restorer_eval_cli.rdata, "load", _reach)
+    monkeypatch.setattr(landmarks_cli, "run_landmarks", _reach)
 
 
 def _probe(main: Callable[[list[str]], int], argv: Callable[[str], list[str]],
@@ -216,6 +218,19 @@ def test_data_command_flags_end_in_one_line_or_pass_every_check(
     command = data.draw(st.sampled_from(sorted(DATA_COMMANDS)))
     argv = data.draw(_argv(DATA_COMMANDS[command], skip=()))
     _probe(data_cli.main, lambda folder: [command, *argv], monkeypatch, capsys)
+
+
+
+LANDMARKS = landmarks_cli.build_parser()
+
+
+@PROBES
+@given(data=st.data())
+def test_landmarks_command_flags_end_in_one_line_or_pass_every_check(
+        data: st.DataObject, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = data.draw(_argv(LANDMARKS, skip=("--out",)))
+    _probe(landmarks_cli.main, lambda folder: argv, monkeypatch, capsys)
 
 
 # --------------------------------------------------------------------------- config files

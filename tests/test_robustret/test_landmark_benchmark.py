@@ -180,6 +180,38 @@ def test_command_line_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFix
     assert "untrained" in (tmp_path / "out" / "results.md").read_text()
 
 
+def test_a_weights_file_makes_it_a_measurement(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    root = write_landmark_fixture(tmp_path / "fx", "oxford5k", landmarks=2)
+    assert landmarks_main(["--dataset", f"oxford5k:{root}", "--degrade", "lowres",
+                           "--backbone", "resnet18", "--weights", str(weights),
+                           "--image-size", "32", "--device", "cpu", "--out",
+                           str(tmp_path / "out"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "NOTE" not in out and "mAP 11-pt" in out
+    meta = json.loads((tmp_path / "out" / "results.json").read_text())["meta"]
+    assert meta["retriever"] == f"resnet18 from {weights}"
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--backbone", "nope"], "unknown backbone 'nope'"),
+    (["--weights", "WEIGHTS"], "cannot read weights file"),
+    (["--queries", "nowhere"], "query set folder nowhere does not exist"),
+])
+def test_bad_retriever_or_sets_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                            flags: list[str], says: str) -> None:
+    (tmp_path / "bad.pth").write_text("junk")
+    root = write_landmark_fixture(tmp_path / "fx", "roxford5k", landmarks=1)
+    flags = [str(tmp_path / "bad.pth") if f == "WEIGHTS" else f for f in flags]
+    assert landmarks_main(["--dataset", f"roxford5k:{root}", "--out", str(tmp_path / "o"),
+                           "--device", "cpu", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and "Traceback" not in "".join(err)
+
+
 def test_bad_specs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert landmarks_main(["--dataset", f"roxford5k:{tmp_path}/none", "--out",
                            str(tmp_path / "o")]) == 2

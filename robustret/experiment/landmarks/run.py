@@ -50,6 +50,7 @@ from robustret.evaluation.pipeline import (
 from robustret.evaluation.results import Condition
 from robustret.experiment.landmarks.export import export_sets, exported_queries, query_image_set
 from robustret.experiment.policy import restorers_for
+from robustret.experiment.query_sets import set_folders
 from robustret.models.retriever import build_retriever, init_retriever
 from robustret.report.landmarks import summarise, summary_lines, table_lines, write_report
 from robustret.retrieval import GalleryIndex, extract_embeddings
@@ -144,6 +145,8 @@ class LandmarkConfig:
                 raise ConfigError(f"{what} {path} does not exist")
         if self.export and self.queries_dir is not None:
             raise ConfigError("--export writes query sets and --queries reads them; use one")
+        if self.queries_dir is not None:
+            set_folders(self.queries_dir)  # a folder holding sets, or one line saying not
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved settings, JSON-ready."""
@@ -184,8 +187,11 @@ def relevance_by_setup(bench: LandmarkBenchmark) -> dict[Setup, list[QueryReleva
 def build_embed(config: LandmarkConfig, device: torch.device) -> tuple[Embed, tuple[str, ...]]:
     """The retriever's embedding function, and the notes the report must carry."""
     channels = 1 if config.channels == "gray" else 3
-    model = build_retriever(config.backbone, num_classes=1, in_channels=channels,
-                            weights=config.weights)
+    try:  # an unknown backbone, a weights file that does not fit it: the user's input
+        model = build_retriever(config.backbone, num_classes=1, in_channels=channels,
+                                weights=config.weights)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(str(exc.args[0] if exc.args else exc)) from None
     notes: tuple[str, ...] = ()
     if config.weights is None:
         init_retriever(model, make_generator(stream_seed(config.seed, "landmarks/init")))
