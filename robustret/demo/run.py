@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from robustret.core.checks import ConfigError
@@ -14,6 +15,8 @@ from robustret.experiment.runner import load_data
 from robustret.experiment.served import ServedRestorer
 from robustret.experiment.trained import TrainedModel, gallery_embeddings, weights_key
 from robustret.models import load_retriever
+
+log = logging.getLogger(__name__)
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
@@ -35,9 +38,15 @@ def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
             raise ConfigError(f"{run_dir} is not a finished experiment folder: no {name}")
     try:
         config = ExperimentConfig.from_dict(load_config_file(files["config.json"]))
-        resolved = json.loads(files["results.json"].read_text())["resolved"]
+        results = json.loads(files["results.json"].read_text())
+        resolved = results["resolved"]
         checkpoint = Path(resolved["retriever_checkpoint"])
         served = [ServedRestorer.from_json(entry) for entry in resolved.get("restorers", ())]
+        if "restorers" not in resolved and any(row.get("restorer_seen")
+                                               for row in results.get("rows", ())):
+            log.warning("%s records no trained restorers (written before runs recorded them): "
+                        "the page offers the untrained ones only; re-run the experiment's "
+                        "command to record them (its finished conditions are reused)", run_dir)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{run_dir}: cannot read the run's config.json / results.json "
                           f"({exc})") from exc

@@ -146,3 +146,17 @@ def test_a_damaged_restorer_checkpoint_is_refused(run_dir: Path, tmp_path: Path,
     assert "Traceback" not in "\n".join(err)
     assert "restorer checkpoint" in err[-1] and str(checkpoint) in err[-1]
     assert ("is missing" if damage == "deleted" else "cannot be trusted") in err[-1]
+
+
+def test_a_run_written_before_the_record_offers_the_untrained_restorers_and_says_why(
+        run_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "older"
+    out.mkdir()
+    shutil.copy(run_dir / "config.json", out / "config.json")
+    results = json.loads((run_dir / "results.json").read_text())
+    del results["resolved"]["restorers"]
+    (out / "results.json").write_text(json.dumps(results))
+    with caplog.at_level("WARNING", logger="robustret.demo.run"):
+        names = load_run(out, "cpu").restorers.names()
+    assert LEARNED not in names and "estimated" in names
+    assert "records no trained restorers" in caplog.text and "re-run" in caplog.text
