@@ -200,6 +200,7 @@ def test_a_weights_file_makes_it_a_measurement(tmp_path: Path,
     (["--backbone", "nope"], "unknown backbone 'nope'"),
     (["--weights", "WEIGHTS"], "cannot read weights file"),
     (["--queries", "nowhere"], "query set folder nowhere does not exist"),
+    (["--restorer-file", "WEIGHTS"], "bad.pth is corrupt"),
 ])
 def test_bad_retriever_or_sets_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                             flags: list[str], says: str) -> None:

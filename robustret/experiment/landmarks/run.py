@@ -17,7 +17,7 @@ network whose scores are a smoke test only (the report says so in bold).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,18 @@ def _restorers(config: LandmarkConfig, degradation: str,
     return [(name, restoration.build(name)) for name in names] + list(files.items())
 
 
+def load_restorers(paths: Sequence[Path], device: torch.device) -> dict[str, Restorer]:
+    """The saved restorers of ``--restorer-file``, by file stem.
+
+    Raises:
+        ConfigError: a file that holds no restorer, or weights that do not fit it.
+    """
+    try:
+        return {Path(p).stem: restoration.load(p, device) for p in paths}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def read_benchmark(config: LandmarkConfig) -> tuple[LandmarkBenchmark, Tensor]:
     """The benchmark and its cropped, resized queries (Q, C, S, S) in [0, 1].
 
@@ -255,6 +267,7 @@ def run_landmarks(config: LandmarkConfig, *, embed: Embed | None = None) -> Land
     device = resolve_device(config.device)
     bench, queries = read_benchmark(config)
     log.info("%s", bench.describe())
+    files = load_restorers(config.restorer_files, device)
     notes: tuple[str, ...] = ()
     if embed is None:
         embed, notes = build_embed(config, device)
@@ -262,7 +275,6 @@ def run_landmarks(config: LandmarkConfig, *, embed: Embed | None = None) -> Land
         bench.gallery_files, config.image_size, config.channels, config.batch_size)])
     index = GalleryIndex(gallery, torch.zeros(len(gallery), dtype=torch.int64), config.metric)
     relevance = relevance_by_setup(bench)
-    files = {Path(p).stem: restoration.load(p, device) for p in config.restorer_files}
     image_set = query_image_set(bench, queries)
 
     def score(condition: Condition, images: Tensor, knowledge: str | None = None
