@@ -254,3 +254,30 @@ def test_summary_mean_and_corruption_error() -> None:
     assert got["restored"].mce == pytest.approx(1.625)
     perfect = summarise([_row("clean", None, None, None, 1.0), rows[1]])
     assert perfect[0].mce is None  # no clean error: undefined
+
+
+def test_the_gallery_embeddings_are_cached_and_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("ROBUSTRET_CACHE", str(tmp_path / "cache"))
+    root = write_landmark_fixture(tmp_path / "fx", "roxford5k", landmarks=2)
+    config = LandmarkConfig(f"roxford5k:{root}", out_dir=tmp_path / "out", degradations=("noise",),
+                            restore=("none",), backbone="resnet18", image_size=32, device="cpu")
+    first = run_landmarks(config)
+    (cache,) = (tmp_path / "cache" / "landmarks").glob("gallery-*.npy")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the gallery was embedded again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("robustret.experiment.landmarks.gallery.iter_image_batches", refuse)
+        again = run_landmarks(config)
+    assert again.rows == first.rows
+    meta = json.loads((tmp_path / "out" / "results.json").read_text())["meta"]
+    assert meta["gallery_embeddings"] == "reused from the cache"
+    cache.write_bytes(cache.read_bytes()[:-8])  # damaged: one warning, embedded again
+    assert run_landmarks(config).rows == first.rows
+    assert "embedding the gallery again" in caplog.text
+    other = LandmarkConfig(f"roxford5k:{root}", out_dir=tmp_path / "out", degradations=("noise",),
+                           restore=("none",), backbone="resnet18", image_size=32, seed=1)
+    run_landmarks(other)  # another untrained draw: another key
+    assert len(list((tmp_path / "cache" / "landmarks").glob("gallery-*.npy"))) == 2

@@ -32,7 +32,7 @@ from robustret.core.checks import ConfigError
 from robustret.core.device import resolve_device
 from robustret.core.rng import make_generator, stream_seed
 from robustret.data import ImageSet
-from robustret.data.landmark_images import iter_image_batches, load_images
+from robustret.data.landmark_images import load_images
 from robustret.data.landmarks import (
     ClassicTruth,
     LandmarkBenchmark,
@@ -49,6 +49,7 @@ from robustret.evaluation.pipeline import (
 )
 from robustret.evaluation.results import Condition
 from robustret.experiment.landmarks.export import export_sets, exported_queries, query_image_set
+from robustret.experiment.landmarks.gallery import embed_gallery
 from robustret.experiment.policy import restorers_for
 from robustret.experiment.query_sets import set_folders
 from robustret.models.retriever import build_retriever, init_retriever
@@ -269,10 +270,12 @@ def run_landmarks(config: LandmarkConfig, *, embed: Embed | None = None) -> Land
     log.info("%s", bench.describe())
     files = load_restorers(config.restorer_files, device)
     notes: tuple[str, ...] = ()
+    cached = embed is None  # the cache key names the configured retriever, not a given embed
     if embed is None:
         embed, notes = build_embed(config, device)
-    gallery = torch.cat([embed(batch) for batch in iter_image_batches(
-        bench.gallery_files, config.image_size, config.channels, config.batch_size)])
+    gallery, reused = embed_gallery(bench, embed, config, cached=cached)
+    log.info("gallery: %d embeddings %s", len(gallery), "reused from the cache" if reused
+             else "computed")
     index = GalleryIndex(gallery, torch.zeros(len(gallery), dtype=torch.int64), config.metric)
     relevance = relevance_by_setup(bench)
     image_set = query_image_set(bench, queries)
@@ -290,7 +293,9 @@ def run_landmarks(config: LandmarkConfig, *, embed: Embed | None = None) -> Land
             restored = restore_images(restorer.to(device), degraded, device)
             rows += score(Condition("restored", condition.degradation, condition.severity, name),
                           restored, knowledge_of(restorer))
-    paths = dict(write_report(config.out_dir, rows, _meta(config, bench), notes=notes))
+    meta = {**_meta(config, bench), "gallery_embeddings": "reused from the cache" if reused
+            else "computed"}
+    paths = dict(write_report(config.out_dir, rows, meta, notes=notes))
     if config.export:
         paths["queries"] = export_sets(config.out_dir / "queries", bench, image_set, config)
     return LandmarkResult(rows, "\n".join(table_lines(rows, markdown=False)),
