@@ -28,6 +28,7 @@ from torch import Tensor
 import restoration
 from degradations.groups import expand
 from restoration import Restorer, knowledge_of
+from robustret import __version__
 from robustret.core.checks import ConfigError
 from robustret.core.device import resolve_device
 from robustret.core.rng import make_generator, stream_seed
@@ -317,6 +318,7 @@ def _degraded(config: LandmarkConfig, condition: Condition, queries: ImageSet
 
 def _meta(config: LandmarkConfig, bench: LandmarkBenchmark) -> dict[str, Any]:
     return {"dataset": config.dataset, "format": bench.format.value,
+            "version": __version__, "threads": torch.get_num_threads(),
             "gallery": len(bench.gallery_files), "distractors": bench.distractors,
             "queries": len(bench.queries), "config": config.to_dict(),
             "retriever": ("untrained (seeded)" if config.weights is None
