@@ -3,7 +3,8 @@
 :data:`POLICY` maps a degradation *family* (the ``family`` class attribute of a registered
 degradation: ``noise``, ``blur``, ``resolution``) to
 
-- the toolkit's best *learned* restorer for it (``--restore auto``), chosen by measurement
+- the toolkit's best *learned* restorer for it (``--restore oracle``; ``auto`` until it
+  became :data:`AUTO`, one restorer that reads nothing drawn), chosen by measurement
   (docs/results.md, sections 00, 00c, 00i and 00j): ``oracle_hybrid-objects`` (the family's
   front end + a three-scale residual told each image's severity, trained through two ResNet
   stages and the embedding, on more objects than the gallery's where the data is the built-in
@@ -11,8 +12,8 @@ degradation: ``noise``, ``blur``, ``resolution``) to
   mostly on the severest levels and for twice the steps, on the gallery alone
   (``oracle_hybrid-long``) for low resolution, the plain ``hybrid`` for blur, whose Wiener front
   end already gets each image's blur. All three are told each query's drawn degradation
-  (severity, noise kind or Haar level; the blur's ``a``, ``b``): today's ``auto`` is an
-  oracle upper bound, not what a real photo without parameters gets;
+  (severity, noise kind or Haar level; the blur's ``a``, ``b``): ``oracle`` is an upper
+  bound, not what a real photo without parameters gets;
 - the front end a ``hybrid`` starts from: the family's classical filter where it helps
   (median for impulse noise, Wiener with the drawn blur), the degraded image itself for low
   resolution (the Haar approximation put back at full size already *is* the inverse Haar
@@ -29,7 +30,7 @@ degradation: ``noise``, ``blur``, ``resolution``) to
 - the classical baseline (``--restore classical``), with per-degradation exceptions.
 
 ==============  ========================  =========  ===================  =========================
-family          ``auto``                  ``study``  trained on           classical (hybrid front
+family          ``oracle``                ``study``  trained on           classical (hybrid front
                                                                           end; hybrid condition)
 ==============  ========================  =========  ===================  =========================
 ``noise``       ``oracle_hybrid-objects`` ``dae``    ``noise`` (mixture)  ``median`` (salt_pepper,
@@ -57,11 +58,11 @@ members of these families are not (``shot_noise``, ``impulse_noise``: no noise `
 ``elastic_transform``) and a degradation without a family have no row. Such a degradation is
 not an error; a note is logged and
 
-- ``auto`` gives its family's classical baseline (``median`` for the noises, ``wiener`` with its
-  assumed blur for the blurs, ``bicubic`` for ``pixelate``), and where the family has none, no
-  restorer at all: its table has clean and degraded rows only (nothing is measured to pick a
-  learned restorer by, and training every network for each of them is not what ``auto`` is
-  for);
+- ``oracle`` gives its family's classical baseline (``median`` for the noises, ``wiener``
+  with its assumed blur for the blurs, ``bicubic`` for ``pixelate``), and where the family has
+  none, no restorer at all: its table has clean and degraded rows only (nothing is measured to
+  pick a learned restorer by, and training every network for each of them is not what it is
+  for); ``auto`` gives :data:`AUTO`, as for every degradation;
 - ``classical`` gives that baseline (or nothing);
 - ``study`` and ``all`` give every network, each trained on that degradation itself (a hybrid
   with the ``identity`` front, told nothing), and ``all`` the baseline too.
@@ -111,7 +112,7 @@ class FamilyPolicy:
         hybrid_condition: what the family's hybrids are told about each image's degradation
             (``restoration.hybrid.CONDITIONS``: ``severity``, the noise ``kind``, the
             low-resolution ``level``); empty: nothing beyond what the front end reads.
-        learned: the toolkit's best learned recipe for the family (``--restore auto``), a
+        learned: the toolkit's best learned recipe for the family (``--restore oracle``), a
             name of :func:`robustret.experiment.recipes.recipe_names`, chosen by measurement.
         trained_on: the one degradation the family's networks are trained on; None: each
             degradation trains its own.
@@ -182,13 +183,13 @@ def _policy(degradation: str) -> FamilyPolicy | None:
     rule = _family_rule(degradation)
     if rule is None:
         log.info("no restorer pairing for degradation %r (family %r; known: %s): networks are "
-                 "trained on it directly, auto falls back to no restorer", degradation,
+                 "trained on it directly, oracle falls back to no restorer", degradation,
                  degradations.family(degradation), ", ".join(POLICY))
         return None
     missing = sorted(set(told(rule)) - set(degradations.drawn_params(degradation)))
     if missing:
         log.info("degradation %r does not draw %s, which the %s family's restorers are told: "
-                 "networks are trained on it directly, auto falls back to the classical %s",
+                 "networks are trained on it directly, oracle falls back to the classical %s",
                  degradation, ", ".join(missing), degradations.family(degradation),
                  _classical(rule, degradation))
         return None

@@ -102,3 +102,39 @@ def test_families_of_the_estimate_are_the_routed_ones_and_clean() -> None:
 def test_a_hybrid_knows_what_its_front_end_and_its_condition_read(options: dict,
                                                                   knowledge: str) -> None:
     assert restoration.knowledge_of(restoration.build("hybrid", **options)) == knowledge
+
+
+def test_sensor_level_noise_is_left_alone_and_impulses_are_always_restored() -> None:
+    clean = _scenes() * 0.5  # darker: sigma 0.01 is then 2% of the mean, found noisy
+    weak = (clean + 0.01 * torch.randn(clean.shape, generator=make_generator(2))).clamp(0, 1)
+    strong = degradations.apply(clean, "gaussian_noise", 1, generator=make_generator(3))
+    impulses = degradations.apply(clean, "salt_pepper", 1, generator=make_generator(4))
+    restorer = restoration.build("estimated")
+    assert (estimate_degradation(weak).family == FAMILIES.index("noise")).all()  # it is noise
+    assert torch.equal(restorer(weak), weak)  # ... too weak to be worth a median
+    assert psnr(restorer(strong), clean).mean() > psnr(strong, clean).mean() + 3
+    assert psnr(restorer(impulses), clean).mean() > psnr(impulses, clean).mean() + 10
+    everything = restoration.build("estimated", min_noise_sigma=0.0)
+    assert not torch.equal(everything(weak), weak)
+    with pytest.raises(ValueError, match="min_noise_sigma"):
+        restoration.build("estimated", min_noise_sigma=-1.0)
+
+
+def test_the_oracle_route_restores_each_wild_image_by_its_drawn_family() -> None:
+    clean = _scenes(24)
+    wild, drawn = degradations.apply(clean, "wild", 5, generator=make_generator(5),
+                                     return_params=True)
+    oracle = restoration.build("oracle_route")
+    assert restoration.knowledge_of(oracle) == "oracle"
+    restored = oracle(wild, drawn)
+    untouched = drawn["member"] == -1
+    assert untouched.any() and torch.equal(restored[untouched], wild[untouched])
+    for i in (~untouched).nonzero().flatten().tolist():
+        family = {"gaussian_noise": "noise", "salt_pepper": "noise", "speckle": "noise",
+                  "motion_blur": "blur", "realistic_motion_blur": "blur"}.get(
+            degradations.WILD_MEMBERS[int(drawn["member"][i])], "resolution")
+        expected = oracle.routes[family].restore(
+            wild[i:i + 1], {name: value[i:i + 1] for name, value in drawn.items()})
+        torch.testing.assert_close(restored[i:i + 1], expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="member"):
+        oracle(wild)

@@ -103,7 +103,8 @@ def test_degrade_queries_is_seeded_and_records_params(gallery) -> None:
 
 
 def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
-    config = ExperimentConfig(degradations=("noise", "lowres"), severities=(1, 3), restore="auto")
+    config = ExperimentConfig(degradations=("noise", "lowres"), severities=(1, 3),
+                              restore="oracle")
     plan = plan_conditions(config)
     assert plan[0] == Condition("clean")
     assert plan[1:4] == [
@@ -117,6 +118,8 @@ def test_plan_lists_clean_then_each_degradation_and_its_restorers() -> None:
     assert Condition("restored", "lowres", 3, "srcnn") in study
     assert plan_conditions(config.replace(restore="none")) == [
         c for c in plan if c.query != "restored"]
+    auto = plan_conditions(config.replace(restore="auto"))  # one restorer for every query
+    assert {c.restorer for c in auto if c.query == "restored"} == {"estimated"}
     assert len(set(plan)) == len(plan)
 
 
