@@ -81,7 +81,9 @@ function drawRow(name, answer) {
     ? `restored by ${answer.restorer.label}` : name;
   const stats = document.createElement("p");
   stats.className = "stats";
-  const psnr = name === "original" ? "reference" : `${format(answer.psnr[name], 2)} dB`;
+  // a null PSNR beside the original: the images are equal (degradation none, or identity)
+  const psnr = name === "original" ? "reference" : answer.psnr[name] === null
+    ? "n/a (equal to the original)" : `${format(answer.psnr[name], 2)} dB`;
   const hits = answer.hit_rate[name];
   stats.textContent = `PSNR ${psnr} · hit rate ${hits === null ? "n/a (class unknown)"
     : (100 * hits).toFixed(0) + "%"}`;
