@@ -154,6 +154,8 @@ def test_an_upload_is_restored_by_the_run_s_learned_restorer(run_url: str,
     wait.until(_ready)
     title = browser.find_element(By.CSS_SELECTOR, '.row[data-row="restored"] h2').text
     assert title == "restored by blind (blur+noise+resolution, blind)"
+    stats = browser.find_element(By.CSS_SELECTOR, '.row[data-row="degraded"] .stats').text
+    assert stats.startswith("PSNR n/a (equal to the original)")  # searched as it is
     cells = browser.find_elements(By.CSS_SELECTOR, '.row[data-row="restored"] .match')
     assert cells and all("unknown" in cell.get_attribute("class").split() for cell in cells)
     assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
