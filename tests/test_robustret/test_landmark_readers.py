@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from robustret.cli.data import main as data_main
 from robustret.data.landmark_fixture import write_landmark_fixture
 from robustret.data.landmark_images import crop_box, load_images
 from robustret.data.landmarks import (
@@ -138,3 +139,14 @@ def test_queries_are_cropped_to_their_box(tmp_path: Path) -> None:
     assert float(whole.mean()) > 0.6
     gray = load_images([path], 16, "gray", boxes=[(16, 8, 32, 24)])
     assert gray.shape == (1, 1, 16, 16)
+
+
+def test_the_fixture_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fx"
+    assert data_main(["landmark-fixture", str(out), "--format", "rparis6k", "--landmarks", "2",
+                      "--per-landmark", "5"]) == 0
+    bench = load_landmarks(f"rparis6k:{out}")
+    assert len(bench.gallery_files) == 10 and len(bench.queries) == 2
+    assert data_main(["landmark-fixture", str(out), "--format", "rparis6k"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-empty folder" in err[0]
