@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from robustret.core.rng import check_generator
 
 from .._base import WordSource, check_batch, check_range_mode, run_chunked
+from ._opencv import filter_planes, opencv_ready, sep_filter
 
 #: image sides of the three published tables: CIFAR-10-C, Tiny-ImageNet-C, ImageNet-C
 ANCHOR_SIDES = (32, 64, 224)
@@ -199,6 +200,8 @@ def separable_filter(x: Tensor, taps: np.ndarray, mode: str = "replicate") -> Te
         return x * float(taps[0])
     b, c, h, w = x.shape
     r = len(taps) // 2
+    if opencv_ready(x, r):  # CPU: OpenCV per plane (module _opencv)
+        return sep_filter(x, taps, mode)
     k = torch.as_tensor(taps, dtype=x.dtype, device=x.device)
     flat = x.reshape(b * c, 1, h, w)
     flat = F.conv2d(pad2d(flat, 0, r, mode), k.view(1, 1, 1, -1))
@@ -279,7 +282,8 @@ def filter2d(x: Tensor, kernel: np.ndarray, mode: str = "reflect") -> Tensor:
     :func:`pad2d` (``"reflect"`` is OpenCV's default ``BORDER_REFLECT_101``).
 
     Computed by :func:`fft_convolve` with the kernel flipped; equal to ``conv2d`` within float
-    rounding, faster on the CPU (docs/benchmarks.md, the corruption suite).
+    rounding, faster on the CPU than ``conv2d`` and than ``cv2.filter2D`` per plane for the
+    defocus kernels (docs/benchmarks.md, "Every degradation family").
     """
     flipped = np.ascontiguousarray(kernel[::-1, ::-1])  # correlation as a convolution
     return fft_convolve(x, torch.as_tensor(flipped, dtype=x.dtype, device=x.device)[None], mode)
@@ -464,7 +468,8 @@ def line_motion_core(x: Tensor, out: Tensor, angle: Tensor, radius: float,
     """out(p) = sum_i k_i x(p + i (cos a, sin a)), k = :func:`motion_taps` (radius, sigma).
 
     Each tap is a bilinear sample; beyond the border the edge pixels repeat (linear, not
-    circular, convolution), by :func:`fft_convolve` (kernel half-width ``reach`` = taps + 1).
+    circular, convolution), by :func:`fft_convolve` (kernel half-width ``reach`` = taps + 1;
+    on the CPU by ``cv2.filter2D``, :mod:`._opencv`).
     ``angle`` (B,) in degrees, 0 = right, 90 = down.
     """
     taps = motion_taps(radius, sigma)
@@ -472,4 +477,6 @@ def line_motion_core(x: Tensor, out: Tensor, angle: Tensor, radius: float,
         return out.copy_(x)
     reach = len(taps) + 1
     kernels = line_motion_kernels(angle.to(x.device, x.dtype), taps, reach)  # (B, k, k)
+    if opencv_ready(x, reach):  # CPU: OpenCV correlates with the flipped kernel per plane
+        return out.copy_(filter_planes(x, kernels.flip(-2, -1).numpy(), "replicate"))
     return out.copy_(fft_convolve(x, kernels, "replicate"))

@@ -1,0 +1,90 @@
+"""OpenCV paths of the corruption suite's filters for CPU tensors, planes spread over threads.
+
+On the CPU a 2-D filter of one small plane is what OpenCV is built for: ``cv2.sepFilter2D``
+and ``cv2.filter2D`` keep a 96 x 96 plane in cache and pick their own algorithm (direct or,
+for large kernels, DFT), where torch's ``conv2d`` on (N, 1, H, W) planes and the padded batched
+FFT pass over the whole batch several times (measured in docs/benchmarks.md, "Every
+degradation family"). OpenCV releases the GIL inside each call, so :func:`map_ranges` runs
+contiguous ranges of planes in ``torch.get_num_threads()`` threads; each plane's result does not
+depend on the thread, so the output is the same bytes for any thread count.
+
+The callers keep the torch path for other devices and dtypes (:func:`opencv_ready`); the two
+agree within float rounding (tests/test_degradations/test_opencv_paths.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+#: torch's border names -> OpenCV's (torch's ``"reflect"`` leaves the edge out, as
+#: ``BORDER_REFLECT_101``; ``"replicate"`` repeats it, as ``BORDER_REPLICATE``)
+BORDERS = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
+
+
+def opencv_ready(x: Tensor, reach: int) -> bool:
+    """Whether the OpenCV path serves ``x`` (B, C, H, W): a CPU float32 / float64 tensor whose
+    sides exceed the filter's half-width ``reach`` (where torch falls back from reflection)."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and reach < min(x.shape[-2:]))
+
+
+@lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="degradations")
+
+
+def map_ranges(work: Callable[[int, int], None], count: int) -> None:
+    """``work(start, stop)`` over ``range(count)`` cut into one contiguous range per torch
+    thread, run in a thread pool (inline with one thread); re-raises the first error."""
+    workers = max(1, min(torch.get_num_threads(), count))
+    if workers == 1:
+        work(0, count)
+        return
+    edges = np.linspace(0, count, workers + 1).round().astype(int)
+    futures = [_pool(workers).submit(work, int(a), int(b)) for a, b in zip(edges, edges[1:])]
+    for future in futures:
+        future.result()
+
+
+def sep_filter(x: Tensor, taps: np.ndarray, mode: str) -> Tensor:
+    """Every channel of ``x`` (B, C, H, W), CPU, correlated with ``taps`` along W then H
+    (``cv2.sepFilter2D``, border ``mode``); a new tensor of ``x``'s dtype."""
+    b, c, h, w = x.shape
+    planes = x.detach().contiguous().view(b * c, h, w).numpy()
+    out = np.empty_like(planes)
+    kernel = np.asarray(taps, dtype=planes.dtype)
+    border = BORDERS[mode]
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            out[i] = cv2.sepFilter2D(planes[i], -1, kernel, kernel, borderType=border)
+
+    map_ranges(work, b * c)
+    return torch.from_numpy(out).view(b, c, h, w)
+
+
+def filter_planes(x: Tensor, kernels: np.ndarray, mode: str) -> Tensor:
+    """Every channel of image i of ``x`` (B, C, H, W), CPU, correlated with ``kernels[i]``
+    ((B or 1, K, K), K odd, centre at ``[K // 2, K // 2]``; ``cv2.filter2D``, border ``mode``);
+    a new tensor of ``x``'s dtype."""
+    b, c, h, w = x.shape
+    planes = x.detach().contiguous().view(b * c, h, w).numpy()
+    out = np.empty_like(planes)
+    kernels = np.ascontiguousarray(kernels, dtype=planes.dtype)
+    border = BORDERS[mode]
+    shared = len(kernels) == 1
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            kernel = kernels[0 if shared else i // c]
+            out[i] = cv2.filter2D(planes[i], -1, kernel, borderType=border)
+
+    map_ranges(work, b * c)
+    return torch.from_numpy(out).view(b, c, h, w)

@@ -1,0 +1,61 @@
+"""The CPU filters through OpenCV (degradations.corruptions._opencv) against the torch paths
+that serve other devices: equal within float rounding, and the same bytes for any thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from degradations.corruptions import _kernels
+from degradations.corruptions._opencv import opencv_ready
+from robustret.core.rng import make_generator
+
+
+def _torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_kernels, "opencv_ready", lambda x, reach: False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["replicate", "reflect"])
+def test_the_separable_filter_equals_the_torch_path(dtype, mode, monkeypatch) -> None:
+    x = torch.rand(3, 3, 20, 17, dtype=dtype, generator=make_generator(0))
+    taps = _kernels.gaussian_taps(1.7)  # 15 taps, reach 7
+    taps = taps * np.linspace(0.5, 1.5, len(taps))  # not symmetric: a flip would differ
+    assert opencv_ready(x, 7)
+    ours = _kernels.separable_filter(x, taps, mode)
+    _torch_path(monkeypatch)
+    theirs = _kernels.separable_filter(x, taps, mode)
+    assert ours.dtype == dtype and ours.shape == x.shape
+    torch.testing.assert_close(ours, theirs, atol=1e-6 if dtype == torch.float32 else 1e-12,
+                               rtol=0)
+
+
+def test_line_motion_blur_equals_the_torch_path(monkeypatch) -> None:
+    x = torch.rand(4, 3, 32, 40, generator=make_generator(1))
+    angle = torch.tensor([-45.0, -10.0, 30.0, 45.0])
+    out = torch.empty_like(x)
+    ours = _kernels.line_motion_core(x, out, angle, 6.0, 2.0).clone()
+    _torch_path(monkeypatch)
+    theirs = _kernels.line_motion_core(x, out, angle, 6.0, 2.0)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+def test_the_output_does_not_depend_on_the_thread_count() -> None:
+    x = torch.rand(16, 3, 24, 24, generator=make_generator(2))
+    angle = torch.linspace(-45, 45, 16)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _kernels.line_motion_core(x, torch.empty_like(x), angle, 6.0, 2.0)
+        torch.set_num_threads(max(2, threads))
+        many = _kernels.line_motion_core(x, torch.empty_like(x), angle, 6.0, 2.0)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)
+
+
+def test_the_torch_path_serves_what_opencv_cannot() -> None:
+    assert not opencv_ready(torch.zeros(1, 1, 8, 8, dtype=torch.float16), 1)
+    assert not opencv_ready(torch.zeros(1, 1, 8, 8), 8)  # reach >= side: torch's fallback
+    assert not opencv_ready(torch.zeros(1, 1, 8, 8, device="meta"), 1)
