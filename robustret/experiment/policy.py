@@ -317,13 +317,14 @@ def restorers_for(degradation: str, mode: str) -> list[str]:
     if mode not in MODES:
         family_of(degradation)
         return [mode]
-    rule = _policy(degradation)
-    baseline = classical_for(degradation)
-    extra = [baseline] if baseline is not None else []
     if mode == "auto":
+        family_of(degradation)
         return [AUTO]
     if degradation in PROTOCOLS and mode in ("oracle", "classical"):
         return ["oracle_route" if mode == "oracle" else "estimated"]
+    rule = _policy(degradation)
+    baseline = classical_for(degradation)
+    extra = [baseline] if baseline is not None else []
     if mode in ("oracle", "study"):
         if rule is None:  # no row serves it: auto's fallback, or every network
             return extra if mode != "study" else restoration.networks()
