@@ -254,7 +254,7 @@ def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
         "and a 95%% bootstrap interval over queries (OUT/seeds_summary.json)")
     add("--reference", type=Path, metavar="RESULTS_JSON",
         help="results.json of an earlier run: the summary adds the corruption-error ratio "
-        "against it (mCE with our own baseline)")
+        "against it (mCE with our own baseline) and the relative one (relative mCE)")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -90,3 +90,52 @@ def test_seen_and_unseen_degradations_are_summarised_apart() -> None:
     assert "| seen | unseen |" in text and "| 70.00 | 45.00 |" in dae
     with pytest.raises(ValueError, match="only a restored row"):
         ResultRow(Condition("degraded", "fog", 3), "l2", 1, 0.5, restorer_seen=("fog",))
+
+
+def _run(clean: float, values: dict[tuple[str, int], float]) -> list[ResultRow]:
+    return [ResultRow(Condition("clean"), "l2", 1, clean),
+            *(ResultRow(Condition("degraded", name, severity), "l2", 1, value)
+              for (name, severity), value in values.items())]
+
+
+def test_relative_corruption_error_counts_only_the_loss_from_clean() -> None:
+    """Hendrycks & Dietterich's relative CE: per family sum(clean - value) over its pairs,
+    divided by the reference's sum(clean_ref - value_ref); relative mCE their mean. This run
+    is better clean (0.9 vs 0.8) and loses as much as the reference on the noise."""
+    run = _run(0.9, {("gaussian_noise", 1): 0.7, ("gaussian_noise", 3): 0.5,
+                     ("lowres", 1): 0.6, ("lowres", 3): 0.3})
+    reference = _run(0.8, {("gaussian_noise", 1): 0.6, ("gaussian_noise", 3): 0.4,
+                           ("lowres", 1): 0.5, ("lowres", 3): 0.3})
+    summary = summarise_run(run, reference=reference)
+    scores = {s.family: s for s in summary if s.scope in ("family", ALL)}
+    import degradations
+
+    noise, res = degradations.family("gaussian_noise"), degradations.family("lowres")
+    # noise: (0.2 + 0.4) / (0.2 + 0.4) = 1; lowres: (0.3 + 0.6) / (0.3 + 0.5) = 1.125
+    assert scores[noise].relative_error_ratio == pytest.approx(1.0)
+    assert scores[res].relative_error_ratio == pytest.approx(1.125)
+    assert scores[ALL].relative_error_ratio == pytest.approx(1.0625)  # relative mCE
+    # mCE on the same rows: noise (0.3 + 0.5) / (0.4 + 0.6), lowres (0.4 + 0.7) / (0.5 + 0.7)
+    assert scores[ALL].error_ratio == pytest.approx((0.8 + 1.1 / 1.2) / 2)
+    group = next(s for s in summary if s.scope == "group" and s.family == "imagenet-c")
+    assert group.relative_error_ratio == pytest.approx(1.0)  # the noise alone
+    text = summary_markdown(summary, metric="l2", measure="topk", k=1)
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert header.endswith("| mCE ratio | relative mCE |")
+    line = next(line for line in text.splitlines() if line.startswith("| degraded"))
+    assert line.endswith("| 0.858 | 1.062 |")
+
+
+def test_relative_corruption_error_needs_both_clean_rows_and_a_reference_loss() -> None:
+    values = {("gaussian_noise", 3): 0.5}
+    no_clean = _run(0.8, {("gaussian_noise", 3): 0.4})[1:]  # a reference without its clean row
+    total = next(s for s in summarise_run(_run(0.9, values), reference=no_clean)
+                 if s.family == ALL)
+    assert total.error_ratio == pytest.approx(0.5 / 0.6) and total.relative_error_ratio is None
+    lossless = _run(0.8, {("gaussian_noise", 3): 0.8})  # the reference loses nothing
+    total = next(s for s in summarise_run(_run(0.9, values), reference=lossless)
+                 if s.family == ALL)
+    assert total.relative_error_ratio is None
+    old = total.to_dict()
+    del old["relative_error_ratio"]  # a record written before the field existed
+    assert type(total)(**old).relative_error_ratio is None
