@@ -20,8 +20,9 @@ shared machine's speed hits them alike; each case runs once untimed first):
   batch (:data:`BOUNDS`): ``add`` a tensor add of the batch into a third buffer (memory
   bandwidth), ``rand`` / ``randn`` a uniform / normal fill of the batch (random numbers),
   ``fft`` the fastest batched real FFT pair (rfft2 + irfft2) of the batch among torch.fft,
-  scipy.fft with ``workers`` = threads, and cv2.dft per plane, ``conv K`` the faster of a
-  depthwise ``conv2d`` and OpenCV's ``filter2D`` with a K x K kernel, ``sep K`` the faster of
+  scipy.fft with ``workers`` = threads, and cv2.dft per plane, ``conv K`` the fastest of a
+  depthwise ``conv2d`` and OpenCV's ``filter2D`` with a K x K kernel and the ``fft`` pair (at
+  the image size, without the padding a linear convolution needs), ``sep K`` the faster of
   two 1-D ``conv2d`` and ``cv2.sepFilter2D`` with K taps, ``grid`` a bilinear ``grid_sample``
   of the batch, ``codec`` OpenCV's JPEG encode + decode per image; ``Z x add`` is Z passes.
 
@@ -145,7 +146,8 @@ def _component(kind: str, size: int, x: torch.Tensor) -> dict[str, Callable[[], 
         k_np = np.full((size, size), 1.0 / size**2, np.float32)
         return {"conv2d": lambda: F.conv2d(F.pad(x, [size // 2] * 4, mode="replicate"),
                                            kernel, groups=c),
-                "cv2.filter2D": lambda: [cv2.filter2D(p, -1, k_np) for p in planes]}
+                "cv2.filter2D": lambda: [cv2.filter2D(p, -1, k_np) for p in planes],
+                **_fft_candidates(x)}  # a convolution's fastest way may be the FFT
     if kind == "sep":
         taps = torch.full((size,), 1.0 / size)
         t_np = taps.numpy()
@@ -274,7 +276,7 @@ class Bounds:
             label = f"{kind} {size}" if size else kind
             way = self.winner[(kind, size, tuple(x.shape))]
             names.append(f"{count} x {label}" if count > 1 else label)
-            if kind in ("fft", "conv", "sep"):
+            if kind in ("fft", "conv", "sep", "grid"):
                 names[-1] += f" ({way})"
         return " + ".join(names)
 

@@ -28,6 +28,7 @@ from ._kernels import (
     image_side,
     run_corruption,
 )
+from ._opencv import map_ranges
 
 _PIXELATE = anchor_levels(("factor",), (.95, .9, .85, .75, .65), (.9, .8, .7, .6, .5),
                           (.6, .5, .4, .3, .25))
@@ -138,19 +139,25 @@ class Pixelate(Degradation):
 
 def jpeg_core(x: Tensor, out: Tensor, quality: int) -> Tensor:
     """Encode and decode each image with OpenCV's JPEG codec at ``quality`` (per image, on the
-    CPU: 8-bit rounding, RGB as OpenCV's BGR, gray as one plane; default 4:2:0 chroma)."""
+    CPU, images spread over torch's thread count: 8-bit rounding, RGB as OpenCV's BGR, gray as
+    one plane; default 4:2:0 chroma)."""
     b, c = x.shape[:2]
     pixels = (x.detach().to("cpu", torch.float32) * 255).round_().clamp_(0, 255)
-    planes = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
+    planes = pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, C)
     decoded = np.empty_like(planes)
     flags = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
-    for i in range(b):
-        image = planes[i, :, :, 0] if c == 1 else np.ascontiguousarray(planes[i, :, :, ::-1])
-        ok, buffer = cv2.imencode(".jpg", image, flags)
-        if not ok:
-            raise RuntimeError(f"OpenCV could not encode image {i} as JPEG")
-        back = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        decoded[i] = back[:, :, None] if c == 1 else back[:, :, ::-1]
+    order = cv2.COLOR_RGB2BGR if c == 3 else None
+
+    def work(start: int, stop: int) -> None:  # OpenCV releases the GIL: images in threads
+        for i in range(start, stop):
+            image = planes[i, :, :, 0] if order is None else cv2.cvtColor(planes[i], order)
+            ok, buffer = cv2.imencode(".jpg", image, flags)
+            if not ok:
+                raise RuntimeError(f"OpenCV could not encode image {i} as JPEG")
+            back = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+            decoded[i] = back[:, :, None] if order is None else cv2.cvtColor(back, order)
+
+    map_ranges(work, b)
     out.copy_(torch.from_numpy(decoded).permute(0, 3, 1, 2))
     return out.div_(255.0)
 

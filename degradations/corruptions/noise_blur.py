@@ -37,6 +37,7 @@ from ._kernels import (
     run_corruption,
     zoom_core,
 )
+from ._opencv import map_ranges
 
 _SHOT = anchor_levels(("photons",), (500, 250, 100, 75, 50), (250, 100, 50, 30, 15),
                       (60, 25, 12, 5, 3))
@@ -82,13 +83,18 @@ def _level3(table: tuple[dict[str, Anchored], ...], name: str) -> Anchored:
 
 def shot_core(x: Tensor, words: np.ndarray, out: Tensor, photons: float) -> Tensor:
     """out = Poisson(photons x) / photons; image i's counts from an SFC64 stream seeded by its
-    word ``words[i, 0]`` (numpy's Poisson sampler, on the CPU)."""
+    word ``words[i, 0]`` (numpy's Poisson sampler, on the CPU, images spread over torch's
+    thread count; each image's counts depend on its word only)."""
     lam = x.detach().to("cpu", torch.float64).numpy() * photons
     counts = np.empty(lam.shape, dtype=np.float64)
-    for i in range(x.shape[0]):
-        rng = np.random.Generator(np.random.SFC64(int(words[i, 0])))
-        counts[i] = rng.poisson(lam[i])
-    out.copy_(torch.from_numpy(counts / photons))
+
+    def work(start: int, stop: int) -> None:  # numpy's sampler releases the GIL: threads
+        for i in range(start, stop):
+            rng = np.random.Generator(np.random.SFC64(int(words[i, 0])))
+            counts[i] = rng.poisson(lam[i])
+
+    map_ranges(work, x.shape[0])
+    out.copy_(torch.from_numpy(counts).div_(photons))
     return out
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import degradations
 from degradations.corruptions import _kernels
 from degradations.corruptions._opencv import opencv_ready
 from robustret.core.rng import make_generator
@@ -41,18 +42,19 @@ def test_line_motion_blur_equals_the_torch_path(monkeypatch) -> None:
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
 
 
-def test_the_output_does_not_depend_on_the_thread_count() -> None:
-    x = torch.rand(16, 3, 24, 24, generator=make_generator(2))
-    angle = torch.linspace(-45, 45, 16)
+@pytest.mark.parametrize("name", ["line_motion_blur", "gaussian_blur", "jpeg", "shot_noise"])
+def test_the_output_does_not_depend_on_the_thread_count(name) -> None:
+    """Images (or planes) spread over threads: the same bytes with one thread and with three."""
+    x = torch.rand(7, 3, 32, 32, generator=make_generator(2))
     threads = torch.get_num_threads()
+    outputs = []
     try:
-        torch.set_num_threads(1)
-        one = _kernels.line_motion_core(x, torch.empty_like(x), angle, 6.0, 2.0)
-        torch.set_num_threads(max(2, threads))
-        many = _kernels.line_motion_core(x, torch.empty_like(x), angle, 6.0, 2.0)
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            outputs.append(degradations.apply(x, name, 4, generator=make_generator(5)))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, many)
+    assert torch.equal(*outputs)
 
 
 def test_the_torch_path_serves_what_opencv_cannot() -> None:
