@@ -64,9 +64,14 @@ def pixelate_core(x: Tensor, out: Tensor, factor: float, phase_y: Tensor,
     phase_x = phase_x.to(x.device, x.dtype)
     down_y, rows = block_average(reduced_size(h, factor), h, phase_y)  # (B, h' + 1, H), (B, H)
     down_x, cols = block_average(reduced_size(w, factor), w, phase_x)  # (B, w' + 1, W), (B, W)
-    small = down_y[:, None] @ x @ down_x[:, None].transpose(-1, -2)  # (B, C, h' + 1, w' + 1)
-    tall = small.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, small.shape[-1]))
-    return out.copy_(tall.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w)))
+    ny, nx = down_y.shape[1], down_x.shape[1]
+    # two plain batched products (no broadcast over C), then one gather writes the output
+    by_rows = torch.bmm(down_y, x.transpose(1, 2).reshape(b, h, c * w))  # (B, h' + 1, C W)
+    small = torch.bmm(by_rows.view(b, ny * c, w), down_x.transpose(1, 2))  # (B, (h'+1) C, w'+1)
+    small = small.view(b, ny, c, nx).transpose(1, 2).reshape(b, c, ny * nx)
+    index = (rows[:, :, None] * nx + cols[:, None, :]).view(b, 1, h * w)  # block of each pixel
+    pixels = torch.gather(small, 2, index.expand(b, c, h * w))  # (B, C, H W)
+    return out.copy_(pixels.view(b, c, h, w))
 
 
 def pixelate(
