@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from robustret.core.checks import check_images
-from robustret.core.rng import check_seed
+from robustret.core.rng import check_generator, check_seed
 
 from ._base import check_batch, per_index_generators
 from .api import SEVERITY, build_module
@@ -119,6 +119,7 @@ class Wild(Degradation):
     def forward(self, images: Tensor, generator: torch.Generator | None = None, *,
                 return_params: bool = False) -> Tensor | tuple[Tensor, Params]:
         check_batch(images)
+        check_generator(generator)
         params = self.sample_params(images.shape[0], generator, size=tuple(images.shape[-2:]))
         out, params = self._apply(images, params)
         return (out, params) if return_params else out
