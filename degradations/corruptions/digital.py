@@ -229,9 +229,10 @@ def brightness_core(x: Tensor, out: Tensor, shift: float) -> Tensor:
         return torch.add(x, shift, out=out)
     value = x.amax(dim=1, keepdim=True)
     target = (value + shift).clamp_(0.0, 1.0)
-    ratio = target / torch.where(value > 0, value, torch.ones_like(value))
-    torch.mul(x, ratio, out=out)
-    return torch.where(value > 0, out, target.expand_as(out), out=out)
+    lit = value > 0
+    ratio = target / torch.where(lit, value, torch.ones_like(value))
+    black = torch.where(lit, torch.zeros_like(target), target)  # 0 * ratio + V' there
+    return torch.addcmul(black, x, ratio, out=out)  # one pass over the channels
 
 
 def saturate_core(x: Tensor, out: Tensor, scale: float, offset: float) -> Tensor:
@@ -241,12 +242,16 @@ def saturate_core(x: Tensor, out: Tensor, scale: float, offset: float) -> Tensor
         return out.copy_(x)
     value = x.amax(dim=1, keepdim=True)
     delta = value - x.amin(dim=1, keepdim=True)
+    colored = delta > 0
     sat = delta / torch.where(value > 0, value, torch.ones_like(value))
     new_sat = (sat * scale + offset).clamp_(0.0, 1.0)
-    red = torch.tensor([0.0, 1.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    # each channel is V (1 - S t) with t = (V - channel) / (V - min) fixed by the hue
-    share = torch.where(delta > 0, (value - x) / torch.where(delta > 0, delta, 1.0), red)
-    return torch.mul(share, new_sat, out=out).neg_().add_(1.0).mul_(value)
+    # each channel is V (1 - S' t) with t = (V - channel) / delta fixed by the hue, that is
+    # g channel + (1 - g) V with g = S' V / delta: one pass over the channels
+    gain = torch.where(colored, new_sat * value / torch.where(colored, delta, 1.0), 0.0)
+    torch.addcmul(value * (1 - gain), x, gain, out=out)
+    if offset > 0:  # a gray pixel (delta 0) has hue 0, red: R = V, G = B = V (1 - S')
+        out[:, 1:] = torch.where(colored, out[:, 1:], value * (1 - new_sat))
+    return out
 
 
 def contrast(
