@@ -14,6 +14,7 @@ agree within float rounding (tests/test_degradations/test_opencv_paths.py).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -36,7 +37,9 @@ def opencv_ready(x: Tensor, reach: int) -> bool:
 
 
 @lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
+def _pool(pid: int, workers: int) -> ThreadPoolExecutor:
+    """One pool per process and size: a forked child (a data-loader worker) gets its own, as
+    the parent's threads do not exist there."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="degradations")
 
 
@@ -48,7 +51,8 @@ def map_ranges(work: Callable[[int, int], None], count: int) -> None:
         work(0, count)
         return
     edges = np.linspace(0, count, workers + 1).round().astype(int)
-    futures = [_pool(workers).submit(work, int(a), int(b)) for a, b in zip(edges, edges[1:])]
+    pool = _pool(os.getpid(), workers)
+    futures = [pool.submit(work, int(a), int(b)) for a, b in zip(edges, edges[1:])]
     for future in futures:
         future.result()
 

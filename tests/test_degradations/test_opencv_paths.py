@@ -61,3 +61,33 @@ def test_the_torch_path_serves_what_opencv_cannot() -> None:
     assert not opencv_ready(torch.zeros(1, 1, 8, 8, dtype=torch.float16), 1)
     assert not opencv_ready(torch.zeros(1, 1, 8, 8), 8)  # reach >= side: torch's fallback
     assert not opencv_ready(torch.zeros(1, 1, 8, 8, device="meta"), 1)
+
+
+def _blur_in_child(queue) -> None:  # type: ignore[no-untyped-def]
+    torch.set_num_threads(2)
+    x = torch.rand(4, 3, 24, 24, generator=make_generator(3))
+    queue.put(float(degradations.apply(x, "gaussian_blur", 3).sum()))
+
+
+def test_a_forked_child_gets_its_own_thread_pool() -> None:
+    """The parent's pool has threads only in the parent: a forked child (a data-loader worker)
+    that used it would wait for ever."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        degradations.apply(torch.rand(4, 3, 24, 24), "gaussian_blur", 3)  # the parent's pool
+    finally:
+        torch.set_num_threads(threads)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_blur_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0 and queue.get(timeout=5) > 0
