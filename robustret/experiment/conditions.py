@@ -31,9 +31,10 @@ from robustret.evaluation.pipeline import (
 from robustret.evaluation.results import DEGRADE_SIDE_TABLE, Condition, ResultRow
 from robustret.experiment.condition_store import ConditionStore
 from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.experts import estimated_hybrid, experts_seen
 from robustret.experiment.policy import BLIND, seen_in_training, training_degradation
 from robustret.experiment.query_sets import query_set_for
-from robustret.experiment.recipes import RECIPES, recipe_names
+from robustret.experiment.recipes import ESTIMATED_HYBRID, RECIPES, recipe_names
 from robustret.experiment.trained import (
     TrainedModel,
     trained_restorer,
@@ -124,7 +125,7 @@ class ConditionLoop:
         self.per_query: PerQuery = {}
         self.recalls: list[IndexRecall] = []  # approximate index vs exact, per computed one
         self.reused_names: list[str] = []
-        self._restorers: dict[tuple[str, str], TrainedModel] = {}
+        self._restorers: dict[tuple[str, ...], TrainedModel] = {}
         self._adapted: tuple[tuple, torch.nn.Module, dict[str, GalleryIndex] | None] | None = None
         count = len(data.queries)
         self.grid_index = torch.linspace(0, count - 1, min(GRID_QUERIES, count)).long()
@@ -320,6 +321,8 @@ class ConditionLoop:
     def restorer_seen(self, condition: Condition) -> tuple[str, ...]:
         """What the condition's restorer was trained on (:func:`seen_in_training`); empty for
         a filter that is not trained."""
+        if condition.restorer == ESTIMATED_HYBRID:
+            return experts_seen()
         if condition.restorer not in recipe_names():
             return ()
         return seen_in_training(self._training_target(condition))
@@ -328,15 +331,20 @@ class ConditionLoop:
         """The condition's restorer, trained or built once per (name, training degradation);
         a blind recipe once for all degradations."""
         assert condition.restorer is not None
-        target = self._training_target(condition)
-        which = (condition.restorer, target)
+        if condition.restorer == ESTIMATED_HYBRID:  # learned experts, every severity
+            return estimated_hybrid(self._trained)
+        return self._trained(condition.restorer, self._training_target(condition),
+                             list(self.config.severities))
+
+    def _trained(self, name: str, target: str, severities: list[int]) -> TrainedModel:
+        """Restorer ``name`` trained on ``target`` at ``severities`` (or built), once."""
+        which = (name, target, *map(str, severities))
         if which not in self._restorers:
             tick = time.perf_counter()
             self._restorers[which] = trained_restorer(
-                condition.restorer, target, list(self.config.severities), self.config,
-                self.data, self.data_key, self.device, self.models_dir, self.retriever,
-                self.gallery_embeddings)
-            self.timings[f"restorer_{'-'.join(which)}_s"] = time.perf_counter() - tick
+                name, target, severities, self.config, self.data, self.data_key, self.device,
+                self.models_dir, self.retriever, self.gallery_embeddings)
+            self.timings[f"restorer_{name}-{target}_s"] = time.perf_counter() - tick
         return self._restorers[which]
 
 

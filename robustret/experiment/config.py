@@ -48,9 +48,16 @@ from robustret.experiment.config_values import (
     index_options,
     plain,
 )
-from robustret.experiment.policy import MODES, restorers_for
+from robustret.experiment.policy import AUTO, MODES, restorers_for
 from robustret.experiment.query_sets import check_query_sets
-from robustret.experiment.recipes import canonical, recipe, recipe_names, restorer_names
+from robustret.experiment.recipes import (
+    ESTIMATED_HYBRID,
+    EXPERT_RECIPES,
+    canonical,
+    recipe,
+    recipe_names,
+    restorer_names,
+)
 from robustret.models.backbones import check_backbone
 from robustret.models.descriptor import POOLINGS, WHITENINGS, DescriptorSpec
 from robustret.retrieval.ann import import_faiss
@@ -105,8 +112,9 @@ class ExperimentConfig:
             expanded into their members when the configuration is built (a saved
             ``config.json`` lists the degradations).
         severities: levels 1..5 (3 = the study's parameters).
-        restore: ``none``, ``auto`` (the best learned restorer per family), ``study`` (the
-            study's pixel-trained pairing; both in :mod:`robustret.experiment.policy`),
+        restore: ``none``, ``auto`` (one restorer that reads nothing drawn), ``oracle`` (the
+            best learned restorer per family, told the drawn degradation), ``study`` (the
+            study's pixel-trained pairing; all in :mod:`robustret.experiment.policy`),
             ``classical``, ``all``, or one registered restorer name.
         metrics: ``l2`` and/or ``cosine``.
         ks: the k of top-k matching accuracy (and of precision@k, recall@k).
@@ -423,9 +431,12 @@ class ExperimentConfig:
         except ValueError as exc:  # e.g. a margin the chosen loss does not take
             raise ConfigError(f"[retriever]: {exc}") from exc
         restorers = dict(self.restorers or {})
-        for name in recipe_names():
+        experts = canonical(self.restore) == ESTIMATED_HYBRID or (
+            self.restore == "auto" and AUTO == ESTIMATED_HYBRID)
+        for name in recipe_names():  # estimated_hybrid's experts learn every severity
             restorers.setdefault(name, restorer_preset(
-                self.profile, name, {}, sweep=several(self.severities)))
+                self.profile, name, {},
+                sweep=several(self.severities) or (experts and name in EXPERT_RECIPES)))
         unknown = sorted(set(restorers) - set(recipe_names()))
         if unknown:
             raise ConfigError(f"restorers: {', '.join(unknown)} is not a restorer recipe; "

@@ -191,10 +191,18 @@ def recipe_names() -> list[str]:
     return sorted({*base_recipes(), *VARIANTS})
 
 
+ESTIMATED_HYBRID = "estimated_hybrid"
+"""The composite of :mod:`robustret.experiment.experts`: the estimate routes each query to a
+learned hybrid fed the estimated degradation."""
+#: the recipes of its learned experts (noise, low resolution); they learn every severity, so
+#: they train with their several-severity (``sweep``) schedule
+EXPERT_RECIPES = ("oracle_hybrid", "oracle_hybrid-long")
+
+
 def restorer_names() -> list[str]:
-    """What ``--restore`` accepts besides its modes: every recipe and every untrained
-    restorer of the registry (the classical filters, ``identity``), sorted."""
-    return sorted(set(recipe_names()) | set(restoration.available()))
+    """What ``--restore`` accepts besides its modes: every recipe, every untrained restorer of
+    the registry (the classical filters, ``identity``) and :data:`ESTIMATED_HYBRID`, sorted."""
+    return sorted(set(recipe_names()) | set(restoration.available()) | {ESTIMATED_HYBRID})
 
 
 def recipe(name: str) -> Recipe:

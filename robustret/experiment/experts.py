@@ -1,0 +1,57 @@
+"""``estimated_hybrid``: estimate each query's degradation, then restore it with a *learned*
+expert fed the estimate.
+
+:class:`restoration.routed.EstimateThenRestore` routes each image by its estimated family
+(:mod:`restoration.estimate`); here its noise and low-resolution routes are the toolkit's
+learned hybrids (:data:`EXPERTS`), trained as ``--restore oracle`` trains them, on every
+severity, and told at test time the *estimated* severity, noise kind and Haar level in place of
+the drawn ones. Blur keeps the Wiener filter with the estimated blur; an image estimated clean
+passes unchanged. Nothing the degradation drew is read, so its rows say ``estimated``: it is
+what a real photo allows, as long as the estimate is right. The experts train on the gallery
+alone (the built-in renderer's extra objects are not used), so any data set can run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from degradations import SEVERITY_LEVELS
+from restoration.routed import EstimateThenRestore
+from robustret.core.keys import fingerprint, source_hash
+from robustret.experiment.policy import seen_in_training
+from robustret.experiment.recipes import ESTIMATED_HYBRID, EXPERT_RECIPES
+from robustret.experiment.trained import TrainedModel
+
+#: routed family -> (recipe, what it trains on): the learned experts of ``estimated_hybrid``
+EXPERTS: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "noise": (EXPERT_RECIPES[0], "noise"),
+    "resolution": (EXPERT_RECIPES[1], "lowres"),
+})
+#: the severities the experts learn: all of them (they are told each image's severity)
+EXPERT_SEVERITIES = tuple(SEVERITY_LEVELS)
+
+Train = Callable[[str, str, list[int]], TrainedModel]
+"""``train(recipe, training degradation, severities)``: a trained (or reused) restorer."""
+
+
+def estimated_hybrid(train: Train) -> TrainedModel:
+    """The composite restorer, its experts trained (or reused) by ``train``.
+
+    Returns:
+        A :class:`~robustret.experiment.trained.TrainedModel` without a checkpoint of its own
+        (its experts have theirs); its content key names each expert's and the routing code.
+    """
+    experts = {family: train(recipe, target, list(EXPERT_SEVERITIES))
+               for family, (recipe, target) in EXPERTS.items()}
+    model = EstimateThenRestore(**{family: expert.model for family, expert in experts.items()})
+    device = next(next(iter(experts.values())).model.parameters()).device
+    parts = [(family, expert.key, expert.content_key) for family, expert in experts.items()]
+    return TrainedModel(model.to(device).eval(), fingerprint(ESTIMATED_HYBRID, parts),
+                        None, fingerprint(ESTIMATED_HYBRID, parts, source_hash("restoration")))
+
+
+def experts_seen() -> tuple[str, ...]:
+    """The degradations the experts were trained on, sorted."""
+    return tuple(sorted({name for _, target in EXPERTS.values()
+                         for name in seen_in_training(target)}))

@@ -1,0 +1,52 @@
+"""estimated_hybrid (robustret/experiment/experts.py): the estimate routes each query to a
+learned expert fed the estimated degradation; end to end on the wild set of a tiny folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from robustret.cli.experiment import main
+from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.experts import EXPERTS, experts_seen
+
+
+def test_the_experts_learn_every_severity_with_their_sweep_schedule() -> None:
+    one = ExperimentConfig(degradations=("wild",), severities=(5,), restore="estimated_hybrid")
+    plain = ExperimentConfig(degradations=("wild",), severities=(5,), restore="estimated")
+    for recipe, _ in EXPERTS.values():
+        sweep = one.resolved().restorers[recipe].epochs
+        assert sweep > plain.resolved().restorers[recipe].epochs  # the longer schedule
+    assert experts_seen() == ("gaussian_noise", "lowres", "noise", "salt_pepper", "speckle")
+
+
+def test_it_runs_on_the_wild_set_and_says_it_estimated(tiny_folder: Path, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    import robustret.experiment.conditions as conditions
+
+    calls = []
+    real = conditions.trained_restorer
+
+    def recorded(name, target, severities, *args, **kwargs):
+        calls.append((name, target, tuple(severities)))
+        return real(name, target, severities, *args, **kwargs)
+
+    monkeypatch.setattr(conditions, "trained_restorer", recorded)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["--dataset", f"folder:{tiny_folder}", "--out", str(out), "--image-size", "32",
+                 "--retriever-epochs", "1", "--restorer-epochs", "1", "--backbone", "resnet18",
+                 "--degrade", "wild", "--severity", "5", "--restore", "estimated_hybrid",
+                 "--topk", "1", "--metric", "l2", "--measures", "topk", "--no-tensorboard",
+                 "--cache-dir", str(cache), "-q"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    restored = [row for row in results["rows"] if row["query"] == "restored"]
+    assert restored and all(row["restorer"] == "estimated_hybrid" for row in restored)
+    assert {row["knowledge"] for row in restored} == {"estimated"}  # nothing drawn is read
+    assert all(row["restorer_seen"] == list(experts_seen()) for row in restored)
+    # each expert trained once, on every severity, as its recipe
+    assert sorted(set(map(tuple, calls))) == sorted(
+        (recipe, target, (1, 2, 3, 4, 5)) for recipe, target in EXPERTS.values())
+    for recipe, target in EXPERTS.values():
+        assert len(list(cache.glob(f"{recipe}-{target}-*"))) == 1
+    parts = {part["part"] for part in results["wild_breakdown"]}
+    assert parts <= {"all", "clean", "noise", "blur", "resolution"} and "all" in parts
