@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 WHITENING_CODE = ("robustret.models.whitening", "robustret.experiment.descriptors")
 #: rows whitened at once (the raw gallery may be memory-mapped)
 BLOCK = 1 << 14
+#: fewer training embeddings than this many per kept direction draw a warning: measured in
+#: docs/descriptors.md, 320 embeddings for 319 directions cost COIL-20 40 points of mAP, for 32
+#: (10 per direction) about 3
+FEW = 10
 
 
 def whitened(config, retriever: TrainedModel, gallery: Tensor, gallery_key: str
@@ -61,6 +65,11 @@ def whitened(config, retriever: TrainedModel, gallery: Tensor, gallery_key: str
     layer = model.whitening.whitening  # the float32 values embed() uses, for the gallery too
     log.info("whitening: %d-d -> %d-d, learned on %d gallery embeddings", whitening.input_dim,
              whitening.output_dim, len(training))
+    if len(training) < FEW * whitening.output_dim:
+        log.warning("whitening %d directions learned from only %d embeddings magnifies "
+                    "directions of almost no variance and can cost much accuracy "
+                    "(docs/descriptors.md, Measured); pass a smaller --dim (<= %d)",
+                    whitening.output_dim, len(training), max(1, len(training) // FEW))
     with torch.no_grad():
         rows = torch.cat([apply_whitening(block.float(), layer) for block in gallery.split(BLOCK)])
     code = source_hash(*WHITENING_CODE)

@@ -75,3 +75,16 @@ def test_whitening_changes_the_embedding_keys_and_whitens_the_gallery(tmp_path) 
     assert len(keys) == 4 and not keys & {"content", "gallery"}
     with pytest.raises(ConfigError, match="needs at least"):
         whitened(ExperimentConfig(whiten="pca", dim=40).resolved(), trained, gallery, "g")
+
+
+def test_whitening_from_too_few_embeddings_warns(tmp_path, caplog) -> None:
+    torch.manual_seed(0)
+    model = build_retriever("resnet18", num_classes=2).eval()
+    gallery = torch.rand(40, 512)
+    trained = TrainedModel(model, "k", tmp_path / "last.pt", "content")
+    with caplog.at_level("WARNING", logger="robustret.experiment.descriptors"):
+        whitened(ExperimentConfig(whiten="pca", dim=4).resolved(), trained, gallery, "g")
+        assert not caplog.records  # 10 embeddings per direction
+        whitened(ExperimentConfig(whiten="pca").resolved(), trained, gallery, "g")
+    assert "39 directions learned from only 40 embeddings" in caplog.text
+    assert "--dim (<= 4)" in caplog.text
