@@ -15,6 +15,10 @@ for (e.g. ``--image-size 224``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
 from torch import Tensor, nn
 
 from robustret.models.pooling import global_pool_name, replace_module
@@ -24,6 +28,22 @@ TORCHVISION_PREFIX, TIMM_PREFIX = "tv:", "timm:"
 #: constructor options some torchvision models need to return one tensor in train mode
 _TV_OPTIONS = {"googlenet": {"aux_logits": False, "init_weights": True},
                "inception_v3": {"aux_logits": False, "init_weights": True}}
+
+
+#: the seed of the libraries' own initialisation at construction (see :func:`_fixed_draws`)
+CONSTRUCTION_SEED = 0
+
+
+@contextmanager
+def _fixed_draws() -> Iterator[None]:
+    """Make what a library draws while building a model the same every time, leaving torch's
+    global RNG as it was: its convolutions and linear layers are re-drawn from the run's seed
+    later (:func:`robustret.models.init_retriever`), but other parameters (a ViT's position
+    embedding, ...) keep their construction values, which would otherwise depend on the global
+    RNG's state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(CONSTRUCTION_SEED)
+        yield
 
 
 class ExternalTrunk(nn.Module):
@@ -71,7 +91,8 @@ def build_torchvision(name: str) -> tuple[ExternalTrunk, str, int, str | None]:
         raise ValueError(f"unknown torchvision classification model {name!r}; choose one of "
                          "torchvision.models.list_models(module=torchvision.models), e.g. "
                          "resnet18, convnext_tiny, efficientnet_b0, vit_b_16")
-    net = torchvision.models.get_model(name, weights=None, **_TV_OPTIONS.get(name, {}))
+    with _fixed_draws():
+        net = torchvision.models.get_model(name, weights=None, **_TV_OPTIONS.get(name, {}))
     return _cut(net, name)
 
 
@@ -91,7 +112,8 @@ def build_timm(name: str) -> tuple[ExternalTrunk, str, int, str | None]:
                          ) from exc
     if not timm.is_model(name):
         raise ValueError(f"timm has no model {name!r}; list them with timm.list_models()")
-    net = timm.create_model(name, pretrained=False, num_classes=0)
+    with _fixed_draws():
+        net = timm.create_model(name, pretrained=False, num_classes=0)
     head = (getattr(net, "pretrained_cfg", None) or {}).get("classifier") or "head"
     trunk = ExternalTrunk(net)
     pool = global_pool_name(trunk)

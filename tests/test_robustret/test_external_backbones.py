@@ -78,3 +78,12 @@ def test_a_timm_model_builds_embeds_a_gray_batch_and_takes_gem(tmp_path) -> None
     assert torch.equal(loaded.trunk.net.conv1.weight, net.conv1.weight)
     with pytest.raises(ValueError, match="token model"):
         build_retriever("timm:vit_tiny_patch16_224", num_classes=3, pooling="gem")
+
+
+def test_construction_draws_are_fixed_and_leave_the_global_rng_alone() -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = build_backbone("tv:vit_b_16").trunk.net.encoder.pos_embedding
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(7)
+    assert torch.equal(build_backbone("tv:vit_b_16").trunk.net.encoder.pos_embedding, first)
