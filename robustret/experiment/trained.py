@@ -37,6 +37,7 @@ from robustret.experiment.policy import (
 from robustret.models import build_retriever
 from robustret.retrieval import load_embeddings, write_embeddings
 from robustret.train.classifier import settings_key, train_retriever
+from robustret.train.metric_losses import RETRIEVER_LOSSES
 from robustret.train.restorer import train_restorer
 from robustret.train.restorer_batches import (
     DegradeFn,
@@ -316,6 +317,11 @@ def trained_restorer(name: str, training_degradation: str, severities: list[int]
 
     severities = sorted(set(severities))
     section = config.restorers[name]
+    if section.class_weight > 0 and RETRIEVER_LOSSES[config.retriever.loss].pairs:
+        raise ConfigError(f"restorer {name}: its task term (class_weight "
+                          f"{section.class_weight}) reads the retriever's class head, which a "
+                          f"{config.retriever.loss} retriever leaves untrained; use "
+                          "--retriever-loss classifier or arcface, or class_weight = 0")
     options = dict(section.model_options)
     if section.model == "hybrid":
         options.setdefault("front", hybrid_front_for(training_degradation))

@@ -88,3 +88,15 @@ def test_whitening_from_too_few_embeddings_warns(tmp_path, caplog) -> None:
         whitened(ExperimentConfig(whiten="pca").resolved(), trained, gallery, "g")
     assert "39 directions learned from only 40 embeddings" in caplog.text
     assert "--dim (<= 4)" in caplog.text
+
+
+def test_a_task_term_through_a_pair_loss_retriever_is_refused(tmp_path) -> None:
+    from robustret.experiment.recipes import recipe_names
+    from robustret.experiment.trained import trained_restorer
+
+    name = recipe_names()[0]
+    config = ExperimentConfig.from_dict({"retriever_loss": "triplet",
+                                         "restorers": {name: {"class_weight": 0.5}}}).resolved()
+    with pytest.raises(ConfigError, match="untrained; use --retriever-loss classifier"):
+        trained_restorer(name, "noise", [3], config, None, "d", torch.device("cpu"), tmp_path,
+                         None, None)
