@@ -11,6 +11,7 @@ from robustret.core.device import resolve_device
 from robustret.demo.restorers import RestorerMenu
 from robustret.demo.service import DemoService
 from robustret.experiment.config import ExperimentConfig, load_config_file
+from robustret.experiment.descriptors import whitened
 from robustret.experiment.runner import load_data
 from robustret.experiment.served import ServedRestorer
 from robustret.experiment.trained import TrainedModel, gallery_embeddings, weights_key
@@ -67,7 +68,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> DemoService:
     menu = RestorerMenu.of_run(served, config.restore, torch_device, channels)
     trained = TrainedModel(model, str(resolved.get("retriever_key", "")), checkpoint,
                            weights_key(model, checkpoint))
-    embeddings, _ = gallery_embeddings(trained, data.gallery.images, torch_device)
+    embeddings, key = gallery_embeddings(trained, data.gallery.images, torch_device)
+    trained, embeddings, _ = whitened(config, trained, embeddings, key)  # the run's --whiten
     return DemoService(model, data.gallery.images, data.gallery.labels, data.queries.images,
                        data.queries.labels, data.class_names, gallery_embeddings=embeddings,
                        seed=config.seed, device=torch_device, restorers=menu)
