@@ -19,9 +19,11 @@ def _images(shape: tuple[int, ...] = (2, 1, 16, 16), dtype: torch.dtype = torch.
 
 
 def _params(batch: int) -> dict[str, torch.Tensor]:
-    """What the degradations draw (blur a, b; lowres level; noise kind), for any restorer."""
+    """What the degradations draw (blur a, b; lowres level; noise kind; the wild set's member,
+    here 0: Gaussian noise), for any restorer."""
     return {"a": torch.full((batch,), 0.05), "b": torch.zeros(batch),
-            "level": torch.ones(batch, dtype=torch.long), "kind": torch.zeros(batch)}
+            "level": torch.ones(batch, dtype=torch.long), "kind": torch.zeros(batch),
+            "member": torch.zeros(batch, dtype=torch.long)}
 
 
 @pytest.fixture(params=NAMES)

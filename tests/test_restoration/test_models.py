@@ -18,6 +18,12 @@ OTHER_OPTIONS = {
 """Non-default (tiny) options per restorer, so a round trip shows that options are kept."""
 
 
+def _required(model: restoration.Restorer, batch: int) -> dict[str, torch.Tensor]:
+    """Zeros for every parameter ``model`` cannot work without (oracle_route's ``member``: 0,
+    Gaussian noise)."""
+    return {name: torch.zeros(batch, dtype=torch.long) for name in model.required_params()}
+
+
 def test_available_lists_networks_baselines_and_identity() -> None:
     names = restoration.available()
     assert names == sorted(names)
@@ -38,8 +44,8 @@ def test_every_restorer_keeps_shape_dtype_and_range(name: str, channels: int) ->
         options["channels"] = channels
     model = restoration.build(name, **options)
     x = torch.rand(2, channels, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        y = model(x)
+    with torch.no_grad():  # what a restorer cannot work without (oracle_route: the member)
+        y = model(x, _required(model, 2))
     assert y.shape == x.shape and y.dtype == x.dtype
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
 
@@ -94,7 +100,7 @@ def test_raw_output_is_unclamped_for_training() -> None:
 def test_networks_and_classical_come_from_the_trainable_attribute() -> None:
     assert {"dae", "srcnn"} <= set(restoration.networks())
     assert restoration.classical() == ["bicubic", "bilateral", "estimated", "median", "nlm",
-                                       "wiener"]
+                                       "oracle_route", "wiener"]
     for name in restoration.available():
         cls = restoration.RESTORERS.get(name)
         assert (name in restoration.networks()) == cls.trainable
@@ -118,9 +124,10 @@ def test_save_load_round_trip(name: str, built_with: str, tmp_path, images: torc
     assert loaded.restorer_options == restoration.checkpoint_meta(model)["options"]
     assert loaded.checkpoint_info["degradation"] == "noise"
     x = images.expand(-1, 3, -1, -1) if options.get("channels") == 3 else images
+    params = _required(model, len(x))
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
-        assert torch.equal(restoration.load(tmp_path / "m.pt")(x), loaded(x))
+        assert torch.equal(loaded(x, params), model(x, params))
+        assert torch.equal(restoration.load(tmp_path / "m.pt")(x, params), loaded(x, params))
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
 
