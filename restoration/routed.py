@@ -32,6 +32,9 @@ from restoration.estimate import (
 IMPULSE = NOISE_KINDS.index("salt_pepper")
 #: each wild member's family, as the estimator names families
 WILD_FAMILY_OF = {name: family for family, names in WILD_FAMILIES.items() for name in names}
+#: ``member + 1`` -> the estimator's family code (index 0: a clean image, member -1)
+WILD_FAMILY_CODES = torch.tensor([FAMILIES.index(family) for family in (
+    "clean", *(WILD_FAMILY_OF[name] for name in WILD_MEMBERS))])
 #: the families an estimate routes to a restorer (the others, ``clean``, pass unchanged)
 ROUTED_FAMILIES = tuple(family for family in FAMILIES if family != "clean")
 
@@ -140,8 +143,4 @@ class OracleRoute(EstimateThenRestore):
         if member is None:
             raise ValueError("oracle_route needs each image's drawn member (the wild query "
                              "set's parameters); use estimated where they are unknown")
-        codes = {family: FAMILIES.index(family) for family in FAMILIES}
-        lookup = torch.tensor([codes["clean"], *(codes[WILD_FAMILY_OF[name]]
-                                                 for name in WILD_MEMBERS)])
-        family = lookup[member.cpu().long() + 1]
-        return self.route(images, family, params)
+        return self.route(images, WILD_FAMILY_CODES[member.cpu().long() + 1], params)

@@ -331,8 +331,10 @@ class ConditionLoop:
         """The condition's restorer, trained or built once per (name, training degradation);
         a blind recipe once for all degradations."""
         assert condition.restorer is not None
-        if condition.restorer == ESTIMATED_HYBRID:  # learned experts, every severity
-            return estimated_hybrid(self._trained)
+        if condition.restorer == ESTIMATED_HYBRID:  # learned experts, every severity; once
+            if (ESTIMATED_HYBRID,) not in self._restorers:
+                self._restorers[(ESTIMATED_HYBRID,)] = estimated_hybrid(self._trained)
+            return self._restorers[(ESTIMATED_HYBRID,)]
         return self._trained(condition.restorer, self._training_target(condition),
                              list(self.config.severities))
 

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from robustret.core.checksums import checksum_path
 from robustret.demo.service import DemoService
 from robustret.models import build_retriever
 
@@ -89,3 +90,22 @@ def make_run() -> Path:
     assert main(["--config", str(root / "run.toml"), "--dataset", f"folder:{root / 'data'}",
                  "--out", str(out), "--cache-dir", str(root / "models"), "-q"]) == 0
     return out
+
+
+#: what :func:`damage_file` does to a verified file in place
+DAMAGES = ("missing", "sidecar deleted", "bytes changed")
+
+
+def damage_file(path: Path, damage: str) -> None:
+    """Damage the verified file ``path`` (a checkpoint beside its ``.sha256`` sidecar) in
+    place: delete it, delete its sidecar, or flip one byte near its end."""
+    if damage == "missing":
+        path.unlink()
+    elif damage == "sidecar deleted":
+        checksum_path(path).unlink()
+    elif damage == "bytes changed":
+        data = bytearray(path.read_bytes())
+        data[-64] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        raise ValueError(f"damage must be one of {', '.join(DAMAGES)}; got {damage!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from demo_fixtures import make_png, make_run
+from demo_fixtures import DAMAGES, damage_file, make_png, make_run
 
 import restoration
 from robustret.core.checksums import checksum_path, file_digest
@@ -118,8 +118,7 @@ def _copied_run(run_dir: Path, tmp_path: Path) -> Path:
     return checkpoint
 
 
-@pytest.mark.parametrize("damage", ["deleted", "sidecar deleted", "bytes changed",
-                                    "retrained"])
+@pytest.mark.parametrize("damage", [*DAMAGES, "retrained"])
 def test_a_damaged_restorer_checkpoint_is_refused(run_dir: Path, tmp_path: Path, damage: str,
                                                   capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,14 +127,8 @@ def test_a_damaged_restorer_checkpoint_is_refused(run_dir: Path, tmp_path: Path,
 
     monkeypatch.setattr("robustret.demo.app.make_server", never_serve)
     checkpoint = _copied_run(run_dir, tmp_path)
-    if damage == "deleted":
-        checkpoint.unlink()
-    elif damage == "sidecar deleted":
-        checksum_path(checkpoint).unlink()
-    elif damage == "bytes changed":
-        data = bytearray(checkpoint.read_bytes())
-        data[-100] ^= 0xFF
-        checkpoint.write_bytes(bytes(data))
+    if damage in DAMAGES:
+        damage_file(checkpoint, damage)
     else:  # other weights, with a sidecar that matches them: not the run's file
         model = restoration.load(checkpoint)
         with torch.no_grad():
@@ -145,7 +138,7 @@ def test_a_damaged_restorer_checkpoint_is_refused(run_dir: Path, tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
     assert "restorer checkpoint" in err[-1] and str(checkpoint) in err[-1]
-    assert ("is missing" if damage == "deleted" else "cannot be trusted") in err[-1]
+    assert ("is missing" if damage == "missing" else "cannot be trusted") in err[-1]
 
 
 def test_a_run_written_before_the_record_offers_the_untrained_restorers_and_says_why(

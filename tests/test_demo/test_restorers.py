@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from demo_fixtures import make_png, make_service
+from demo_fixtures import DAMAGES, damage_file, make_png, make_service
 
 import degradations
 import restoration
 from robustret.core.checks import ConfigError
-from robustret.core.checksums import checksum_path, file_digest
+from robustret.core.checksums import file_digest
 from robustret.demo.errors import DemoError
 from robustret.demo.restorers import NONE, RestorerMenu, load_trained, untrained_choices
 from robustret.demo.service import DemoService
@@ -124,19 +124,12 @@ def test_an_upload_as_it_is_is_restored_by_a_trained_restorer(blind: ServedResto
     assert torch.allclose(restored, expected.clamp(0, 1), atol=1e-6)
 
 
-@pytest.mark.parametrize("damage", ["missing", "sidecar deleted", "bytes changed",
-                                    "another run's file"])
+@pytest.mark.parametrize("damage", [*DAMAGES, "another run's file"])
 def test_a_damaged_checkpoint_is_refused_in_one_line(oracle: ServedRestorer, tmp_path: Path,
                                                      damage: str) -> None:
     path = Path(oracle.checkpoint)
-    if damage == "missing":
-        path.unlink()
-    elif damage == "sidecar deleted":
-        checksum_path(path).unlink()
-    elif damage == "bytes changed":
-        data = bytearray(path.read_bytes())
-        data[-50] ^= 0xFF
-        path.write_bytes(bytes(data))
+    if damage in DAMAGES:
+        damage_file(path, damage)
     else:  # a valid checkpoint with its sidecar, but not the file the rows came from
         restoration.save(restoration.build("hybrid", front="median", widths=(4, 4),
                                            condition=["severity", "kind"]), path)
