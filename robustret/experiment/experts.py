@@ -2,10 +2,12 @@
 expert fed the estimate.
 
 :class:`restoration.routed.EstimateThenRestore` routes each image by its estimated family
-(:mod:`restoration.estimate`); here its noise and low-resolution routes are the toolkit's
-learned hybrids (:data:`EXPERTS`), trained as ``--restore oracle`` trains them, on every
-severity, and told at test time the *estimated* severity, noise kind and Haar level in place of
-the drawn ones. Blur keeps the Wiener filter with the estimated blur; an image estimated clean
+(:mod:`restoration.estimate`); here every route is a learned hybrid (:data:`EXPERTS`), trained
+on every severity and told at test time the *estimated* severity, noise kind, Haar level or
+blur in place of the drawn ones. The noise and low-resolution experts are also *trained* on
+the estimate (``params_from = "estimated"``), so they learn the estimator's errors (the
+severity proxy above all); the blur expert is ``hybrid``, trained on the drawn blur
+(:data:`~robustret.experiment.recipes.EXPERT_RECIPES` says why). An image estimated clean
 passes unchanged. Nothing the degradation drew is read, so its rows say ``estimated``: it is
 what a real photo allows, as long as the estimate is right. The experts train on the gallery
 alone (the built-in renderer's extra objects are not used), so any data set can run it.
@@ -26,7 +28,8 @@ from robustret.experiment.trained import TrainedModel
 #: routed family -> (recipe, what it trains on): the learned experts of ``estimated_hybrid``
 EXPERTS: Mapping[str, tuple[str, str]] = MappingProxyType({
     "noise": (EXPERT_RECIPES[0], "noise"),
-    "resolution": (EXPERT_RECIPES[1], "lowres"),
+    "blur": (EXPERT_RECIPES[1], "motion_blur"),
+    "resolution": (EXPERT_RECIPES[2], "lowres"),
 })
 #: the severities the experts learn: all of them (they are told each image's severity)
 EXPERT_SEVERITIES = tuple(SEVERITY_LEVELS)

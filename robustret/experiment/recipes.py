@@ -159,6 +159,19 @@ VARIANTS: Mapping[str, Recipe] = MappingProxyType({
         "oracle_hybrid-severe with twice its steps when it learns several severities "
         f"({LONG_SWEEP['epochs']} epochs, lr halved every {LONG_SWEEP['lr_step']})",
         quick=UNET_QUICK, sweep=LONG_SWEEP),
+    "oracle_hybrid-estimated": Recipe(
+        "oracle_hybrid-estimated", "hybrid", RecipeKind.ORACLE,
+        {**MULTI_LAYER_LOSS, "params_from": "estimated"},
+        "oracle_hybrid trained on each image's *estimated* severity and noise kind or level "
+        "(the estimate in the loop, RestorerTrainConfig.params_from): estimated_hybrid's noise "
+        "expert, fed estimates there; alone it is given the drawn ones, as oracle_hybrid is",
+        quick=UNET_QUICK, sweep=UNET_SWEEP),
+    "oracle_hybrid-long-estimated": Recipe(
+        "oracle_hybrid-long-estimated", "hybrid", RecipeKind.ORACLE,
+        {**SEVERE_LOSS, "params_from": "estimated"},
+        "oracle_hybrid-long trained on each image's estimated Haar level and severity: "
+        "estimated_hybrid's low-resolution expert",
+        quick=UNET_QUICK, sweep=LONG_SWEEP),
 })
 """Research variants (``BASE-VARIANT``): measured in docs/results.md, chosen by
 :mod:`robustret.experiment.policy` where they won; not part of ``--restore all``."""
@@ -194,9 +207,13 @@ def recipe_names() -> list[str]:
 ESTIMATED_HYBRID = "estimated_hybrid"
 """The composite of :mod:`robustret.experiment.experts`: the estimate routes each query to a
 learned hybrid fed the estimated degradation."""
-#: the recipes of its learned experts (noise, low resolution); they learn every severity, so
-#: they train with their several-severity (``sweep``) schedule
-EXPERT_RECIPES = ("oracle_hybrid", "oracle_hybrid-long")
+#: the recipes of its learned experts (noise, blur, low resolution); they learn every severity,
+#: so they train with their several-severity (``sweep``) schedule. The noise and low-resolution
+#: experts learn from the estimate (``params_from = "estimated"``); the blur expert is the plain
+#: ``hybrid``, trained on the drawn blur: its estimate's sign is arbitrary (docs/estimation.md),
+#: and a Wiener front end given the other sign returns the sharp image shifted by the blur,
+#: which a pixel loss against the unshifted clean image would teach the network to smear
+EXPERT_RECIPES = ("oracle_hybrid-estimated", "hybrid", "oracle_hybrid-long-estimated")
 
 
 def restorer_names() -> list[str]:

@@ -66,6 +66,7 @@ from robustret.train.restorer_batches import (
     EpochBatches,
     Params,
     default_degrade,
+    with_estimated_params,
 )
 from robustret.train.restorer_config import RestorerTrainConfig
 from robustret.train.restorer_losses import (
@@ -354,7 +355,9 @@ def train_restorer(
         val_images: (M, C, H, W) clean validation images; None uses that held-out tenth of
             the gallery (never the queries).
         degrade: :data:`~robustret.train.restorer_batches.DegradeFn`; None uses
-            ``degradations.apply(config.degrade, config.severity)``.
+            ``degradations.apply(config.degrade, config.severity)``. With
+            ``config.params_from == "estimated"`` its drawn parameters are replaced by the
+            estimate's, for the training batches and the validation subset alike.
         progress: tqdm bar (None: only on a terminal).
         tensorboard: write TensorBoard event files (``metrics.jsonl`` is always written).
         guide: the frozen retriever of the feature term and the retrieval validation;
@@ -369,6 +372,8 @@ def train_restorer(
     device = setup(resolve_device(config.device))  # under torchrun: this rank's device
     train_images, val_images = _training_images(config, train_images, val_images)
     degrade = degrade or default_degrade(config.degrade, config.severity)
+    if config.params_from == "estimated":
+        degrade = with_estimated_params(degrade)
     labels = _checked_guide(config, guide, train_images, val_images, device)
 
     validation = ValidationSet.draw(val_images, degrade, config.seed, config.val_images)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 import degradations
+from restoration.estimate import estimate_degradation
 from robustret.core.rng import make_generator, stream_seed
 from robustret.train.restorer_config import RestorerTrainConfig
 
@@ -44,6 +45,18 @@ def default_degrade(name: str, severity: int) -> DegradeFn:
                                   return_params=True)
 
     return degrade
+
+
+def with_estimated_params(degrade: DegradeFn) -> DegradeFn:
+    """``degrade`` with its drawn parameters replaced by those estimated from each degraded
+    image (:func:`restoration.estimate.estimate_degradation`, ``params()``: ``a``, ``b``,
+    ``level``, ``kind``, ``severity``, each (B,)): the training pairs of a restorer that is
+    fed estimates at test time. The degraded images are the same bytes as ``degrade``'s."""
+    def degrade_estimated(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Params]:
+        degraded, _ = degrade_with_params(degrade, images, generator)
+        return degraded, estimate_degradation(degraded).params()
+
+    return degrade_estimated
 
 
 def severity_weights(severities: Sequence[int], bias: float) -> list[float] | None:
@@ -198,4 +211,4 @@ class EpochBatches:
 
 __all__ = ["BATCH_STREAM", "EPOCH_STREAM", "FLIP_STREAM", "Batch", "DegradeFn", "EpochBatches",
            "Params", "default_degrade", "degrade_by_severity", "degrade_with_params",
-           "draw_many", "draw_one", "random_crops", "severity_weights"]
+           "draw_many", "draw_one", "random_crops", "severity_weights", "with_estimated_params"]

@@ -26,6 +26,10 @@ _NOT_LEARNED = ("epochs", "device", "val_every")
 """Settings that do not change what is learned; left out of the resume fingerprint."""
 PIXEL_LOSSES = ("mse", "l1")
 """The pixel terms :attr:`RestorerTrainConfig.pixel_loss` may name."""
+PARAMS_SOURCES = ("drawn", "estimated")
+"""Where a training pair's parameters come from (:attr:`RestorerTrainConfig.params_from`):
+what the degradation drew, or what :func:`restoration.estimate.estimate_degradation` estimates
+from the degraded image."""
 
 _QUICK: dict[str, dict[str, Any]] = {
     "dae": dict(epochs=15, batch_size=32, lr=1e-3, lr_step=6, samples_per_epoch=1024,
@@ -103,6 +107,12 @@ class RestorerTrainConfig:
             says so). They are never searched nor queried; 0: the gallery's images only. The
             trainer itself (:func:`robustret.train.restorer.train_restorer`) trains on the
             images it is given.
+        params_from: what a parameter-reading restorer (a hybrid's front end and condition
+            planes) is given with each training pair (:data:`PARAMS_SOURCES`): ``drawn``, the
+            degradation's own parameters (an oracle at test time), or ``estimated``, the
+            estimate from the degraded image (:func:`restoration.estimate.estimate_degradation`,
+            its ``params()``), so that a restorer fed estimates at test time
+            (``estimated_hybrid``'s experts) learns to tolerate the estimator's errors.
     """
 
     model: str = "dae"
@@ -132,6 +142,7 @@ class RestorerTrainConfig:
     ema_decay: float = 0.0
     severity_per_image: bool = False
     extra_objects: int = 0
+    params_from: str = "drawn"
 
     def __post_init__(self) -> None:
         # types first, so that a TOML value of the wrong kind is named (not a TypeError later)
@@ -145,7 +156,8 @@ class RestorerTrainConfig:
                            ("severity_bias", "number"), ("class_weight", "number"),
                            ("neighbour_weight", "number"), ("neighbour_temperature", "number"),
                            ("hflip", "bool"), ("ema_decay", "number"),
-                           ("severity_per_image", "bool"), ("extra_objects", "int")):
+                           ("severity_per_image", "bool"), ("extra_objects", "int"),
+                           ("params_from", "str")):
             value = getattr(self, name, None)
             if kind.endswith("?") and value is None:
                 continue
@@ -160,6 +172,9 @@ class RestorerTrainConfig:
             raise ConfigError(f"model_options must be a table of constructor options; got "
                               f"{self.model_options!r}")
 
+        if self.params_from not in PARAMS_SOURCES:
+            raise ConfigError(f"params_from must be one of {', '.join(PARAMS_SOURCES)}; "
+                              f"got {self.params_from!r}")
         if self.pixel_loss not in PIXEL_LOSSES:
             raise ConfigError(f"pixel_loss must be one of {', '.join(PIXEL_LOSSES)}; "
                               f"got {self.pixel_loss!r}")
@@ -250,4 +265,4 @@ class RestorerTrainConfig:
         return fingerprint("restorer", learned, source_hash(*TRAINING_CODE))
 
 
-__all__ = ["PIXEL_LOSSES", "TRAINING_CODE", "RestorerTrainConfig"]
+__all__ = ["PARAMS_SOURCES", "PIXEL_LOSSES", "TRAINING_CODE", "RestorerTrainConfig"]

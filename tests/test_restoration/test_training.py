@@ -210,3 +210,51 @@ def test_the_cli_and_the_experiment_validate_on_the_same_held_out_gallery_images
     assert torch.equal(from_cli["val_images"], data.gallery.images[held])
     assert torch.equal(from_cli["train_images"], from_experiment["train_images"])
     assert torch.equal(from_cli["train_images"], data.gallery.images[train_part])
+
+
+def test_params_from_estimated_feeds_the_estimate_in_training_and_validation(
+        tmp_path, monkeypatch) -> None:
+    """With ``params_from = "estimated"`` the Wiener front end gets the blur estimated from each
+    degraded image, never the drawn one, in training and validation alike."""
+    import robustret.train.restorer_batches as batches
+    from restoration.classical import WienerDeblur
+    from robustret.train.restorer_batches import default_degrade
+
+    seen, estimated = [], []
+    original, estimate = WienerDeblur.restore_raw, batches.estimate_degradation
+
+    def recording(self, images, a=None, b=None):
+        seen.append(torch.as_tensor(a).clone())
+        return original(self, images, a=a, b=b)
+
+    def recorded_estimate(images, *args, **kwargs):
+        out = estimate(images, *args, **kwargs)
+        estimated.append(out.blur_a.clone())
+        return out
+
+    monkeypatch.setattr(WienerDeblur, "restore_raw", recording)
+    monkeypatch.setattr(batches, "estimate_degradation", recorded_estimate)
+    config = _config("hybrid", model_options={"front": "wiener", "widths": [4]},
+                     degrade="motion_blur", samples_per_epoch=8, val_images=4,
+                     params_from="estimated")
+    train_restorer(config, tmp_path / "run", train_images=_images(8), val_images=_images(4, 1),
+                   degrade=default_degrade("motion_blur", 5), progress=False, tensorboard=False)
+    assert len(estimated) >= 2 and len(seen) >= 2  # the validation subset, a training batch
+    # validation is drawn first, then each training batch; every pass gets its estimate
+    assert torch.equal(seen[-1], estimated[0]) and torch.equal(seen[0], estimated[1])
+
+
+def test_with_estimated_params_keeps_the_images_and_replaces_the_parameters() -> None:
+    from restoration.estimate import estimate_degradation
+    from robustret.train.restorer_batches import default_degrade, with_estimated_params
+
+    drawn_fn = default_degrade("motion_blur", 5)
+    degraded, drawn = drawn_fn(_images(6), torch.Generator().manual_seed(3))
+    out, params = with_estimated_params(drawn_fn)(_images(6), torch.Generator().manual_seed(3))
+    assert torch.equal(out, degraded)
+    expected = estimate_degradation(degraded).params()
+    assert set(params) == set(expected) and set(params) >= {"a", "b", "level", "kind", "severity"}
+    assert all(torch.equal(params[name], expected[name]) for name in expected)
+    assert not torch.equal(params["a"], drawn["a"])  # the estimate, not the draw
+    with pytest.raises(ConfigError, match="params_from must be one of drawn, estimated"):
+        RestorerTrainConfig(params_from="oracle")

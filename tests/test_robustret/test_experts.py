@@ -14,10 +14,24 @@ from robustret.experiment.experts import EXPERTS, experts_seen
 def test_the_experts_learn_every_severity_with_their_sweep_schedule() -> None:
     one = ExperimentConfig(degradations=("wild",), severities=(5,), restore="estimated_hybrid")
     plain = ExperimentConfig(degradations=("wild",), severities=(5,), restore="estimated")
+    every = ExperimentConfig(degradations=("wild",), severities=(1, 2, 3, 4, 5),
+                             restore="estimated")
     for recipe, _ in EXPERTS.values():
-        sweep = one.resolved().restorers[recipe].epochs
-        assert sweep > plain.resolved().restorers[recipe].epochs  # the longer schedule
-    assert experts_seen() == ("gaussian_noise", "lowres", "noise", "salt_pepper", "speckle")
+        sweep = one.resolved().restorers[recipe]
+        assert sweep == every.resolved().restorers[recipe]  # the several-severity schedule
+        assert sweep != plain.resolved().restorers[recipe]
+    assert experts_seen() == ("gaussian_noise", "lowres", "motion_blur", "noise", "salt_pepper",
+                              "speckle")
+
+
+def test_the_noise_and_resolution_experts_learn_from_the_estimate_the_blur_one_not() -> None:
+    resolved = ExperimentConfig(degradations=("wild",), severities=(5,),
+                                restore="estimated_hybrid").resolved().restorers
+    learns_from = {family: resolved[recipe].params_from
+                   for family, (recipe, _) in EXPERTS.items()}
+    # the blur estimate's sign is arbitrary: trained on it, the front end's shifted output
+    # would be compared with the unshifted clean image
+    assert learns_from == {"noise": "estimated", "resolution": "estimated", "blur": "drawn"}
 
 
 def test_it_runs_on_the_wild_set_and_says_it_estimated(tiny_folder: Path, tmp_path: Path,
