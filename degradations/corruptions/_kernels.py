@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from robustret.core.rng import check_generator
 
 from .._base import WordSource, check_batch, check_range_mode, run_chunked
-from ._opencv import filter_planes, opencv_ready, sep_filter
+from ._opencv import filter_planes, opencv_ready, sep_filter, zoom_ready, zoom_sum
 
 #: image sides of the three published tables: CIFAR-10-C, Tiny-ImageNet-C, ImageNet-C
 ANCHOR_SIDES = (32, 64, 224)
@@ -371,11 +371,14 @@ def zoom_matrices(n: int, factors: np.ndarray) -> np.ndarray:
 def zoom_core(x: Tensor, out: Tensor, max_zoom: float, step: float) -> Tensor:
     """out = (x + sum of centre zooms of x by each of :func:`zoom_factors`) / (count + 1).
 
-    Each zoom is ``A_y x A_x^T`` with the interpolation matrices of :func:`zoom_matrices`, all
-    zooms in two batched matrix products.
+    CPU float32: each zoom by ``cv2.warpAffine`` per image (:func:`._opencv.zoom_sum`, the same
+    samples within float rounding). Elsewhere each zoom is ``A_y x A_x^T`` with the
+    interpolation matrices of :func:`zoom_matrices`, all zooms in two batched matrix products.
     """
     b, c, h, w = x.shape
     factors = zoom_factors(max_zoom, step)
+    if zoom_ready(x):
+        return zoom_sum(x, out, factors)
     along_y = torch.as_tensor(zoom_matrices(h, factors), dtype=x.dtype, device=x.device)
     along_x = torch.as_tensor(zoom_matrices(w, factors), dtype=x.dtype, device=x.device)
     rows = (along_y.reshape(-1, h) @ x).view(b, c, len(factors), h, w)  # (B, C, Z, H, W)

@@ -92,3 +92,57 @@ def filter_planes(x: Tensor, kernels: np.ndarray, mode: str) -> Tensor:
 
     map_ranges(work, b * c)
     return torch.from_numpy(out).view(b, c, h, w)
+
+
+def zoom_ready(x: Tensor) -> bool:
+    """Whether :func:`zoom_sum` serves ``x``: a CPU float32 tensor. OpenCV 5 samples float32
+    images at their exact (unquantised) positions in ``warpAffine``; float64 ones at 1/32 px
+    steps (its remap tables), so those, and other devices, take the exact torch path."""
+    return x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def zoom_sum(x: Tensor, out: Tensor, factors: np.ndarray) -> Tensor:
+    """out = (x + sum over ``factors`` of the centre zoom of x by each) / (count + 1), per image
+    (``cv2.warpAffine``, bilinear, edge pixels repeated; images spread over threads).
+
+    Output pixel ``(i, j)`` samples the input at ``c + ((i, j) - c) / zoom``, ``c`` the centre
+    ``((H - 1) / 2, (W - 1) / 2)``: :func:`degradations.corruptions._kernels.zoom_indices` on
+    both axes. RGB images are warped as one (H, W, 3) array (OpenCV's exact float path holds
+    for 1 and 3 channels, not for 2), other channel counts plane by plane.
+
+    Args:
+        x: (B, C, H, W) float32 CPU (:func:`zoom_ready`).
+        out: (B, C, H, W) float32 CPU, contiguous; written and returned.
+        factors: the zooms, each >= 1 (a factor 1 adds the image itself).
+    """
+    b, c, h, w = x.shape
+    src = x.detach().contiguous().numpy()
+    dst = out.numpy()
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    zooms = np.asarray(factors, dtype=np.float64)
+    mats = [np.array([[1 / z, 0, cx * (1 - 1 / z)], [0, 1 / z, cy * (1 - 1 / z)]])
+            for z in zooms[zooms != 1]]  # a zoom by 1 is the image: added without a warp
+    copies = 1 + int(np.sum(zooms == 1))
+    scale = np.float32(1 / (len(zooms) + 1))
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    hwc = c == 3
+
+    def one(image: np.ndarray) -> np.ndarray:  # (H, W) or (H, W, 3) -> the blurred image
+        acc = image * np.float32(copies)
+        warped = np.empty_like(image)
+        for mat in mats:
+            cv2.warpAffine(image, mat, (w, h), dst=warped, flags=flags,
+                           borderMode=cv2.BORDER_REPLICATE)
+            cv2.add(acc, warped, dst=acc)
+        return np.multiply(acc, scale, out=acc)
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            if hwc:
+                dst[i] = one(np.ascontiguousarray(src[i].transpose(1, 2, 0))).transpose(2, 0, 1)
+            else:
+                for k in range(c):
+                    dst[i, k] = one(src[i, k])
+
+    map_ranges(work, b)
+    return out

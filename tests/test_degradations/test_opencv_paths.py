@@ -15,6 +15,7 @@ from robustret.core.rng import make_generator
 
 def _torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_kernels, "opencv_ready", lambda x, reach: False)
+    monkeypatch.setattr(_kernels, "zoom_ready", lambda x: False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -42,7 +43,21 @@ def test_line_motion_blur_equals_the_torch_path(monkeypatch) -> None:
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["line_motion_blur", "gaussian_blur", "jpeg", "shot_noise"])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_zoom_blur_equals_the_torch_path(channels, monkeypatch) -> None:
+    """float32 on the CPU: warpAffine per image samples where the interpolation matrices do
+    (odd and even sides, a zoom of 1 in the list, 2 channels plane by plane)."""
+    x = torch.rand(3, channels, 33, 40, generator=make_generator(4))
+    factors = _kernels.zoom_factors(1.3, 0.02)
+    assert factors[0] == 1.0 and _kernels.zoom_ready(x)
+    ours = _kernels.zoom_core(x, torch.empty_like(x), 1.3, 0.02)
+    _torch_path(monkeypatch)
+    theirs = _kernels.zoom_core(x, torch.empty_like(x), 1.3, 0.02)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["line_motion_blur", "gaussian_blur", "jpeg", "shot_noise",
+                                  "zoom_blur"])
 def test_the_output_does_not_depend_on_the_thread_count(name) -> None:
     """Images (or planes) spread over threads: the same bytes with one thread and with three."""
     x = torch.rand(7, 3, 32, 32, generator=make_generator(2))
