@@ -145,26 +145,39 @@ class Pixelate(Degradation):
 def jpeg_core(x: Tensor, out: Tensor, quality: int) -> Tensor:
     """Encode and decode each image with OpenCV's JPEG codec at ``quality`` (per image, on the
     CPU, images spread over torch's thread count: 8-bit rounding, RGB as OpenCV's BGR, gray as
-    one plane; default 4:2:0 chroma)."""
+    one plane; default 4:2:0 chroma).
+
+    Per image and plane, ``cv2.convertScaleAbs`` rounds 255 x to 8 bits (half to even, as
+    ``torch.round``; x >= 0 so its absolute value changes nothing) and ``cv2.merge`` /
+    ``cv2.split`` put the planes in and out of the codec's BGR order, so no whole-batch
+    float, permute or colour-conversion pass is made (bytes as those passes gave).
+    """
     b, c = x.shape[:2]
-    pixels = (x.detach().to("cpu", torch.float32) * 255).round_().clamp_(0, 255)
-    planes = pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, C)
-    decoded = np.empty_like(planes)
+    planes = x.detach().to("cpu", torch.float32).contiguous().numpy()  # (B, C, H, W)
+    direct = out.device.type == "cpu" and out.dtype == torch.float32  # else 8 bits, then out
+    decoded = out.numpy() if direct else np.empty(planes.shape, np.uint8)
     flags = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
-    order = cv2.COLOR_RGB2BGR if c == 3 else None
+    scale = np.float32(255)
 
     def work(start: int, stop: int) -> None:  # OpenCV releases the GIL: images in threads
         for i in range(start, stop):
-            image = planes[i, :, :, 0] if order is None else cv2.cvtColor(planes[i], order)
+            pixels = [cv2.convertScaleAbs(plane, alpha=255.0) for plane in planes[i]]
+            image = pixels[0] if c == 1 else cv2.merge(pixels[::-1])  # RGB -> BGR
             ok, buffer = cv2.imencode(".jpg", image, flags)
             if not ok:
                 raise RuntimeError(f"OpenCV could not encode image {i} as JPEG")
             back = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-            decoded[i] = back[:, :, None] if order is None else cv2.cvtColor(back, order)
+            back_planes = [back] if c == 1 else cv2.split(back)[::-1]  # BGR -> RGB
+            for k, plane in enumerate(back_planes):
+                if direct:
+                    np.divide(plane, scale, out=decoded[i, k], dtype=np.float32)
+                else:
+                    decoded[i, k] = plane
 
     map_ranges(work, b)
-    out.copy_(torch.from_numpy(decoded).permute(0, 3, 1, 2))
-    return out.div_(255.0)
+    if not direct:  # float64 or another device: divided in out's dtype, as before
+        out.copy_(torch.from_numpy(decoded)).div_(255.0)
+    return out
 
 
 def jpeg(
