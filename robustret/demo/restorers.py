@@ -1,5 +1,6 @@
 """The restorers the page offers: ``identity``, the classical filters, every restorer the run
-trained (from its verified checkpoints) and ``auto`` (what the run's ``--restore auto`` used).
+trained (from its verified checkpoints; a composite such as ``estimated_hybrid`` from its
+experts' checkpoints) and ``auto`` (what the run's ``--restore auto`` used).
 
 A :class:`RestorerMenu` holds them by the name the form sends (``median``, ``hybrid:noise``,
 ``blind:mixture``, ``auto``) with the label the page shows, which says what each knows of the
@@ -21,10 +22,11 @@ import torch
 
 import degradations
 import restoration
+from restoration.routed import ROUTED_FAMILIES, EstimateThenRestore
 from robustret.core.checks import ConfigError
 from robustret.core.checksums import CorruptFileError, file_digest, verify_file
 from robustret.demo.errors import DemoError
-from robustret.experiment.served import ServedRestorer
+from robustret.experiment.served import ServedExpert, ServedRestorer
 
 #: the degradation choice "the query as it is": nothing is applied and nothing is drawn
 NONE = "none"
@@ -82,25 +84,72 @@ def untrained_choices(device: torch.device) -> list[Choice]:
 
 
 def load_trained(served: ServedRestorer, device: torch.device, channels: int) -> Choice | None:
-    """The choice of a restorer the run trained, from its checkpoint; None for a filter or a
-    network whose training wrote no checkpoint (nothing to load: not offered).
+    """The choice of a restorer the run trained, from its checkpoint (a composite: from each
+    of its experts'); None for a filter or a network whose training wrote no checkpoint
+    (nothing to load: not offered), or a composite with such an expert.
 
-    The file must verify against its ``.sha256`` sidecar and be the very file the run's rows
-    were computed with (``served.sha256``), and take ``channels``-channel images.
+    Each file must verify against its ``.sha256`` sidecar and be the very file the run's rows
+    were computed with (its ``sha256`` in the record), and take ``channels``-channel images.
 
     Raises:
         ConfigError: missing, damaged, replaced or unusable, in one line naming the file.
     """
-    if served.checkpoint is None:
+    if served.composite:
+        model = _load_composite(served, device, channels)
+        if model is None:
+            return None
+    elif served.checkpoint is None:
         return None
-    path = Path(served.checkpoint)
-    what = f"the run's restorer checkpoint {path} ({served.choice})"
+    else:
+        model = _load_verified(served.checkpoint, served.sha256, device, channels,
+                               f"({served.choice})")
+    families = families_of(served.seen) or families_of([served.trained_on or ""])
+    return Choice(served.choice, f"{served.restorer} ({'+'.join(families)}, {served.knowledge})",
+                  served.knowledge, model, families or ("unknown",), served.degradations)
+
+
+def _load_composite(served: ServedRestorer, device: torch.device, channels: int
+                    ) -> restoration.Restorer | None:
+    """``estimated_hybrid`` as the run built it: the estimate routes each image to the expert
+    of its estimated family (each loaded and verified), a family without one to
+    :class:`~restoration.routed.EstimateThenRestore`'s default; None where an expert's training
+    wrote no checkpoint."""
+    routes: dict[str, restoration.Restorer] = {}
+    for expert in served.experts:
+        if expert.checkpoint is None:
+            return None
+        if expert.family not in ROUTED_FAMILIES:
+            raise ConfigError(f"the run's {served.choice} routes {expert.family!r} to its "
+                              f"expert {expert.choice}, but the page routes only "
+                              f"{', '.join(ROUTED_FAMILIES)}; serve the run with the robustret "
+                              "version that wrote it")
+        routes[expert.family] = _load_verified(expert.checkpoint, expert.sha256, device,
+                                               channels, _expert_of(served, expert))
+    return EstimateThenRestore(**routes).to(device).eval()
+
+
+def _expert_of(served: ServedRestorer, expert: ServedExpert) -> str:
+    """How an error names an expert: ``(estimated_hybrid's noise expert oracle_hybrid:noise)``."""
+    return f"({served.choice}'s {expert.family} expert {expert.choice})"
+
+
+def _load_verified(checkpoint: str, sha256: str | None, device: torch.device,
+                   channels: int, which: str) -> restoration.Restorer:
+    """The restorer saved in ``checkpoint``, verified against its sidecar and the run's
+    ``sha256`` (where recorded), taking ``channels``-channel images; ``which`` names it in an
+    error (``(hybrid:noise)``).
+
+    Raises:
+        ConfigError: missing, damaged, replaced or unusable, in one line naming the file.
+    """
+    path = Path(checkpoint)
+    what = f"the run's restorer checkpoint {path} {which}"
     if not path.is_file():
         raise ConfigError(f"{what} is missing (set ROBUSTRET_CACHE to the run's cache, or re-run "
                           "the experiment's command to rebuild it)")
     try:
         verify_file(path, required=True)
-        if served.sha256 is not None and file_digest(path) != served.sha256:
+        if sha256 is not None and file_digest(path) != sha256:
             raise CorruptFileError(path, "it is not the file the run's rows were computed with "
                                          "(its SHA-256 differs from results.json's)")
         model = restoration.load(path, device)
@@ -111,9 +160,7 @@ def load_trained(served: ServedRestorer, device: torch.device, channels: int) ->
     if wanted is not None and wanted != channels:
         raise ConfigError(f"{what} restores {wanted}-channel images but the run's data has "
                           f"{channels}; is this the run's cache?")
-    families = families_of(served.seen) or families_of([served.trained_on or ""])
-    return Choice(served.choice, f"{served.restorer} ({'+'.join(families)}, {served.knowledge})",
-                  served.knowledge, model, families or ("unknown",), served.degradations)
+    return model
 
 
 def _unique_labels(choices: list[Choice], trained_on: Mapping[str, str | None]) -> list[Choice]:

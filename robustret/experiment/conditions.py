@@ -10,6 +10,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -59,6 +60,22 @@ SCORING_CODE = ("robustret.evaluation.pipeline", "robustret.retrieval.metrics",
                 "robustret.models.adaptation")
 #: ``{(condition, metric, measure, k): (Q,) per-query scores}`` (see ConditionResult)
 PerQuery = dict[tuple[Condition, str, str, "int | None"], Tensor]
+
+
+@dataclass(frozen=True)
+class Expert:
+    """A learned restorer inside a composite one (``estimated_hybrid``'s route of a family).
+
+    Attributes:
+        recipe: the recipe it was trained as (``oracle_hybrid``).
+        trained_on: what it learned (a degradation, or a mixture).
+        trained: the model, its cache key, checkpoint and content key.
+    """
+
+    recipe: str
+    trained_on: str
+    trained: TrainedModel
+
 
 def index_seed(config: ExperimentConfig) -> int:
     """The seed of the approximate index's training sample: the ``"index"`` stream."""
@@ -326,6 +343,18 @@ class ConditionLoop:
         if condition.restorer not in recipe_names():
             return ()
         return seen_in_training(self._training_target(condition))
+
+    def experts(self, condition: Condition) -> dict[str, Expert]:
+        """The learned experts inside the condition's composite restorer (``estimated_hybrid``)
+        by the family whose route each is, as the loop trained (or reused) them; empty for any
+        other restorer. A route that is no trained model (a filter) is not listed."""
+        if condition.restorer != ESTIMATED_HYBRID:
+            return {}
+        routes = self.restorer(condition).model.routes
+        return {family: Expert(which[0], which[1], trained)
+                for family, route in routes.items()
+                for which, trained in self._restorers.items()
+                if len(which) > 1 and trained.model is route}
 
     def restorer(self, condition: Condition) -> TrainedModel:
         """The condition's restorer, trained or built once per (name, training degradation);

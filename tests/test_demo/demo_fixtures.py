@@ -1,5 +1,6 @@
 """What the demo tests share: a tiny service (12 gallery, 6 query images of 3 classes, an
-untrained resnet18), an RGB PNG, and a tiny finished run with a trained restorer. A plain
+untrained resnet18), an RGB PNG, and tiny finished runs with a trained restorer (a blind one, and
+the composite ``estimated_hybrid``). A plain
 module: a conftest.py here would shadow tests/conftest.py."""
 
 from __future__ import annotations
@@ -40,7 +41,27 @@ val_images = 8
 model_options = {skips = true, widths = [4, 4, 4, 4, 4]}
 """
 
+#: a tiny run of the composite ``estimated_hybrid``: each of its learned experts (whatever
+#: ``experts.EXPERTS`` names) a width-4 unet hybrid trained one epoch on 32 images
+EXPERT_SECTION = """
+samples_per_epoch = 32
+batch_size = 16
+val_images = 8
+model_options = {body = "unet", widths = [4, 4, 4]}
+"""
+
 CLASSES = ["disc", "bar", "ring"]
+
+
+def composite_config() -> str:
+    """:data:`RUN_CONFIG` restoring with ``estimated_hybrid`` (at severity 5, where the
+    estimate sees the noise), each expert recipe given :data:`EXPERT_SECTION`."""
+    from robustret.experiment.experts import EXPERTS
+
+    config = (RUN_CONFIG.replace('restore = "blind"', 'restore = "estimated_hybrid"')
+              .replace("severities = [3]", "severities = [5]"))
+    recipes = dict.fromkeys(recipe for recipe, *_ in EXPERTS.values())
+    return config + "".join(f'\n[restorers."{recipe}"]{EXPERT_SECTION}' for recipe in recipes)
 
 
 def _images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,8 +97,36 @@ def make_run() -> Path:
     """A finished run (``results.json``, ``config.json``) of :data:`RUN_CONFIG` on a class
     folder of 3 x 10 images, its models cached beside it; removed when the tests end. It
     trains the retriever and the blind restorer for one epoch each (seconds)."""
+    return _run(RUN_CONFIG)
+
+
+@lru_cache(maxsize=1)
+def make_composite_run() -> Path:
+    """A finished run of :func:`composite_config` as :func:`make_run` makes one: it trains
+    the retriever and each expert of ``estimated_hybrid`` for one epoch (seconds)."""
+    return _run(composite_config())
+
+
+def rerun(run_dir: Path, name: str, *args: str) -> Path:
+    """Run ``run_dir``'s configuration again with the further command-line ``args`` into
+    ``run_dir``'s sibling folder ``name``, from the same data and model cache (models trained
+    for ``run_dir`` are reused); returns the new run's folder."""
+    return _experiment(run_dir.parent, name, *args)
+
+
+def _experiment(root: Path, name: str, *args: str) -> Path:
+    """``root/run.toml`` run on ``root/data`` into ``root/name``, models cached in
+    ``root/models``."""
     from robustret.cli.experiment import main
 
+    out = root / name
+    assert main(["--config", str(root / "run.toml"), "--dataset", f"folder:{root / 'data'}",
+                 "--out", str(out), "--cache-dir", str(root / "models"), "-q", *args]) == 0
+    return out
+
+
+def _run(config: str) -> Path:
+    """A finished run of the TOML ``config`` on a class folder of 3 x 10 images."""
     root = Path(tempfile.mkdtemp(prefix="robustret-demo-run-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     images, labels = _images(30, 3)
@@ -85,11 +134,8 @@ def make_run() -> Path:
         folder = root / "data" / CLASSES[label]
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{i:02d}.png"), (image[0].numpy() * 255).astype(np.uint8))
-    (root / "run.toml").write_text(RUN_CONFIG)
-    out = root / "run"
-    assert main(["--config", str(root / "run.toml"), "--dataset", f"folder:{root / 'data'}",
-                 "--out", str(out), "--cache-dir", str(root / "models"), "-q"]) == 0
-    return out
+    (root / "run.toml").write_text(config)
+    return _experiment(root, "run")
 
 
 #: what :func:`damage_file` does to a verified file in place

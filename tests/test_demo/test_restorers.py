@@ -11,13 +11,14 @@ from demo_fixtures import DAMAGES, damage_file, make_png, make_service
 
 import degradations
 import restoration
+from restoration.routed import EstimateThenRestore
 from robustret.core.checks import ConfigError
 from robustret.core.checksums import file_digest
 from robustret.demo.errors import DemoError
 from robustret.demo.restorers import NONE, RestorerMenu, load_trained, untrained_choices
 from robustret.demo.service import DemoService
 from robustret.evaluation.pipeline import degradation_seed
-from robustret.experiment.served import ServedRestorer
+from robustret.experiment.served import ServedExpert, ServedRestorer
 
 CPU = torch.device("cpu")
 NOISE_SEEN = ("gaussian_noise", "noise", "salt_pepper", "speckle")
@@ -173,3 +174,80 @@ def test_drawn_values_a_restorer_cannot_read_are_a_422(oracle: ServedRestorer) -
                                             r"query: params\['kind'\] must hold") as caught:
             service.search(request)
         assert caught.value.status == 422
+
+
+def _expert(tmp_path: Path, family: str, recipe: str, trained_on: str, seed: int,
+            **options: object) -> ServedExpert:
+    """A tiny hybrid saved as a verified checkpoint, and the run's record of it as an expert;
+    its weights drawn at random (a new hybrid's residual is zero: it would be its front)."""
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        model = restoration.build("hybrid", widths=(4, 4), **options)
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.1)
+    path = restoration.save(model, tmp_path / f"{recipe}-{trained_on}" / "last.pt")
+    return ServedExpert(family, recipe, trained_on, str(path), file_digest(path))
+
+
+@pytest.fixture
+def composite(tmp_path: Path) -> ServedRestorer:
+    """estimated_hybrid with a noise and a low-resolution expert (blur: the default route)."""
+    experts = (_expert(tmp_path, "noise", "oracle_hybrid", "noise", 1, front="median",
+                       condition=["severity", "kind"]),
+               _expert(tmp_path, "resolution", "oracle_hybrid-long", "lowres", 2,
+                       front="identity", condition=["level", "severity"]))
+    return ServedRestorer("estimated_hybrid", None, ("gaussian_noise", "lowres"), "estimated",
+                          (*NOISE_SEEN, "lowres"), experts=experts)
+
+
+def test_a_composite_is_built_from_its_experts_checkpoints(composite: ServedRestorer) -> None:
+    menu = _menu(composite, restore="auto")
+    choice = menu.pick("estimated_hybrid", NONE)  # it reads nothing drawn
+    assert choice.label == "estimated_hybrid (noise+resolution, estimated)"
+    assert choice.knowledge == "estimated" and choice.trained
+    noise, resolution = (restoration.load(expert.checkpoint) for expert in composite.experts)
+    direct = EstimateThenRestore(noise=noise, resolution=resolution).eval()
+    noisy = degradations.apply(make_service().query_images, "gaussian_noise", 5,
+                               generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = direct(noisy)
+        assert torch.equal(choice.model(noisy), expected)
+        assert not torch.equal(EstimateThenRestore().eval()(noisy), expected)  # experts used
+    # the run's auto was the composite: the page's auto is it, for any query
+    assert menu.pick("auto", NONE) is menu.pick("auto", "motion_blur") is choice
+    auto = menu.to_json()[0]
+    assert auto["label"] == f"auto (the run's choice: {choice.label})"
+    assert auto["knowledge"] == "estimated"
+
+
+@pytest.mark.parametrize("damage", [*DAMAGES, "another run's file"])
+def test_a_composite_with_a_damaged_expert_is_refused_in_one_line(
+        composite: ServedRestorer, damage: str) -> None:
+    path = Path(composite.experts[1].checkpoint or "")
+    if damage in DAMAGES:
+        damage_file(path, damage)
+    else:  # a valid checkpoint with its sidecar, but not the file the rows came from
+        restoration.save(restoration.build("hybrid", widths=(4, 4), front="identity",
+                                           condition=["level", "severity"]), path)
+    with pytest.raises(ConfigError) as caught:
+        _menu(composite)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    assert "estimated_hybrid's resolution expert oracle_hybrid-long:lowres" in message
+    assert ("is missing" if damage == "missing" else "cannot be trusted") in message
+
+
+def test_a_composite_with_an_expert_without_weights_is_not_offered(
+        composite: ServedRestorer) -> None:
+    """An expert trained for zero epochs wrote no checkpoint: nothing to load, as for a
+    network; an expert of a family the page cannot route is refused."""
+    unsaved = ServedExpert("resolution", "oracle_hybrid-long", "lowres")
+    zero = ServedRestorer("estimated_hybrid", None, ("lowres",), "estimated",
+                          experts=(composite.experts[0], unsaved))
+    assert "estimated_hybrid" not in _menu(zero).names()
+    unknown = ServedRestorer("estimated_hybrid", None, ("fog",), "estimated", experts=(
+        ServedExpert("weather", *composite.experts[0].choice.split(":"),
+                     composite.experts[0].checkpoint, composite.experts[0].sha256),))
+    with pytest.raises(ConfigError, match="routes 'weather' to its expert oracle_hybrid:noise, "
+                                          "but the page routes only noise, blur, resolution"):
+        _menu(unknown)

@@ -9,8 +9,9 @@ import pytest
 import restoration
 from robustret.core.checksums import file_digest
 from robustret.evaluation.results import Condition, ResultRow
+from robustret.experiment.conditions import Expert
 from robustret.experiment.record import ResolvedRun
-from robustret.experiment.served import ServedRestorer, served_restorers
+from robustret.experiment.served import ServedExpert, ServedRestorer, served_restorers
 from robustret.experiment.trained import TrainedModel
 
 
@@ -18,8 +19,10 @@ class _Loop:
     """What :func:`served_restorers` asks of a finished ConditionLoop: each condition's
     restorer, built once per (name, training target) as the loop builds it, and what it saw."""
 
-    def __init__(self, models: dict[str, TrainedModel]) -> None:
+    def __init__(self, models: dict[str, TrainedModel],
+                 experts: dict[str, dict[str, Expert]] | None = None) -> None:
         self.models = models
+        self.composites = experts or {}
         self.asked: list[Condition] = []
 
     def restorer(self, condition: Condition) -> TrainedModel:
@@ -28,6 +31,9 @@ class _Loop:
 
     def restorer_seen(self, condition: Condition) -> tuple[str, ...]:
         return ("noise",) if condition.restorer == "hybrid" else ()
+
+    def experts(self, condition: Condition) -> dict[str, Expert]:
+        return self.composites.get(condition.restorer, {})
 
 
 def _row(query: str, degradation: str | None = None, restorer: str | None = None,
@@ -93,3 +99,50 @@ def test_the_loop_s_training_target_names_a_blind_recipe_s_mixture(tmp_path: Pat
     assert blind.choice == "blind:mixture" and blind.knowledge == "blind"
     assert blind.degradations == ("motion_blur", "gaussian_noise")
     assert blind.sha256 == file_digest(checkpoint)
+
+
+def test_a_composite_is_recorded_with_each_expert_s_checkpoint(tmp_path: Path) -> None:
+    """estimated_hybrid has no checkpoint of its own: its record names its experts' files
+    (an expert whose training wrote none is recorded without one)."""
+    network = restoration.build("hybrid", front="median", widths=(4, 4),
+                                condition=["severity", "kind"])
+    checkpoint = restoration.save(network, tmp_path / "oracle_hybrid-noise-k" / "last.pt")
+    noise = TrainedModel(network, "oracle_hybrid-noise-k", checkpoint, file_digest(checkpoint))
+    lowres = TrainedModel(restoration.build("hybrid"), "oracle_hybrid-long-lowres-k",
+                          tmp_path / "never-written" / "last.pt", "statedict")
+    composite = TrainedModel(restoration.build("estimated"), "estimated_hybrid-k", None, "ck")
+    loop = _Loop({"estimated_hybrid": composite},
+                 {"estimated_hybrid": {"noise": Expert("oracle_hybrid", "noise", noise),
+                                       "resolution": Expert("oracle_hybrid-long", "lowres",
+                                                            lowres)}})
+    rows = [_row("restored", "speckle", "estimated_hybrid"),
+            _row("restored", "wild", "estimated_hybrid")]
+    (served,) = served_restorers(loop, rows)  # type: ignore[arg-type]
+    assert served.choice == "estimated_hybrid" and served.composite
+    assert served.knowledge == "estimated" and served.checkpoint is None
+    assert served.degradations == ("speckle", "wild")
+    assert served.experts == (
+        ServedExpert("noise", "oracle_hybrid", "noise", str(checkpoint), file_digest(checkpoint)),
+        ServedExpert("resolution", "oracle_hybrid-long", "lowres"))
+    assert served.experts[0].choice == "oracle_hybrid:noise"
+    plain = served_restorers(_Loop({"median": TrainedModel(restoration.build("median"),
+                                                           "median", None, "filter")}),
+                             [_row("restored", "speckle", "median")])  # type: ignore[arg-type]
+    assert plain[0].experts == () and not plain[0].composite
+
+
+def test_a_composite_s_record_reads_back_and_older_records_have_no_experts() -> None:
+    served = ServedRestorer(
+        "estimated_hybrid", None, ("wild",), "estimated", ("lowres", "noise"),
+        experts=(ServedExpert("noise", "oracle_hybrid", "noise", "/cache/n/last.pt", "cd" * 32),
+                 ServedExpert("resolution", "oracle_hybrid-long", "lowres")))
+    written = served.to_json()
+    assert written["experts"][0] == {"family": "noise", "restorer": "oracle_hybrid",
+                                     "trained_on": "noise", "checkpoint": "/cache/n/last.pt",
+                                     "sha256": "cd" * 32}
+    assert ServedRestorer.from_json(written) == served
+    older = {key: value for key, value in written.items() if key != "experts"}
+    assert ServedRestorer.from_json(older).experts == ()
+    del written["experts"][1]["trained_on"]
+    with pytest.raises(KeyError):
+        ServedRestorer.from_json(written)
