@@ -14,7 +14,7 @@ read), or one that needs a parameter the chosen degradation does not draw.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class Choice:
         model: the restorer, ``eval()`` mode, on the service's device.
         families: the degradation families a trained one learned; empty for a filter.
         served: the degradations the run restored with it; empty for a filter.
+        experts: a composite's learned experts, ``(family, "recipe:trained_on")`` in route
+            order; empty for any other restorer.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Choice:
     model: restoration.Restorer
     families: tuple[str, ...] = ()
     served: tuple[str, ...] = ()
+    experts: tuple[tuple[str, str], ...] = ()
 
     @property
     def trained(self) -> bool:
@@ -62,7 +65,8 @@ class Choice:
         """What the options API says of it."""
         return {"name": self.name, "label": self.label, "knowledge": self.knowledge,
                 "trained": self.trained, "families": list(self.families),
-                "reads": list(self.model.reads_params()), "served": list(self.served)}
+                "reads": list(self.model.reads_params()), "served": list(self.served),
+                "experts": dict(self.experts)}
 
 
 def families_of(names: Sequence[str]) -> tuple[str, ...]:
@@ -105,7 +109,8 @@ def load_trained(served: ServedRestorer, device: torch.device, channels: int) ->
                                f"({served.choice})")
     families = families_of(served.seen) or families_of([served.trained_on or ""])
     return Choice(served.choice, f"{served.restorer} ({'+'.join(families)}, {served.knowledge})",
-                  served.knowledge, model, families or ("unknown",), served.degradations)
+                  served.knowledge, model, families or ("unknown",), served.degradations,
+                  tuple((expert.family, expert.choice) for expert in served.experts))
 
 
 def _load_composite(served: ServedRestorer, device: torch.device, channels: int
@@ -169,8 +174,7 @@ def _unique_labels(choices: list[Choice], trained_on: Mapping[str, str | None]) 
     for choice in choices:
         counts[choice.label] = counts.get(choice.label, 0) + 1
     return [choice if counts[choice.label] == 1 else
-            Choice(choice.name, f"{choice.label[:-1]}, trained on {trained_on[choice.name]})",
-                   choice.knowledge, choice.model, choice.families, choice.served)
+            replace(choice, label=f"{choice.label[:-1]}, trained on {trained_on[choice.name]})")
             for choice in choices]
 
 
@@ -222,7 +226,7 @@ class RestorerMenu:
                      "label": f"auto (the run's choice: {', '.join(c.label for c in used)})",
                      "knowledge": known.pop() if len(known) == 1 else None,
                      "trained": any(choice.trained for choice in used), "families": [],
-                     "reads": [], "served": sorted(self.auto)}]
+                     "reads": [], "served": sorted(self.auto), "experts": {}}]
         return [*auto, *(choice.to_json() for choice in self.choices.values())]
 
     def pick(self, name: str, degradation: str) -> Choice:

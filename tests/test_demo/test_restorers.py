@@ -205,6 +205,9 @@ def test_a_composite_is_built_from_its_experts_checkpoints(composite: ServedRest
     choice = menu.pick("estimated_hybrid", NONE)  # it reads nothing drawn
     assert choice.label == "estimated_hybrid (noise+resolution, estimated)"
     assert choice.knowledge == "estimated" and choice.trained
+    (listed,) = [c for c in menu.to_json() if c["name"] == "estimated_hybrid"]
+    assert listed["experts"] == {"noise": "oracle_hybrid:noise",
+                                 "resolution": "oracle_hybrid-long:lowres"}
     noise, resolution = (restoration.load(expert.checkpoint) for expert in composite.experts)
     direct = EstimateThenRestore(noise=noise, resolution=resolution).eval()
     noisy = degradations.apply(make_service().query_images, "gaussian_noise", 5,
