@@ -38,6 +38,7 @@ from ._kernels import (
     zoom_core,
 )
 from ._opencv import map_ranges
+from ._poisson import poisson_shot
 
 _SHOT = anchor_levels(("photons",), (500, 250, 100, 75, 50), (250, 100, 50, 30, 15),
                       (60, 25, 12, 5, 3))
@@ -82,19 +83,20 @@ def _level3(table: tuple[dict[str, Anchored], ...], name: str) -> Anchored:
 
 
 def shot_core(x: Tensor, words: np.ndarray, out: Tensor, photons: float) -> Tensor:
-    """out = Poisson(photons x) / photons; image i's counts from an SFC64 stream seeded by its
-    word ``words[i, 0]`` (numpy's Poisson sampler, on the CPU, images spread over torch's
-    thread count; each image's counts depend on its word only)."""
-    lam = x.detach().to("cpu", torch.float64).numpy() * photons
-    counts = np.empty(lam.shape, dtype=np.float64)
+    """out = Poisson(photons x) / photons; value i of image b drawn from its word
+    ``words[b, i]`` (:func:`._poisson.poisson_shot`, on the CPU, images spread over torch's
+    thread count; each image's counts depend on its words only)."""
+    b = x.shape[0]
+    values = x.detach().cpu().reshape(b, -1).numpy()  # float32 or float64, no copy on the CPU
+    direct = out.device.type == "cpu" and out.is_contiguous()
+    result = out.view(b, -1).numpy() if direct else np.empty(values.shape, np.float64)
 
-    def work(start: int, stop: int) -> None:  # numpy's sampler releases the GIL: threads
-        for i in range(start, stop):
-            rng = np.random.Generator(np.random.SFC64(int(words[i, 0])))
-            counts[i] = rng.poisson(lam[i])
+    def work(start: int, stop: int) -> None:  # numpy releases the GIL in its loops: threads
+        poisson_shot(values[start:stop], photons, words[start:stop], result[start:stop])
 
-    map_ranges(work, x.shape[0])
-    out.copy_(torch.from_numpy(counts).div_(photons))
+    map_ranges(work, b)
+    if not direct:
+        out.copy_(torch.from_numpy(result).view(x.shape))
     return out
 
 
@@ -105,8 +107,9 @@ def shot_noise(
     """Shot (Poisson) noise as ImageNet-C: g = Poisson(c f) / c, c photons at full intensity.
 
     The noise variance is f / c: it grows with the intensity and falls with ``photons``.
-    Counts come from numpy's Poisson sampler on the CPU (one SFC64 stream per image, seeded
-    from ``generator``), so CPU and CUDA inputs get the same noise.
+    Counts are drawn on the CPU by table inversion from one 64-bit word per value (exact
+    Poisson counts, outcomes below 2^-32 per value aside: :mod:`._poisson`), the words from
+    one SFC64 stream seeded from ``generator``, so CPU and CUDA inputs get the same noise.
 
     Args:
         images: (B, C, H, W) float in [0, 1], any device.
@@ -122,7 +125,7 @@ def shot_noise(
     def core(x: Tensor, words: np.ndarray, out: Tensor) -> Tensor:
         return shot_core(x, words, out, at_side(photons, image_side(x)))
 
-    return run_corruption(images, core, range_mode=range_mode, words_per_image=lambda n: 1,
+    return run_corruption(images, core, range_mode=range_mode, words_per_image=lambda n: n,
                           generator=generator)
 
 
@@ -167,7 +170,7 @@ class ShotNoise(Degradation):
         self.range_mode = check_range_mode(range_mode)
 
     def words_per_image(self, pixels: int) -> int:
-        return 1
+        return pixels  # one per value (:func:`shot_core`)
 
     def core(self, x: Tensor, words: np.ndarray, out: Tensor, **params: Tensor) -> Tensor:
         return shot_core(x, words, out, at_side(self.photons, image_side(x)))
