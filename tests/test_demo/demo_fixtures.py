@@ -92,6 +92,17 @@ def make_png() -> bytes:
     return buffer.tobytes()
 
 
+def make_noisy_png() -> bytes:
+    """A 48x40 gray PNG of two bars under strong Gaussian noise (the estimate sees noise)."""
+    rng = np.random.default_rng(0)
+    image = np.full((40, 48), 30.0)
+    image[8:16, 6:40] = image[24:32, 6:40] = 220.0
+    noisy = (image + rng.normal(0, 60, image.shape)).clip(0, 255).astype(np.uint8)
+    ok, buffer = cv2.imencode(".png", noisy)
+    assert ok
+    return buffer.tobytes()
+
+
 @lru_cache(maxsize=1)
 def make_run() -> Path:
     """A finished run (``results.json``, ``config.json``) of :data:`RUN_CONFIG` on a class

@@ -9,11 +9,9 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
-from demo_fixtures import make_composite_run, rerun
+from demo_fixtures import make_composite_run, make_noisy_png, rerun
 
 import restoration
 from robustret.core.checksums import checksum_path, file_digest
@@ -46,17 +44,6 @@ def _served(run_dir: Path) -> dict:
     return served
 
 
-def _noisy_png() -> bytes:
-    """A 40x48 gray PNG of bars under strong Gaussian noise (the estimate sees noise)."""
-    rng = np.random.default_rng(0)
-    image = np.full((40, 48), 30.0)
-    image[8:16, 6:40] = image[24:32, 6:40] = 220.0
-    ok, buffer = cv2.imencode(".png", (image + rng.normal(0, 60, image.shape)).clip(0, 255)
-                              .astype(np.uint8))
-    assert ok
-    return buffer.tobytes()
-
-
 def test_the_run_records_each_expert_s_checkpoint(run_dir: Path) -> None:
     served = _served(run_dir)
     assert served["restorer"] == ESTIMATED_HYBRID and served["knowledge"] == "estimated"
@@ -81,7 +68,7 @@ def test_the_page_restores_as_the_run_s_composite(service: DemoService, run_dir:
 
     direct = estimated_hybrid(load).model
     upload = service.search(service.parse({"degradation": NONE, "restorer": ESTIMATED_HYBRID,
-                                           "k": "3"}, _noisy_png()))
+                                           "k": "3"}, make_noisy_png()))
     query = service.search(service.parse({"query_index": "1", "degradation": "gaussian_noise",
                                           "severity": "5", "restorer": ESTIMATED_HYBRID}))
     for result in (upload, query):
@@ -110,7 +97,7 @@ def test_the_page_s_auto_is_the_run_s_whatever_auto_names(
     service = load_run(out, "cpu")
     assert service.restorers.names()[0] == "auto"
     result = service.search(service.parse({"degradation": NONE, "restorer": "auto", "k": "3"},
-                                          _noisy_png()))
+                                          make_noisy_png()))
     assert result.restorer.name == choice
     assert service.restorers.pick("auto", "lowres").name == choice  # any degradation
 
