@@ -254,3 +254,15 @@ def test_a_composite_with_an_expert_without_weights_is_not_offered(
     with pytest.raises(ConfigError, match="routes 'weather' to its expert oracle_hybrid:noise, "
                                           "but the page routes only noise, blur, resolution"):
         _menu(unknown)
+
+
+def test_two_restorers_of_one_label_are_told_apart_by_what_they_learned(
+        tmp_path: Path) -> None:
+    options = dict(front="median", widths=(4, 4), condition=["severity", "kind"])
+    first, second = (_served(tmp_path, "hybrid", target, "oracle", (target,), (target,),
+                             "hybrid", **options) for target in ("gaussian_noise", "speckle"))
+    listed = {choice["name"]: choice for choice in _menu(first, second).to_json()}
+    assert listed["hybrid:gaussian_noise"]["label"] == (
+        "hybrid (noise, oracle, trained on gaussian_noise)")
+    assert listed["hybrid:speckle"]["label"] == "hybrid (noise, oracle, trained on speckle)"
+    assert listed["hybrid:speckle"]["served"] == ["speckle"]  # the rest of the choice kept
