@@ -146,3 +146,34 @@ def zoom_sum(x: Tensor, out: Tensor, factors: np.ndarray) -> Tensor:
 
     map_ranges(work, b)
     return out
+
+
+def valid_rows_filter(x: Tensor, taps: np.ndarray, keep: int) -> Tensor:
+    """``out[..., y, :] = sum_i taps[i] x[..., y + i, :]`` for y < ``keep`` (a correlation
+    along H that never reads past the last row: ``keep + len(taps) - 1 <= H``), per plane by
+    ``cv2.filter2D`` with the kernel anchored at its first tap; planes over threads.
+
+    Args:
+        x: (B, C, H, W) float32 / float64 CPU (:func:`opencv_ready`).
+        taps: 1-D weights.
+        keep: output rows.
+
+    Returns:
+        (B, C, keep, W), a new tensor of ``x``'s dtype.
+    """
+    b, c, h, w = x.shape
+    if keep + len(taps) - 1 > h:
+        raise ValueError(f"{len(taps)} taps over {keep} rows need {keep + len(taps) - 1} rows; "
+                         f"got {h}")
+    planes = x.detach().contiguous().view(b * c, h, w).numpy()
+    out = np.empty((b * c, keep, w), dtype=planes.dtype)
+    kernel = np.asarray(taps, dtype=planes.dtype).reshape(-1, 1)
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            src = planes[i, : keep + len(taps) - 1]
+            out[i] = cv2.filter2D(src, -1, kernel, anchor=(0, 0),
+                                  borderType=cv2.BORDER_CONSTANT)[:keep]
+
+    map_ranges(work, b * c)
+    return torch.from_numpy(out).view(b, c, keep, w)

@@ -41,6 +41,7 @@ from ._fields import (
     streak_taps,
     uniform_field,
 )
+from ._opencv import opencv_ready, valid_rows_filter
 
 # ----------------------------------------------------------------------------------------- fog
 
@@ -147,8 +148,9 @@ def snow_layer(
     ``threshold``, clipped to [0, 1]. Streaks: ImageMagick's motion blur
     ``out(p) = sum_i k_i layer(p + i u)``, u = (cos angle, sin angle), k a half Gaussian
     (:func:`streak_taps`). The layer is drawn on a square canvas whose rows run along u (the
-    blur is then one fixed 1-D filter for every image) and rotated onto the image with one
-    bilinear ``grid_sample`` per image; the canvas covers the image's diagonal.
+    blur is then one fixed 1-D filter for every image: on the CPU ``cv2.filter2D`` per image,
+    elsewhere one pass per tap, equal within float rounding) and rotated onto the image with
+    one bilinear ``grid_sample`` per image; the canvas covers the image's diagonal.
 
     Args:
         words: (B, k) uint64 field seeds.
@@ -165,16 +167,22 @@ def snow_layer(
     grid = (max(1, math.ceil(rows / zoom)), max(1, math.ceil(side / zoom)))
     flakes = resize(normal_field(words, grid, mean, std, device)[:, None], (rows, side))
     flakes = flakes.masked_fill_(flakes < threshold, 0.0).clamp_(0.0, 1.0)
-    streaks = flakes.narrow(2, 0, side) * taps[0]
-    for i in range(1, len(taps)):
-        streaks.add_(flakes.narrow(2, i, side), alpha=taps[i])
+    if len(taps) > 1 and opencv_ready(flakes, 0):  # CPU: one cv2.filter2D per image
+        streaks = valid_rows_filter(flakes, np.asarray(taps), side)
+    else:
+        streaks = flakes.narrow(2, 0, side) * taps[0]
+        for i in range(1, len(taps)):
+            streaks.add_(flakes.narrow(2, i, side), alpha=taps[i])
     theta = torch.deg2rad(angle.to(torch.float64))
-    cos, sin = theta.cos().view(-1, 1, 1), theta.sin().view(-1, 1, 1)
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64) - (h - 1) / 2,
-                            torch.arange(w, dtype=torch.float64) - (w - 1) / 2, indexing="ij")
-    along = xx * cos + yy * sin  # (B, H, W): canvas row offset, along u
-    across = yy * cos - xx * sin  # canvas column offset
-    sample = torch.stack((across, along), dim=-1) * (2 / (side - 1))  # (B, H, W, 2)
+    cos, sin = theta.cos(), theta.sin()
+    # pixel (x, y) from the centre is (x_n W / 2, y_n H / 2) in affine_grid's pixel-area
+    # units (align_corners=False); canvas column offset across = y cos - x sin, row offset
+    # along u = x cos + y sin, in grid_sample's units (align_corners=True) of the canvas
+    half_w, half_h, unit = w / 2, h / 2, 2 / (side - 1)
+    affine = torch.zeros(len(angle), 2, 3, dtype=torch.float64)
+    affine[:, 0, 0], affine[:, 0, 1] = -sin * half_w * unit, cos * half_h * unit
+    affine[:, 1, 0], affine[:, 1, 1] = cos * half_w * unit, sin * half_h * unit
+    sample = F.affine_grid(affine, [len(angle), 1, h, w], align_corners=False)  # (B, H, W, 2)
     return F.grid_sample(streaks, sample.to(device, torch.float32), mode="bilinear",
                          padding_mode="zeros", align_corners=True)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import degradations
-from degradations.corruptions import _kernels
+from degradations.corruptions import _kernels, weather
 from degradations.corruptions._opencv import opencv_ready
 from robustret.core.rng import make_generator
 
@@ -56,8 +56,20 @@ def test_zoom_blur_equals_the_torch_path(channels, monkeypatch) -> None:
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("size", [32, 45])
+def test_snow_streaks_equal_the_torch_path(size, monkeypatch) -> None:
+    """The streak filter along the canvas rows: cv2.filter2D per image against one pass per
+    tap (severity 5: 2 x 14 px radius at 64 px, the longest kernel)."""
+    x = torch.rand(3, 3, size, size, generator=make_generator(6))
+    ours = degradations.apply(x, "snow", 5, generator=make_generator(7))
+    monkeypatch.setattr(weather, "opencv_ready", lambda x, reach: False)
+    theirs = degradations.apply(x, "snow", 5, generator=make_generator(7))
+    assert not torch.equal(ours, x)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("name", ["line_motion_blur", "gaussian_blur", "jpeg", "shot_noise",
-                                  "zoom_blur"])
+                                  "zoom_blur", "snow"])
 def test_the_output_does_not_depend_on_the_thread_count(name) -> None:
     """Images (or planes) spread over threads: the same bytes with one thread and with three."""
     x = torch.rand(7, 3, 32, 32, generator=make_generator(2))
