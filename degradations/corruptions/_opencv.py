@@ -177,3 +177,39 @@ def valid_rows_filter(x: Tensor, taps: np.ndarray, keep: int) -> Tensor:
 
     map_ranges(work, b * c)
     return torch.from_numpy(out).view(b, c, keep, w)
+
+
+#: the structuring elements of the octagonal distance: the 3 x 3 square, the cross
+_SQUARE = np.ones((3, 3), np.uint8)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def dilation_distance(reached: Tensor, cap: int) -> Tensor:
+    """Steps (at most ``cap``) until each pixel is reached, growing ``reached`` by alternate
+    3 x 3 and cross-shaped dilations (``cv2.dilate`` on uint8, per image, images over threads;
+    beyond the border nothing is reached, so the border repeats the edge).
+
+    Args:
+        reached: (B, 1, h, w) bool CPU, the start set.
+        cap: the most steps.
+
+    Returns:
+        (B, 1, h, w) float32 in [0, cap]: 0 where reached at the start.
+    """
+    masks = reached.detach().to(torch.uint8).contiguous().numpy()[:, 0]  # (B, h, w)
+    out = np.empty(masks.shape, np.float32)
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            mask = masks[i]
+            steps = np.zeros(mask.shape, np.uint8)
+            for step in range(cap):
+                steps += 1
+                steps -= mask  # + 1 where not yet reached
+                if mask.all():
+                    break
+                mask = cv2.dilate(mask, _SQUARE if step % 2 == 0 else _CROSS)
+            out[i] = steps
+
+    map_ranges(work, len(masks))
+    return torch.from_numpy(out)[:, None]

@@ -41,7 +41,7 @@ from ._fields import (
     streak_taps,
     uniform_field,
 )
-from ._opencv import opencv_ready, valid_rows_filter
+from ._opencv import dilation_distance, opencv_ready, valid_rows_filter
 
 # ----------------------------------------------------------------------------------------- fog
 
@@ -334,7 +334,9 @@ def edge_distance(mask: Tensor, cap: int) -> Tensor:
 
     Edges are the mask pixels with a 4-neighbour outside it (the image border is no edge).
     The distance grows by alternate 3x3 and cross-shaped dilations (an octagonal distance,
-    within 8% of the Euclidean one OpenCV's ``distanceTransform`` gives).
+    within 8% of the Euclidean one OpenCV's ``distanceTransform`` gives): on the CPU by
+    OpenCV (:func:`._opencv.dilation_distance`), elsewhere by :func:`pooled_distance`, the
+    same values.
 
     Args:
         mask: (B, 1, h, w) bool.
@@ -344,12 +346,23 @@ def edge_distance(mask: Tensor, cap: int) -> Tensor:
         (B, 1, h, w) float32 in [0, cap].
     """
     h, w = mask.shape[-2:]
-    rows = pad_index(h, 1, 1, "nearest", mask.device)
-    cols = pad_index(w, 1, 1, "nearest", mask.device)
-    padded = mask.index_select(-2, rows).index_select(-1, cols)
+    padded = mask.index_select(-2, pad_index(h, 1, 1, "nearest", mask.device)).index_select(
+        -1, pad_index(w, 1, 1, "nearest", mask.device))
     inner = (padded[..., :-2, 1:-1] & padded[..., 2:, 1:-1] & padded[..., 1:-1, :-2]
              & padded[..., 1:-1, 2:])
-    reached = (mask & ~inner).float()
+    if mask.device.type == "cpu":
+        return dilation_distance(mask & ~inner, cap)
+    return pooled_distance(mask & ~inner, cap)
+
+
+def pooled_distance(reached: Tensor, cap: int) -> Tensor:
+    """:func:`._opencv.dilation_distance` by torch ops on any device: steps (at most ``cap``)
+    until each pixel of (B, 1, h, w) bool ``reached`` is reached by alternate 3 x 3 (max
+    pooling) and cross-shaped dilations; (B, 1, h, w) float32."""
+    h, w = reached.shape[-2:]
+    rows = pad_index(h, 1, 1, "nearest", reached.device)
+    cols = pad_index(w, 1, 1, "nearest", reached.device)
+    reached = reached.float()
     distance = torch.zeros_like(reached)
     for step in range(cap):
         distance.add_(1.0 - reached)

@@ -68,8 +68,23 @@ def test_snow_streaks_equal_the_torch_path(size, monkeypatch) -> None:
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
 
 
+def test_spatter_edge_distance_equals_the_torch_path() -> None:
+    """OpenCV's uint8 dilations per image against pooling: the same steps, early stops, cap,
+    an image without drops (never reached: the cap everywhere) and one all drop."""
+    from degradations.corruptions._opencv import dilation_distance
+
+    reached = torch.rand(5, 1, 23, 30, generator=make_generator(8)) > 0.985
+    reached[3] = False
+    reached[4] = True
+    for cap in (1, 4, 20):
+        ours = dilation_distance(reached, cap)
+        assert ours.dtype == torch.float32 and ours.shape == reached.shape
+        assert torch.equal(ours, weather.pooled_distance(reached, cap)), cap
+    assert float(ours[3].min()) == 20 and not ours[4].any()
+
+
 @pytest.mark.parametrize("name", ["line_motion_blur", "gaussian_blur", "jpeg", "shot_noise",
-                                  "zoom_blur", "snow"])
+                                  "zoom_blur", "snow", "spatter"])
 def test_the_output_does_not_depend_on_the_thread_count(name) -> None:
     """Images (or planes) spread over threads: the same bytes with one thread and with three."""
     x = torch.rand(7, 3, 32, 32, generator=make_generator(2))
