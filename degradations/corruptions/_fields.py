@@ -27,6 +27,7 @@ from robustret.core.rng import check_generator
 
 from .._base import WordSource, check_batch, check_range_mode, run_chunked
 from ..noise import normals_from_words
+from ._opencv import SCIPY_BORDERS, opencv_ready, sep_filter
 
 #: pixels per side of the image the spatial parameters are given for (Tiny-ImageNet-C)
 REFERENCE_SIDE = 64
@@ -228,11 +229,16 @@ def gaussian_taps(sigma: float, truncate: float) -> list[float]:
 
 def gaussian_smooth(x: Tensor, sigma: float, *, truncate: float = 4.0,
                     mode: str = "reflect") -> Tensor:
-    """Separable Gaussian blur of the last two axes (``sigma`` in pixels; 0: a copy)."""
+    """Separable Gaussian blur of the last two axes (``sigma`` in pixels; 0: a copy), border
+    ``mode`` as :func:`pad_index`. A (B, C, H, W) CPU float batch goes through
+    ``cv2.sepFilter2D`` per plane (:func:`._opencv.sep_filter`) where the image is wider than
+    the kernel's reach, equal to :func:`correlate_axis` within float rounding."""
     if sigma <= 0:
         return x.clone()
     taps = gaussian_taps(sigma, truncate)
     radius = len(taps) // 2
+    if x.ndim == 4 and opencv_ready(x, radius):
+        return sep_filter(x, np.asarray(taps), mode, SCIPY_BORDERS)
     return correlate_axis(correlate_axis(x, taps, -2, mode, radius), taps, -1, mode, radius)
 
 

@@ -27,6 +27,10 @@ from torch import Tensor
 #: torch's border names -> OpenCV's (torch's ``"reflect"`` leaves the edge out, as
 #: ``BORDER_REFLECT_101``; ``"replicate"`` repeats it, as ``BORDER_REPLICATE``)
 BORDERS = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
+#: scipy.ndimage's border names (module ``_fields``) -> OpenCV's: ``"reflect"`` repeats the
+#: edge (d c b a | a b c d), ``"mirror"`` leaves it out, ``"nearest"`` repeats the edge pixel
+SCIPY_BORDERS = {"reflect": cv2.BORDER_REFLECT, "mirror": cv2.BORDER_REFLECT_101,
+                 "nearest": cv2.BORDER_REPLICATE}
 
 
 def opencv_ready(x: Tensor, reach: int) -> bool:
@@ -57,14 +61,15 @@ def map_ranges(work: Callable[[int, int], None], count: int) -> None:
         future.result()
 
 
-def sep_filter(x: Tensor, taps: np.ndarray, mode: str) -> Tensor:
+def sep_filter(x: Tensor, taps: np.ndarray, mode: str, borders: dict[str, int] = BORDERS) -> Tensor:
     """Every channel of ``x`` (B, C, H, W), CPU, correlated with ``taps`` along W then H
-    (``cv2.sepFilter2D``, border ``mode``); a new tensor of ``x``'s dtype."""
+    (``cv2.sepFilter2D``, border ``borders[mode]``: torch's names by default,
+    :data:`SCIPY_BORDERS` for scipy's); a new tensor of ``x``'s dtype."""
     b, c, h, w = x.shape
     planes = x.detach().contiguous().view(b * c, h, w).numpy()
     out = np.empty_like(planes)
     kernel = np.asarray(taps, dtype=planes.dtype)
-    border = BORDERS[mode]
+    border = borders[mode]
 
     def work(start: int, stop: int) -> None:
         for i in range(start, stop):

@@ -68,6 +68,19 @@ def test_snow_streaks_equal_the_torch_path(size, monkeypatch) -> None:
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "nearest"])
+def test_the_fields_gaussian_smooth_equals_the_torch_path(mode) -> None:
+    """scipy's border names on OpenCV's borders (elastic_transform's and spatter's fields)."""
+    from degradations.corruptions import _fields
+
+    x = torch.rand(2, 2, 21, 30, generator=make_generator(9))
+    taps = _fields.gaussian_taps(2.5, 3.0)  # 17 taps, reach 8
+    theirs = _fields.correlate_axis(_fields.correlate_axis(x, taps, -2, mode, 8), taps, -1,
+                                    mode, 8)
+    torch.testing.assert_close(_fields.gaussian_smooth(x, 2.5, truncate=3.0, mode=mode), theirs,
+                               atol=1e-6, rtol=0)
+
+
 def test_spatter_edge_distance_equals_the_torch_path() -> None:
     """OpenCV's uint8 dilations per image against pooling: the same steps, early stops, cap,
     an image without drops (never reached: the cap everywhere) and one all drop."""
@@ -84,7 +97,7 @@ def test_spatter_edge_distance_equals_the_torch_path() -> None:
 
 
 @pytest.mark.parametrize("name", ["line_motion_blur", "gaussian_blur", "jpeg", "shot_noise",
-                                  "zoom_blur", "snow", "spatter"])
+                                  "zoom_blur", "snow", "spatter", "elastic_transform"])
 def test_the_output_does_not_depend_on_the_thread_count(name) -> None:
     """Images (or planes) spread over threads: the same bytes with one thread and with three."""
     x = torch.rand(7, 3, 32, 32, generator=make_generator(2))
