@@ -26,7 +26,14 @@ from torch.nn import functional as F
 from robustret.core.rng import check_generator
 
 from .._base import WordSource, check_batch, check_range_mode, run_chunked
-from ._opencv import filter_planes, opencv_ready, sep_filter, zoom_ready, zoom_sum
+from ._opencv import (
+    filter_planes,
+    opencv_ready,
+    sep_filter,
+    shifted_sum,
+    warp_ready,
+    zoom_sum,
+)
 
 #: image sides of the three published tables: CIFAR-10-C, Tiny-ImageNet-C, ImageNet-C
 ANCHOR_SIDES = (32, 64, 224)
@@ -377,7 +384,7 @@ def zoom_core(x: Tensor, out: Tensor, max_zoom: float, step: float) -> Tensor:
     """
     b, c, h, w = x.shape
     factors = zoom_factors(max_zoom, step)
-    if zoom_ready(x):
+    if warp_ready(x):
         return zoom_sum(x, out, factors)
     along_y = torch.as_tensor(zoom_matrices(h, factors), dtype=x.dtype, device=x.device)
     along_x = torch.as_tensor(zoom_matrices(w, factors), dtype=x.dtype, device=x.device)
@@ -471,13 +478,20 @@ def line_motion_core(x: Tensor, out: Tensor, angle: Tensor, radius: float,
     """out(p) = sum_i k_i x(p + i (cos a, sin a)), k = :func:`motion_taps` (radius, sigma).
 
     Each tap is a bilinear sample; beyond the border the edge pixels repeat (linear, not
-    circular, convolution), by :func:`fft_convolve` (kernel half-width ``reach`` = taps + 1;
-    on the CPU by ``cv2.filter2D``, :mod:`._opencv`).
+    circular, convolution). CPU float32: each tap a ``cv2.warpAffine`` translation of the image
+    (:func:`._opencv.shifted_sum`); other CPU dtypes: the splatted kernels (half-width
+    ``reach`` = taps + 1) by ``cv2.filter2D``; other devices by :func:`fft_convolve`. The three
+    agree within float rounding.
     ``angle`` (B,) in degrees, 0 = right, 90 = down.
     """
     taps = motion_taps(radius, sigma)
     if len(taps) == 1:
         return out.copy_(x)
+    if warp_ready(x):  # CPU float32: one translation per tap and image (module _opencv)
+        rad = angle.detach().to("cpu", torch.float64).numpy() * (math.pi / 180)
+        steps = np.arange(len(taps), dtype=np.float64)
+        shifts = np.stack((np.cos(rad)[:, None] * steps, np.sin(rad)[:, None] * steps), axis=-1)
+        return shifted_sum(x, out, shifts, taps)
     reach = len(taps) + 1
     kernels = line_motion_kernels(angle.to(x.device, x.dtype), taps, reach)  # (B, k, k)
     if opencv_ready(x, reach):  # CPU: OpenCV correlates with the flipped kernel per plane

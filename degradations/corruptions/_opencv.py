@@ -99,11 +99,61 @@ def filter_planes(x: Tensor, kernels: np.ndarray, mode: str) -> Tensor:
     return torch.from_numpy(out).view(b, c, h, w)
 
 
-def zoom_ready(x: Tensor) -> bool:
-    """Whether :func:`zoom_sum` serves ``x``: a CPU float32 tensor. OpenCV 5 samples float32
-    images at their exact (unquantised) positions in ``warpAffine``; float64 ones at 1/32 px
-    steps (its remap tables), so those, and other devices, take the exact torch path."""
+def warp_ready(x: Tensor) -> bool:
+    """Whether :func:`zoom_sum` and :func:`shifted_sum` serve ``x``: a CPU float32 tensor.
+    OpenCV 5 samples float32 images at their exact (unquantised) positions in ``warpAffine``;
+    float64 ones at 1/32 px steps (its remap tables), so those, and other devices, take the
+    exact torch path."""
     return x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def _warp_images(x: Tensor, out: Tensor, blur: Callable[[int, np.ndarray], np.ndarray]) -> None:
+    """out[i] = blur(i, image i) for each image of ``x`` (B, C, H, W) float32 CPU, the image
+    as one (H, W, 3) array for RGB (OpenCV's exact float path holds for 1 and 3 channels, not
+    for 2), plane by plane otherwise; images over threads."""
+    b, c = x.shape[:2]
+    src = x.detach().contiguous().numpy()
+    dst = out.numpy()
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            if c == 3:
+                image = np.ascontiguousarray(src[i].transpose(1, 2, 0))
+                dst[i] = blur(i, image).transpose(2, 0, 1)
+            else:
+                for k in range(c):
+                    dst[i, k] = blur(i, src[i, k])
+
+    map_ranges(work, b)
+
+
+def shifted_sum(x: Tensor, out: Tensor, shifts: np.ndarray, weights: np.ndarray) -> Tensor:
+    """out(p) = sum_t weights[t] x(p + shifts[i, t]) for image i, bilinear samples, edge
+    pixels repeated beyond the border (``cv2.warpAffine`` translations, per image).
+
+    Args:
+        x: (B, C, H, W) float32 CPU (:func:`warp_ready`).
+        out: (B, C, H, W) float32 CPU; written and returned.
+        shifts: (B, T, 2) offsets (x right, y down) in pixels.
+        weights: (T,) weight of each offset.
+    """
+    h, w = x.shape[-2:]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    mats = np.zeros((*shifts.shape[:2], 2, 3))
+    mats[..., 0, 0] = mats[..., 1, 1] = 1.0
+    mats[..., 0, 2], mats[..., 1, 2] = shifts[..., 0], shifts[..., 1]
+
+    def blur(i: int, image: np.ndarray) -> np.ndarray:
+        acc = np.zeros_like(image)
+        warped = np.empty_like(image)
+        for mat, weight in zip(mats[i], weights):
+            cv2.warpAffine(image, mat, (w, h), dst=warped, flags=flags,
+                           borderMode=cv2.BORDER_REPLICATE)
+            cv2.scaleAdd(warped, float(weight), acc, dst=acc)
+        return acc
+
+    _warp_images(x, out, blur)
+    return out
 
 
 def zoom_sum(x: Tensor, out: Tensor, factors: np.ndarray) -> Tensor:
@@ -116,13 +166,11 @@ def zoom_sum(x: Tensor, out: Tensor, factors: np.ndarray) -> Tensor:
     for 1 and 3 channels, not for 2), other channel counts plane by plane.
 
     Args:
-        x: (B, C, H, W) float32 CPU (:func:`zoom_ready`).
+        x: (B, C, H, W) float32 CPU (:func:`warp_ready`).
         out: (B, C, H, W) float32 CPU, contiguous; written and returned.
         factors: the zooms, each >= 1 (a factor 1 adds the image itself).
     """
-    b, c, h, w = x.shape
-    src = x.detach().contiguous().numpy()
-    dst = out.numpy()
+    h, w = x.shape[-2:]
     cy, cx = (h - 1) / 2, (w - 1) / 2
     zooms = np.asarray(factors, dtype=np.float64)
     mats = [np.array([[1 / z, 0, cx * (1 - 1 / z)], [0, 1 / z, cy * (1 - 1 / z)]])
@@ -130,9 +178,8 @@ def zoom_sum(x: Tensor, out: Tensor, factors: np.ndarray) -> Tensor:
     copies = 1 + int(np.sum(zooms == 1))
     scale = np.float32(1 / (len(zooms) + 1))
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    hwc = c == 3
 
-    def one(image: np.ndarray) -> np.ndarray:  # (H, W) or (H, W, 3) -> the blurred image
+    def blur(i: int, image: np.ndarray) -> np.ndarray:
         acc = image * np.float32(copies)
         warped = np.empty_like(image)
         for mat in mats:
@@ -141,15 +188,7 @@ def zoom_sum(x: Tensor, out: Tensor, factors: np.ndarray) -> Tensor:
             cv2.add(acc, warped, dst=acc)
         return np.multiply(acc, scale, out=acc)
 
-    def work(start: int, stop: int) -> None:
-        for i in range(start, stop):
-            if hwc:
-                dst[i] = one(np.ascontiguousarray(src[i].transpose(1, 2, 0))).transpose(2, 0, 1)
-            else:
-                for k in range(c):
-                    dst[i, k] = one(src[i, k])
-
-    map_ranges(work, b)
+    _warp_images(x, out, blur)
     return out
 
 

@@ -15,7 +15,7 @@ from robustret.core.rng import make_generator
 
 def _torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_kernels, "opencv_ready", lambda x, reach: False)
-    monkeypatch.setattr(_kernels, "zoom_ready", lambda x: False)
+    monkeypatch.setattr(_kernels, "warp_ready", lambda x: False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -33,8 +33,12 @@ def test_the_separable_filter_equals_the_torch_path(dtype, mode, monkeypatch) ->
                                rtol=0)
 
 
-def test_line_motion_blur_equals_the_torch_path(monkeypatch) -> None:
-    x = torch.rand(4, 3, 32, 40, generator=make_generator(1))
+@pytest.mark.parametrize(("dtype", "channels"), [(torch.float32, 3), (torch.float32, 2),
+                                                 (torch.float64, 3)])
+def test_line_motion_blur_equals_the_torch_path(dtype, channels, monkeypatch) -> None:
+    """float32: warpAffine translations per tap; float64: cv2.filter2D with the splatted
+    kernels; against the padded FFT of the other devices."""
+    x = torch.rand(4, channels, 32, 40, dtype=dtype, generator=make_generator(1))
     angle = torch.tensor([-45.0, -10.0, 30.0, 45.0])
     out = torch.empty_like(x)
     ours = _kernels.line_motion_core(x, out, angle, 6.0, 2.0).clone()
@@ -49,7 +53,7 @@ def test_zoom_blur_equals_the_torch_path(channels, monkeypatch) -> None:
     (odd and even sides, a zoom of 1 in the list, 2 channels plane by plane)."""
     x = torch.rand(3, channels, 33, 40, generator=make_generator(4))
     factors = _kernels.zoom_factors(1.3, 0.02)
-    assert factors[0] == 1.0 and _kernels.zoom_ready(x)
+    assert factors[0] == 1.0 and _kernels.warp_ready(x)
     ours = _kernels.zoom_core(x, torch.empty_like(x), 1.3, 0.02)
     _torch_path(monkeypatch)
     theirs = _kernels.zoom_core(x, torch.empty_like(x), 1.3, 0.02)
