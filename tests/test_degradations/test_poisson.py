@@ -24,10 +24,10 @@ def _counts(rate: float, photons: float, n: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("rate", "photons"), [
     (0.05, 37.7), (0.3, 3.0), (1.0, 37.7), (5.1, 37.7), (37.7, 37.7), (150.3, 500.0),
-    (499.9, 500.0),
+    (499.9, 500.0), (0.95, 1000.0), (700.6, 1000.0),
 ])
 def test_counts_are_poisson(rate: float, photons: float) -> None:
-    """Both parts (the tabulated rate and the remainder) and the grid's spacings 1/4 and 1/2."""
+    """Both parts (the tabulated rate and the thinned remainder), grid spacings 1/4, 1/2, 1."""
     n = 100_000
     counts = _counts(rate, photons, n, seed=int(rate * 10))
     ks = np.arange(counts.max() + 2)
