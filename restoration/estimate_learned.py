@@ -148,7 +148,8 @@ class LearnedEstimate:
         return [FAMILIES[code] for code in self.family.tolist()]
 
 
-def estimate_family(model: FamilyNet, images: Tensor) -> LearnedEstimate:
+def estimate_family(model: FamilyNet, images: Tensor, *,
+                    clean_below: float | None = None) -> LearnedEstimate:
     """The family and noise kind of each image, batched (chunks of :data:`CHUNK`), without
     gradients and without changing ``model``'s mode.
 
@@ -156,11 +157,17 @@ def estimate_family(model: FamilyNet, images: Tensor) -> LearnedEstimate:
         model: a trained :class:`FamilyNet` (its batch norm is used in eval mode).
         images: (B, C, H, W) float in [0, 1], C in {1, 3}, sides >= :data:`MIN_SIDE`, any
             device (moved to the model's).
+        clean_below: None: the most probable family. A number in (0, 1]: an image is
+            degraded (its most probable degraded family) only when its clean probability is
+            below this, else clean; smaller values call fewer clean images degraded and miss
+            more degraded ones (docs/estimation.md measures the trade).
     Returns:
         :class:`LearnedEstimate` on the model's device.
     Raises:
-        ValueError: see :func:`check_estimator_input`.
+        ValueError: see :func:`check_estimator_input`; ``clean_below`` outside (0, 1].
     """
+    if clean_below is not None and not 0 < clean_below <= 1:
+        raise ValueError(f"clean_below must be in (0, 1] or None; got {clean_below!r}")
     images = check_estimator_input(images)
     device = next(model.parameters()).device
     was_training = model.training
@@ -177,22 +184,37 @@ def estimate_family(model: FamilyNet, images: Tensor) -> LearnedEstimate:
     else:
         family_logits = torch.zeros(0, len(FAMILIES), device=device)
         kind_logits = torch.zeros(0, len(NOISE_KINDS), device=device)
-    family = family_logits.argmax(dim=1)
+    probabilities = family_logits.softmax(dim=1).float()
+    family = family_from_probabilities(probabilities, clean_below)
     noisy = family == FAMILIES.index("noise")
     kind = torch.where(noisy, kind_logits.argmax(dim=1), torch.zeros_like(family))
-    return LearnedEstimate(family, kind, family_logits.softmax(dim=1).float())
+    return LearnedEstimate(family, kind, probabilities)
 
 
-def classify_family(model: FamilyNet, images: Tensor) -> Tensor:
+def family_from_probabilities(probabilities: Tensor, clean_below: float | None = None) -> Tensor:
+    """Family codes from (B, 4) family probabilities (see :func:`estimate_family`'s
+    ``clean_below``). Returns (B,) int64 codes into :data:`~restoration.estimate.FAMILIES`."""
+    if clean_below is None:
+        return probabilities.argmax(dim=1)
+    clean = FAMILIES.index("clean")
+    degraded = probabilities.clone()
+    degraded[:, clean] = -1.0
+    return torch.where(probabilities[:, clean] < clean_below, degraded.argmax(dim=1),
+                       torch.full_like(degraded[:, 0], clean, dtype=torch.int64))
+
+
+def classify_family(model: FamilyNet, images: Tensor, *,
+                    clean_below: float | None = None) -> Tensor:
     """Each image's family code (:func:`estimate_family`'s ``family``).
 
     Args:
         model: a :class:`FamilyNet`.
         images: (B, C, H, W) float in [0, 1], sides >= :data:`MIN_SIDE`.
+        clean_below: see :func:`estimate_family`.
     Returns:
         (B,) int64 codes into :data:`restoration.estimate.FAMILIES`, on the model's device.
     """
-    return estimate_family(model, images).family
+    return estimate_family(model, images, clean_below=clean_below).family
 
 
 def save_estimator(model: FamilyNet, path: str | Path, **extra: Any) -> Path:

@@ -11,7 +11,7 @@ severity uniformly in ``1..max_severity``. The labels are what that draw returns
 (``return_params=True``): the member's family (:func:`degradations.family`, coded as
 :data:`restoration.estimate.FAMILIES`) and, for a noise, its kind. The loss is cross-entropy
 on the family plus ``kind_weight`` times cross-entropy on the noise kind (noisy images only);
-the optimiser Adam at a fixed rate.
+the optimiser Adam, its rate decayed from ``lr`` to 0 over the steps by a half cosine.
 
 Seeds: the weights from stream ``estimator/init``, step ``t``'s images and degradations from
 ``estimator/batch`` (index ``t``) of ``config.seed`` (:func:`robustret.core.rng.stream_seed`);
@@ -52,7 +52,7 @@ class EstimatorTrainConfig:
     Attributes:
         steps: optimiser steps (>= 1).
         batch_size: images per step (>= 2: batch norm needs two).
-        lr: Adam's learning rate (> 0).
+        lr: Adam's initial learning rate (> 0), decayed to 0 by a half cosine.
         clean_fraction: share of each batch left clean, in [0, 1].
         max_severity: severities drawn uniformly in 1..max_severity (1..5).
         realistic: also draw the realistic blur and resolution variants.
@@ -188,6 +188,7 @@ def train_estimator(images: Tensor, config: EstimatorTrainConfig | None = None, 
                              generator=make_generator(stream_seed(config.seed, INIT_STREAM)))
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
     losses = torch.zeros(config.steps)
     for step in range(config.steps):
         batch = draw_batch(images, config, step)
@@ -197,6 +198,7 @@ def train_estimator(images: Tensor, config: EstimatorTrainConfig | None = None, 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         losses[step] = loss.detach().cpu()
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
             recent = losses[max(0, step - 99):step + 1]

@@ -13,6 +13,7 @@ from restoration.estimate_learned import (
     build_family_net,
     classify_family,
     estimate_family,
+    family_from_probabilities,
     load_estimator,
     save_estimator,
 )
@@ -80,6 +81,24 @@ def test_chunks_do_not_change_the_answer(monkeypatch):
     whole = estimate_family(model, images).probabilities
     monkeypatch.setattr("restoration.estimate_learned.CHUNK", 3)
     assert torch.allclose(estimate_family(model, images).probabilities, whole, atol=1e-6)
+
+
+def test_clean_below_calls_an_image_degraded_only_when_clean_is_unlikely():
+    probabilities = torch.tensor([[0.40, 0.30, 0.20, 0.10],    # argmax clean
+                                  [0.10, 0.20, 0.60, 0.10],    # argmax blur
+                                  [0.25, 0.05, 0.05, 0.65],    # argmax resolution
+                                  [0.45, 0.05, 0.10, 0.40],    # argmax clean
+                                  [0.50, 0.30, 0.10, 0.10]])   # clean, not below 0.5
+    assert family_from_probabilities(probabilities).tolist() == [0, 2, 3, 0, 0]
+    assert family_from_probabilities(probabilities, 0.5).tolist() == [1, 2, 3, 3, 0]
+    assert family_from_probabilities(probabilities, 0.2).tolist() == [0, 2, 0, 0, 0]
+    assert family_from_probabilities(probabilities, 0.05).tolist() == [0, 0, 0, 0, 0]
+    model = build_family_net(**TINY, generator=make_generator(4))
+    images = _images(6, seed=8)
+    estimate = estimate_family(model, images, clean_below=0.3)
+    assert torch.equal(estimate.family, family_from_probabilities(estimate.probabilities, 0.3))
+    with pytest.raises(ValueError, match="clean_below"):
+        classify_family(model, images, clean_below=0.0)
 
 
 def test_bad_input_is_refused():
