@@ -1,7 +1,7 @@
 """The learned family estimator beside the classical one, on the built-in data's queries.
 
     .venv/bin/python benchmarks/bench_estimation_learned.py [--n 400] [--size 64] [--seed 0]
-        [--steps 1500] [--threads N] [--save FILE | --load FILE] [--out FILE]
+        [--steps 3000] [--threads N] [--save FILE | --load FILE] [--out FILE]
 
 Trains :class:`restoration.estimate_learned.FamilyNet` (``robustret.train.estimator``) on the
 gallery's training part of ``synthetic`` (never the queries, never the held-out tenth), or
@@ -67,6 +67,8 @@ class Case(NamedTuple):
     found: dict[str, Tensor]
     seconds: dict[str, float]
     probabilities: Tensor    # (B, 4) the learned estimator's
+    kinds: dict[str, Tensor]  # each estimator's (B,) noise-kind codes
+    kind_truth: Tensor | None = None  # (B,) drawn noise-kind codes of a noise row
 
 
 def _variant(name: str | None) -> str:
@@ -74,17 +76,18 @@ def _variant(name: str | None) -> str:
 
 
 def classify(model: FamilyNet, images: Tensor,
-             ) -> tuple[dict[str, Tensor], dict[str, float], Tensor]:
-    """Each estimator's (B,) family codes and its seconds, and the learned (B, 4)
-    probabilities."""
+             ) -> tuple[dict[str, Tensor], dict[str, float], Tensor, dict[str, Tensor]]:
+    """Each estimator's (B,) family codes and its seconds, the learned (B, 4)
+    probabilities, and each estimator's (B,) noise-kind codes."""
     start = time.perf_counter()
-    classical = estimate_degradation(images).family.cpu()
+    classical = estimate_degradation(images)
     middle = time.perf_counter()
     learned = estimate_family(model, images)
     end = time.perf_counter()
-    return ({"classical": classical, "learned": learned.family.cpu()},
+    return ({"classical": classical.family.cpu(), "learned": learned.family.cpu()},
             {"classical": middle - start, "learned": end - middle},
-            learned.probabilities.cpu())
+            learned.probabilities.cpu(),
+            {"classical": classical.noise_kind.cpu(), "learned": learned.noise_kind.cpu()})
 
 
 def run_cases(model: FamilyNet, images: Tensor, indices: Tensor, seed: int) -> list[Case]:
@@ -95,10 +98,11 @@ def run_cases(model: FamilyNet, images: Tensor, indices: Tensor, seed: int) -> l
     for name in NAMES:
         code = FAMILIES.index(degradations.family(name))
         for severity in range(1, 6):
-            degraded = degradations.apply_indexed(images, name, severity, seed=seed,
-                                                  indices=indices)
+            degraded, params = degradations.apply_indexed(
+                images, name, severity, seed=seed, indices=indices, return_params=True)
+            kind = params["kind"].cpu().long() if "kind" in params else None
             cases.append(Case(f"{name} {severity}", torch.full((count,), code),
-                              [_variant(name)] * count, *classify(model, degraded)))
+                              [_variant(name)] * count, *classify(model, degraded), kind))
             print(f"  {cases[-1].label}: " + ", ".join(
                 f"{k} {v:.1f} s" for k, v in cases[-1].seconds.items()), file=sys.stderr)
     degraded, params = degradations.apply_indexed(images, "wild", WILD_SEVERITY, seed=seed,
@@ -186,6 +190,24 @@ def threshold_table(cases: list[Case]) -> list[str]:
     return lines
 
 
+def kind_table(cases: list[Case]) -> list[str]:
+    """Noise-kind accuracy among the noise rows' images each estimator calls noisy, per noise
+    degradation (severities pooled)."""
+    noise = FAMILIES.index("noise")
+    lines = ["| degradation | " + " | ".join(f"{e} kind right %" for e in ESTIMATORS) + " |",
+             "|---|" + "---:|" * len(ESTIMATORS)]
+    names = dict.fromkeys(c.label.rsplit(" ", 1)[0] for c in cases if c.kind_truth is not None)
+    for name in names:
+        rows = [c for c in cases if c.kind_truth is not None and c.label.startswith(name + " ")]
+        cells = []
+        for estimator in ESTIMATORS:
+            noisy = torch.cat([c.found[estimator] == noise for c in rows])
+            right = torch.cat([c.kinds[estimator] == c.kind_truth for c in rows])
+            cells.append(_pct(right[noisy]))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def wild_table(case: Case) -> list[str]:
     """The wild set per true family and variant: each estimator's recall."""
     variant = torch.tensor([{"clean": 0, "study": 1, "realistic": 2}[v] for v in case.variant])
@@ -241,7 +263,9 @@ def report(cases: list[Case], args: argparse.Namespace, size: tuple[int, int],
     lines += family_table(cases)
     lines += ["", "#### Family confusion, all severities pooled (images)", ""]
     lines += confusion_tables(cases)
-    lines += [f"#### The wild set (`wild` severity {WILD_SEVERITY}, {count} images)", ""]
+    lines += ["#### Noise kind among the images called noisy", ""]
+    lines += kind_table(cases)
+    lines += ["", f"#### The wild set (`wild` severity {WILD_SEVERITY}, {count} images)", ""]
     lines += wild_table(cases[-1])
     lines += ["", "#### Learned: calling fewer images degraded (`clean_below`; recall %)", ""]
     lines += threshold_table(cases)

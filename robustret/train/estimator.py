@@ -61,7 +61,7 @@ class EstimatorTrainConfig:
         seed: the one seed of the weights and the batches.
     """
 
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 2e-3
     clean_fraction: float = 0.25
