@@ -12,7 +12,8 @@ study's six degradations and the two realistic variants at severities 1..5, and 
 ``restoration.estimate.estimate_degradation`` (classical) and ``classify_family`` (learned).
 Prints (and with ``--out`` writes) a markdown report: the family per degradation and severity
 for both side by side, the pooled confusion per family and variant, the clean false-positive
-rate, the noise kind, the wild set per family, and the time.
+rate, the noise kind, the wild set per family, a sweep of the learned one's ``clean_below``,
+sharp images with faint sensor noise (a probe, truth clean), and the time.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from restoration.estimate_learned import (  # noqa: E402
     load_estimator,
     save_estimator,
 )
+from robustret.core.rng import make_generator, stream_seed  # noqa: E402
 from robustret.data import load  # noqa: E402
 from robustret.train.estimator import (  # noqa: E402
     MEMBER_FAMILY,
@@ -53,6 +55,9 @@ NAMES = ("gaussian_noise", "salt_pepper", "speckle", "noise", "motion_blur",
 ESTIMATORS = ("classical", "learned")
 WILD_SEVERITY = 5
 """The wild row's level: every member at severities 1..5 (the full protocol)."""
+SENSOR_SIGMAS = (0.005, 0.01, 0.02)
+"""Faint Gaussian noise added to clean images in the sensor-noise probe (the realistic motion
+blur adds 0.01; the study's mildest Gaussian noise is 0.05)."""
 CLEAN_BELOW = (None, 0.5, 0.2, 0.05)
 """The learned estimator's ``clean_below`` settings compared (None: the most probable)."""
 
@@ -114,6 +119,19 @@ def run_cases(model: FamilyNet, images: Tensor, indices: Tensor, seed: int) -> l
     return cases
 
 
+def sensor_probe(model: FamilyNet, images: Tensor, seed: int) -> list[Case]:
+    """Clean images plus faint Gaussian noise of each of :data:`SENSOR_SIGMAS` (a sharp photo
+    with sensor noise), truth ``clean``; not part of the confusion tables."""
+    cases = []
+    for number, sigma in enumerate(SENSOR_SIGMAS):
+        generator = make_generator(stream_seed(seed, "bench/sensor", number))
+        noisy = (images + sigma * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+        cases.append(Case(f"clean + N(0, {sigma:g})", torch.zeros(images.shape[0],
+                                                                  dtype=torch.long),
+                          ["clean"] * images.shape[0], *classify(model, noisy)))
+    return cases
+
+
 def _pct(part: Tensor) -> str:
     return f"{100 * float(part.float().mean()):.1f}" if part.numel() else "-"
 
@@ -123,7 +141,7 @@ def family_table(cases: list[Case]) -> list[str]:
     head = " | ".join(f"{e} {f}" for e in ESTIMATORS for f in FAMILIES)
     lines = [f"| degradation, severity | {head} |",
              "|---|" + "---:|" * (len(ESTIMATORS) * len(FAMILIES))]
-    for case in cases[:-1]:
+    for case in cases:
         cells = []
         for estimator in ESTIMATORS:
             for code in range(len(FAMILIES)):
@@ -248,8 +266,8 @@ def header(args: argparse.Namespace, count: int, size: tuple[int, int],
             f"- learned estimator: {training}"]
 
 
-def report(cases: list[Case], args: argparse.Namespace, size: tuple[int, int],
-           training: str) -> str:
+def report(cases: list[Case], probe: list[Case], args: argparse.Namespace,
+           size: tuple[int, int], training: str) -> str:
     count = len(cases[0].truth)
     images = sum(len(c.truth) for c in cases)
     speed = ", ".join(f"{e} {1000 * sum(c.seconds[e] for c in cases) / images:.2f} ms"
@@ -260,7 +278,7 @@ def report(cases: list[Case], args: argparse.Namespace, size: tuple[int, int],
         "Clean images read as degraded (false positives): " + ", ".join(
             f"{e} {_pct(clean.found[e] != 0)}%" for e in ESTIMATORS) + ".", "",
         "#### Family per degradation and severity (% of images)", ""]
-    lines += family_table(cases)
+    lines += family_table(cases[:-1])
     lines += ["", "#### Family confusion, all severities pooled (images)", ""]
     lines += confusion_tables(cases)
     lines += ["#### Noise kind among the images called noisy", ""]
@@ -269,6 +287,8 @@ def report(cases: list[Case], args: argparse.Namespace, size: tuple[int, int],
     lines += wild_table(cases[-1])
     lines += ["", "#### Learned: calling fewer images degraded (`clean_below`; recall %)", ""]
     lines += threshold_table(cases)
+    lines += ["", "#### Sharp images with faint sensor noise (% of images; truth: clean)", ""]
+    lines += family_table(probe)
     return "\n".join(lines) + "\n"
 
 
@@ -292,7 +312,8 @@ def trained_model(args: argparse.Namespace, gallery: Tensor) -> tuple[FamilyNet,
         f"trained here on the gallery's {images.shape[0]} training images, {config.steps} "
         f"steps of {config.batch_size} (`EstimatorTrainConfig` defaults otherwise: width "
         f"{config.width}, depth {config.depth}, Adam lr {config.lr} cosine-decayed, clean fraction "
-        f"{config.clean_fraction}), seed {config.seed}, in {minutes:.1f} min (measured while "
+        f"{config.clean_fraction}, sensor noise up to {config.sensor_noise} on a share "
+        f"{config.sensor_fraction}), seed {config.seed}, in {minutes:.1f} min (measured while "
         f"other work shared the 2 cores); loss of the last 100 steps {float(tail):.3f}")
 
 
@@ -321,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     queries = data.queries.images
     indices = torch.linspace(0, queries.shape[0] - 1, min(args.n, queries.shape[0])).long()
     images = queries[indices].contiguous()
-    text = report(run_cases(model, images, indices, args.seed), args,
+    text = report(run_cases(model, images, indices, args.seed),
+                  sensor_probe(model, images, args.seed), args,
                   (images.shape[-2], images.shape[-1]), training)
     print(text)
     if args.out is not None:

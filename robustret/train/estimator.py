@@ -9,7 +9,11 @@ family uniformly, a member of it uniformly (the study's noises, motion blur and 
 resolution loss, and with ``realistic`` the realistic motion blur and resolution loss), and a
 severity uniformly in ``1..max_severity``. The labels are what that draw returns
 (``return_params=True``): the member's family (:func:`degradations.family`, coded as
-:data:`restoration.estimate.FAMILIES`) and, for a noise, its kind. The loss is cross-entropy
+:data:`restoration.estimate.FAMILIES`) and, for a noise, its kind. Then, with probability
+``sensor_fraction``, an image of any family gets faint Gaussian sensor noise (sigma uniform in
+``[0, sensor_noise]``, below the study's mildest noise, sigma 0.05) and keeps its label: the
+realistic motion blur carries sensor noise of 0.01, and without this a sharp photo with
+sensor noise reads as blurred (docs/estimation.md). The loss is cross-entropy
 on the family plus ``kind_weight`` times cross-entropy on the noise kind (noisy images only);
 the optimiser Adam, its rate decayed from ``lr`` to 0 over the steps by a half cosine.
 
@@ -57,6 +61,8 @@ class EstimatorTrainConfig:
         max_severity: severities drawn uniformly in 1..max_severity (1..5).
         realistic: also draw the realistic blur and resolution variants.
         kind_weight: weight of the noise-kind loss (>= 0; 0 leaves that head untrained).
+        sensor_noise: largest sigma of the label-keeping sensor noise (>= 0; 0: none).
+        sensor_fraction: share of the images that get it, in [0, 1].
         width, depth: the network's (:class:`~restoration.estimate_learned.FamilyNet`).
         seed: the one seed of the weights and the batches.
     """
@@ -68,6 +74,8 @@ class EstimatorTrainConfig:
     max_severity: int = 5
     realistic: bool = True
     kind_weight: float = 0.5
+    sensor_noise: float = 0.015
+    sensor_fraction: float = 0.5
     width: int = 16
     depth: int = 3
     seed: int = 0
@@ -78,7 +86,9 @@ class EstimatorTrainConfig:
                   ("lr", self.lr > 0, "> 0"),
                   ("clean_fraction", 0 <= self.clean_fraction <= 1, "in [0, 1]"),
                   ("max_severity", self.max_severity in (1, 2, 3, 4, 5), "in 1..5"),
-                  ("kind_weight", self.kind_weight >= 0, ">= 0"))
+                  ("kind_weight", self.kind_weight >= 0, ">= 0"),
+                  ("sensor_noise", 0 <= self.sensor_noise < 0.05, "in [0, 0.05)"),
+                  ("sensor_fraction", 0 <= self.sensor_fraction <= 1, "in [0, 1]"))
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"EstimatorTrainConfig.{name} must be {expected}; got "
@@ -147,10 +157,31 @@ def draw_batch(images: Tensor, config: EstimatorTrainConfig, step: int) -> Estim
                                      clean_fraction=config.clean_fraction,
                                      realistic=config.realistic)
     degraded, params = wild(images[pick.to(images.device)], generator, return_params=True)
+    if config.sensor_noise > 0 and config.sensor_fraction > 0:
+        degraded = add_sensor_noise(degraded, config, generator)
     member = params["member"].cpu().long()
     family = MEMBER_FAMILY[member + 1]
     kind = torch.where(family == FAMILIES.index("noise"), params["kind"].cpu().long(), -1)
     return EstimatorBatch(degraded, family.to(images.device), kind.to(images.device))
+
+
+def add_sensor_noise(images: Tensor, config: EstimatorTrainConfig,
+                     generator: torch.Generator) -> Tensor:
+    """Each image, with probability ``config.sensor_fraction``, plus Gaussian noise of a
+    sigma uniform in ``[0, config.sensor_noise]``, clipped to [0, 1].
+
+    Args:
+        images: (B, C, H, W) float in [0, 1].
+        config: the settings.
+        generator: CPU generator the draws come from (on the CPU, then moved).
+    Returns:
+        (B, C, H, W) float in [0, 1], ``images``' device and dtype.
+    """
+    count = images.shape[0]
+    chosen = torch.rand(count, generator=generator) < config.sensor_fraction
+    sigma = torch.rand(count, generator=generator) * config.sensor_noise * chosen
+    noise = torch.randn(images.shape, generator=generator) * sigma.view(-1, 1, 1, 1)
+    return (images + noise.to(images.device, images.dtype)).clamp(0.0, 1.0)
 
 
 def estimator_loss(model: FamilyNet, batch: EstimatorBatch, kind_weight: float) -> Tensor:

@@ -132,9 +132,25 @@ def test_batches_carry_the_drawn_family_and_kind():
     again = draw_batch(images, config, step=0)
     assert torch.equal(again.images, batch.images) and torch.equal(again.family, batch.family)
     assert not torch.equal(draw_batch(images, config, step=1).images, batch.images)
-    clean = draw_batch(images, _tiny_config(batch_size=8, clean_fraction=1.0), step=0)
+    clean = draw_batch(images, _tiny_config(batch_size=8, clean_fraction=1.0, sensor_noise=0.0),
+                       step=0)
     assert bool((clean.family == 0).all())
     assert bool((clean.images.unsqueeze(1) == images.unsqueeze(0)).flatten(2).all(2).any(1).all())
+
+
+def test_sensor_noise_is_faint_and_keeps_the_label():
+    images = _images(6)
+    config = _tiny_config(batch_size=16, clean_fraction=1.0, sensor_fraction=1.0)
+    noisy = draw_batch(images, config, step=0)
+    bare = draw_batch(images, _tiny_config(batch_size=16, clean_fraction=1.0, sensor_noise=0.0),
+                      step=0)
+    assert bool((noisy.family == 0).all())
+    difference = (noisy.images - bare.images).flatten(1).std(dim=1)       # (16,) per image
+    assert bool((difference <= config.sensor_noise * 1.2).all())
+    assert int((difference > 1e-4).sum()) >= 14, "nearly every image should get some noise"
+    assert 0.0 <= float(noisy.images.min()) and float(noisy.images.max()) <= 1.0
+    with pytest.raises(ValueError, match="sensor_noise"):
+        EstimatorTrainConfig(sensor_noise=0.05)
 
 
 def test_training_is_deterministic():
