@@ -11,6 +11,8 @@ they scale are in docs/degradations.md.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -226,14 +228,19 @@ def gaussian_blur(
     return run_corruption(images, core, range_mode=range_mode)
 
 
+@lru_cache(maxsize=64)
 def defocus_kernel(radius: Anchored, alias_blur: Anchored, side: int) -> np.ndarray:
     """The defocus kernel for images of shorter side ``side``: between two anchor sizes the
     blend of the two anchors' :func:`disk_kernel` (weights of :func:`anchor_blend`), below 32
-    or above 224 px the end anchor's with both lengths scaled by ``side`` / anchor."""
+    or above 224 px the end anchor's with both lengths scaled by ``side`` / anchor.
+
+    Cached (every chunk of a batch asks for it), so the array is read-only."""
     blend = anchor_blend(side)
     kernels = [disk_kernel(anchor_value(radius, i) * scale, anchor_value(alias_blur, i) * scale)
                for i, _, scale in blend]
-    return blend_kernels(kernels, [w for _, w, _ in blend])
+    kernel = blend_kernels(kernels, [w for _, w, _ in blend])
+    kernel.setflags(write=False)
+    return kernel
 
 
 def defocus_core(x: Tensor, out: Tensor, kernel: np.ndarray) -> Tensor:
