@@ -235,11 +235,13 @@ def dilation_distance(reached: Tensor, cap: int) -> Tensor:
 
     Args:
         reached: (B, 1, h, w) bool CPU, the start set.
-        cap: the most steps.
+        cap: the most steps, at most 255 (counted in uint8).
 
     Returns:
         (B, 1, h, w) float32 in [0, cap]: 0 where reached at the start.
     """
+    if not 0 <= cap <= 255:
+        raise ValueError(f"cap must be in [0, 255] (steps are counted in uint8); got {cap}")
     masks = reached.detach().to(torch.uint8).contiguous().numpy()[:, 0]  # (B, h, w)
     out = np.empty(masks.shape, np.float32)
 

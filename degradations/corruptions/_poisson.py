@@ -113,8 +113,15 @@ def poisson_shot(values: np.ndarray, photons: float, words: np.ndarray, out: np.
         values: (N, n) float32 or float64, each in [0, 1].
         photons: the rate at value 1, > 0 (sets the tables, :func:`poisson_tables`).
         words: (N, k) uint64, k >= n; value i of row b uses ``words[b, i]`` only.
-        out: (N, n) float32 or float64, written (rates, counts and the division in float64).
+        out: (N, n) float32 or float64, C-contiguous, written (rates, counts and the
+            division in float64).
+
+    Raises:
+        ValueError: ``out`` is not C-contiguous (its flat view would be a copy).
     """
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous: pass np.ascontiguousarray's result and copy "
+                         "it back")
     tables = poisson_tables(float(photons))
     n = values.shape[1]
     flat_values = np.ascontiguousarray(values).reshape(-1)

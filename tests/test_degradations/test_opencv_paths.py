@@ -98,6 +98,8 @@ def test_spatter_edge_distance_equals_the_torch_path() -> None:
         assert ours.dtype == torch.float32 and ours.shape == reached.shape
         assert torch.equal(ours, weather.pooled_distance(reached, cap)), cap
     assert float(ours[3].min()) == 20 and not ours[4].any()
+    with pytest.raises(ValueError, match="255"):
+        dilation_distance(reached, 256)
 
 
 @pytest.mark.parametrize("name", ["line_motion_blur", "gaussian_blur", "jpeg", "shot_noise",

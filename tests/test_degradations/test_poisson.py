@@ -67,3 +67,9 @@ def test_tables_hold_the_cdf() -> None:
     np.testing.assert_allclose(rows[j] / 2.0**32, scipy.stats.poisson.cdf(np.arange(tables.size),
                                                                            j * 0.25), atol=1e-9)
     assert rows[:, -1].min() == 2**32
+
+
+def test_a_strided_output_is_refused() -> None:
+    words = np.zeros((2, 8), np.uint64)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _poisson.poisson_shot(np.zeros((2, 8)), 5.0, words, np.empty((8, 2)).T)
