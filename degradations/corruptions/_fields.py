@@ -27,7 +27,7 @@ from robustret.core.rng import check_generator
 
 from .._base import WordSource, check_batch, check_range_mode, run_chunked
 from ..noise import normals_from_words
-from ._opencv import SCIPY_BORDERS, opencv_ready, sep_filter
+from ._opencv import SCIPY_BORDERS, filter_planes, opencv_ready, sep_filter
 
 #: pixels per side of the image the spatial parameters are given for (Tiny-ImageNet-C)
 REFERENCE_SIDE = 64
@@ -243,13 +243,20 @@ def gaussian_smooth(x: Tensor, sigma: float, *, truncate: float = 4.0,
 
 
 def box3(x: Tensor) -> Tensor:
-    """3x3 mean of the last two axes with mirrored borders (``cv2.blur(x, (3, 3))``)."""
+    """3x3 mean of the last two axes with mirrored borders (``cv2.blur(x, (3, 3))``); a
+    (B, C, H, W) CPU float batch by ``cv2.sepFilter2D`` per plane, within float rounding."""
     third = [1 / 3] * 3
+    if x.ndim == 4 and opencv_ready(x, 1):
+        return sep_filter(x, np.asarray(third), "mirror", SCIPY_BORDERS)
     return correlate_axis(correlate_axis(x, third, -2, "mirror", 1), third, -1, "mirror", 1)
 
 
 def correlate3x3(x: Tensor, kernel: Sequence[Sequence[float]]) -> Tensor:
-    """``cv2.filter2D`` with a 3x3 kernel (a correlation), mirrored borders, last two axes."""
+    """``cv2.filter2D`` with a 3x3 kernel (a correlation), mirrored borders, last two axes;
+    a (B, C, H, W) CPU float batch by ``cv2.filter2D`` itself per plane, within float
+    rounding of the shifted slices."""
+    if x.ndim == 4 and opencv_ready(x, 1):
+        return filter_planes(x, np.asarray(kernel, dtype=np.float64)[None], "reflect")
     h, w = x.shape[-2:]
     rows = pad_index(h, 1, 1, "mirror", x.device)
     cols = pad_index(w, 1, 1, "mirror", x.device)

@@ -85,6 +85,22 @@ def test_the_fields_gaussian_smooth_equals_the_torch_path(mode) -> None:
                                atol=1e-6, rtol=0)
 
 
+def test_the_fields_3x3_filters_equal_the_torch_path() -> None:
+    """spatter's box blur and emboss (OpenCV's mirrored border) against shifted slices."""
+    from degradations.corruptions import _fields
+
+    x = torch.rand(3, 1, 17, 22, generator=make_generator(10))
+    third = [1 / 3] * 3
+    box = _fields.correlate_axis(_fields.correlate_axis(x, third, -2, "mirror", 1), third, -1,
+                                 "mirror", 1)
+    torch.testing.assert_close(_fields.box3(x), box, atol=1e-6, rtol=0)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")  # mirror: edge left out
+    emboss = sum(weather.EMBOSS[i][j] * padded[..., i : i + 17, j : j + 22]
+                 for i in range(3) for j in range(3))
+    torch.testing.assert_close(_fields.correlate3x3(x, weather.EMBOSS), emboss, atol=1e-6,
+                               rtol=0)
+
+
 def test_spatter_edge_distance_equals_the_torch_path() -> None:
     """OpenCV's uint8 dilations per image against pooling: the same steps, early stops, cap,
     an image without drops (never reached: the cap everywhere) and one all drop."""
