@@ -83,18 +83,26 @@ def elastic_core(
     """
     b, _, h, w = x.shape
     f = size_factor(h, w)
-    inverse = inverse_affine(shifts, (h, w)).to(x.device, x.dtype)  # (B, 2, 3)
-    yy, xx = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype),
-                            torch.arange(w, device=x.device, dtype=x.dtype), indexing="ij")
-    px, py = xx.expand(b, h, w), yy.expand(b, h, w)
+    # grid_sample's coordinates of the source point, g = N [px, py, 1] per image: the inverse
+    # affine map scaled to [-1, 1] (align_corners), at p = (x, y) + alpha f field(x, y), summed
+    # term by term into the grid (within float rounding of mapping p, then scaling)
+    norm = inverse_affine(shifts, (h, w)) * torch.tensor(
+        [[2 / max(w - 1, 1)], [2 / max(h - 1, 1)]], dtype=torch.float64)
+    norm[:, :, 2] -= 1.0
+    norm = norm.to(x.device, x.dtype)  # (B, 2, 3)
+    cols = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
+    rows = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
+    grid = torch.empty(b, h, w, 2, device=x.device, dtype=x.dtype)
+    field = None
     if alpha > 0:
         noise = uniform_field(words, (2, h, w), x.device)
         field = gaussian_smooth(noise, sigma * f, truncate=TRUNCATE).to(x.dtype)  # (B, 2, H, W)
-        px, py = px + alpha * f * field[:, 0], py + alpha * f * field[:, 1]
-    row_x, row_y = inverse[:, 0, :, None, None], inverse[:, 1, :, None, None]  # (B, 3, 1, 1)
-    sx = row_x[:, 0] * px + row_x[:, 1] * py + row_x[:, 2]
-    sy = row_y[:, 0] * px + row_y[:, 1] * py + row_y[:, 2]
-    grid = torch.stack((sx * (2 / max(w - 1, 1)) - 1, sy * (2 / max(h - 1, 1)) - 1), dim=-1)
+    for axis in range(2):
+        n = norm[:, axis].view(b, 3, 1, 1)
+        torch.add(n[:, 0] * cols, n[:, 1] * rows + n[:, 2], out=grid[..., axis])
+        if field is not None:
+            grid[..., axis].addcmul_(field[:, 0], n[:, 0] * (alpha * f))
+            grid[..., axis].addcmul_(field[:, 1], n[:, 1] * (alpha * f))
     out.copy_(F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
                             align_corners=True))
     return out
