@@ -62,8 +62,9 @@ class PoissonTables:
         size: K, counts per row (the tail beyond K - 1, below 1e-17, joins the last).
         shift: a word's guide cell is ``w >> shift``.
         ladder: ((J + 1) K,) int64, ``limit[j, k] + j 2^33`` at ``j K + k``.
-        guide: ((J + 1) 2^(32 - shift),) int64, at ``j 2^(32 - shift) + m`` the count of word
-            ``m << shift``, the smallest count of any word of cell m.
+        guide: ((J + 1) 2^(32 - shift),) int64, at ``j 2^(32 - shift) + m`` twice the count
+            of word ``m << shift`` (the smallest count of any word of cell m), plus 1 where a
+            word of the cell has a larger count (a step of the CDF inside the cell).
         thinning: (L,) int64, ``ceil(2^32 P(N <= n))`` for N ~ Poisson(d), n = 0 .. L - 1
             (the last 2^32): the word h has N = n for h in ``[thinning[n - 1], thinning[n])``.
     """
@@ -92,7 +93,10 @@ def poisson_tables(peak: float) -> PoissonTables:
     limit[:, -1] = 2**32
     shift = 32 - int(math.ceil(math.log2(GUIDE * size)))
     starts = np.arange(2 ** (32 - shift), dtype=np.int64) << shift
-    guide = np.stack([np.searchsorted(row, starts, side="right") for row in limit])
+    first = np.stack([np.searchsorted(row, starts, side="right") for row in limit])
+    last = np.stack([np.searchsorted(row, starts + (1 << shift) - 1, side="right")
+                     for row in limit])
+    guide = (first << 1) | (last != first)  # the count, and whether the cell holds a step
     ladder = limit + (np.arange(len(limit), dtype=np.int64) << 33)[:, None]
     return PoissonTables(d, size, shift, ladder.reshape(-1), guide.reshape(-1), _thinning(d))
 
@@ -146,12 +150,15 @@ def _block(scaled: np.ndarray, words: np.ndarray, tables: PoissonTables, out: np
     row = row.astype(np.int64)
     # tabulated part: the guide's count; where the word is not below its limit (a step of the
     # CDF inside the guide's cell), the count by binary search in the row
-    count = np.take(tables.guide, (row << (32 - tables.shift)) + (low >> tables.shift))
-    key = (row << 33) + low
-    base = row * tables.size
-    behind = np.flatnonzero(np.take(tables.ladder, base + count) <= key)
-    if behind.size:
-        count[behind] = np.searchsorted(tables.ladder, key[behind], side="right") - base[behind]
+    guided = np.take(tables.guide, (row << (32 - tables.shift)) + (low >> tables.shift))
+    count = guided >> 1
+    stepped = np.flatnonzero(guided & 1)  # cells holding a step: the word may lie beyond it
+    if stepped.size:
+        key = (row[stepped] << 33) + low[stepped]
+        base = row[stepped] * tables.size
+        behind = np.flatnonzero(np.take(tables.ladder, base + count[stepped]) <= key)
+        count[stepped[behind]] = (np.searchsorted(tables.ladder, key[behind], side="right")
+                                  - base[behind])
     # remainder Poisson(r) by thinning Poisson(d): N = 1 keeps its event where the word's
     # place in N's cell is below r / d; N >= 2 (h >= thinning[1]) by a binomial inversion
     high = (words >> np.uint64(32)).view(np.int64)
