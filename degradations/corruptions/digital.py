@@ -230,9 +230,10 @@ class Jpeg(Degradation):
 
 
 def contrast_core(x: Tensor, out: Tensor, factor: float) -> Tensor:
-    """out = (x - m) factor + m, m the mean of each image's channel."""
-    mean = x.mean(dim=(-2, -1), keepdim=True)
-    return torch.sub(x, mean, out=out).mul_(factor).add_(mean)
+    """out = (x - m) factor + m, m the mean of each image's channel, computed in one pass over
+    the pixels as ``m (1 - factor) + factor x`` (within float rounding of the first form)."""
+    bias = x.mean(dim=(-2, -1), keepdim=True).mul_(1.0 - factor)
+    return torch.add(bias, x, alpha=factor, out=out)
 
 
 def brightness_core(x: Tensor, out: Tensor, shift: float) -> Tensor:
