@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -399,6 +400,15 @@ def glass_words(pixels: int, iterations: float) -> int:
     return int(math.ceil(iterations)) * ((3 * pixels + 3) // 4)
 
 
+@lru_cache(maxsize=32)
+def _glass_tables(delta: float, fraction: float) -> tuple[np.ndarray, int]:
+    """(2^16,) int64 offset ``round((2u - 1) delta)`` of each 16-bit word k, u = (2k + 1) /
+    2^17, by float32 steps on the CPU, and how many words (the lowest) have u below
+    ``fraction``: the moving share of a fractional last pass."""
+    u = (torch.arange(65536, dtype=torch.int32) * 2 + 1) / 131072.0  # (0, 1), float32
+    return torch.round((u * 2 - 1) * delta).long().numpy(), int((u < fraction).sum())
+
+
 def glass_core(
     x: Tensor, words: np.ndarray, out: Tensor, sigma: float, delta: float, iterations: float,
 ) -> Tensor:
@@ -414,12 +424,12 @@ def glass_core(
     n = h * w
     passes = int(math.ceil(iterations))
     blurred = gaussian_filter(x, sigma).reshape(b, c, n)
-    if passes:
-        bits = torch.from_numpy(words.view(np.uint16)[:, : 3 * n * passes].astype(np.int32))
-        u = (bits.to(x.device).view(b, passes, 3, h, w) * 2 + 1) / 131072.0  # (0, 1)
-        offsets = torch.round((u[:, :, :2] * 2 - 1) * delta).long()  # (B, passes, 2, H, W)
-        fraction = iterations - (passes - 1)  # of the last pass, in (0, 1]
-        offsets[:, -1].mul_((u[:, -1, 2] < fraction).unsqueeze(1))
+    if passes:  # each word's offset from a table over the 2^16 words (the same float steps)
+        bits = words.view(np.uint16)[:, : 3 * n * passes].reshape(b, passes, 3, n)
+        table, moving = _glass_tables(float(delta), iterations - (passes - 1))
+        shifts = np.take(table, bits[:, :, :2])  # (B, passes, 2, H W) int64
+        shifts[:, -1] *= (bits[:, -1, 2] < moving)[:, None]  # the last pass's moving share
+        offsets = torch.from_numpy(shifts).view(b, passes, 2, h, w).to(x.device)
     rows = torch.arange(h, device=x.device).view(1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, w)
     for it in range(passes):
