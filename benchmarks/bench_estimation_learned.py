@@ -1,7 +1,8 @@
 """The learned family estimator beside the classical one, on the built-in data's queries.
 
     .venv/bin/python benchmarks/bench_estimation_learned.py [--n 400] [--size 64] [--seed 0]
-        [--steps 3000] [--threads N] [--save FILE | --load FILE] [--out FILE]
+        [--steps 3000] [--sensor-noise S] [--sensor-fraction F] [--threads N]
+        [--save FILE | --load FILE] [--out FILE]
 
 Trains :class:`restoration.estimate_learned.FamilyNet` (``robustret.train.estimator``) on the
 gallery's training part of ``synthetic`` (never the queries, never the held-out tenth), or
@@ -299,7 +300,9 @@ def trained_model(args: argparse.Namespace, gallery: Tensor) -> tuple[FamilyNet,
         model = load_estimator(args.load)
         return model, (f"loaded from {args.load} (sha256 "
                        f"{model.checkpoint_info['sha256'][:12]})")
-    config = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    config = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                                  sensor_noise=args.sensor_noise,
+                                  sensor_fraction=args.sensor_fraction)
     images = estimator_training_images(gallery, args.seed)
     start = time.perf_counter()
     result = train_estimator(images, config)
@@ -327,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="training steps")
     parser.add_argument("--batch-size", type=int, default=EstimatorTrainConfig.batch_size,
                         help="training images per step")
+    parser.add_argument("--sensor-noise", type=float,
+                        default=EstimatorTrainConfig.sensor_noise,
+                        help="largest sigma of the label-keeping training sensor noise (0: none)")
+    parser.add_argument("--sensor-fraction", type=float,
+                        default=EstimatorTrainConfig.sensor_fraction,
+                        help="share of training images that get it")
     parser.add_argument("--save", type=Path, default=None, help="write the trained estimator")
     parser.add_argument("--load", type=Path, default=None,
                         help="use this saved estimator instead of training one")
