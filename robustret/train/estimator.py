@@ -11,9 +11,10 @@ severity uniformly in ``1..max_severity``. The labels are what that draw returns
 (``return_params=True``): the member's family (:func:`degradations.family`, coded as
 :data:`restoration.estimate.FAMILIES`) and, for a noise, its kind. Then, with probability
 ``sensor_fraction``, an image of any family gets faint Gaussian sensor noise (sigma uniform in
-``[0, sensor_noise]``, below the study's mildest noise, sigma 0.05) and keeps its label: the
-realistic motion blur carries sensor noise of 0.01, and without this a sharp photo with
-sensor noise reads as blurred (docs/estimation.md). The loss is cross-entropy
+``[0, sensor_noise]``, below the study's mildest noise, sigma 0.05) and keeps its label (off by
+default): the realistic motion blur carries sensor noise of 0.01, and without this a sharp
+photo with such noise reads as blurred; with it, the faintest speckle reads as clean
+(docs/estimation.md measures both). The loss is cross-entropy
 on the family plus ``kind_weight`` times cross-entropy on the noise kind (noisy images only);
 the optimiser Adam, its rate decayed from ``lr`` to 0 over the steps by a half cosine.
 
@@ -61,7 +62,8 @@ class EstimatorTrainConfig:
         max_severity: severities drawn uniformly in 1..max_severity (1..5).
         realistic: also draw the realistic blur and resolution variants.
         kind_weight: weight of the noise-kind loss (>= 0; 0 leaves that head untrained).
-        sensor_noise: largest sigma of the label-keeping sensor noise (>= 0; 0: none).
+        sensor_noise: largest sigma of the label-keeping sensor noise, in [0, 0.05) (0, the
+            default: none).
         sensor_fraction: share of the images that get it, in [0, 1].
         width, depth: the network's (:class:`~restoration.estimate_learned.FamilyNet`).
         seed: the one seed of the weights and the batches.
@@ -74,7 +76,7 @@ class EstimatorTrainConfig:
     max_severity: int = 5
     realistic: bool = True
     kind_weight: float = 0.5
-    sensor_noise: float = 0.015
+    sensor_noise: float = 0.0
     sensor_fraction: float = 0.5
     width: int = 16
     depth: int = 3

@@ -140,7 +140,8 @@ def test_batches_carry_the_drawn_family_and_kind():
 
 def test_sensor_noise_is_faint_and_keeps_the_label():
     images = _images(6)
-    config = _tiny_config(batch_size=16, clean_fraction=1.0, sensor_fraction=1.0)
+    config = _tiny_config(batch_size=16, clean_fraction=1.0, sensor_noise=0.015,
+                          sensor_fraction=1.0)
     noisy = draw_batch(images, config, step=0)
     bare = draw_batch(images, _tiny_config(batch_size=16, clean_fraction=1.0, sensor_noise=0.0),
                       step=0)
