@@ -45,9 +45,11 @@ class EstimateThenRestore(Restorer):
     Args:
         noise: the restorer of images estimated noisy (default: 3x3 median; it reads no
             parameter).
-        blur: of images estimated blurred (default: the Wiener filter with the estimated
-            displacement; its sign is not observable and is canonical, ``b >= 0``:
-            docs/estimation.md says what a wrong sign costs).
+        blur: of images estimated blurred (default: the zero-phase Wiener filter with the
+            estimated displacement, ``WienerDeblur(phase="zero")``: the sign of a line blur is
+            not observable, the estimate's is canonical, ``b >= 0``, and the study-phase filter
+            given the wrong sign shifts the image by the whole blur, the zero-phase one by half
+            of it whatever the sign; docs/estimation.md, docs/results.md).
         resolution: of images estimated low-resolution (default: ``identity``, the image
             as it is: bicubic re-upsampling by the estimated level cost retrieval accuracy on
             the built-in data, as it does with the drawn level; docs/restoration.md, "What
@@ -61,6 +63,8 @@ class EstimateThenRestore(Restorer):
     """
 
     knowledge: ClassVar[str] = "estimated"
+    #: the default blur route's ``WienerDeblur`` phase: the estimate's sign is arbitrary
+    blur_phase: ClassVar[str] = "zero"
 
     def __init__(self, noise: Restorer | None = None, blur: Restorer | None = None,
                  resolution: Restorer | None = None, rule: EstimationRule | None = None,
@@ -71,7 +75,7 @@ class EstimateThenRestore(Restorer):
         self.min_noise_sigma = float(min_noise_sigma)
         self.routes = nn.ModuleDict({
             "noise": noise if noise is not None else MedianFilter(),
-            "blur": blur if blur is not None else WienerDeblur(),
+            "blur": blur if blur is not None else WienerDeblur(phase=self.blur_phase),
             "resolution": resolution if resolution is not None else Identity(),
         })
         self.rule = rule
@@ -126,6 +130,8 @@ class OracleRoute(EstimateThenRestore):
     """
 
     knowledge: ClassVar[str] = "oracle"
+    #: the drawn blur's sign is known: the study's transfer, linear phase included
+    blur_phase: ClassVar[str] = "study"
     uses_params: ClassVar[tuple[str, ...]] = ("member", "a", "b", "level", "kind")
     requires_params: ClassVar[tuple[str, ...]] = ("member",)
 
