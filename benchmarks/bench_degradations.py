@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_degradations.py            # every family, ~6 min idle
     .venv/bin/python benchmarks/bench_degradations.py --quick    # 128 images, 2 reps, < 3 min
     .venv/bin/python benchmarks/bench_degradations.py --families jpeg pixelate --colors rgb
+    .venv/bin/python benchmarks/bench_degradations.py --against 759c0a6 --families zoom_blur
 
 Families: the study's six and the corruption suite's 16 (``--families`` picks some), each at
 severity 3 on (n, C, size, size) float32 in [0, 1], gray (C = 1) and RGB (C = 3). Columns, in
@@ -29,20 +30,28 @@ shared machine's speed hits them alike; each case runs once untimed first):
 
 Printed ratios: ``ours / ic`` (speed-up per image) and ``time / bound`` (ours' time over the
 bound's; issue 38 asks for >= 10x and <= 2x).
+
+``--against COMMIT`` measures a change instead: the package as it was at that commit is
+imported beside today's (:func:`package_at`) and both are timed on the same batch in one
+process, their reps alternating, with the largest difference between their outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -313,6 +322,56 @@ def _ic_errors(corrupt: object, side: int) -> dict[str, str | None]:
     return errors
 
 
+def package_at(commit: str) -> ModuleType:
+    """``degradations`` as it was at ``commit`` (git), imported as a package of its own
+    (``degradations_at_<commit>``, its own registry) beside today's, so both can be timed in
+    one process; its imports of ``robustret`` are today's."""
+    root = Path(__file__).resolve().parents[1]
+    name = "degradations_at_" + "".join(ch for ch in commit if ch.isalnum())
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True,
+                              check=True).stdout
+
+    package = Path(tempfile.mkdtemp()) / name
+    for path in git("ls-tree", "-r", "--name-only", commit, "degradations").split():
+        if path.endswith(".py"):
+            target = package / Path(path).relative_to("degradations")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(git("show", f"{commit}:{path}"))
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare_with(commit: str, args: argparse.Namespace,
+                 batches: dict[str, torch.Tensor]) -> None:
+    """Print, per family and colour, img/s of ``degradations`` at ``commit`` and today's, in
+    one process, the reps alternating (seed 1, severity 3), and whether the bytes are equal."""
+    before = package_at(commit)
+    print(f"| family | C | at {commit} img/s | now img/s | now / then | output |")
+    print("|---|---|---|---|---|---|")
+    for name in args.families:
+        for color in args.colors:
+            x, outs = batches[color], {}
+
+            def run(key: str, module: ModuleType, x: torch.Tensor = x,
+                    outs: dict = outs, name: str = name) -> None:
+                outs[key] = module.apply(x, name, 3, generator=torch.Generator().manual_seed(1))
+
+            speed = timed_interleaved({"then": (lambda: run("then", before), len(x)),
+                                       "now": (lambda: run("now", degradations), len(x))},
+                                      args.reps)
+            diff = (outs["then"] - outs["now"]).abs().max().item()
+            output = "the same bytes" if diff == 0 else f"max abs diff {diff:.2g}"
+            then, now = speed["then"][0], speed["now"][0]
+            print(f"| `{name}` | {x.shape[1]} | {then:,.0f} | {now:,.0f} | {now / then:.2f}x | "
+                  f"{output} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="images per batched call (ours)")
@@ -329,11 +388,24 @@ def main(argv: list[str] | None = None) -> int:
                                    if n not in degradations.GROUPS["study"]
                                    and not n.startswith("realistic_"))])
     parser.add_argument("--colors", nargs="+", choices=("gray", "rgb"), default=["gray", "rgb"])
+    parser.add_argument("--against", metavar="COMMIT",
+                        help="instead of the table: time degradations at COMMIT (git) against "
+                             "today's, in one process, and compare their outputs")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.ref_n, args.reps = 128, 8, 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.against:
+        gen = torch.Generator().manual_seed(0)
+        print(f"# {_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"{args.size} px, severity 3, n {args.n}, best of {args.reps}; load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+        compare_with(args.against, args, {
+            "gray": torch.rand(args.n, 1, args.size, args.size, generator=gen),
+            "rgb": torch.rand(args.n, 3, args.size, args.size, generator=gen)})
+        print(f"# load average at the end {os.getloadavg()[0]:.1f}")
+        return 0
     try:
         warnings.filterwarnings("ignore")
         from imagecorruptions import corrupt
