@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
+import torch
 
 from degradations.corruptions import _poisson
 
@@ -73,3 +74,19 @@ def test_a_strided_output_is_refused() -> None:
     words = np.zeros((2, 8), np.uint64)
     with pytest.raises(ValueError, match="C-contiguous"):
         _poisson.poisson_shot(np.zeros((2, 8)), 5.0, words, np.empty((8, 2)).T)
+
+
+def test_shot_core_writes_any_output_layout_alike() -> None:
+    """The path of a CUDA or strided output (counts in a buffer, then copied) equals the
+    direct one, float32 and float64."""
+    from degradations.corruptions import noise_blur
+
+    rng = np.random.default_rng(4)
+    words = rng.integers(0, 2**64, size=(2, 3 * 8 * 8), dtype=np.uint64)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.from_numpy(rng.random((2, 3, 8, 8))).to(dtype)
+        direct = noise_blur.shot_core(x, words, torch.empty_like(x), 20.0)
+        strided = torch.empty(2, 3, 8, 8, dtype=dtype).transpose(2, 3)
+        torch.testing.assert_close(noise_blur.shot_core(x, words, strided, 20.0), direct,
+                                   atol=0, rtol=0)
+        assert not torch.equal(direct, x)
