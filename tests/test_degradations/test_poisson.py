@@ -90,3 +90,21 @@ def test_shot_core_writes_any_output_layout_alike() -> None:
         torch.testing.assert_close(noise_blur.shot_core(x, words, strided, 20.0), direct,
                                    atol=0, rtol=0)
         assert not torch.equal(direct, x)
+
+
+def test_beyond_the_tables_numpy_draws_each_image_from_its_first_word() -> None:
+    """More photons than the tables hold: numpy's sampler per image, still Poisson and
+    seeded by the image's words only."""
+    rng = np.random.default_rng(5)
+    photons = 2 * _poisson.MAX_PEAK
+    values = np.full((2, 50_000), 0.6)
+    words = rng.integers(0, 2**64, size=(2, 50_000), dtype=np.uint64)
+    out = np.empty((2, 50_000))
+    _poisson.poisson_shot(values, photons, words, out)
+    counts = out * photons
+    rate = 0.6 * photons
+    assert abs(counts.mean() - rate) < 4 * math.sqrt(rate / counts.size)
+    assert counts.var() == pytest.approx(rate, rel=0.03)
+    one = np.empty((1, 50_000))
+    _poisson.poisson_shot(values[1:], photons, words[1:], one)
+    np.testing.assert_array_equal(one[0], out[1])
