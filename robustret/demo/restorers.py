@@ -22,10 +22,11 @@ import torch
 
 import degradations
 import restoration
-from restoration.routed import ROUTED_FAMILIES, EstimateThenRestore
+from restoration.routed import ROUTED_FAMILIES
 from robustret.core.checks import ConfigError
 from robustret.core.checksums import CorruptFileError, file_digest, verify_file
 from robustret.demo.errors import DemoError
+from robustret.experiment.experts import compose
 from robustret.experiment.served import ServedExpert, ServedRestorer
 
 #: the degradation choice "the query as it is": nothing is applied and nothing is drawn
@@ -130,7 +131,7 @@ def _load_composite(served: ServedRestorer, device: torch.device, channels: int
                               "version that wrote it")
         routes[expert.family] = _load_verified(expert.checkpoint, expert.sha256, device,
                                                channels, _expert_of(served, expert))
-    return EstimateThenRestore(**routes).to(device).eval()
+    return compose(routes).to(device).eval()
 
 
 def _expert_of(served: ServedRestorer, expert: ServedExpert) -> str:

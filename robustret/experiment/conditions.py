@@ -32,7 +32,12 @@ from robustret.evaluation.pipeline import (
 from robustret.evaluation.results import DEGRADE_SIDE_TABLE, Condition, ResultRow
 from robustret.experiment.condition_store import ConditionStore
 from robustret.experiment.config import ExperimentConfig
-from robustret.experiment.experts import estimated_hybrid, experts_seen
+from robustret.experiment.experts import (
+    EXPERT_SEVERITIES,
+    EXPERTS,
+    estimated_hybrid,
+    experts_seen,
+)
 from robustret.experiment.policy import BLIND, seen_in_training, training_degradation
 from robustret.experiment.query_sets import query_set_for
 from robustret.experiment.recipes import ESTIMATED_HYBRID, RECIPES, recipe_names
@@ -347,14 +352,13 @@ class ConditionLoop:
     def experts(self, condition: Condition) -> dict[str, Expert]:
         """The learned experts inside the condition's composite restorer (``estimated_hybrid``)
         by the family whose route each is, as the loop trained (or reused) them; empty for any
-        other restorer. A route that is no trained model (a filter) is not listed."""
+        other restorer (:data:`~robustret.experiment.experts.EXPERTS`: every route is one)."""
         if condition.restorer != ESTIMATED_HYBRID:
             return {}
-        routes = self.restorer(condition).model.routes
-        return {family: Expert(which[0], which[1], trained)
-                for family, route in routes.items()
-                for which, trained in self._restorers.items()
-                if len(which) > 1 and trained.model is route}
+        self.restorer(condition)  # trains (or reuses) the experts once
+        severities = tuple(map(str, EXPERT_SEVERITIES))
+        return {family: Expert(recipe, target, self._restorers[(recipe, target, *severities)])
+                for family, (recipe, target) in EXPERTS.items()}
 
     def restorer(self, condition: Condition) -> TrainedModel:
         """The condition's restorer, trained or built once per (name, training degradation);

@@ -15,10 +15,13 @@ alone (the built-in renderer's extra objects are not used), so any data set can 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from degradations import SEVERITY_LEVELS
+from restoration.base import Restorer
+from restoration.classical import WienerDeblur
 from restoration.routed import EstimateThenRestore
 from robustret.core.keys import fingerprint, source_hash
 from robustret.experiment.policy import seen_in_training
@@ -31,6 +34,10 @@ EXPERTS: Mapping[str, tuple[str, str]] = MappingProxyType({
     "blur": (EXPERT_RECIPES[1], "motion_blur"),
     "resolution": (EXPERT_RECIPES[2], "lowres"),
 })
+#: the phase of the blur expert's Wiener front end in the composite: it learned with the drawn
+#: blur, but is given the estimate, whose sign is arbitrary; in zero phase the sharp result sits
+#: where the blurred image is centred whatever the sign (``restoration.classical.WienerDeblur``)
+BLUR_FRONT_PHASE = "zero"
 #: the severities the experts learn: all of them (they are told each image's severity)
 EXPERT_SEVERITIES = tuple(SEVERITY_LEVELS)
 
@@ -47,11 +54,26 @@ def estimated_hybrid(train: Train) -> TrainedModel:
     """
     experts = {family: train(recipe, target, list(EXPERT_SEVERITIES))
                for family, (recipe, target) in EXPERTS.items()}
-    model = EstimateThenRestore(**{family: expert.model for family, expert in experts.items()})
+    model = compose({family: expert.model for family, expert in experts.items()})
     device = next(next(iter(experts.values())).model.parameters()).device
-    parts = [(family, expert.key, expert.content_key) for family, expert in experts.items()]
+    parts = [(family, expert.key, expert.content_key, BLUR_FRONT_PHASE)
+             for family, expert in experts.items()]
     return TrainedModel(model.to(device).eval(), fingerprint(ESTIMATED_HYBRID, parts),
                         None, fingerprint(ESTIMATED_HYBRID, parts, source_hash("restoration")))
+
+
+def compose(models: Mapping[str, Restorer]) -> EstimateThenRestore:
+    """The composite from its experts' models, by routed family (a family without one keeps
+    :class:`~restoration.routed.EstimateThenRestore`'s default route). A Wiener front end of
+    the blur expert runs in :data:`BLUR_FRONT_PHASE` (on a copy: ``models`` are left as they
+    are). The run and the web page both build it here."""
+    routes = dict(models)
+    blur = routes.get("blur")
+    if blur is not None and isinstance(getattr(blur, "front", None), WienerDeblur):
+        blur = copy.deepcopy(blur)
+        blur.front.phase = BLUR_FRONT_PHASE
+        routes["blur"] = blur
+    return EstimateThenRestore(**routes)
 
 
 def experts_seen() -> tuple[str, ...]:

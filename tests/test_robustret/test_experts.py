@@ -64,3 +64,25 @@ def test_it_runs_on_the_wild_set_and_says_it_estimated(tiny_folder: Path, tmp_pa
         assert len(list(cache.glob(f"{recipe}-{target}-*"))) == 1
     parts = {part["part"] for part in results["wild_breakdown"]}
     assert parts <= {"all", "clean", "noise", "blur", "resolution"} and "all" in parts
+
+
+def test_the_composite_s_blur_expert_ignores_the_estimate_s_sign() -> None:
+    import torch
+
+    import degradations
+    import restoration
+    from robustret.core.rng import make_generator
+    from robustret.experiment.experts import compose
+
+    torch.manual_seed(0)
+    hybrid = restoration.build("hybrid", front="wiener", widths=[4]).eval()
+    blurred, drawn = degradations.apply(torch.rand(4, 1, 32, 32), "motion_blur", 5,
+                                        generator=make_generator(1), return_params=True)
+    flipped = {"a": -drawn["a"], "b": -drawn["b"]}
+    route = compose({"blur": hybrid}).routes["blur"]
+    with torch.no_grad():  # the arbitrary sign of an estimate changes nothing
+        torch.testing.assert_close(route(blurred, drawn), route(blurred, flipped), atol=1e-5,
+                                   rtol=0)
+        # the expert itself is left as it learned: the study's phase, the sign matters
+        assert (hybrid(blurred, drawn) - hybrid(blurred, flipped)).abs().max() > 0.01
+    assert compose({}).routes["blur"].phase == "zero"  # the classical default route
