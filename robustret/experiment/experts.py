@@ -4,10 +4,10 @@ expert fed the estimate.
 :class:`restoration.routed.EstimateThenRestore` routes each image by its estimated family
 (:mod:`restoration.estimate`); here every route is a learned hybrid (:data:`EXPERTS`), trained
 on every severity and told at test time the *estimated* severity, noise kind, Haar level or
-blur in place of the drawn ones. The noise and low-resolution experts are also *trained* on
-the estimate (``params_from = "estimated"``), so they learn the estimator's errors (the
-severity proxy above all); the blur expert is ``hybrid``, trained on the drawn blur
-(:data:`~robustret.experiment.recipes.EXPERT_RECIPES` says why). An image estimated clean
+blur in place of the drawn ones; they learn with the drawn parameters (the variants trained on
+the estimate are not chosen: :data:`~robustret.experiment.recipes.EXPERT_RECIPES` says why).
+The blur expert's Wiener front end runs in zero phase here (:data:`BLUR_FRONT_PHASE`). An
+image estimated clean
 passes unchanged. Nothing the degradation drew is read, so its rows say ``estimated``: it is
 what a real photo allows, as long as the estimate is right. The experts train on the gallery
 alone (the built-in renderer's extra objects are not used), so any data set can run it.

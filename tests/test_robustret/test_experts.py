@@ -3,6 +3,7 @@ learned expert fed the estimated degradation; end to end on the wild set of a ti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,14 +25,17 @@ def test_the_experts_learn_every_severity_with_their_sweep_schedule() -> None:
                               "speckle")
 
 
-def test_the_noise_and_resolution_experts_learn_from_the_estimate_the_blur_one_not() -> None:
+def test_the_experts_learn_the_drawn_parameters_and_their_variants_the_estimate() -> None:
     resolved = ExperimentConfig(degradations=("wild",), severities=(5,),
                                 restore="estimated_hybrid").resolved().restorers
-    learns_from = {family: resolved[recipe].params_from
-                   for family, (recipe, _) in EXPERTS.items()}
-    # the blur estimate's sign is arbitrary: trained on it, the front end's shifted output
-    # would be compared with the unshifted clean image
-    assert learns_from == {"noise": "estimated", "resolution": "estimated", "blur": "drawn"}
+    assert {resolved[recipe].params_from for recipe, _ in EXPERTS.values()} == {"drawn"}
+    # the estimate-in-the-loop variants differ from their bases in that alone
+    resolved = ExperimentConfig(degradations=("wild",), severities=(1, 2, 3, 4, 5),
+                                restore="estimated_hybrid").resolved().restorers
+    for base in ("oracle_hybrid", "oracle_hybrid-long"):
+        variant = resolved[f"{base}-estimated"]
+        assert variant.params_from == "estimated"
+        assert dataclasses.replace(variant, params_from="drawn") == resolved[base]
 
 
 def test_it_runs_on_the_wild_set_and_says_it_estimated(tiny_folder: Path, tmp_path: Path,
