@@ -33,6 +33,7 @@ from restoration.estimate import (  # noqa: E402
     estimate_degradation,
 )
 from restoration.estimate_blur import angle_difference, blur_endpoint_error  # noqa: E402
+from robustret.core.io import atomic_write_text  # noqa: E402
 from robustret.data import load  # noqa: E402
 
 NAMES = ("gaussian_noise", "salt_pepper", "speckle", "noise", "motion_blur", "lowres")
@@ -181,7 +182,9 @@ def level_rows(case: Case) -> str:
             f"{_pct(est.level.cpu() == true)} | {_pct(est.severity.cpu() == case.severity)} |")
 
 
-def header(args: argparse.Namespace, count: int, size: tuple[int, int]) -> list[str]:
+def run_facts(script: str) -> list[str]:
+    """A report's command, date and commit, and host lines (``script``: the benchmark's file
+    name under ``benchmarks/``; the arguments are this process's)."""
     def shell(command: list[str]) -> str:
         try:
             return subprocess.run(command, capture_output=True, text=True,
@@ -191,13 +194,24 @@ def header(args: argparse.Namespace, count: int, size: tuple[int, int]) -> list[
     cpu = [line.split(":", 1)[1].strip() for line in shell(["lscpu"]).splitlines()
            if line.startswith("Model name")]
     argv = " ".join(sys.argv[1:])
-    return [f"- command: `.venv/bin/python benchmarks/bench_estimation.py {argv}`",
+    return [f"- command: `.venv/bin/python benchmarks/{script} {argv}`",
             f"- date: {datetime.date.today().isoformat()}; commit "
             f"{shell(['git', 'rev-parse', '--short', 'HEAD']) or 'unknown'}",
             f"- host: {cpu[0] if cpu else platform.processor()}, "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
-            f"- data: `synthetic` queries, {count} images (evenly spaced), "
-            f"{size[0]} x {size[1]} px, degradation seed {args.seed}"]
+            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"]
+
+
+def evenly_spaced(queries: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """``min(n, Q)`` of the (Q, C, H, W) ``queries``, evenly spaced: their (n,) int64 indices
+    and the (n, C, H, W) images, contiguous."""
+    indices = torch.linspace(0, queries.shape[0] - 1, min(n, queries.shape[0])).long()
+    return indices, queries[indices].contiguous()
+
+
+def header(args: argparse.Namespace, count: int, size: tuple[int, int]) -> list[str]:
+    return run_facts("bench_estimation.py") + [
+        f"- data: `synthetic` queries, {count} images (evenly spaced), "
+        f"{size[0]} x {size[1]} px, degradation seed {args.seed}"]
 
 
 def report(cases: list[Case], args: argparse.Namespace, size: tuple[int, int]) -> str:
@@ -243,16 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
     data = load("synthetic", image_size=args.size, seed=args.seed)
-    queries = data.queries.images
-    indices = torch.linspace(0, queries.shape[0] - 1, min(args.n, queries.shape[0])).long()
-    images = queries[indices].contiguous()
+    indices, images = evenly_spaced(data.queries.images, args.n)
     size = (images.shape[-2], images.shape[-1])
     text = report(run_cases(images, indices, args.seed), args, size)
     print(text)
     if args.out is not None:
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(args.out)
+        atomic_write_text(args.out, text)
     return 0
 
 

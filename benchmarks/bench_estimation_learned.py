@@ -20,9 +20,6 @@ sharp images with faint sensor noise (a probe, truth clean), and the time.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,9 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_estimation, beside it
+from bench_estimation import evenly_spaced, run_facts  # noqa: E402
+
 import degradations  # noqa: E402
 from degradations.wild import REALISTIC, WILD_MEMBERS  # noqa: E402
 from restoration.estimate import FAMILIES, estimate_degradation  # noqa: E402
@@ -42,10 +42,11 @@ from restoration.estimate_learned import (  # noqa: E402
     load_estimator,
     save_estimator,
 )
+from restoration.routed import WILD_FAMILY_CODES  # noqa: E402
+from robustret.core.io import atomic_write_text  # noqa: E402
 from robustret.core.rng import make_generator, stream_seed  # noqa: E402
 from robustret.data import load  # noqa: E402
 from robustret.train.estimator import (  # noqa: E402
-    MEMBER_FAMILY,
     EstimatorTrainConfig,
     estimator_training_images,
     train_estimator,
@@ -115,7 +116,7 @@ def run_cases(model: FamilyNet, images: Tensor, indices: Tensor, seed: int) -> l
                                                   indices=indices, return_params=True)
     member = params["member"].cpu().long()
     variant = [_variant(None if m < 0 else WILD_MEMBERS[m]) for m in member.tolist()]
-    cases.append(Case(f"wild {WILD_SEVERITY}", MEMBER_FAMILY[member + 1], variant,
+    cases.append(Case(f"wild {WILD_SEVERITY}", WILD_FAMILY_CODES[member + 1], variant,
                       *classify(model, degraded)))
     return cases
 
@@ -248,23 +249,10 @@ def wild_table(case: Case) -> list[str]:
 
 def header(args: argparse.Namespace, count: int, size: tuple[int, int],
            training: str) -> list[str]:
-    def shell(command: list[str]) -> str:
-        try:
-            return subprocess.run(command, capture_output=True, text=True,
-                                  check=False).stdout.strip()
-        except OSError:
-            return "unknown"
-    cpu = [line.split(":", 1)[1].strip() for line in shell(["lscpu"]).splitlines()
-           if line.startswith("Model name")]
-    return [f"- command: `.venv/bin/python benchmarks/bench_estimation_learned.py "
-            f"{' '.join(sys.argv[1:])}`",
-            f"- date: {datetime.date.today().isoformat()}; commit "
-            f"{shell(['git', 'rev-parse', '--short', 'HEAD']) or 'unknown'}",
-            f"- host: {cpu[0] if cpu else platform.processor()}, "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
-            f"- data: `synthetic`, {size[0]} x {size[1]} px; {count} query images (evenly "
-            f"spaced), degradation seed {args.seed}",
-            f"- learned estimator: {training}"]
+    return run_facts("bench_estimation_learned.py") + [
+        f"- data: `synthetic`, {size[0]} x {size[1]} px; {count} query images (evenly "
+        f"spaced), degradation seed {args.seed}",
+        f"- learned estimator: {training}"]
 
 
 def report(cases: list[Case], probe: list[Case], args: argparse.Namespace,
@@ -348,17 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     data = load("synthetic", image_size=args.size, seed=args.seed)
     model, training = trained_model(args, data.gallery.images)
-    queries = data.queries.images
-    indices = torch.linspace(0, queries.shape[0] - 1, min(args.n, queries.shape[0])).long()
-    images = queries[indices].contiguous()
+    indices, images = evenly_spaced(data.queries.images, args.n)
     text = report(run_cases(model, images, indices, args.seed),
                   sensor_probe(model, images, args.seed), args,
                   (images.shape[-2], images.shape[-1]), training)
     print(text)
     if args.out is not None:
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(args.out)
+        atomic_write_text(args.out, text)
     return 0
 
 

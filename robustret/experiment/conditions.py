@@ -352,12 +352,12 @@ class ConditionLoop:
     def experts(self, condition: Condition) -> dict[str, Expert]:
         """The learned experts inside the condition's composite restorer (``estimated_hybrid``)
         by the family whose route each is, as the loop trained (or reused) them; empty for any
-        other restorer (:data:`~robustret.experiment.experts.EXPERTS`: every route is one)."""
+        other restorer (:data:`~robustret.experiment.experts.EXPERTS`: every route is one).
+        The loop's own look-up, so the models the composite was built from."""
         if condition.restorer != ESTIMATED_HYBRID:
             return {}
-        self.restorer(condition)  # trains (or reuses) the experts once
-        severities = tuple(map(str, EXPERT_SEVERITIES))
-        return {family: Expert(recipe, target, self._restorers[(recipe, target, *severities)])
+        return {family: Expert(recipe, target,
+                               self._trained(recipe, target, list(EXPERT_SEVERITIES)))
                 for family, (recipe, target) in EXPERTS.items()}
 
     def restorer(self, condition: Condition) -> TrainedModel:

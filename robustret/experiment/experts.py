@@ -56,10 +56,10 @@ def estimated_hybrid(train: Train) -> TrainedModel:
                for family, (recipe, target) in EXPERTS.items()}
     model = compose({family: expert.model for family, expert in experts.items()})
     device = next(next(iter(experts.values())).model.parameters()).device
-    parts = [(family, expert.key, expert.content_key, BLUR_FRONT_PHASE)
-             for family, expert in experts.items()]
-    return TrainedModel(model.to(device).eval(), fingerprint(ESTIMATED_HYBRID, parts),
-                        None, fingerprint(ESTIMATED_HYBRID, parts, source_hash("restoration")))
+    parts = [(family, expert.key, expert.content_key) for family, expert in experts.items()]
+    key = fingerprint(ESTIMATED_HYBRID, parts, BLUR_FRONT_PHASE)
+    return TrainedModel(model.to(device).eval(), key, None,
+                        fingerprint(key, source_hash("restoration")))
 
 
 def compose(models: Mapping[str, Restorer]) -> EstimateThenRestore:

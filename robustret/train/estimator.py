@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import degradations
-from degradations.wild import WILD_MEMBERS
 from restoration.estimate import FAMILIES
 from restoration.estimate_learned import FamilyNet, build_family_net, check_estimator_input
+from restoration.routed import WILD_FAMILY_CODES
 from robustret.core.rng import check_seed, make_generator, stream_seed
 from robustret.train.restorer_validation import split_gallery
 
@@ -45,9 +45,6 @@ INIT_STREAM = "estimator/init"
 """Seed stream of the estimator's initial weights."""
 BATCH_STREAM = "estimator/batch"
 """Seed stream of each step's images and degradations (index: the step)."""
-#: ``member + 1`` -> family code (index 0: a clean image, the wild set's member -1)
-MEMBER_FAMILY = torch.tensor([FAMILIES.index("clean")] + [
-    FAMILIES.index(degradations.family(name)) for name in WILD_MEMBERS])
 
 
 @dataclass(frozen=True)
@@ -162,7 +159,7 @@ def draw_batch(images: Tensor, config: EstimatorTrainConfig, step: int) -> Estim
     if config.sensor_noise > 0 and config.sensor_fraction > 0:
         degraded = add_sensor_noise(degraded, config, generator)
     member = params["member"].cpu().long()
-    family = MEMBER_FAMILY[member + 1]
+    family = WILD_FAMILY_CODES[member + 1]
     kind = torch.where(family == FAMILIES.index("noise"), params["kind"].cpu().long(), -1)
     return EstimatorBatch(degraded, family.to(images.device), kind.to(images.device))
 

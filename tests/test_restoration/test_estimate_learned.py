@@ -21,7 +21,6 @@ from restoration.routed import WILD_FAMILY_CODES
 from robustret.core.io import atomic_save, file_digest
 from robustret.core.rng import make_generator
 from robustret.train.estimator import (
-    MEMBER_FAMILY,
     EstimatorBatch,
     EstimatorTrainConfig,
     draw_batch,
@@ -115,9 +114,13 @@ def test_bad_input_is_refused():
         EstimatorTrainConfig(clean_fraction=1.5)
 
 
-def test_member_family_table_matches_the_wild_set():
-    assert MEMBER_FAMILY.tolist() == WILD_FAMILY_CODES.tolist()
-    assert len(MEMBER_FAMILY) == len(WILD_MEMBERS) + 1
+def test_the_label_table_is_each_wild_member_s_registered_family():
+    """Training labels come from the routed restorer's table (one table for both): its entry
+    ``member + 1`` is the registered family of each wild member, entry 0 clean."""
+    import degradations
+
+    assert WILD_FAMILY_CODES.tolist() == [FAMILIES.index("clean")] + [
+        FAMILIES.index(degradations.family(name)) for name in WILD_MEMBERS]
 
 
 def test_batches_carry_the_drawn_family_and_kind():
