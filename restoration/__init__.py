@@ -8,7 +8,9 @@ restorer serves which degradation live in robustret (``robustret.train.restorer`
 Public contract:
 
 - :func:`available` -> sorted registry names (``identity``, the networks ``dae``, ``srcnn`` and
-  the classical filters ``median``, ``nlm``, ``bilateral``, ``wiener``, ``bicubic``);
+  the classical filters ``median``, ``switching_median``, ``nlm``, ``bilateral``, ``tv``,
+  ``wiener``, ``bicubic``; ``kind_denoise`` picks ``switching_median`` or ``tv`` by the noise
+  kind it is told);
   :func:`networks` / :func:`classical` -> the trainable / the untrained ones;
 - :func:`build` ``(name, **options)`` -> a :class:`~restoration.base.Restorer`;
   ``restorer(images, params)`` maps a ``(B, C, H, W)`` batch in ``[0, 1]`` to the same shape
@@ -42,6 +44,7 @@ from restoration.classical import (
     WienerDeblur,
 )
 from restoration.dae import DenoisingAutoencoder
+from restoration.denoise import KindDenoiser, SwitchingMedian, TVDenoise
 from restoration.hybrid import HybridRestorer
 from restoration.registry import IDENTITY, RESTORERS
 from restoration.routed import EstimateThenRestore, OracleRoute
@@ -53,6 +56,9 @@ RESTORERS.register("srcnn")(SRCNN)
 RESTORERS.register("median")(MedianFilter)
 RESTORERS.register("nlm")(NonLocalMeans)
 RESTORERS.register("bilateral")(BilateralFilter)
+RESTORERS.register("tv")(TVDenoise)
+RESTORERS.register("switching_median")(SwitchingMedian)
+RESTORERS.register("kind_denoise")(KindDenoiser)
 RESTORERS.register("wiener")(WienerDeblur)
 RESTORERS.register("bicubic")(BicubicUpsample)
 RESTORERS.register("hybrid")(HybridRestorer)

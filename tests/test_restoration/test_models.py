@@ -19,8 +19,8 @@ OTHER_OPTIONS = {
 
 
 def _required(model: restoration.Restorer, batch: int) -> dict[str, torch.Tensor]:
-    """Zeros for every parameter ``model`` cannot work without (oracle_route's ``member``: 0,
-    Gaussian noise)."""
+    """Zeros for every parameter ``model`` cannot work without (oracle_route's ``member`` and
+    ``kind``: 0, Gaussian noise)."""
     return {name: torch.zeros(batch, dtype=torch.long) for name in model.required_params()}
 
 
@@ -99,8 +99,9 @@ def test_raw_output_is_unclamped_for_training() -> None:
 
 def test_networks_and_classical_come_from_the_trainable_attribute() -> None:
     assert {"dae", "srcnn"} <= set(restoration.networks())
-    assert restoration.classical() == ["bicubic", "bilateral", "estimated", "median", "nlm",
-                                       "oracle_route", "wiener"]
+    assert restoration.classical() == ["bicubic", "bilateral", "estimated", "kind_denoise",
+                                       "median", "nlm", "oracle_route", "switching_median",
+                                       "tv", "wiener"]
     for name in restoration.available():
         cls = restoration.RESTORERS.get(name)
         assert (name in restoration.networks()) == cls.trainable

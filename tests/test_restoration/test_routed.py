@@ -26,6 +26,7 @@ def _scenes(n: int = 8, size: int = 48) -> torch.Tensor:
 
 @pytest.mark.parametrize(("name", "options", "knowledge"), [
     ("wiener", {}, "oracle"), ("bicubic", {}, "oracle"), ("median", {}, "blind"),
+    ("tv", {}, "estimated"), ("switching_median", {}, "blind"), ("kind_denoise", {}, "oracle"),
     ("identity", {}, "blind"), ("dae", {}, "blind"), ("estimated", {}, "estimated"),
 ])
 def test_each_restorer_says_what_it_knows(name: str, options: dict, knowledge: str) -> None:
@@ -53,8 +54,9 @@ def test_each_image_goes_to_its_estimated_familys_restorer() -> None:
     mixed = torch.cat(parts)
     estimate = estimate_degradation(mixed)
     restored = restoration.build("estimated")(mixed)
-    # blur: the zero-phase Wiener filter, as the estimate's sign is arbitrary
-    experts = {"noise": restoration.build("median"),
+    # noise: by the estimated kind; blur: the zero-phase Wiener filter (the estimate's sign is
+    # arbitrary)
+    experts = {"noise": restoration.build("kind_denoise"),
                "blur": restoration.build("wiener", phase="zero"),
                "resolution": restoration.build("identity")}
     params = estimate.params()
