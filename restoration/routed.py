@@ -46,10 +46,11 @@ class EstimateThenRestore(Restorer):
             noise by the switching median, Gaussian and speckle by total variation weighted by
             the image's MAD sigma; chosen over the 3x3 median by measurement, docs/results.md).
         blur: of images estimated blurred (default: the zero-phase Wiener filter with the
-            estimated displacement, ``WienerDeblur(phase="zero")``: the sign of a line blur is
-            not observable, the estimate's is canonical, ``b >= 0``, and the study-phase filter
-            given the wrong sign shifts the image by the whole blur, the zero-phase one by half
-            of it whatever the sign; docs/estimation.md, docs/results.md).
+            estimated displacement, ``WienerDeblur(phase="zero", k=blur_k)``: the sign of a
+            line blur is not observable, the estimate's is canonical, ``b >= 0``, and the
+            study-phase filter given the wrong sign shifts the image by the whole blur, the
+            zero-phase one by half of it whatever the sign; docs/estimation.md,
+            docs/results.md).
         resolution: of images estimated low-resolution (default: ``identity``, the image
             as it is: bicubic re-upsampling by the estimated level cost retrieval accuracy on
             the built-in data, as it does with the drawn level; docs/restoration.md, "What
@@ -65,6 +66,10 @@ class EstimateThenRestore(Restorer):
     knowledge: ClassVar[str] = "estimated"
     #: the default blur route's ``WienerDeblur`` phase: the estimate's sign is arbitrary
     blur_phase: ClassVar[str] = "zero"
+    #: the default blur route's noise-to-signal ratio: the study's blur adds no noise, so a
+    #: nearly inverse filter (chosen over ``WienerDeblur``'s 0.01 by measurement,
+    #: docs/results.md); a noisy blurred photo is estimated noisy and goes to the noise route
+    blur_k: ClassVar[float] = 0.001
 
     def __init__(self, noise: Restorer | None = None, blur: Restorer | None = None,
                  resolution: Restorer | None = None, rule: EstimationRule | None = None,
@@ -75,7 +80,8 @@ class EstimateThenRestore(Restorer):
         self.min_noise_sigma = float(min_noise_sigma)
         self.routes = nn.ModuleDict({
             "noise": noise if noise is not None else KindDenoiser(),
-            "blur": blur if blur is not None else WienerDeblur(phase=self.blur_phase),
+            "blur": blur if blur is not None else WienerDeblur(phase=self.blur_phase,
+                                                               k=self.blur_k),
             "resolution": resolution if resolution is not None else Identity(),
         })
         self.rule = rule

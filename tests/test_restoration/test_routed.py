@@ -57,7 +57,7 @@ def test_each_image_goes_to_its_estimated_familys_restorer() -> None:
     # noise: by the estimated kind; blur: the zero-phase Wiener filter (the estimate's sign is
     # arbitrary)
     experts = {"noise": restoration.build("kind_denoise"),
-               "blur": restoration.build("wiener", phase="zero"),
+               "blur": restoration.build("wiener", phase="zero", k=0.001),
                "resolution": restoration.build("identity")}
     params = estimate.params()
     for i, family in enumerate(estimate.family_names()):
