@@ -61,8 +61,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import degradations  # noqa: E402
+from degradations.corruptions._anchors import at_side  # noqa: E402
 from degradations.corruptions._kernels import (  # noqa: E402
-    at_side,
     gaussian_taps,
     motion_taps,
     zoom_factors,

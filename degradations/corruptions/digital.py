@@ -19,14 +19,16 @@ from torch import Tensor
 
 from .._base import check_batch, check_range_mode
 from ..degradation import DEGRADATIONS, Degradation, Params
-from ._kernels import (
+from ._anchors import (
     Anchored,
     anchor_levels,
     at_side,
-    block_average,
     check_anchored,
     image_side,
     run_corruption,
+)
+from ._kernels import (
+    block_average,
 )
 from ._opencv import map_ranges
 

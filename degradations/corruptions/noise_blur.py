@@ -20,23 +20,25 @@ from torch import Tensor
 from .._base import check_batch, check_range_mode
 from ..degradation import DEGRADATIONS, Degradation, Params
 from ..noise import int16_words, salt_pepper_core
-from ._kernels import (
+from ._anchors import (
     Anchored,
     anchor_blend,
     anchor_levels,
     anchor_max,
     anchor_value,
     at_side,
-    blend_kernels,
     check_anchored,
+    image_side,
+    run_corruption,
+)
+from ._kernels import (
+    blend_kernels,
     disk_kernel,
     filter2d,
     gaussian_filter,
     glass_core,
     glass_words,
-    image_side,
     line_motion_core,
-    run_corruption,
     zoom_core,
 )
 from ._opencv import map_ranges

@@ -18,7 +18,7 @@ from degradation_contract import check_registered_with_their_family, mse, textur
 import degradations
 import degradations.corruptions.digital as digital
 import degradations.corruptions.noise_blur as noise_blur
-from degradations.corruptions import _kernels
+from degradations.corruptions import _anchors, _kernels
 from robustret.core.rng import make_generator
 
 FAMILIES = {
@@ -94,13 +94,13 @@ def test_distortion_grows_with_severity(name: str, channels: int, size: int) -> 
 
 def test_anchors_read_the_three_tables_and_scale_lengths() -> None:
     triple = (1.0, 2.0, 6.0)
-    assert _kernels.at_side(triple, 32) == 1.0 and _kernels.at_side(triple, 64) == 2.0
-    assert _kernels.at_side(triple, 224) == pytest.approx(6.0)
-    assert _kernels.at_side(triple, 16, length=True) == 0.5
-    assert _kernels.at_side(triple, 16) == 1.0
-    assert _kernels.at_side(triple, 448, length=True) == pytest.approx(12.0)
-    assert _kernels.at_side(triple, 45) == pytest.approx(1 + np.log2(45 / 32))
-    assert _kernels.at_side(2.5, 17, length=True) == 2.5  # a plain number: as given
+    assert _anchors.at_side(triple, 32) == 1.0 and _anchors.at_side(triple, 64) == 2.0
+    assert _anchors.at_side(triple, 224) == pytest.approx(6.0)
+    assert _anchors.at_side(triple, 16, length=True) == 0.5
+    assert _anchors.at_side(triple, 16) == 1.0
+    assert _anchors.at_side(triple, 448, length=True) == pytest.approx(12.0)
+    assert _anchors.at_side(triple, 45) == pytest.approx(1 + np.log2(45 / 32))
+    assert _anchors.at_side(2.5, 17, length=True) == 2.5  # a plain number: as given
     assert degradations.severity_params("gaussian_blur", 1) == {"sigma": (0.4, 0.5, 1.0)}
     assert degradations.severity_params("jpeg", 5) == {"quality": (40.0, 25.0, 7.0)}
 
@@ -248,7 +248,7 @@ def test_pixelate_is_blockwise_constant() -> None:
     torch.testing.assert_close(out, blocks.repeat_interleave(2, -1).repeat_interleave(2, -2))
     shifted, params = degradations.apply(x, "pixelate", generator=make_generator(1),
                                          return_params=True)
-    small = digital.reduced_size(40, _kernels.at_side(digital.Pixelate().factor, 40))
+    small = digital.reduced_size(40, _anchors.at_side(digital.Pixelate().factor, 40))
     for image in shifted:  # runs of equal rows and columns: at most one per block
         rows = 1 + int((image[:, 1:] != image[:, :-1]).any(0).any(-1).sum())
         cols = 1 + int((image[..., 1:] != image[..., :-1]).any(0).any(0).sum())
