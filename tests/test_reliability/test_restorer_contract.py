@@ -72,7 +72,9 @@ def test_dtype_and_shape_are_kept(restorer: restoration.Restorer, dtype: torch.d
 
 
 def test_low_precision_matches_float32(restorer: restoration.Restorer) -> None:
-    x = _images()
+    # inside (0, 1): float16 rounds values within 2**-12 of 1 to exactly 1, which an impulse
+    # detector (switching_median) rightly reads as salt; this test is about the arithmetic
+    x = 0.01 + 0.98 * _images()
     full = restorer(x, _params(2))
     half = restorer(x.to(torch.float16), _params(2)).float()
     assert (half - full).abs().max() < 0.05
