@@ -51,13 +51,25 @@ def median_filter(images: Tensor, size: int = 3) -> Tensor:
         raise ValueError(f"median size must be odd and >= 1, got {size}")
     if size == 1:
         return images.clone()
+    return window_values(images, size).median(dim=2).values
+
+
+def window_values(images: Tensor, size: int) -> Tensor:
+    """Every pixel's ``size x size`` window (odd ``size``), reflect border (replicate where the
+    image is too small to reflect).
+
+    Args:
+        images: (B, C, H, W) float.
+        size: odd window side.
+
+    Returns:
+        (B, C, size * size, H, W), the window's values in raster order.
+    """
     b, c, h, w = images.shape
     r = size // 2
     mode = "reflect" if min(h, w) > r else "replicate"
     padded = F.pad(images, (r, r, r, r), mode=mode)
-    patches = F.unfold(padded, size)  # (B, C * size^2, H * W)
-    patches = patches.view(b, c, size * size, h, w)
-    return patches.median(dim=2).values
+    return F.unfold(padded, size).view(b, c, size * size, h, w)  # unfold: (B, C * size^2, H * W)
 
 
 class MedianFilter(Restorer):

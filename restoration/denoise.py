@@ -21,17 +21,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from degradations.noise import MIXTURE_KINDS
 from restoration.base import Restorer
-from restoration.classical import median_filter
-from restoration.estimate_noise import mad_sigma
+from restoration.classical import median_filter, window_values
+from restoration.estimate_noise import SALT_PEPPER, mad_sigma
 from robustret.core.checks import check_images
 
-#: the noise kind code whose values are exact extremes (switching median), all others TV
-IMPULSE_KIND = MIXTURE_KINDS.index("salt_pepper")
 #: Chambolle's step: 1/4 is the largest that converges in practice in 2-D (1/8 is proved)
 TV_STEP = 0.25
 
@@ -120,12 +116,8 @@ def switching_median(images: Tensor, size: int = 3) -> Tensor:
     extreme = (images <= 0) | (images >= 1)
     if not bool(extreme.any()):
         return images.clone()
-    b, c, h, w = images.shape
-    r = size // 2
-    mode = "reflect" if min(h, w) > r else "replicate"
     marked = torch.where(extreme, torch.nan, images)
-    windows = F.unfold(F.pad(marked, (r, r, r, r), mode=mode), size).view(b, c, size * size, h, w)
-    kept = windows.nanmedian(dim=2).values  # NaN where the whole window is extreme
+    kept = window_values(marked, size).nanmedian(dim=2).values  # NaN: a window all extreme
     kept = torch.where(kept.isnan(), median_filter(images, size), kept)
     return torch.where(extreme, kept, images)
 
@@ -198,7 +190,7 @@ class KindDenoiser(Restorer):
         kinds = torch.as_tensor(kind, device=images.device).long().flatten()
         kinds = kinds.expand(images.shape[0])
         out = torch.empty_like(images)
-        impulse = kinds == IMPULSE_KIND
+        impulse = kinds == SALT_PEPPER  # exact extremes: the switching median
         for chosen, restorer in ((impulse, self.impulse), (~impulse, self.tv)):
             index = chosen.nonzero().flatten()
             if index.numel():
@@ -206,5 +198,5 @@ class KindDenoiser(Restorer):
         return out
 
 
-__all__ = ["IMPULSE_KIND", "KindDenoiser", "SwitchingMedian", "TVDenoise", "switching_median",
+__all__ = ["KindDenoiser", "SwitchingMedian", "TVDenoise", "switching_median",
            "tv_denoise"]

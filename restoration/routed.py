@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from degradations.wild import WILD_FAMILIES, WILD_MEMBERS
 from restoration.base import Identity, Restorer
 from restoration.classical import WienerDeblur
-from restoration.denoise import IMPULSE_KIND, KindDenoiser
+from restoration.denoise import KindDenoiser
 from restoration.estimate import (
     CLEAN,
     FAMILIES,
@@ -27,6 +27,7 @@ from restoration.estimate import (
     EstimationRule,
     estimate_degradation,
 )
+from restoration.estimate_noise import SALT_PEPPER
 
 #: each wild member's family, as the estimator names families
 WILD_FAMILY_OF = {name: family for family, names in WILD_FAMILIES.items() for name in names}
@@ -96,7 +97,7 @@ class EstimateThenRestore(Restorer):
         """Restore ``images`` (B, C, H, W) in [0, 1]; returns the same shape, unclamped where a
         routed restorer is."""
         estimate = estimate_degradation(images, rule=self.rule)
-        weak = ((estimate.family == NOISE) & (estimate.noise_kind != IMPULSE_KIND)
+        weak = ((estimate.family == NOISE) & (estimate.noise_kind != SALT_PEPPER)
                 & (estimate.noise_sigma < self.min_noise_sigma))
         family = torch.where(weak, CLEAN, estimate.family)
         return self.route(images, family, estimate.params())

@@ -7,7 +7,8 @@ import torch
 
 import degradations
 import restoration
-from restoration.denoise import IMPULSE_KIND, switching_median, tv_denoise
+from restoration.denoise import switching_median, tv_denoise
+from restoration.estimate_noise import SALT_PEPPER
 from robustret.core.quality import psnr
 from robustret.core.rng import make_generator
 
@@ -91,7 +92,7 @@ def test_kind_denoiser_routes_each_image_by_its_kind() -> None:
     noisy = torch.cat([
         degradations.apply(clean[:2], "salt_pepper", 3, generator=make_generator(5)),
         degradations.apply(clean[2:], "gaussian_noise", 3, generator=make_generator(6))])
-    kind = torch.tensor([IMPULSE_KIND, IMPULSE_KIND, 0, 0])
+    kind = torch.tensor([SALT_PEPPER, SALT_PEPPER, 0, 0])
     out = restoration.build("kind_denoise")(noisy, {"kind": kind})
     assert torch.equal(out[:2], restoration.build("switching_median")(noisy[:2]))
     torch.testing.assert_close(out[2:], restoration.build("tv")(noisy[2:]), atol=1e-6, rtol=0)
