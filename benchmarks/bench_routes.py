@@ -37,6 +37,7 @@ from robustret.evaluation.pipeline import degradation_seed, degrade_queries  # n
 from robustret.experiment.config import ExperimentConfig  # noqa: E402
 from robustret.experiment.runner import _load, _train_and_index  # noqa: E402
 from robustret.retrieval.embed import extract_embeddings  # noqa: E402
+from robustret.retrieval.metrics import per_query_scores  # noqa: E402
 
 SEVERITIES = (1, 2, 3, 4, 5)
 TV_STRENGTHS = (0.5, 0.75, 1.0)
@@ -74,7 +75,8 @@ class Scorer:
         stage = self.stage
         embeddings = extract_embeddings(stage.retriever.model, images, device=stage.device)
         _, found = stage.indexes["l2"].search(embeddings, 1)
-        return (stage.data.gallery.labels[found[:, 0]] == stage.data.queries.labels).float()
+        retrieved = stage.data.gallery.labels[found]  # (Q, 1)
+        return per_query_scores(retrieved, stage.data.queries.labels, ["topk"], [1])[("topk", 1)]
 
     def degraded(self, name: str, severity: int):
         return degrade_queries(self.stage.data.queries.images, name, severity,
