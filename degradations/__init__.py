@@ -4,9 +4,9 @@ motion blur) and ImageNet-C-style corruptions (``degradations.corruptions``).
 Importing the package registers every family: the study's six (``modules.py``) and the
 sixteen corruption families of ``corruptions/`` (``noise_blur``: shot_noise, impulse_noise,
 gaussian_blur, defocus_blur, zoom_blur, glass_blur, line_motion_blur; ``digital``: pixelate,
-jpeg, contrast, brightness, saturate; ``weather``: fog, snow, spatter; ``geometric``:
-elastic_transform), and the realistic variants of the study's blur and resolution loss
-(``realistic.py``: realistic_motion_blur, realistic_lowres: the study's draws without its
+jpeg, contrast, brightness, saturate; ``weather``: fog, snow; ``spatter`` (family ``weather``);
+``geometric``: elastic_transform), and the realistic variants of the study's blur and resolution
+loss (``realistic.py``: realistic_motion_blur, realistic_lowres: the study's draws without its
 synthetic fingerprints), and ``wild`` (``wild.py``: each image clean or a random family,
 variant and severity, the protocol of a folder of real photos). Named groups of them
 (``study``, ``imagenet-c``, ``held-out``, ``all``) are in :mod:`degradations.groups`.
@@ -53,7 +53,8 @@ from .corruptions.noise_blur import (
     ShotNoise,
     ZoomBlur,
 )
-from .corruptions.weather import Fog, Snow, Spatter
+from .corruptions.spatter import Spatter
+from .corruptions.weather import Fog, Snow
 from .degradation import DEGRADATIONS, SEVERITY_LEVELS, Degradation, check_degradation_class
 from .groups import GROUPS, expand, group_names, groups_of
 from .modules import (

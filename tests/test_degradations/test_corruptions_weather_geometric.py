@@ -19,6 +19,7 @@ from scipy import ndimage
 
 import degradations
 import degradations.corruptions.geometric as geometric
+import degradations.corruptions.spatter as spatter
 import degradations.corruptions.weather as weather
 from degradations.corruptions import _fields
 from robustret.core.rng import make_generator
@@ -28,7 +29,7 @@ FAMILIES = {"elastic_transform": "digital", "fog": "weather", "snow": "weather",
 NAMES = sorted(FAMILIES)
 FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "elastic_transform": geometric.elastic_transform, "fog": weather.fog,
-    "snow": weather.snow, "spatter": weather.spatter,
+    "snow": weather.snow, "spatter": spatter.spatter,
 }
 
 
@@ -268,7 +269,7 @@ def test_spatter_changes_a_bounded_fraction_of_pixels(severity: int) -> None:
     if severity <= 3:  # water only adds light
         assert float((out - x).min()) >= -1e-6
     else:  # mud covers towards brown
-        brown = torch.tensor(weather.MUD_RGB).view(1, 3, 1, 1)
+        brown = torch.tensor(spatter.MUD_RGB).view(1, 3, 1, 1)
         assert float(((out - brown).abs() - (x - brown).abs()).max()) <= 1e-6
 
 
@@ -285,7 +286,7 @@ def test_spatter_gray_is_the_luma_of_rgb(severity: int) -> None:
 def test_water_helpers_match_opencv() -> None:
     rng = np.random.default_rng(0)
     levels = rng.integers(3, 9, size=(2, 1, 20, 30))
-    ours = weather.equalize_levels(torch.from_numpy(levels), 21).numpy()
+    ours = spatter.equalize_levels(torch.from_numpy(levels), 21).numpy()
     for i in range(2):
         expected = cv2.equalizeHist(levels[i, 0].astype(np.uint8)) / 255
         np.testing.assert_allclose(ours[i, 0], expected, atol=0.5 / 255 + 1e-6)
@@ -293,7 +294,7 @@ def test_water_helpers_match_opencv() -> None:
     mask[8:30, 10:33] = True
     edges = mask & ~ndimage.binary_erosion(mask, border_value=1)
     expected = np.minimum(cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, 5), 20)
-    ours = weather.edge_distance(torch.from_numpy(mask)[None, None], 20)[0, 0].numpy()
+    ours = spatter.edge_distance(torch.from_numpy(mask)[None, None], 20)[0, 0].numpy()
     assert np.abs(ours - expected).max() <= 0.1 * expected.max() + 1
 
 
@@ -315,6 +316,6 @@ def test_box_and_emboss_match_opencv() -> None:
     image = x[0, 0].numpy()
     np.testing.assert_allclose(_fields.box3(x)[0, 0].numpy(), cv2.blur(image, (3, 3)),
                                atol=1e-12)
-    kernel = np.array(weather.EMBOSS)
-    np.testing.assert_allclose(_fields.correlate3x3(x, weather.EMBOSS)[0, 0].numpy(),
+    kernel = np.array(spatter.EMBOSS)
+    np.testing.assert_allclose(_fields.correlate3x3(x, spatter.EMBOSS)[0, 0].numpy(),
                                cv2.filter2D(image, -1, kernel), atol=1e-12)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import degradations
-from degradations.corruptions import _kernels, weather
+from degradations.corruptions import _kernels, spatter, weather
 from degradations.corruptions._opencv import opencv_ready
 from robustret.core.rng import make_generator
 
@@ -95,9 +95,9 @@ def test_the_fields_3x3_filters_equal_the_torch_path() -> None:
                                  "mirror", 1)
     torch.testing.assert_close(_fields.box3(x), box, atol=1e-6, rtol=0)
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")  # mirror: edge left out
-    emboss = sum(weather.EMBOSS[i][j] * padded[..., i : i + 17, j : j + 22]
+    emboss = sum(spatter.EMBOSS[i][j] * padded[..., i : i + 17, j : j + 22]
                  for i in range(3) for j in range(3))
-    torch.testing.assert_close(_fields.correlate3x3(x, weather.EMBOSS), emboss, atol=1e-6,
+    torch.testing.assert_close(_fields.correlate3x3(x, spatter.EMBOSS), emboss, atol=1e-6,
                                rtol=0)
 
 
@@ -112,7 +112,7 @@ def test_spatter_edge_distance_equals_the_torch_path() -> None:
     for cap in (1, 4, 20):
         ours = dilation_distance(reached, cap)
         assert ours.dtype == torch.float32 and ours.shape == reached.shape
-        assert torch.equal(ours, weather.pooled_distance(reached, cap)), cap
+        assert torch.equal(ours, spatter.pooled_distance(reached, cap)), cap
     assert float(ours[3].min()) == 20 and not ours[4].any()
     with pytest.raises(ValueError, match="255"):
         dilation_distance(reached, 256)
