@@ -21,6 +21,7 @@ from restoration.base import Identity, Restorer
 from restoration.classical import WienerDeblur
 from restoration.denoise import KindDenoiser
 from restoration.estimate import (
+    BLUR,
     CLEAN,
     FAMILIES,
     NOISE,
@@ -62,6 +63,15 @@ class EstimateThenRestore(Restorer):
             weaker than the study's mildest Gaussian noise, 0.05) is left alone, and the image
             passes unchanged (the realistic blur's sensor noise is not what the restorer
             should remove first). Impulse noise (its MAD sigma is 0) is always restored.
+        min_blur_score: an image estimated blurred whose blur score (the spectrum's correlation
+            with the best line-blur model, :func:`restoration.estimate_blur.estimate_motion_blur`)
+            is below this passes unchanged: deconvolving with a wrong blur costs more than the
+            blur (defocus, zoom and the realistic low resolution are read as weak line blurs;
+            docs/results.md, "The blur route's gate").
+        max_blur_length: so does one whose estimated blur is longer than this fraction of the
+            larger image side (0.3125: 20 px of a 64 px image; the study's blur is shorter but
+            for one image in a few hundred at its severest level, and estimates near the
+            search's ceiling, 0.4, are mostly other blurs).
     """
 
     knowledge: ClassVar[str] = "estimated"
@@ -74,11 +84,18 @@ class EstimateThenRestore(Restorer):
 
     def __init__(self, noise: Restorer | None = None, blur: Restorer | None = None,
                  resolution: Restorer | None = None, rule: EstimationRule | None = None,
-                 min_noise_sigma: float = 0.015) -> None:
+                 min_noise_sigma: float = 0.015, min_blur_score: float = 0.65,
+                 max_blur_length: float = 0.3125) -> None:
         super().__init__()
         if not min_noise_sigma >= 0:
             raise ValueError(f"min_noise_sigma must be >= 0; got {min_noise_sigma!r}")
+        if not -1 <= min_blur_score <= 1:
+            raise ValueError(f"min_blur_score is a correlation, in [-1, 1]; got {min_blur_score!r}")
+        if not max_blur_length > 0:
+            raise ValueError("max_blur_length is a fraction of the larger image side, > 0; got "
+                             f"{max_blur_length!r}")
         self.min_noise_sigma = float(min_noise_sigma)
+        self.min_blur_score, self.max_blur_length = float(min_blur_score), float(max_blur_length)
         self.routes = nn.ModuleDict({
             "noise": noise if noise is not None else KindDenoiser(),
             "blur": blur if blur is not None else WienerDeblur(phase=self.blur_phase,
@@ -99,7 +116,10 @@ class EstimateThenRestore(Restorer):
         estimate = estimate_degradation(images, rule=self.rule)
         weak = ((estimate.family == NOISE) & (estimate.noise_kind != SALT_PEPPER)
                 & (estimate.noise_sigma < self.min_noise_sigma))
-        family = torch.where(weak, CLEAN, estimate.family)
+        unsure = ((estimate.family == BLUR) & (
+            (estimate.blur_score < self.min_blur_score)
+            | (estimate.blur_length > self.max_blur_length * max(images.shape[-2:]))))
+        family = torch.where(weak | unsure, CLEAN, estimate.family)
         return self.route(images, family, estimate.params())
 
     def route(self, images: Tensor, family: Tensor, params: dict[str, Tensor]) -> Tensor:

@@ -60,8 +60,9 @@ def test_each_image_goes_to_its_estimated_familys_restorer() -> None:
                "blur": restoration.build("wiener", phase="zero", k=0.001),
                "resolution": restoration.build("identity")}
     params = estimate.params()
+    sure = (estimate.blur_score >= 0.65) & (estimate.blur_length <= 0.3125 * 48)
     for i, family in enumerate(estimate.family_names()):
-        if family == "clean":
+        if family == "clean" or (family == "blur" and not sure[i]):
             assert torch.equal(restored[i], mixed[i])
             continue
         one = {key: value[i:i + 1] for key, value in params.items()}
@@ -69,6 +70,7 @@ def test_each_image_goes_to_its_estimated_familys_restorer() -> None:
         torch.testing.assert_close(restored[i], expected, atol=1e-5, rtol=0)
     assert estimate.family_names()[:3] == ["clean"] * 3
     assert set(estimate.family_names()[3:6]) == {"noise"}
+    assert (sure[6:9] & (estimate.family[6:9] == FAMILIES.index("blur"))).any()  # some deblurred
     assert set(estimate.family_names()[9:]) == {"resolution"}
     # noise is restored, not just routed
     assert float(psnr(restored[3:6], clean[3:6]).mean()) > float(
@@ -122,6 +124,32 @@ def test_sensor_level_noise_is_left_alone_and_impulses_are_always_restored() -> 
     assert not torch.equal(everything(weak), weak)
     with pytest.raises(ValueError, match="min_noise_sigma"):
         restoration.build("estimated", min_noise_sigma=-1.0)
+
+
+def test_unsure_blur_estimates_pass_unchanged() -> None:
+    """The blur route deconvolves only confident estimates: a score below ``min_blur_score``
+    or a blur longer than ``max_blur_length`` (of the larger side) leaves the image as it is."""
+    clean = _scenes(12)
+    blurred = degradations.apply(clean, "motion_blur", 5, generator=make_generator(6))
+    estimate = estimate_degradation(blurred)
+    found = estimate.family == FAMILIES.index("blur")
+    assert found.sum() >= 6
+    everything = restoration.build("estimated", min_blur_score=-1.0, max_blur_length=1.0)
+    changed = (everything(blurred) - blurred).flatten(1).abs().amax(1) > 1e-3
+    assert torch.equal(changed, found)  # every image estimated blurred is deconvolved
+    middle = float(estimate.blur_score[found].median())
+    gated = restoration.build("estimated", min_blur_score=middle, max_blur_length=1.0)(blurred)
+    kept = found & (estimate.blur_score < middle)
+    assert kept.any() and torch.equal(gated[kept], blurred[kept])
+    torch.testing.assert_close(gated[found & ~kept], everything(blurred)[found & ~kept])
+    short = float(estimate.blur_length[found].median()) / 48
+    gated = restoration.build("estimated", min_blur_score=-1.0, max_blur_length=short)(blurred)
+    kept = found & (estimate.blur_length > short * 48)
+    assert kept.any() and torch.equal(gated[kept], blurred[kept])
+    torch.testing.assert_close(gated[found & ~kept], everything(blurred)[found & ~kept])
+    for bad in ({"min_blur_score": 1.5}, {"max_blur_length": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            restoration.build("estimated", **bad)
 
 
 def test_the_oracle_route_restores_each_wild_image_by_its_drawn_family() -> None:
