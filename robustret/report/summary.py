@@ -57,9 +57,11 @@ class SummaryScore:
             (``oracle``, ``estimated``, ``blind``; see :class:`ResultRow`); None otherwise.
         scope: ``family``, ``group`` (the mean over a named group's degradations present in
             the run, given where it differs from the whole run), ``seen`` / ``unseen`` (the
-            degradations the method's model was trained on, and the others: a restorer's
-            ``restorer_seen``, the retriever's ``retriever_seen`` for the degraded queries and
-            the adapted retriever; given where the run has both) or ``all``.
+            degradations the method's models were trained on, and the others: the retriever's
+            ``retriever_seen`` for the degraded queries and the adapted retriever; for a
+            restorer's rows its ``restorer_seen`` and its retriever's, since both made the row
+            (``auto``, trained on nothing, splits only where the retriever was trained on some
+            families); given where the run has both) or ``all``.
     """
 
     metric: str
@@ -123,7 +125,8 @@ def summarise_run(rows: Sequence[ResultRow],
         assert method is not None and row.degradation is not None and row.severity is not None
         if row.knowledge is not None:
             knew[method] = row.knowledge
-        trained_on = row.restorer_seen if row.query == "restored" else row.retriever_seen
+        # a restored row is the pipeline's: what its restorer *or* its retriever learned is seen
+        trained_on = (*row.retriever_seen, *(row.restorer_seen if row.query == "restored" else ()))
         seen.setdefault(method, set()).update(trained_on)
         series.setdefault(which, {}).setdefault(method, {})[(row.degradation, row.severity)] = (
             row.value)

@@ -92,6 +92,23 @@ def test_seen_and_unseen_degradations_are_summarised_apart() -> None:
         ResultRow(Condition("degraded", "fog", 3), "l2", 1, 0.5, restorer_seen=("fog",))
 
 
+def test_a_restored_row_has_seen_what_its_retriever_saw() -> None:
+    """``auto`` learned nothing, but its retriever was robust-trained on Gaussian noise: the
+    restored noise row is seen, fog unseen, for the degraded and the restored queries alike."""
+    rows = [ResultRow(Condition("clean"), "l2", 1, 0.8)]
+    for name, degraded, restored in (("gaussian_noise", 0.6, 0.7), ("fog", 0.5, 0.5)):
+        rows.append(ResultRow(Condition("degraded", name, 3), "l2", 1, degraded,
+                              retriever_seen=("gaussian_noise",)))
+        rows.append(ResultRow(Condition("restored", name, 3, "auto"), "l2", 1, restored,
+                              knowledge="estimated", retriever_seen=("gaussian_noise",)))
+    parts = {(s.method, s.scope): s for s in summarise_run(rows)
+             if s.scope in ("seen", "unseen")}
+    assert set(parts) == {(m, p) for m in ("degraded", "auto") for p in ("seen", "unseen")}
+    assert parts["auto", "seen"].degradations == ["gaussian_noise"]
+    assert parts["auto", "seen"].mean == pytest.approx(0.7)
+    assert parts["auto", "unseen"].degradations == ["fog"]
+
+
 def _run(clean: float, values: dict[tuple[str, int], float]) -> list[ResultRow]:
     return [ResultRow(Condition("clean"), "l2", 1, clean),
             *(ResultRow(Condition("degraded", name, severity), "l2", 1, value)
