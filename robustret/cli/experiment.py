@@ -251,7 +251,8 @@ def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
         "ef_construction, ef_search (HNSW)")
     add("--seeds", nargs="+", type=int, metavar="N",
         help="run the whole pipeline once per seed (into OUT/seed-N) and summarise: mean, std "
-        "and a 95%% bootstrap interval over queries (OUT/seeds_summary.json)")
+        "and a 95%% bootstrap interval over queries, per condition and, with several "
+        "severities, per degradation over them, recovery included (OUT/seeds_summary.json)")
     add("--reference", type=Path, metavar="RESULTS_JSON",
         help="results.json of an earlier run: the summary adds the corruption-error ratio "
         "against it (mCE with our own baseline) and the relative one (relative mCE)")

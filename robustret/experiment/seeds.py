@@ -7,10 +7,13 @@ interval of the mean, drawn by resampling each seed's queries (with a seeded gen
 their per-query scores. For restored queries it also gives the recovery ratio
 ``(restored - degraded) / (clean - degraded)`` with its interval, the same resampled queries
 in all three terms; it is undefined (None) where the degradation costs less than
-:data:`RECOVERY_MIN_GAP`.
+:data:`RECOVERY_MIN_GAP`. Where a degradation was run at several severities, the same is given
+for its mean over those severities (:func:`summarise_severity_means`: each query's score
+averaged over the severities, then summarised as one figure), the sweep's headline number.
 
-Written: ``OUT/seeds_summary.json`` (the summary rows), ``OUT/results.json`` (every seed's rows
-tagged with ``seed``, and the summary) and ``OUT/results.md``.
+Written: ``OUT/seeds_summary.json`` (the summary rows and ``over_severities``),
+``OUT/results.json`` (every seed's rows tagged with ``seed``, and both summaries) and
+``OUT/results.md``.
 """
 
 from __future__ import annotations
@@ -79,6 +82,45 @@ class SeedSummaryRow:
         return {**out.pop("condition"), **out}
 
 
+@dataclass(frozen=True)
+class SeverityMeanRow:
+    """One figure averaged over a degradation's severities, summarised over seeds.
+
+    Attributes:
+        query: ``"degraded"``, ``"restored"`` or ``"adapted"``.
+        degradation, restorer, adaptation: as in :class:`Condition` (no severity).
+        severities: the severities averaged, sorted (the same in every seed).
+        metric, measure, k: which figure.
+        seeds, values, mean, std, low, high: as in :class:`SeedSummaryRow`, of the mean over
+            ``severities`` of each query's score.
+        recovery, recovery_low, recovery_high: for restored queries, the recovery ratio of the
+            means over severities (clean, degraded and restored resampled together) and its 95%
+            bootstrap interval; None as in :class:`SeedSummaryRow`.
+    """
+
+    query: str
+    degradation: str
+    restorer: str | None
+    adaptation: str | None
+    severities: list[int]
+    metric: str
+    measure: str
+    k: int | None
+    seeds: list[int]
+    values: list[float]
+    mean: float
+    std: float
+    low: float
+    high: float
+    recovery: float | None = None
+    recovery_low: float | None = None
+    recovery_high: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class SeedsResult:
     """What :func:`run_seeds` produced: each seed's run, the summary rows, written paths."""
@@ -110,23 +152,30 @@ def run_seeds(config: ExperimentConfig, seeds: Sequence[int], *, command: str | 
     out_dir = config.out_dir
     runs = {seed: run(config.replace(seed=seed, out_dir=out_dir / f"seed-{seed}"),
                       command=command) for seed in seeds}
-    summary = summarise_seeds({s: r.per_query for s, r in runs.items()}, resamples=resamples,
+    per_query = {s: r.per_query for s, r in runs.items()}
+    summary = summarise_seeds(per_query, resamples=resamples,
                               seed=stream_seed(min(seeds), "bootstrap"))
+    over = summarise_severity_means(per_query, resamples=resamples,
+                                    seed=stream_seed(min(seeds), "bootstrap"))
     rows = [{**row.to_dict(), "seed": seed} for seed, result in runs.items()
             for row in result.rows]
     summary_dicts = [item.to_dict() for item in summary]
+    over_dicts = [item.to_dict() for item in over]
     head = {"seeds": seeds, "resamples": resamples, "recovery_min_gap": RECOVERY_MIN_GAP}
     first = runs[seeds[0]].config
-    markdown = seeds_markdown(summary, metric=first.metrics[0])
+    markdown = (severity_means_markdown(over, metric=first.metrics[0])
+                + seeds_markdown(summary, metric=first.metrics[0]))
     md = (f"# Results over seeds {', '.join(map(str, seeds))}\n\n"
           + (f"Command: `{command}`\n\n" if command else "")
           + "Per-seed results: " + ", ".join(f"[seed {s}](seed-{s}/results.md)" for s in seeds)
           + ".\n\n" + markdown)
     paths = {
         "summary": atomic_write_json(out_dir / "seeds_summary.json",
-                                     {**head, "rows": summary_dicts}),
+                                     {**head, "rows": summary_dicts,
+                                      "over_severities": over_dicts}),
         "json": atomic_write_json(out_dir / "results.json",
                                   {**head, "rows": rows, "summary": summary_dicts,
+                                   "over_severities": over_dicts,
                                    "config": first.to_dict(), "command": command}),
         "md": atomic_write_text(out_dir / "results.md", md),
     }
@@ -150,11 +199,102 @@ def summarise_seeds(per_query: dict[int, dict[Series, Tensor]], *, resamples: in
         resamples: bootstrap resamples.
         seed: seeds the bootstrap generator (CPU); the same seed gives the same intervals.
     """
+    out = []
+    for x, figures in _bootstrap(per_query, resamples, seed, _condition_partners).items():
+        condition, metric, measure, k = x
+        out.append(SeedSummaryRow(condition, metric, measure, k, *figures))
+    return out
+
+
+def summarise_severity_means(per_query: dict[int, dict[Series, Tensor]], *,
+                             resamples: int = RESAMPLES, seed: int = 0) -> list[SeverityMeanRow]:
+    """Each degradation's mean over its severities, summarised over seeds.
+
+    For every (query kind, degradation, restorer or adaptation, metric, measure, k) run at two
+    or more severities, the same severities in every seed, each query's scores are averaged
+    over those severities (a query is the same image at every severity), and that (Q,) vector is
+    summarised as :func:`summarise_seeds` summarises one condition's: mean, std over seeds, 95%
+    bootstrap interval and, for restored queries, the recovery ratio against the clean queries
+    and the degraded mean over the same severities, resampled together.
+
+    Args:
+        per_query: per seed ``{(condition, metric, measure, k): (Q,) scores}``.
+        resamples, seed: as for :func:`summarise_seeds`.
+
+    Returns:
+        The rows, in the order of the first seed's series; empty where no degradation has two
+        severities.
+    """
+    grouped: dict[int, dict[tuple, Tensor]] = {}
+    severities: dict[tuple, set[tuple[int, ...]]] = {}
+    for run_seed, figures in per_query.items():
+        parts: dict[tuple, dict[int, Tensor]] = {}
+        for (condition, metric, measure, k), scores in figures.items():
+            if condition.severity is None:
+                key: tuple = (condition, metric, measure, k)  # the clean queries, as they are
+                parts.setdefault(key, {})[0] = scores
+                continue
+            key = (condition.query, condition.degradation, condition.restorer,
+                   condition.adaptation, metric, measure, k)
+            parts.setdefault(key, {})[condition.severity] = scores
+        grouped[run_seed] = {}
+        for key, by_severity in parts.items():
+            if isinstance(key[0], Condition) or len(by_severity) >= 2:
+                grouped[run_seed][key] = torch.stack(
+                    [by_severity[s].double() for s in sorted(by_severity)]).mean(dim=0)
+                severities.setdefault(key, set()).add(tuple(sorted(by_severity)))
+    consistent = {key for key, sets in severities.items() if len(sets) == 1}
+    grouped = {s: {k: v for k, v in g.items() if k in consistent} for s, g in grouped.items()}
+    out = []
+    for key, figures in _bootstrap(grouped, resamples, seed, _mean_partners).items():
+        if isinstance(key[0], Condition):
+            continue  # the clean queries are only the recovery's reference here
+        query, degradation, restorer, adaptation, metric, measure, k = key
+        (levels,) = severities[key]
+        out.append(SeverityMeanRow(query, degradation, restorer, adaptation, list(levels),
+                                   metric, measure, k, *figures))
+    return out
+
+
+def _condition_partners(x: Series) -> tuple[Series, Series] | None:
+    """A restored condition's (clean, degraded) series; None for the others."""
+    condition, metric, measure, k = x
+    if condition.query != "restored":
+        return None
+    return ((Condition("clean"), metric, measure, k),
+            (Condition("degraded", condition.degradation, condition.severity), metric, measure,
+             k))
+
+
+def _mean_partners(x: tuple) -> tuple[tuple, tuple] | None:
+    """A restored severity mean's (clean, degraded mean) keys; None for the others."""
+    if isinstance(x[0], Condition) or x[0] != "restored":
+        return None
+    _, degradation, _, _, metric, measure, k = x
+    return ((Condition("clean"), metric, measure, k),
+            ("degraded", degradation, None, None, metric, measure, k))
+
+
+def _bootstrap(per_query: dict[int, dict[Any, Tensor]], resamples: int, seed: int,
+               partners: Any) -> dict[Any, tuple]:
+    """The figures of every series present in all seeds, in the first seed's order.
+
+    Args:
+        per_query: per seed ``{series: (Q,) scores}``.
+        resamples, seed: the bootstrap's resamples and generator seed.
+        partners: ``series -> (clean, degraded) series`` for a recovery ratio, or None.
+
+    Returns:
+        ``{series: (seeds, values, mean, std, low, high, recovery, recovery_low,
+        recovery_high)}``.
+    """
     seeds = list(per_query)
     series = [s for s in per_query[seeds[0]] if all(s in per_query[x] for x in seeds)]
     generator = make_generator(seed)
     boot = torch.zeros(resamples, len(series), dtype=torch.float64)  # mean over seeds
     for s in seeds:
+        if not series:
+            break
         scores = torch.stack([per_query[s][x].double().cpu() for x in series], dim=1)  # (Q, S)
         count = scores.shape[0]
         for start in range(0, resamples, _BLOCK):
@@ -166,26 +306,22 @@ def summarise_seeds(per_query: dict[int, dict[Series, Tensor]], *, resamples: in
     values = {x: [float(per_query[s][x].double().mean()) for s in seeds] for x in series}
     means = {x: sum(v) / len(v) for x, v in values.items()}
     column = {x: i for i, x in enumerate(series)}
-    out = []
+    out = {}
     for x in series:
-        condition, metric, measure, k = x
         v = torch.tensor(values[x], dtype=torch.float64)
         std = float(v.std()) if len(seeds) > 1 else 0.0
         low, high = _quantiles(boot[:, column[x]])
         recovery = rec_low = rec_high = None
-        if condition.query == "restored":
-            clean = (Condition("clean"), metric, measure, k)
-            degraded = (Condition("degraded", condition.degradation, condition.severity),
-                        metric, measure, k)
-            if clean in column and degraded in column:
-                gap = means[clean] - means[degraded]
-                if gap >= RECOVERY_MIN_GAP:
-                    recovery = (means[x] - means[degraded]) / gap
-                    b_clean, b_degraded = boot[:, column[clean]], boot[:, column[degraded]]
-                    ratio = (boot[:, column[x]] - b_degraded) / (b_clean - b_degraded)
-                    rec_low, rec_high = _quantiles(ratio)
-        out.append(SeedSummaryRow(condition, metric, measure, k, seeds, values[x], means[x],
-                                  std, low, high, recovery, rec_low, rec_high))
+        pair = partners(x)
+        if pair is not None and pair[0] in column and pair[1] in column:
+            clean, degraded = pair
+            gap = means[clean] - means[degraded]
+            if gap >= RECOVERY_MIN_GAP:
+                recovery = (means[x] - means[degraded]) / gap
+                b_clean, b_degraded = boot[:, column[clean]], boot[:, column[degraded]]
+                ratio = (boot[:, column[x]] - b_degraded) / (b_clean - b_degraded)
+                rec_low, rec_high = _quantiles(ratio)
+        out[x] = (seeds, values[x], means[x], std, low, high, recovery, rec_low, rec_high)
     return out
 
 
@@ -209,3 +345,28 @@ def seeds_markdown(summary: Sequence[SeedSummaryRow], *, metric: str) -> str:
             f"| {measure} | {100 * item.mean:.2f} ± {100 * item.std:.2f} "
             f"| [{100 * item.low:.2f}, {100 * item.high:.2f}] | {recovery} |")
     return "\n".join(lines) + "\n"
+
+
+def severity_means_markdown(rows: Sequence[SeverityMeanRow], *, metric: str) -> str:
+    """The means over severities of ``metric`` (top-k and P@k / mAP alike) as a markdown table
+    (values in %); empty where no degradation was run at several severities."""
+    chosen = [r for r in rows if r.metric == metric]
+    if not chosen:
+        return ""
+    lines = [f"### Mean over severities, over seeds ({metric}; mean ± std, 95% bootstrap "
+             "interval over queries)", "",
+             "| query | degradation | severities | restorer | measure | mean ± std (%) "
+             "| 95% interval (%) | recovery [95%] |", "|---|---|---|---|---|---|---|---|"]
+    for item in chosen:
+        measure = item.measure if item.k is None else f"{item.measure}@{item.k}"
+        restorer = item.restorer or (f"bn:{item.adaptation}" if item.adaptation else "-")
+        if item.recovery is not None:
+            recovery = f"{item.recovery:.2f} [{item.recovery_low:.2f}, {item.recovery_high:.2f}]"
+        else:
+            recovery = "undefined" if item.query == "restored" else ""
+        levels = ", ".join(map(str, item.severities))
+        lines.append(
+            f"| {item.query} | {item.degradation} | {levels} | {restorer} | {measure} "
+            f"| {100 * item.mean:.2f} ± {100 * item.std:.2f} "
+            f"| [{100 * item.low:.2f}, {100 * item.high:.2f}] | {recovery} |")
+    return "\n".join(lines) + "\n\n"

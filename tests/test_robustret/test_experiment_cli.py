@@ -305,6 +305,9 @@ def test_seeds_write_per_seed_rows_and_a_summary(tiny_folder: Path, tmp_path: Pa
     results = json.loads((out / "results.json").read_text())
     assert {row["seed"] for row in results["rows"]} == {0, 1} and results["summary"] == rows
     assert "95% bootstrap interval" in (out / "results.md").read_text()
+    # one severity: no mean over severities (summarise_severity_means is tested on its own)
+    assert summary["over_severities"] == [] and results["over_severities"] == []
+    assert "Mean over severities" not in (out / "results.md").read_text()
 
 
 @pytest.mark.parametrize("side", ["gallery", "both"])

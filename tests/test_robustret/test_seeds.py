@@ -43,3 +43,38 @@ def test_recovery_is_undefined_under_two_points() -> None:
     summary = {s.condition: s for s in summarise_seeds(per_seed, resamples=50)}
     assert summary[RESTORED].recovery is None and summary[RESTORED].recovery_low is None
     assert summary[CLEAN].std == 0.0
+
+
+def test_the_mean_over_severities_is_summarised_with_its_recovery() -> None:
+    """noise at severities 1 and 3, restored at both; blur at one severity only (no mean)."""
+    from robustret.experiment.seeds import severity_means_markdown, summarise_severity_means
+
+    def one_seed(clean: float, shift: float) -> dict:
+        figures = {(CLEAN, "l2", "topk", 1): _hits(clean)}
+        for severity, degraded, restored in ((1, 0.6, 0.8), (3, 0.2, 0.5)):
+            figures[(Condition("degraded", "noise", severity), "l2", "topk", 1)] = _hits(
+                degraded + shift)
+            figures[(Condition("restored", "noise", severity, "auto"), "l2", "topk", 1)] = (
+                _hits(restored + shift))
+        figures[(Condition("degraded", "blur", 2), "l2", "topk", 1)] = _hits(0.5)
+        return figures
+
+    per_seed = {0: one_seed(0.9, 0.0), 1: one_seed(0.8, -0.1)}
+    rows = {(r.query, r.degradation): r
+            for r in summarise_severity_means(per_seed, resamples=200, seed=3)}
+    assert set(rows) == {("degraded", "noise"), ("restored", "noise")}
+    degraded, restored = rows["degraded", "noise"], rows["restored", "noise"]
+    assert degraded.severities == [1, 3] and restored.restorer == "auto"
+    assert degraded.values == pytest.approx([0.4, 0.3]) and degraded.mean == pytest.approx(0.35)
+    assert restored.values == pytest.approx([0.65, 0.55])
+    assert restored.recovery == pytest.approx((0.6 - 0.35) / (0.85 - 0.35))
+    assert restored.recovery_low <= restored.recovery <= restored.recovery_high
+    assert degraded.recovery is None and degraded.low <= degraded.mean <= degraded.high
+    text = severity_means_markdown(list(rows.values()), metric="l2")
+    assert "| restored | noise | 1, 3 | auto | topk@1 | 60.00 ± 7.07 |" in text
+    assert "0.50 [" in text
+    assert severity_means_markdown(list(rows.values()), metric="cosine") == ""
+    # severities that differ between seeds are no common mean
+    per_seed[1].pop((Condition("restored", "noise", 3, "auto"), "l2", "topk", 1))
+    per_seed[1].pop((Condition("degraded", "noise", 3), "l2", "topk", 1))
+    assert summarise_severity_means(per_seed, resamples=20) == []
