@@ -38,7 +38,12 @@ from robustret.experiment.experts import (
     estimated_hybrid,
     experts_seen,
 )
-from robustret.experiment.policy import BLIND, seen_in_training, training_degradation
+from robustret.experiment.policy import (
+    BLIND,
+    retriever_seen,
+    seen_in_training,
+    training_degradation,
+)
 from robustret.experiment.query_sets import query_set_for
 from robustret.experiment.recipes import ESTIMATED_HYBRID, RECIPES, recipe_names
 from robustret.experiment.trained import (
@@ -226,7 +231,7 @@ class ConditionLoop:
             degraded=self.degraded(condition) if query_degraded else None,
             restorer=restorer.model if restorer is not None else None, device=self.device,
             measures=self.config.measures, degrade_side=side,
-            retriever_seen=(*self.config.train_degrade, *self.config.robust_train),
+            retriever_seen=retriever_seen(*self.config.train_degrade, *self.config.robust_train),
             restorer_seen=self.restorer_seen(condition) if restorer is not None else ())
         per_query = {(condition, *which): values for which, values in result.per_query.items()}
         for metric, index in indexes.items():

@@ -280,6 +280,13 @@ def seen_in_training(target: str) -> tuple[str, ...]:
     return tuple(sorted({name for name in targets for name in (name, *MIXTURES.get(name, ()))}))
 
 
+def retriever_seen(*trained_on: str) -> tuple[str, ...]:
+    """The degradations a retriever trained or fine-tuned on ``trained_on`` (``--train-degrade``,
+    ``--robust-train``) has seen, sorted: each with the members of a mixture
+    (:func:`seen_in_training`), so a retriever tuned on ``noise`` has seen ``gaussian_noise``."""
+    return tuple(sorted({name for target in trained_on for name in seen_in_training(target)}))
+
+
 def blind_mixture() -> list[str]:
     """What a blind restorer learns: one draw per batch from these degradations, the training
     degradation of each of the study's degradations (the group ``study``), once each, sorted:

@@ -191,6 +191,15 @@ def test_the_blind_mixture_is_the_study_s_and_leaves_the_corruption_suite_unseen
     assert policy.blind_mixture() == ["lowres", "motion_blur", "noise"]
 
 
+def test_a_retriever_tuned_on_a_mixture_has_seen_its_members() -> None:
+    """--robust-train noise: the rows' retriever_seen names the noises it drew, so ImageNet-C's
+    gaussian_noise counts as seen in the report."""
+    assert policy.retriever_seen("noise") == ("gaussian_noise", "noise", "salt_pepper", "speckle")
+    assert policy.retriever_seen("motion_blur", "gaussian_noise") == (
+        "gaussian_noise", "motion_blur")
+    assert policy.retriever_seen() == ()
+
+
 def test_the_blind_mixture_is_told_nothing() -> None:
     assert policy.hybrid_front_for(policy.BLIND) == "identity"
     assert policy.hybrid_condition_for(policy.BLIND) == ()

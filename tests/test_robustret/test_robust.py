@@ -77,13 +77,17 @@ def test_the_experiment_fine_tunes_and_rows_say_what_the_retriever_saw(
               "--no-tensorboard", "-q", "--measures", "topk"]
     assert main([*common, "--out", str(tmp_path / "plain")]) == 0
     assert main([*common, "--out", str(tmp_path / "robust"), "--robust-train",
-                 "gaussian_noise", "--robust-epochs", "1"]) == 0
+                 "noise", "--robust-epochs", "1"]) == 0
     plain = json.loads((tmp_path / "plain" / "results.json").read_text())
     robust = json.loads((tmp_path / "robust" / "results.json").read_text())
     assert {tuple(row["retriever_seen"]) for row in plain["rows"]} == {()}
-    assert {tuple(row["retriever_seen"]) for row in robust["rows"]} == {("gaussian_noise",)}
+    # the noise mixture's members are seen, so gaussian_noise is seen and motion_blur is not
+    assert {tuple(row["retriever_seen"]) for row in robust["rows"]} == {
+        ("gaussian_noise", "noise", "salt_pepper", "speckle")}
+    assert "| seen | unseen |" in (tmp_path / "robust" / "results.md").read_text()
+    assert "| seen | unseen |" not in (tmp_path / "plain" / "results.md").read_text()
     assert robust["resolved"]["retriever_key"] != plain["resolved"]["retriever_key"]
-    assert robust["config"]["robust_train"] == ["gaussian_noise"]
+    assert robust["config"]["robust_train"] == ["noise"]
     # motion_blur is evaluated although unseen in the fine-tuning
     assert {row["degradation"] for row in robust["rows"]} == {None, "gaussian_noise",
                                                               "motion_blur"}
