@@ -215,7 +215,8 @@ def summarise_severity_means(per_query: dict[int, dict[Series, Tensor]], *,
     over those severities (a query is the same image at every severity), and that (Q,) vector is
     summarised as :func:`summarise_seeds` summarises one condition's: mean, std over seeds, 95%
     bootstrap interval and, for restored queries, the recovery ratio against the clean queries
-    and the degraded mean over the same severities, resampled together.
+    and the degraded mean over the same severities, resampled together (None where the degraded
+    queries were run at other severities).
 
     Args:
         per_query: per seed ``{(condition, metric, measure, k): (Q,) scores}``.
@@ -246,7 +247,11 @@ def summarise_severity_means(per_query: dict[int, dict[Series, Tensor]], *,
     consistent = {key for key, sets in severities.items() if len(sets) == 1}
     grouped = {s: {k: v for k, v in g.items() if k in consistent} for s, g in grouped.items()}
     out = []
-    for key, figures in _bootstrap(grouped, resamples, seed, _mean_partners).items():
+    def partners(key: tuple) -> tuple[tuple, tuple] | None:
+        pair = _mean_partners(key)  # a recovery only against the degraded mean of the same levels
+        return pair if pair is not None and severities.get(pair[1]) == severities[key] else None
+
+    for key, figures in _bootstrap(grouped, resamples, seed, partners).items():
         if isinstance(key[0], Condition):
             continue  # the clean queries are only the recovery's reference here
         query, degradation, restorer, adaptation, metric, measure, k = key

@@ -74,6 +74,12 @@ def test_the_mean_over_severities_is_summarised_with_its_recovery() -> None:
     assert "| restored | noise | 1, 3 | auto | topk@1 | 60.00 ± 7.07 |" in text
     assert "0.50 [" in text
     assert severity_means_markdown(list(rows.values()), metric="cosine") == ""
+    # restored at severities 1 and 3, degraded at 1, 2 and 3: no recovery across levels
+    extra = {s: {**figures, (Condition("degraded", "noise", 2), "l2", "topk", 1): _hits(0.3)}
+             for s, figures in per_seed.items()}
+    rows = {(r.query, r.degradation): r for r in summarise_severity_means(extra, resamples=20)}
+    assert rows["degraded", "noise"].severities == [1, 2, 3]
+    assert rows["restored", "noise"].recovery is None
     # severities that differ between seeds are no common mean
     per_seed[1].pop((Condition("restored", "noise", 3, "auto"), "l2", "topk", 1))
     per_seed[1].pop((Condition("degraded", "noise", 3), "l2", "topk", 1))
