@@ -6,6 +6,7 @@ and gallery index. :func:`robustret.experiment.runner.run` drives it serially, a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -208,7 +209,15 @@ class ConditionLoop:
         self.reused_names.append(condition.name)
         log.info("%s: reused the finished condition", condition.name)
         self.per_query.update(per_query)
-        return restorer, key, cached
+        # what the retriever saw is a label of the rows, not a figure (not in the key): the
+        # current rule's, so a store written under an older rule reads as a new run would
+        seen = self.retriever_seen()
+        return restorer, key, [dataclasses.replace(row, retriever_seen=seen) for row in cached]
+
+    def retriever_seen(self) -> tuple[str, ...]:
+        """The degradations the run's retriever was trained or fine-tuned on, mixtures with
+        their members (:func:`~robustret.experiment.policy.retriever_seen`)."""
+        return retriever_seen(*self.config.train_degrade, *self.config.robust_train)
 
     def evaluate(self, condition: Condition) -> list[ResultRow]:
         restorer, key, cached = self._lookup(condition)
@@ -231,7 +240,7 @@ class ConditionLoop:
             degraded=self.degraded(condition) if query_degraded else None,
             restorer=restorer.model if restorer is not None else None, device=self.device,
             measures=self.config.measures, degrade_side=side,
-            retriever_seen=retriever_seen(*self.config.train_degrade, *self.config.robust_train),
+            retriever_seen=self.retriever_seen(),
             restorer_seen=self.restorer_seen(condition) if restorer is not None else ())
         per_query = {(condition, *which): values for which, values in result.per_query.items()}
         for metric, index in indexes.items():

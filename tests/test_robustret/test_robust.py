@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -88,6 +89,21 @@ def test_the_experiment_fine_tunes_and_rows_say_what_the_retriever_saw(
     assert "| seen | unseen |" not in (tmp_path / "plain" / "results.md").read_text()
     assert robust["resolved"]["retriever_key"] != plain["resolved"]["retriever_key"]
     assert robust["config"]["robust_train"] == ["noise"]
+    # a store written when the label was the bare mixture name: reused, relabelled
+    stored = sorted((tmp_path / "robust" / ".conditions").glob("*.json"))
+    for path in stored:
+        record = json.loads(path.read_text())
+        for row in record["rows"]:
+            row["retriever_seen"] = ["noise"]
+        path.write_text(json.dumps(record))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    assert main([*common, "--out", str(tmp_path / "robust"), "--robust-train",
+                 "noise", "--robust-epochs", "1"]) == 0
+    again = json.loads((tmp_path / "robust" / "results.json").read_text())
+    assert {row["reused"] for row in again["rows"]} == {True}
+    assert {tuple(row["retriever_seen"]) for row in again["rows"]} == {
+        ("gaussian_noise", "noise", "salt_pepper", "speckle")}
     # motion_blur is evaluated although unseen in the fine-tuning
     assert {row["degradation"] for row in robust["rows"]} == {None, "gaussian_noise",
                                                               "motion_blur"}
