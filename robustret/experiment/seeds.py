@@ -48,12 +48,11 @@ _BLOCK = 100
 Series = tuple[Condition, str, str, "int | None"]  # (condition, metric, measure, k)
 
 
-@dataclass(frozen=True)
-class SeedSummaryRow:
-    """One figure summarised over seeds.
+@dataclass(frozen=True, kw_only=True)
+class SeedFigures:
+    """One figure over seeds: what :class:`SeedSummaryRow` and :class:`SeverityMeanRow` share.
 
     Attributes:
-        condition, metric, measure, k: which figure (as in :class:`ResultRow`).
         seeds: the seeds, in order; ``values`` their figures.
         mean: the mean over seeds; ``std`` the sample standard deviation (0 for one seed).
         low, high: the 95% bootstrap interval of the mean (queries resampled per seed).
@@ -62,10 +61,6 @@ class SeedSummaryRow:
         recovery_low, recovery_high: its 95% bootstrap interval (None with it).
     """
 
-    condition: Condition
-    metric: str
-    measure: str
-    k: int | None
     seeds: list[int]
     values: list[float]
     mean: float
@@ -76,6 +71,20 @@ class SeedSummaryRow:
     recovery_low: float | None = None
     recovery_high: float | None = None
 
+
+@dataclass(frozen=True)
+class SeedSummaryRow(SeedFigures):
+    """One condition's figure summarised over seeds (the figures: :class:`SeedFigures`).
+
+    Attributes:
+        condition, metric, measure, k: which figure (as in :class:`ResultRow`).
+    """
+
+    condition: Condition
+    metric: str
+    measure: str
+    k: int | None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the condition's fields flat."""
         out = dataclasses.asdict(self)
@@ -83,19 +92,16 @@ class SeedSummaryRow:
 
 
 @dataclass(frozen=True)
-class SeverityMeanRow:
-    """One figure averaged over a degradation's severities, summarised over seeds.
+class SeverityMeanRow(SeedFigures):
+    """One figure averaged over a degradation's severities, summarised over seeds: the
+    figures (:class:`SeedFigures`) of the mean over ``severities`` of each query's score; the
+    recovery from the means over severities (clean, degraded and restored resampled together).
 
     Attributes:
         query: ``"degraded"``, ``"restored"`` or ``"adapted"``.
         degradation, restorer, adaptation: as in :class:`Condition` (no severity).
         severities: the severities averaged, sorted (the same in every seed).
         metric, measure, k: which figure.
-        seeds, values, mean, std, low, high: as in :class:`SeedSummaryRow`, of the mean over
-            ``severities`` of each query's score.
-        recovery, recovery_low, recovery_high: for restored queries, the recovery ratio of the
-            means over severities (clean, degraded and restored resampled together) and its 95%
-            bootstrap interval; None as in :class:`SeedSummaryRow`.
     """
 
     query: str
@@ -106,15 +112,6 @@ class SeverityMeanRow:
     metric: str
     measure: str
     k: int | None
-    seeds: list[int]
-    values: list[float]
-    mean: float
-    std: float
-    low: float
-    high: float
-    recovery: float | None = None
-    recovery_low: float | None = None
-    recovery_high: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -199,11 +196,8 @@ def summarise_seeds(per_query: dict[int, dict[Series, Tensor]], *, resamples: in
         resamples: bootstrap resamples.
         seed: seeds the bootstrap generator (CPU); the same seed gives the same intervals.
     """
-    out = []
-    for x, figures in _bootstrap(per_query, resamples, seed, _condition_partners).items():
-        condition, metric, measure, k = x
-        out.append(SeedSummaryRow(condition, metric, measure, k, *figures))
-    return out
+    return [SeedSummaryRow(*x, **vars(figures))
+            for x, figures in _bootstrap(per_query, resamples, seed, _condition_partners).items()]
 
 
 def summarise_severity_means(per_query: dict[int, dict[Series, Tensor]], *,
@@ -257,7 +251,7 @@ def summarise_severity_means(per_query: dict[int, dict[Series, Tensor]], *,
         query, degradation, restorer, adaptation, metric, measure, k = key
         (levels,) = severities[key]
         out.append(SeverityMeanRow(query, degradation, restorer, adaptation, list(levels),
-                                   metric, measure, k, *figures))
+                                   metric, measure, k, **vars(figures)))
     return out
 
 
@@ -281,7 +275,7 @@ def _mean_partners(x: tuple) -> tuple[tuple, tuple] | None:
 
 
 def _bootstrap(per_query: dict[int, dict[Any, Tensor]], resamples: int, seed: int,
-               partners: Any) -> dict[Any, tuple]:
+               partners: Any) -> dict[Any, SeedFigures]:
     """The figures of every series present in all seeds, in the first seed's order.
 
     Args:
@@ -290,8 +284,7 @@ def _bootstrap(per_query: dict[int, dict[Any, Tensor]], resamples: int, seed: in
         partners: ``series -> (clean, degraded) series`` for a recovery ratio, or None.
 
     Returns:
-        ``{series: (seeds, values, mean, std, low, high, recovery, recovery_low,
-        recovery_high)}``.
+        ``{series: figures}``.
     """
     seeds = list(per_query)
     series = [s for s in per_query[seeds[0]] if all(s in per_query[x] for x in seeds)]
@@ -326,7 +319,9 @@ def _bootstrap(per_query: dict[int, dict[Any, Tensor]], resamples: int, seed: in
                 b_clean, b_degraded = boot[:, column[clean]], boot[:, column[degraded]]
                 ratio = (boot[:, column[x]] - b_degraded) / (b_clean - b_degraded)
                 rec_low, rec_high = _quantiles(ratio)
-        out[x] = (seeds, values[x], means[x], std, low, high, recovery, rec_low, rec_high)
+        out[x] = SeedFigures(seeds=seeds, values=values[x], mean=means[x], std=std, low=low,
+                             high=high, recovery=recovery, recovery_low=rec_low,
+                             recovery_high=rec_high)
     return out
 
 
@@ -341,15 +336,20 @@ def seeds_markdown(summary: Sequence[SeedSummaryRow], *, metric: str) -> str:
         c = item.condition
         measure = item.measure if item.k is None else f"{item.measure}@{item.k}"
         restorer = c.restorer or (f"bn:{c.adaptation}" if c.adaptation else "-")
-        if item.recovery is not None:
-            recovery = f"{item.recovery:.2f} [{item.recovery_low:.2f}, {item.recovery_high:.2f}]"
-        else:
-            recovery = "undefined" if c.query == "restored" else ""
-        lines.append(
-            f"| {c.query} | {c.degradation or '-'} | {c.severity or '-'} | {restorer} "
-            f"| {measure} | {100 * item.mean:.2f} ± {100 * item.std:.2f} "
-            f"| [{100 * item.low:.2f}, {100 * item.high:.2f}] | {recovery} |")
+        lines.append(f"| {c.query} | {c.degradation or '-'} | {c.severity or '-'} | {restorer} "
+                     f"| {measure} | {_figure_cells(item, c.query)} |")
     return "\n".join(lines) + "\n"
+
+
+def _figure_cells(item: SeedFigures, query: str) -> str:
+    """The table cells ``mean ± std (%) | 95% interval (%) | recovery [95%]`` of one figure (a
+    restored query without a recovery reads ``undefined``)."""
+    if item.recovery is not None:
+        recovery = f"{item.recovery:.2f} [{item.recovery_low:.2f}, {item.recovery_high:.2f}]"
+    else:
+        recovery = "undefined" if query == "restored" else ""
+    return (f"{100 * item.mean:.2f} ± {100 * item.std:.2f} "
+            f"| [{100 * item.low:.2f}, {100 * item.high:.2f}] | {recovery}")
 
 
 def severity_means_markdown(rows: Sequence[SeverityMeanRow], *, metric: str) -> str:
@@ -365,13 +365,7 @@ def severity_means_markdown(rows: Sequence[SeverityMeanRow], *, metric: str) -> 
     for item in chosen:
         measure = item.measure if item.k is None else f"{item.measure}@{item.k}"
         restorer = item.restorer or (f"bn:{item.adaptation}" if item.adaptation else "-")
-        if item.recovery is not None:
-            recovery = f"{item.recovery:.2f} [{item.recovery_low:.2f}, {item.recovery_high:.2f}]"
-        else:
-            recovery = "undefined" if item.query == "restored" else ""
         levels = ", ".join(map(str, item.severities))
-        lines.append(
-            f"| {item.query} | {item.degradation} | {levels} | {restorer} | {measure} "
-            f"| {100 * item.mean:.2f} ± {100 * item.std:.2f} "
-            f"| [{100 * item.low:.2f}, {100 * item.high:.2f}] | {recovery} |")
+        lines.append(f"| {item.query} | {item.degradation} | {levels} | {restorer} | {measure} "
+                     f"| {_figure_cells(item, item.query)} |")
     return "\n".join(lines) + "\n\n"
