@@ -42,6 +42,7 @@ from robustret.experiment.config import (
     ExperimentConfig,
     load_config_file,
 )
+from robustret.experiment.embedding_routes import EMBEDDING_MAPS
 from robustret.experiment.photos import PhotoResult, run_photo_queries
 from robustret.experiment.policy import AUTO, pairings
 from robustret.experiment.recipes import ALIASES, restorer_names
@@ -134,6 +135,11 @@ def _add_condition_arguments(parser: argparse.ArgumentParser, names: list[str]) 
         "study's "
         f"pixel-trained pairing: {pairings('network')}), classical, all, none, or one "
         f"restorer: {', '.join(_restorer_names())}")
+    add("--embedding-map", choices=EMBEDDING_MAPS,
+        help=f"auto's route in embedding space: resolution (default) maps the embedding of each "
+        f"query estimated low-resolution by its Haar level's map, learned on the gallery's "
+        f"training part (what it knows: the estimated level); none searches with {AUTO}'s "
+        "restored images as embedded")
     add("--metric", choices=[*METRICS, "both"], help="ranking metric: l2, cosine or both (default)")
     add("--adapt", nargs="+", choices=["none", *ADAPTATION_SIDES], metavar="SIDE",
         help="also report test-time BatchNorm adaptation of the retriever on the degraded "
@@ -286,6 +292,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             else None
         ),
         "restore": args.restore,
+        "embedding_map": args.embedding_map,
         "metrics": (
             list(METRICS) if args.metric == "both" else [args.metric] if args.metric else None
         ),

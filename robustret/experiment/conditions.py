@@ -19,7 +19,7 @@ from torch import Tensor
 
 from robustret.core.checks import ConfigError
 from robustret.core.io import CorruptFileError, atomic_save, verified_load
-from robustret.core.keys import source_hash
+from robustret.core.keys import fingerprint, source_hash
 from robustret.core.rng import stream_seed
 from robustret.data import RetrievalData, load
 from robustret.evaluation.pipeline import (
@@ -33,6 +33,7 @@ from robustret.evaluation.pipeline import (
 from robustret.evaluation.results import DEGRADE_SIDE_TABLE, Condition, ResultRow
 from robustret.experiment.condition_store import ConditionStore
 from robustret.experiment.config import ExperimentConfig
+from robustret.experiment.embedding_routes import ResolutionMaps
 from robustret.experiment.experts import (
     EXPERT_SEVERITIES,
     EXPERTS,
@@ -40,6 +41,7 @@ from robustret.experiment.experts import (
     experts_seen,
 )
 from robustret.experiment.policy import (
+    AUTO,
     BLIND,
     retriever_seen,
     seen_in_training,
@@ -154,6 +156,7 @@ class ConditionLoop:
         self.recalls: list[IndexRecall] = []  # approximate index vs exact, per computed one
         self.reused_names: list[str] = []
         self._restorers: dict[tuple[str, ...], TrainedModel] = {}
+        self._maps: ResolutionMaps | None = None
         self._adapted: tuple[tuple, torch.nn.Module, dict[str, GalleryIndex] | None] | None = None
         count = len(data.queries)
         self.grid_index = torch.linspace(0, count - 1, min(GRID_QUERIES, count)).long()
@@ -190,7 +193,29 @@ class ConditionLoop:
                 salt.append(hashlib.sha256(images.tobytes()).hexdigest())
         if restorer is not None:
             salt.append(restorer.content_key)
+        if self.maps_embeddings(condition):
+            salt.append(self.resolution_maps().key())
         return condition.key(*salt)
+
+    def maps_embeddings(self, condition: Condition) -> bool:
+        """Whether ``condition``'s query embeddings go through the resolution maps
+        (``--embedding-map resolution``): :data:`AUTO`'s restored queries searched against
+        the clean gallery, not adapted."""
+        return (self.config.embedding_map == "resolution" and condition.query == "restored"
+                and condition.restorer == AUTO and condition.adaptation is None
+                and self.config.degrade_side == "query")
+
+    def resolution_maps(self) -> ResolutionMaps:
+        """The run's :class:`ResolutionMaps`, on the gallery's training part (built once;
+        each level's map is learned when first met)."""
+        if self._maps is None:
+            limit = self.config.retriever.max_images
+            images, clean = self.data.gallery.images, self.gallery_embeddings
+            if limit is not None:
+                images, clean = images[:limit], clean[:limit]
+            self._maps = ResolutionMaps(self.embed, images, clean,
+                                        fingerprint(self.retriever.content_key, self.gallery_key))
+        return self._maps
 
     def reuse(self, condition: Condition) -> list[ResultRow] | None:
         """The finished condition's rows from the store (counted, per-query scores kept), or
@@ -231,6 +256,8 @@ class ConditionLoop:
         gallery_images = data.gallery.images
         if condition.adaptation is not None:
             embed, indexes = self.adapted(condition)
+        if self.maps_embeddings(condition):
+            embed = self.resolution_maps().routed(embed)
         if degrades.gallery and condition.degradation is not None:
             gallery_images, indexes = self.gallery(condition, restorer)
         query_degraded = condition.degradation is not None and degrades.queries

@@ -48,6 +48,7 @@ from robustret.experiment.config_values import (
     index_options,
     plain,
 )
+from robustret.experiment.embedding_routes import EMBEDDING_MAPS
 from robustret.experiment.policy import AUTO, MODES, restorers_for
 from robustret.experiment.query_sets import check_query_sets
 from robustret.experiment.recipes import (
@@ -116,6 +117,10 @@ class ExperimentConfig:
             best learned restorer per family, told the drawn degradation), ``study`` (the
             study's pixel-trained pairing; all in :mod:`robustret.experiment.policy`),
             ``classical``, ``all``, or one registered restorer name.
+        embedding_map: ``resolution`` (default): the rows of :data:`AUTO` also map the
+            embedding of each query estimated low-resolution by its level's map, learned on
+            the gallery's training part (:mod:`robustret.experiment.embedding_routes`);
+            ``none``: they search with the embeddings as embedded.
         metrics: ``l2`` and/or ``cosine``.
         ks: the k of top-k matching accuracy (and of precision@k, recall@k).
         measures: what each condition reports (:data:`MEASURES`): ``topk`` (the study's hit
@@ -196,6 +201,7 @@ class ExperimentConfig:
     degradations: tuple[str, ...] = ("noise",)
     severities: tuple[int, ...] = (3,)
     restore: str = "auto"
+    embedding_map: str = "resolution"
     metrics: tuple[str, ...] = METRICS
     ks: tuple[int, ...] = (1, 5, 10)
     measures: tuple[str, ...] = ("topk", "map", "precision")
@@ -266,6 +272,9 @@ class ExperimentConfig:
         if bad_measures or not self.measures or len(set(self.measures)) != len(self.measures):
             raise ConfigError(f"measures must list names from {', '.join(MEASURES)}, once "
                               f"each; got {list(self.measures)}")
+        if self.embedding_map not in EMBEDDING_MAPS:
+            raise ConfigError(f"embedding_map must be one of {', '.join(EMBEDDING_MAPS)}; "
+                              f"got {self.embedding_map!r}")
         if self.degrade_side not in DEGRADE_SIDES:
             raise ConfigError(f"degrade_side must be one of {', '.join(DEGRADE_SIDES)}; "
                               f"got {self.degrade_side!r}")

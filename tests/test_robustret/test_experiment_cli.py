@@ -417,3 +417,25 @@ def test_every_index_kind_runs_from_the_command_line(tmp_path: Path) -> None:
     flat, exact = values["faiss-flat"], values["exact"]
     assert [row[:4] for row in flat] == [row[:4] for row in exact]
     assert [row[4] for row in flat] == pytest.approx([row[4] for row in exact], abs=1e-6)
+
+
+def test_auto_maps_the_embeddings_of_low_resolution_queries(tiny_folder: Path,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = _args(tiny_folder, out, "--degrade", "lowres", "--restore", "auto",
+                 "--no-tensorboard", "--cache-dir", str(tmp_path / "cache"))
+
+    def rows() -> dict[tuple[str, str], tuple[float, bool]]:
+        found = json.loads((out / "results.json").read_text())["rows"]
+        return {(row["query"], row["metric"]): (row["value"], row["reused"]) for row in found
+                if row["measure"] == "map"}
+
+    assert main([*base, "--embedding-map", "none"]) == 0
+    plain = rows()  # auto passes low resolution unchanged: the degraded figures
+    assert plain[("restored", "l2")][0] == plain[("degraded", "l2")][0]
+    assert main(base) == 0  # the default maps them: a condition of its own, computed
+    mapped = rows()
+    assert mapped[("degraded", "l2")] == (plain[("degraded", "l2")][0], True)
+    assert mapped[("restored", "l2")][1] is False
+    assert mapped[("restored", "l2")][0] != plain[("restored", "l2")][0]
+    assert json.loads((out / "config.json").read_text())["embedding_map"] == "resolution"
