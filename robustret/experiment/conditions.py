@@ -33,7 +33,7 @@ from robustret.evaluation.pipeline import (
 from robustret.evaluation.results import DEGRADE_SIDE_TABLE, Condition, ResultRow
 from robustret.experiment.condition_store import ConditionStore
 from robustret.experiment.config import ExperimentConfig
-from robustret.experiment.embedding_routes import ResolutionMaps
+from robustret.experiment.embedding_routes import MAPS_TRAINED_ON, ResolutionMaps
 from robustret.experiment.experts import (
     EXPERT_SEVERITIES,
     EXPERTS,
@@ -234,10 +234,14 @@ class ConditionLoop:
         self.reused_names.append(condition.name)
         log.info("%s: reused the finished condition", condition.name)
         self.per_query.update(per_query)
-        # what the retriever saw is a label of the rows, not a figure (not in the key): the
-        # current rule's, so a store written under an older rule reads as a new run would
+        # what the retriever and the restorer saw are labels of the rows, not figures (not in
+        # the key): the current rule's, so a store written under an older rule reads as a new
+        # run would
         seen = self.retriever_seen()
-        return restorer, key, [dataclasses.replace(row, retriever_seen=seen) for row in cached]
+        restorer_seen = self.restorer_seen(condition) if restorer is not None else ()
+        return restorer, key, [dataclasses.replace(
+            row, retriever_seen=seen, restorer_seen=restorer_seen if row.knowledge else ())
+            for row in cached]
 
     def retriever_seen(self) -> tuple[str, ...]:
         """The degradations the run's retriever was trained or fine-tuned on, mixtures with
@@ -382,13 +386,15 @@ class ConditionLoop:
         return BLIND if blind else training_degradation(condition.degradation)
 
     def restorer_seen(self, condition: Condition) -> tuple[str, ...]:
-        """What the condition's restorer was trained on (:func:`seen_in_training`); empty for
-        a filter that is not trained."""
+        """What the condition's restorer was trained on (:func:`seen_in_training`), and the
+        degradation the resolution maps learned from where they serve it; empty for a filter
+        that is not trained."""
         if condition.restorer == ESTIMATED_HYBRID:
             return experts_seen()
+        maps = MAPS_TRAINED_ON if self.maps_embeddings(condition) else ()
         if condition.restorer not in recipe_names():
-            return ()
-        return seen_in_training(self._training_target(condition))
+            return maps
+        return (*seen_in_training(self._training_target(condition)), *maps)
 
     def experts(self, condition: Condition) -> dict[str, Expert]:
         """The learned experts inside the condition's composite restorer (``estimated_hybrid``)

@@ -43,6 +43,9 @@ EMBEDDING_MAPS = ("none", "resolution")
 """``--embedding-map`` choices: ``resolution`` maps the embeddings of ``auto``'s queries
 estimated low-resolution (the default); ``none`` leaves every embedding as embedded."""
 
+MAPS_TRAINED_ON = ("lowres",)
+"""The degradation whose model the maps learn from (a row they serve has seen it)."""
+
 VIEWS = ("nearest", "bicubic", "bilinear")
 """How a low-resolution image's block means are enlarged for the map's input, the image's own
 blocks (``nearest``) first (:func:`degradations.haar_lowres`'s ``upsample``)."""

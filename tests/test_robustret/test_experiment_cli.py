@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -430,12 +431,29 @@ def test_auto_maps_the_embeddings_of_low_resolution_queries(tiny_folder: Path,
         return {(row["query"], row["metric"]): (row["value"], row["reused"]) for row in found
                 if row["measure"] == "map"}
 
+    def restored_seen() -> list[str]:
+        found = json.loads((out / "results.json").read_text())["rows"]
+        return next(row["restorer_seen"] for row in found if row["query"] == "restored")
+
     assert main([*base, "--embedding-map", "none"]) == 0
     plain = rows()  # auto passes low resolution unchanged: the degraded figures
     assert plain[("restored", "l2")][0] == plain[("degraded", "l2")][0]
+    assert restored_seen() == []  # a classical filter, trained on nothing
     assert main(base) == 0  # the default maps them: a condition of its own, computed
     mapped = rows()
     assert mapped[("degraded", "l2")] == (plain[("degraded", "l2")][0], True)
     assert mapped[("restored", "l2")][1] is False
     assert mapped[("restored", "l2")][0] != plain[("restored", "l2")][0]
+    assert restored_seen() == ["lowres"]  # the maps learned from low-resolution images
+    # a store written before the maps named what they saw: reused, relabelled
+    for path in sorted((out / ".conditions").glob("*.json")):
+        record = json.loads(path.read_text())
+        for row in record["rows"]:
+            row["restorer_seen"] = []
+        path.write_text(json.dumps(record))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    assert main(base) == 0
+    assert {reused for _, reused in rows().values()} == {True}
+    assert restored_seen() == ["lowres"]
     assert json.loads((out / "config.json").read_text())["embedding_map"] == "resolution"
