@@ -33,7 +33,12 @@ from robustret.evaluation.pipeline import (
 from robustret.evaluation.results import DEGRADE_SIDE_TABLE, Condition, ResultRow
 from robustret.experiment.condition_store import ConditionStore
 from robustret.experiment.config import ExperimentConfig
-from robustret.experiment.embedding_routes import MAPS_TRAINED_ON, ResolutionMaps
+from robustret.experiment.embedding_routes import (
+    MAP_IMAGES,
+    MAPS_TRAINED_ON,
+    ResolutionMaps,
+    training_subset,
+)
 from robustret.experiment.experts import (
     EXPERT_SEVERITIES,
     EXPERTS,
@@ -213,6 +218,9 @@ class ConditionLoop:
             images, clean = self.data.gallery.images, self.gallery_embeddings
             if limit is not None:
                 images, clean = images[:limit], clean[:limit]
+            if len(images) > MAP_IMAGES:
+                subset = training_subset(len(images))
+                images, clean = images[subset], clean[subset]
             self._maps = ResolutionMaps(self.embed, images, clean,
                                         fingerprint(self.retriever.content_key, self.gallery_key))
         return self._maps

@@ -50,12 +50,25 @@ VIEWS = ("nearest", "bicubic", "bilinear")
 """How a low-resolution image's block means are enlarged for the map's input, the image's own
 blocks (``nearest``) first (:func:`degradations.haar_lowres`'s ``upsample``)."""
 
+MAP_IMAGES = 4096
+"""At most this many training images (evenly spaced over the gallery's training part) teach
+the maps: a 1,536-to-512 ridge needs a few thousand pairs, and a large gallery then costs no
+more time or memory than this."""
+
 RIDGE = 1e-3
 """The maps' pull toward the identity (:func:`fit_embedding_map`); chosen on the built-in
 data's seed 0 among 0, 1e-3, 3e-3, 1e-2, 0.1 and 1 (docs/results.md)."""
 
 
 Embed = Callable[[Tensor], Tensor]
+
+
+def training_subset(count: int, most: int = MAP_IMAGES) -> Tensor:
+    """(min(count, most),) int64 indices into ``count`` training images: all of them, or
+    ``most`` evenly spaced from the first to the last."""
+    if count <= most:
+        return torch.arange(count)
+    return torch.linspace(0, count - 1, most, dtype=torch.float64).round().long()
 
 
 class ResolutionMaps:

@@ -96,7 +96,9 @@ AUTO = "estimated"
 """What ``--restore auto`` gives every degradation: one restorer for every query that reads
 nothing the degradation drew, chosen by measurement (docs/results.md, "The wild query set":
 on the wild set and the study's families it beats the blind recipe). Choosing a restorer *per
-family* would already read the query set's label, so ``auto`` is the same for all."""
+family* would already read the query set's label, so ``auto`` is the same for all. Its rows in a
+run also map the embeddings of queries estimated low-resolution
+(:mod:`robustret.experiment.embedding_routes`, ``--embedding-map``)."""
 
 
 @dataclass(frozen=True)

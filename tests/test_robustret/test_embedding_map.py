@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import degradations
-from robustret.experiment.embedding_routes import ResolutionMaps
+from robustret.experiment.embedding_routes import ResolutionMaps, training_subset
 from robustret.models.embedding_map import fit_embedding_map
 
 
@@ -155,3 +155,10 @@ def test_the_views_are_embedded_side_by_side() -> None:
     only_blocks.views = ("nearest",)
     assert only_blocks.map_for(2).input_dim == 8
     assert only_blocks.key() != maps.key()
+
+
+def test_a_large_training_part_is_subsampled_evenly() -> None:
+    assert torch.equal(training_subset(5, most=8), torch.arange(5))
+    spaced = training_subset(101, most=5)
+    assert spaced.tolist() == [0, 25, 50, 75, 100]
+    assert len(training_subset(10_000)) == 4096
