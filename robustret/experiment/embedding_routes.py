@@ -17,8 +17,8 @@ estimator) and the embedding of each image found at level ``L`` is replaced by `
 its views; all other embeddings are returned as they are. What such a row knows: the
 *estimated* level, nothing drawn.
 
-A map is learned the first time its level is met (one embedding pass over the training part)
-and kept for the run; :meth:`ResolutionMaps.key` names everything that decides the maps, for
+A map is learned the first time its level is met (an embedding pass over the training part
+per view) and kept for the run; :meth:`ResolutionMaps.key` names everything that decides the maps, for
 the keys of the conditions they serve.
 """
 
