@@ -18,8 +18,8 @@ its views; all other embeddings are returned as they are. What such a row knows:
 *estimated* level, nothing drawn.
 
 A map is learned the first time its level is met (an embedding pass over the training part
-per view) and kept for the run; :meth:`ResolutionMaps.key` names everything that decides the maps, for
-the keys of the conditions they serve.
+per view) and kept for the run; :meth:`ResolutionMaps.key` names everything that decides the
+maps, for the keys of the conditions they serve.
 """
 
 from __future__ import annotations
