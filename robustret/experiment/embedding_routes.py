@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -35,6 +34,7 @@ import degradations
 from restoration.estimate import EstimationRule
 from restoration.estimate_resolution import estimate_haar_level
 from robustret.core.keys import fingerprint, source_hash
+from robustret.evaluation.pipeline import Embed
 from robustret.models.embedding_map import EmbeddingMap, fit_embedding_map
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,6 @@ RIDGE = 1e-3
 """The maps' pull toward the identity (:func:`fit_embedding_map`); chosen on the built-in
 data's seed 0 among 0, 1e-3, 3e-3, 1e-2, 0.1 and 1 (docs/results.md)."""
 
-
-Embed = Callable[[Tensor], Tensor]
 
 
 def training_subset(count: int, most: int = MAP_IMAGES) -> Tensor:

@@ -240,11 +240,11 @@ def summarise_severity_means(per_query: dict[int, dict[Series, Tensor]], *,
                 severities.setdefault(key, set()).add(tuple(sorted(by_severity)))
     consistent = {key for key, sets in severities.items() if len(sets) == 1}
     grouped = {s: {k: v for k, v in g.items() if k in consistent} for s, g in grouped.items()}
-    out = []
     def partners(key: tuple) -> tuple[tuple, tuple] | None:
         pair = _mean_partners(key)  # a recovery only against the degraded mean of the same levels
         return pair if pair is not None and severities.get(pair[1]) == severities[key] else None
 
+    out = []
     for key, figures in _bootstrap(grouped, resamples, seed, partners).items():
         if isinstance(key[0], Condition):
             continue  # the clean queries are only the recovery's reference here

@@ -18,6 +18,7 @@ then free of the embedding's scale and of ``n``). :func:`fit_embedding_map` lear
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -81,7 +82,7 @@ def fit_embedding_map(inputs: Tensor, targets: Tensor, *, ridge: float = 1e-3) -
         raise ValueError(f"inputs and targets must be (N, D_in) and (N, D_out) with N >= 2 "
                          f"and D_out <= D_in; got {tuple(inputs.shape)} and "
                          f"{tuple(targets.shape)}")
-    if not (ridge >= 0 and torch.isfinite(torch.tensor(ridge))):
+    if not (math.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be a finite number >= 0; got {ridge}")
     x, y = inputs.detach().cpu().double(), targets.detach().cpu().double()
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
